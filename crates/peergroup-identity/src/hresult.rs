@@ -30,10 +30,12 @@ macro_rules! hresults {
     ($($(#[$doc:meta])* $name:ident = $value:expr;)*) => {
         $( $(#[$doc])* pub const $name: HRESULT = $value as u32 as HRESULT; )*
 
+        /// Every named value, in declaration order: the source of the C header's `#define`s.
+        pub const ALL: &[(&str, HRESULT)] = &[ $( (stringify!($name), $name), )* ];
+
         /// The symbolic name of a known HRESULT, for messages (`None` for unknown values).
         pub fn name(hr: HRESULT) -> Option<&'static str> {
-            $( if hr == $name { return Some(stringify!($name)); } )*
-            None
+            ALL.iter().find(|(_, v)| *v == hr).map(|(n, _)| *n)
         }
     };
 }

@@ -1,1 +1,78 @@
-fn main() {}
+//! `peergroup`: the command line of Peergroup.
+
+mod demo;
+mod identity_cmd;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use peergroup_core::identity::IdentityStore;
+
+use crate::output::CliError;
+
+/// Peer groups with no server: identities, groups, records, events — on QUIC.
+#[derive(Parser)]
+#[command(name = "peergroup", version, about)]
+struct Cli {
+    /// Data directory (default: $PEERGROUP_HOME, else $XDG_DATA_HOME/peergroup).
+    #[arg(long, global = true, env = "PEERGROUP_HOME")]
+    home: Option<PathBuf>,
+    /// Print data as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v info, -vv debug); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage identities: create, list, show, rename, export, import, delete.
+    #[command(subcommand)]
+    Identity(identity_cmd::IdentityCommand),
+    /// Walk through what Peergroup does, in a temporary home, and exit.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Demo => demo::run(),
+        Command::Identity(cmd) => {
+            let store = match cli.home {
+                Some(h) => IdentityStore::open(h),
+                None => IdentityStore::from_env(),
+            }?;
+            identity_cmd::run(&store, cmd, cli.json)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

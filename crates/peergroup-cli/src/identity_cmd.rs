@@ -1,0 +1,202 @@
+//! `peergroup identity …`: the Peer Identity Manager from the command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use peergroup_core::identity::{IdentityStore, PeerName};
+use serde_json::json;
+
+use crate::output::CliError;
+
+/// Identity subcommands.
+#[derive(Subcommand)]
+pub enum IdentityCommand {
+    /// Create an identity (a new key pair and certificate).
+    Create {
+        /// The classifier: the part of the peer name after the dot.
+        #[arg(long, default_value = "")]
+        classifier: String,
+        /// The friendly name (default: the peer name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the identities of this home.
+    List,
+    /// Show one identity (default: the default identity), with its public XML.
+    Show {
+        /// Peer name.
+        identity: Option<String>,
+    },
+    /// Print the default identity, creating it if there is none.
+    Default,
+    /// Change an identity's friendly name.
+    Rename {
+        /// Peer name.
+        identity: String,
+        /// The new friendly name.
+        name: String,
+    },
+    /// Export an identity with its private key, encrypted with a password.
+    Export {
+        /// Peer name.
+        identity: String,
+        #[command(flatten)]
+        password: Password,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Import an exported identity.
+    Import {
+        /// The export file ("-" for standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        password: Password,
+    },
+    /// Delete an identity (refused while it belongs to groups).
+    Delete {
+        /// Peer name.
+        identity: String,
+    },
+}
+
+/// Where the password comes from.
+#[derive(Args)]
+pub struct Password {
+    /// The password (visible to other users in the process list; prefer --password-file).
+    #[arg(long, env = "PEERGROUP_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A file whose first line is the password.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+impl Password {
+    fn get(&self) -> Result<String, CliError> {
+        match (&self.password, &self.password_file) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| CliError::usage(format!("reading {}: {e}", f.display())))?;
+                Ok(text.lines().next().unwrap_or("").to_owned())
+            }
+            (None, None) => Err(CliError::usage(
+                "a password is needed: --password, --password-file or $PEERGROUP_PASSWORD",
+            )),
+        }
+    }
+}
+
+fn peer_name(s: &str) -> Result<PeerName, CliError> {
+    Ok(s.parse()?)
+}
+
+/// Runs one identity subcommand.
+pub fn run(store: &IdentityStore, cmd: IdentityCommand, as_json: bool) -> Result<(), CliError> {
+    match cmd {
+        IdentityCommand::Create { classifier, name } => {
+            let id = store.create(Some(&classifier), name.as_deref(), None)?;
+            let friendly = store.friendly_name(&id)?;
+            print_pair(as_json, &id.to_string(), &friendly);
+        }
+        IdentityCommand::List => {
+            let list = store.list()?;
+            if as_json {
+                let items: Vec<_> = list
+                    .iter()
+                    .map(|p| json!({"peer_name": p.peer_name, "friendly_name": p.friendly_name}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+            } else if list.is_empty() {
+                println!("no identities in {}", store.home().display());
+            } else {
+                for p in list {
+                    println!("{}  {}", p.peer_name, p.friendly_name);
+                }
+            }
+        }
+        IdentityCommand::Show { identity } => {
+            let id = match identity {
+                Some(s) => peer_name(&s)?,
+                None => store.default_identity()?,
+            };
+            let loaded = store.load(&id)?;
+            let groups = store.groups(&id)?;
+            if as_json {
+                println!(
+                    "{}",
+                    json!({
+                        "peer_name": id.to_string(),
+                        "friendly_name": loaded.friendly_name(),
+                        "classifier": id.classifier(),
+                        "key_algorithm": format!("{:?}", loaded.private_key().algorithm()),
+                        "groups": groups.iter().map(|g| &g.peer_name).collect::<Vec<_>>(),
+                        "xml": loaded.public_xml(),
+                    })
+                );
+            } else {
+                println!("peer name:     {id}");
+                println!("friendly name: {}", loaded.friendly_name());
+                println!("key:           {:?}", loaded.private_key().algorithm());
+                println!("groups:        {}", groups.len());
+                println!("public XML:    {}", loaded.public_xml());
+            }
+        }
+        IdentityCommand::Default => {
+            let id = store.default_identity()?;
+            let friendly = store.friendly_name(&id)?;
+            print_pair(as_json, &id.to_string(), &friendly);
+        }
+        IdentityCommand::Rename { identity, name } => {
+            let id = peer_name(&identity)?;
+            store.set_friendly_name(&id, &name)?;
+            print_pair(as_json, &id.to_string(), &name);
+        }
+        IdentityCommand::Export {
+            identity,
+            password,
+            output,
+        } => {
+            let id = peer_name(&identity)?;
+            let xml = store.export(&id, &password.get()?)?;
+            match output {
+                Some(path) => std::fs::write(&path, xml + "\n")
+                    .map_err(|e| CliError::usage(format!("writing {}: {e}", path.display())))?,
+                None => println!("{xml}"),
+            }
+        }
+        IdentityCommand::Import { file, password } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .map_err(|e| CliError::usage(format!("reading standard input: {e}")))?
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| CliError::usage(format!("reading {}: {e}", file.display())))?
+            };
+            let id = store.import(text.trim(), &password.get()?)?;
+            let friendly = store.friendly_name(&id)?;
+            print_pair(as_json, &id.to_string(), &friendly);
+        }
+        IdentityCommand::Delete { identity } => {
+            let id = peer_name(&identity)?;
+            store.delete(&id)?;
+            if as_json {
+                println!("{}", json!({"deleted": id.to_string()}));
+            } else {
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_pair(as_json: bool, peer_name: &str, friendly: &str) {
+    if as_json {
+        println!(
+            "{}",
+            json!({"peer_name": peer_name, "friendly_name": friendly})
+        );
+    } else {
+        println!("{peer_name}  {friendly}");
+    }
+}

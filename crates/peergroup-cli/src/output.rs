@@ -1,0 +1,67 @@
+//! Errors as the command shows them: what failed, the HRESULT a Windows program would see,
+//! and what to do about it.
+
+use std::fmt;
+
+use peergroup_core::identity::{hresult, IdentityError};
+
+/// A failed command.
+pub struct CliError {
+    message: String,
+    hresult: Option<i32>,
+    hint: Option<&'static str>,
+}
+
+impl CliError {
+    /// An error that has no HRESULT (bad command-line use, unreadable file).
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            hresult: None,
+            hint: None,
+        }
+    }
+}
+
+impl From<IdentityError> for CliError {
+    fn from(e: IdentityError) -> Self {
+        let hint = match &e {
+            IdentityError::NotFound(_) => {
+                Some("`peergroup identity list` shows the identities of this home")
+            }
+            IdentityError::WrongPassword => Some("check the password the export was made with"),
+            IdentityError::Tampered
+            | IdentityError::Truncated(_)
+            | IdentityError::BadEncoding(_) => {
+                Some("the export file is damaged: export the identity again")
+            }
+            IdentityError::GroupsExist(_) => Some("delete the identity's groups first"),
+            IdentityError::KeyExists(_) | IdentityError::AlreadyExists(_) => {
+                Some("the identity is already in this home")
+            }
+            IdentityError::InvalidPeerName(_) => Some(
+                "a peer name is 40 hex digits, a dot and a classifier, as `identity list` prints",
+            ),
+            _ => None,
+        };
+        CliError {
+            message: e.to_string(),
+            hresult: Some(e.hresult()),
+            hint,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.message)?;
+        if let Some(hr) = self.hresult {
+            let name = hresult::name(hr).unwrap_or("HRESULT");
+            write!(f, " ({name}, 0x{:08X})", hr as u32)?;
+        }
+        if let Some(hint) = self.hint {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! The `peergroup` command as a user runs it: real processes, real homes on disk.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use peergroup_core::identity::IdentityStore;
+
+fn peergroup(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("PEERGROUP_PASSWORD")
+        .output()
+        .expect("peergroup runs")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails_with(out: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "stderr {stderr:?} should name {needle:?}"
+    );
+}
+
+#[test]
+fn identity_lifecycle_across_two_homes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let created: serde_json::Value = serde_json::from_str(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "identity",
+            "create",
+            "--classifier",
+            "cli",
+            "--name",
+            "Cli User",
+        ],
+    )))
+    .unwrap();
+    let name = created["peer_name"].as_str().unwrap().to_owned();
+    assert!(name.ends_with(".cli") && name.len() == 44);
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(peergroup(&a, &["--json", "identity", "list"]))).unwrap();
+    assert_eq!(list[0]["peer_name"], name.as_str());
+    assert_eq!(list[0]["friendly_name"], "Cli User");
+
+    ok(peergroup(&a, &["identity", "rename", &name, "Renamed"]));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(peergroup(&a, &["--json", "identity", "show", &name]))).unwrap();
+    assert_eq!(shown["friendly_name"], "Renamed");
+    assert!(shown["xml"]
+        .as_str()
+        .unwrap()
+        .starts_with("<PEERIDENTITYINFO"));
+
+    let export = tmp.path().join("id.xml");
+    let pwfile = tmp.path().join("pw");
+    std::fs::write(&pwfile, "hunter2\n").unwrap();
+    ok(peergroup(
+        &a,
+        &[
+            "identity",
+            "export",
+            &name,
+            "--password-file",
+            pwfile.to_str().unwrap(),
+            "-o",
+            export.to_str().unwrap(),
+        ],
+    ));
+
+    let export_s = export.to_str().unwrap();
+    fails_with(
+        peergroup(&b, &["identity", "import", export_s, "--password", "nope"]),
+        "HRESULT_INVALID_PASSWORD, 0x80070056",
+    );
+    let garbage = tmp.path().join("garbage.xml");
+    std::fs::write(&garbage, "not an export").unwrap();
+    fails_with(
+        peergroup(
+            &b,
+            &[
+                "identity",
+                "import",
+                garbage.to_str().unwrap(),
+                "--password",
+                "hunter2",
+            ],
+        ),
+        "E_INVALIDARG",
+    );
+    fails_with(
+        peergroup(&b, &["identity", "import", export_s]),
+        "a password is needed",
+    );
+    assert!(ok(peergroup(&b, &["identity", "list"])).contains("no identities"));
+
+    let imported = ok(peergroup(
+        &b,
+        &["identity", "import", export_s, "--password", "hunter2"],
+    ));
+    assert!(imported.starts_with(&name) && imported.contains("Renamed"));
+
+    ok(peergroup(&a, &["identity", "delete", &name]));
+    fails_with(
+        peergroup(&a, &["identity", "show", &name]),
+        "PEER_E_NOT_FOUND",
+    );
+    fails_with(
+        peergroup(&a, &["identity", "delete", "no-dot"]),
+        "PEER_E_INVALID_PEER_NAME",
+    );
+}
+
+#[test]
+fn demo_exits_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = ok(out);
+    assert!(stdout.contains("a wrong password is refused"));
+    assert!(stdout.contains("Done."));
+}
+
+/// A process killed at any moment while creating identities never leaves half of one: every
+/// identity the store lists loads completely, key and certificate matching.
+#[test]
+fn kill_during_create_leaves_no_half_identity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("h");
+    let mut killed = 0;
+    for i in 0..40u64 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+            .arg("--home")
+            .arg(&home)
+            .args(["identity", "create", "--classifier", &format!("c{i}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread the kills over the life of the process (start-up, key generation, writes).
+        std::thread::sleep(std::time::Duration::from_micros(i * 500));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    let store = IdentityStore::open(&home).unwrap();
+    let listed = store.list().unwrap();
+    for pair in &listed {
+        let name = pair.peer_name.parse().unwrap();
+        let loaded = store.load(&name).expect("every listed identity is whole");
+        assert_eq!(loaded.peer_name(), &name);
+    }
+    let visible = std::fs::read_dir(home.join("identities"))
+        .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(
+        visible,
+        listed.len(),
+        "no unreadable identity directory is visible"
+    );
+    eprintln!(
+        "{killed} of 40 processes killed mid-way; {} identities whole",
+        listed.len()
+    );
+}

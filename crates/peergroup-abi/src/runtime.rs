@@ -147,3 +147,40 @@ pub fn identity_or_default(
         None => store.default_identity().hr(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_e_unexpected() {
+        assert_eq!(entry(|| panic!("boom")), hresult::E_UNEXPECTED);
+        assert_eq!(entry(|| Err(hresult::E_POINTER)), hresult::E_POINTER);
+        assert_eq!(entry(|| Ok(hresult::S_FALSE)), hresult::S_FALSE);
+    }
+
+    #[test]
+    fn handles_are_never_null_and_forgeries_find_nothing() {
+        let mut map: SlotMap<DefaultKey, u8> = SlotMap::new();
+        let k = map.insert(1);
+        let h = to_handle(k);
+        assert!(!h.is_null());
+        assert_eq!(from_handle(h), Some(k));
+        map.remove(k);
+        let k2 = map.insert(2);
+        assert_ne!(
+            from_handle(h),
+            Some(k2),
+            "a stale handle does not reach the slot's new object"
+        );
+        assert!(map.get(from_handle(h).unwrap()).is_none());
+        assert!(from_handle(std::ptr::null()).is_none());
+        for forged in [1usize, 0x12345, usize::MAX, 0xdead_beef_0000_0001] {
+            assert!(
+                map.get(from_handle(forged as *const c_void).unwrap())
+                    .is_none()
+                    || forged == to_handle(k2) as usize
+            );
+        }
+    }
+}

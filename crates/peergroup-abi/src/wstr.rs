@@ -8,7 +8,7 @@ use peergroup_core::identity::hresult::E_INVALIDARG;
 pub(crate) const MAX_WSTR_UNITS: usize = 1 << 20;
 
 /// Reads an optional NUL-terminated UTF-16 string: NULL is `None`; invalid UTF-16 or a
-/// string over [`MAX_WSTR_UNITS`] is `E_INVALIDARG`.
+/// string over the bound (1 Mi units) is `E_INVALIDARG`.
 ///
 /// # Safety
 /// `p` must be NULL or point to a NUL-terminated array of WCHAR readable up to its NUL.

@@ -1,10 +1,18 @@
 //! Peergroup's group core.
 //!
-//! It will hold the group state machine (membership, invitations, records, presence,
-//! events) and its tokio driver; see `docs/architecture.md`. Today it passes the identity
-//! layer through to the C ABI and the command line, which may only use this crate.
+//! The group is a deterministic state machine ([`machine::Group`]) driven by a tokio task
+//! over the transport; [`sim`] runs the same machine in a simulated network. Identity and
+//! transport are re-exported, so the C ABI and the command line reach them through this
+//! crate only.
 
 #![forbid(unsafe_code)]
 
+// pub mod error;
+pub mod machine;
+// pub mod properties;
+pub mod sim;
+pub mod wire;
+
+// pub use error::{CoreError, Result};
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

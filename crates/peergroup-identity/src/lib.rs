@@ -23,7 +23,7 @@ pub mod cert;
 pub mod documents;
 pub mod error;
 pub mod export;
-mod fsutil;
+pub mod fsutil;
 pub mod hresult;
 mod identity;
 pub mod keys;

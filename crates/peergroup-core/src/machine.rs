@@ -1,0 +1,860 @@
+//! The group as a deterministic state machine: no sockets, no clocks, no tasks.
+//!
+//! Inputs are API commands, connection changes, peer messages and the time; outputs are
+//! dials, messages, disconnects, events and things to persist. The tokio driver feeds it from
+//! the transport; tests feed it from a simulated network. Like quinn-proto, the same inputs in
+//! the same order give the same outputs.
+//!
+//! Membership itself is settled before a connection reaches this machine: the transport's
+//! handshake only lets members through, and `ConnectionUp` names the authenticated member.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use crate::wire::{Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES};
+
+/// A connection, as numbered by the transport.
+pub type ConnId = u64;
+/// Milliseconds on the driver's monotonic clock.
+pub type Millis = u64;
+
+/// `PEER_GROUP_STATUS_LISTENING`.
+pub const STATUS_LISTENING: u32 = 0x1;
+/// `PEER_GROUP_STATUS_HAS_CONNECTIONS`.
+pub const STATUS_HAS_CONNECTIONS: u32 = 0x2;
+
+/// Why this side ends a connection (the driver maps these to transport close codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The group was closed or deleted here.
+    GroupClosed,
+    /// A second connection to the same node; the other one is kept.
+    Duplicate,
+    /// The peer is this node.
+    ConnectedToSelf,
+    /// The peer broke the protocol.
+    ProtocolViolation,
+    /// This node has all the neighbours it wants; the peer was sent others to try.
+    Busy,
+}
+
+/// `PEER_CONNECTION_STATUS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionStatus {
+    /// `PEER_CONNECTED`.
+    Connected = 1,
+    /// `PEER_DISCONNECTED`.
+    Disconnected = 2,
+    /// `PEER_CONNECTION_FAILED`.
+    Failed = 3,
+}
+
+/// What the application is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// `PEER_GROUP_EVENT_STATUS_CHANGED` with the new status bits.
+    StatusChanged(u32),
+    /// `PEER_GROUP_EVENT_PROPERTY_CHANGED`.
+    PropertyChanged,
+    /// `PEER_GROUP_EVENT_NEIGHBOR_CONNECTION`.
+    NeighborConnection {
+        /// Connected or disconnected.
+        status: ConnectionStatus,
+        /// The connection.
+        conn: ConnId,
+        /// The neighbour's node id.
+        node_id: u64,
+    },
+    /// `PEER_GROUP_EVENT_CONNECTION_FAILED`, with the reason.
+    ConnectionFailed(i32),
+}
+
+/// Something the driver must make durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// The node has synchronised with the group at least once.
+    Synced,
+    /// Members and addresses seen, for the next `Connect`.
+    KnownPeers(Vec<PeerEntry>),
+    /// New signed properties.
+    Properties(SignedProperties),
+}
+
+/// What the machine asks of its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Start accepting connections for this group.
+    StartListening,
+    /// Connect to an address.
+    Dial(SocketAddr),
+    /// Send a message on a connection.
+    Send(ConnId, Message),
+    /// Close a connection.
+    Disconnect(ConnId, CloseReason),
+    /// Tell the application.
+    Event(GroupEvent),
+    /// Write to storage.
+    Persist(Persist),
+}
+
+/// Inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// `PeerGroupConnect`.
+    Connect,
+    /// `PeerGroupConnectByAddress`.
+    ConnectByAddress(Vec<SocketAddr>),
+    /// The driver listens, at these addresses.
+    Listening(Vec<SocketAddr>),
+    /// An authenticated member's connection is up.
+    ConnectionUp {
+        /// Its id.
+        conn: ConnId,
+        /// The member's peer name, from its membership certificate.
+        member: String,
+        /// Where it is.
+        remote: SocketAddr,
+        /// True when this side dialed.
+        outbound: bool,
+    },
+    /// A connection ended.
+    ConnectionDown(ConnId),
+    /// A dial failed (with the HRESULT of the failure).
+    DialFailed(SocketAddr, i32),
+    /// A message from a connection.
+    Message(ConnId, Message),
+    /// Properties from a peer whose signature and signer the driver verified.
+    VerifiedProperties(ConnId, SignedProperties),
+    /// Properties set here by an administrator (already signed).
+    LocalProperties(SignedProperties),
+    /// The time passed.
+    Tick,
+    /// `PeerGroupClose` of the last handle, or `PeerGroupDelete`.
+    Close,
+}
+
+/// Settings of one group's machine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's id.
+    pub node_id: u64,
+    /// This member's peer name.
+    pub member: String,
+    /// True for the group's creator (listens at once).
+    pub creator: bool,
+    /// True when the node synchronised before (listens at once, like the creator).
+    pub synced_before: bool,
+    /// Neighbours the node tries to keep.
+    pub target_neighbours: usize,
+    /// Most neighbours the node accepts; further inbound members are referred elsewhere.
+    pub max_neighbours: usize,
+    /// Period of connection maintenance.
+    pub maintenance_interval: Millis,
+    /// Seed of the machine's random choices (which members to dial), so runs repeat.
+    pub seed: u64,
+}
+
+impl Config {
+    /// Defaults for a member.
+    pub fn new(node_id: u64, member: &str) -> Self {
+        Config {
+            node_id,
+            member: member.to_owned(),
+            creator: false,
+            synced_before: false,
+            target_neighbours: 4,
+            max_neighbours: 8,
+            maintenance_interval: 5_000,
+            seed: node_id,
+        }
+    }
+}
+
+struct Neighbour {
+    member: String,
+    node_id: u64,
+    outbound: bool,
+    remote: SocketAddr,
+}
+
+struct Pending {
+    member: String,
+    outbound: bool,
+    remote: SocketAddr,
+}
+
+/// One group, as seen from one member.
+pub struct Group {
+    cfg: Config,
+    now: Millis,
+    online: bool,
+    listening: bool,
+    listen_requested: bool,
+    synced: bool,
+    status: u32,
+    my_addrs: Vec<SocketAddr>,
+    pending: BTreeMap<ConnId, Pending>,
+    neighbours: BTreeMap<ConnId, Neighbour>,
+    known: BTreeMap<String, PeerEntry>,
+    bootstrap: Vec<SocketAddr>,
+    dialing: BTreeSet<SocketAddr>,
+    failed_reported: bool,
+    properties: Option<SignedProperties>,
+    next_maintenance: Option<Millis>,
+    rng: Rng,
+    out: VecDeque<Output>,
+}
+
+impl Group {
+    /// A group machine, offline, with what storage remembers.
+    pub fn new(cfg: Config, known: Vec<PeerEntry>, properties: Option<SignedProperties>) -> Self {
+        let synced = cfg.synced_before || cfg.creator;
+        let rng = Rng::new(cfg.seed);
+        Group {
+            known: known
+                .into_iter()
+                .filter(|e| e.member != cfg.member)
+                .map(|e| (e.member.clone(), e))
+                .collect(),
+            cfg,
+            now: 0,
+            online: false,
+            listening: false,
+            listen_requested: false,
+            synced,
+            status: 0,
+            my_addrs: Vec::new(),
+            pending: BTreeMap::new(),
+            neighbours: BTreeMap::new(),
+            bootstrap: Vec::new(),
+            dialing: BTreeSet::new(),
+            failed_reported: false,
+            properties,
+            next_maintenance: None,
+            rng,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Adds addresses to try first (an invitation's issuer addresses).
+    pub fn add_bootstrap(&mut self, addrs: &[SocketAddr]) {
+        for a in addrs {
+            if !self.bootstrap.contains(a) {
+                self.bootstrap.push(*a);
+            }
+        }
+    }
+
+    /// The `PEER_GROUP_STATUS` bits.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    /// True after the first synchronisation with a member (or for the creator).
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// True between `Connect` and `Close`.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
+    /// The connected neighbours: (connection, member, node id, remote address, outbound).
+    pub fn neighbours(&self) -> impl Iterator<Item = (ConnId, &str, u64, SocketAddr, bool)> {
+        self.neighbours
+            .iter()
+            .map(|(c, n)| (*c, n.member.as_str(), n.node_id, n.remote, n.outbound))
+    }
+
+    /// Members and addresses known.
+    pub fn known_peers(&self) -> impl Iterator<Item = &PeerEntry> {
+        self.known.values()
+    }
+
+    /// The current signed properties, if any were set or received.
+    pub fn properties(&self) -> Option<&SignedProperties> {
+        self.properties.as_ref()
+    }
+
+    /// When the machine next wants a `Tick`.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        self.next_maintenance
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Connect => self.connect(),
+            Input::ConnectByAddress(addrs) => {
+                self.add_bootstrap(&addrs);
+                self.connect();
+            }
+            Input::Listening(addrs) => {
+                self.my_addrs = addrs.into_iter().take(MAX_ADDRS).collect();
+                self.listening = true;
+                self.update_status();
+                // Neighbours met before we listened know us without addresses: tell them.
+                let me = PeerEntry {
+                    member: self.cfg.member.clone(),
+                    node_id: self.cfg.node_id,
+                    addrs: self.my_addrs.clone(),
+                };
+                for conn in self.neighbours.keys() {
+                    self.out
+                        .push_back(Output::Send(*conn, Message::Peers(vec![me.clone()])));
+                }
+            }
+            Input::ConnectionUp {
+                conn,
+                member,
+                remote,
+                outbound,
+            } => {
+                if !self.online {
+                    self.out
+                        .push_back(Output::Disconnect(conn, CloseReason::GroupClosed));
+                    return;
+                }
+                self.dialing.remove(&remote);
+                self.pending.insert(
+                    conn,
+                    Pending {
+                        member,
+                        outbound,
+                        remote,
+                    },
+                );
+                let hello = Hello {
+                    node_id: self.cfg.node_id,
+                    listening: self.listening,
+                    addrs: self.my_addrs.clone(),
+                    properties_version: self.properties.as_ref().map_or(0, |p| p.version),
+                };
+                self.out
+                    .push_back(Output::Send(conn, Message::Hello(hello)));
+            }
+            Input::ConnectionDown(conn) => {
+                self.pending.remove(&conn);
+                if let Some(n) = self.neighbours.remove(&conn) {
+                    self.event(GroupEvent::NeighborConnection {
+                        status: ConnectionStatus::Disconnected,
+                        conn,
+                        node_id: n.node_id,
+                    });
+                    self.update_status();
+                }
+                if self.online && self.neighbours.len() < self.cfg.target_neighbours {
+                    self.dial_more();
+                }
+            }
+            Input::DialFailed(addr, hr) => {
+                self.dialing.remove(&addr);
+                self.check_failed(hr);
+            }
+            Input::Message(conn, msg) => self.message(conn, msg),
+            Input::VerifiedProperties(conn, props) => self.accept_properties(Some(conn), props),
+            Input::LocalProperties(props) => self.accept_properties(None, props),
+            Input::Tick => self.maintain(),
+            Input::Close => self.close(),
+        }
+    }
+
+    fn connect(&mut self) {
+        self.online = true;
+        self.failed_reported = false;
+        if self.synced && !self.listen_requested {
+            self.listen_requested = true;
+            self.out.push_back(Output::StartListening);
+        }
+        self.next_maintenance = Some(self.now + self.cfg.maintenance_interval);
+        self.dial_more();
+        if self.dialing.is_empty() && self.neighbours.is_empty() && !self.synced {
+            self.check_failed(crate::identity::hresult::PEER_E_NO_MEMBERS_FOUND);
+        }
+    }
+
+    fn close(&mut self) {
+        for conn in self.pending.keys().chain(self.neighbours.keys()) {
+            self.out
+                .push_back(Output::Disconnect(*conn, CloseReason::GroupClosed));
+        }
+        self.pending.clear();
+        self.neighbours.clear();
+        self.dialing.clear();
+        self.online = false;
+        self.listening = false;
+        self.listen_requested = false;
+        self.next_maintenance = None;
+        self.update_status();
+    }
+
+    fn message(&mut self, conn: ConnId, msg: Message) {
+        match msg {
+            Message::Hello(h) => {
+                let Some(p) = self.pending.remove(&conn) else {
+                    // A second Hello, or one on an unknown connection.
+                    self.violation(conn);
+                    return;
+                };
+                if h.node_id == self.cfg.node_id {
+                    self.out
+                        .push_back(Output::Disconnect(conn, CloseReason::ConnectedToSelf));
+                    return;
+                }
+                if let Some((&other, _)) =
+                    self.neighbours.iter().find(|(_, n)| n.node_id == h.node_id)
+                {
+                    // Both sides keep the connection dialed by the smaller node id.
+                    let keep_new = (p.outbound && self.cfg.node_id < h.node_id)
+                        || (!p.outbound && h.node_id < self.cfg.node_id);
+                    if !keep_new {
+                        self.out
+                            .push_back(Output::Disconnect(conn, CloseReason::Duplicate));
+                        return;
+                    }
+                    self.neighbours.remove(&other);
+                    self.out
+                        .push_back(Output::Disconnect(other, CloseReason::Duplicate));
+                }
+                let mut addrs = h.addrs.clone();
+                addrs.truncate(MAX_ADDRS);
+                if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
+                    // Refer the newcomer to the members we know, then let it go.
+                    let entries: Vec<PeerEntry> = self
+                        .known
+                        .values()
+                        .take(MAX_PEER_ENTRIES)
+                        .cloned()
+                        .collect();
+                    self.learn(PeerEntry {
+                        member: p.member,
+                        node_id: h.node_id,
+                        addrs,
+                    });
+                    self.out
+                        .push_back(Output::Send(conn, Message::Peers(entries)));
+                    self.out
+                        .push_back(Output::Disconnect(conn, CloseReason::Busy));
+                    return;
+                }
+                self.learn(PeerEntry {
+                    member: p.member.clone(),
+                    node_id: h.node_id,
+                    addrs,
+                });
+                self.neighbours.insert(
+                    conn,
+                    Neighbour {
+                        member: p.member,
+                        node_id: h.node_id,
+                        outbound: p.outbound,
+                        remote: p.remote,
+                    },
+                );
+                if !self.synced {
+                    self.synced = true;
+                    self.out.push_back(Output::Persist(Persist::Synced));
+                }
+                if self.online && !self.listen_requested {
+                    self.listen_requested = true;
+                    self.out.push_back(Output::StartListening);
+                }
+                self.event(GroupEvent::NeighborConnection {
+                    status: ConnectionStatus::Connected,
+                    conn,
+                    node_id: h.node_id,
+                });
+                self.update_status();
+                let entries: Vec<PeerEntry> = self
+                    .known
+                    .values()
+                    .take(MAX_PEER_ENTRIES)
+                    .cloned()
+                    .collect();
+                self.out
+                    .push_back(Output::Send(conn, Message::Peers(entries)));
+                if let Some(props) = &self.properties {
+                    if props.version > h.properties_version {
+                        self.out
+                            .push_back(Output::Send(conn, Message::Properties(props.clone())));
+                    }
+                }
+            }
+            Message::Peers(entries) => {
+                if !self.neighbours.contains_key(&conn) {
+                    self.violation(conn);
+                    return;
+                }
+                let mut news = Vec::new();
+                for e in entries {
+                    if e.member != self.cfg.member && self.learn(e.clone()) {
+                        news.push(e);
+                    }
+                }
+                if !news.is_empty() {
+                    // Pass on only what was new here, so the gossip dies out.
+                    for other in self.neighbours.keys() {
+                        if *other != conn {
+                            self.out
+                                .push_back(Output::Send(*other, Message::Peers(news.clone())));
+                        }
+                    }
+                    let all = self.known.values().cloned().collect();
+                    self.out
+                        .push_back(Output::Persist(Persist::KnownPeers(all)));
+                }
+            }
+            Message::Properties(_) => {
+                // The driver verifies signed properties and sends VerifiedProperties instead.
+                self.violation(conn);
+            }
+        }
+    }
+
+    fn accept_properties(&mut self, from: Option<ConnId>, props: SignedProperties) {
+        if self
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.version >= props.version)
+        {
+            return;
+        }
+        self.properties = Some(props.clone());
+        self.out
+            .push_back(Output::Persist(Persist::Properties(props.clone())));
+        self.event(GroupEvent::PropertyChanged);
+        for conn in self.neighbours.keys() {
+            if Some(*conn) != from {
+                self.out
+                    .push_back(Output::Send(*conn, Message::Properties(props.clone())));
+            }
+        }
+    }
+
+    /// Records a member's addresses; true when that changed what we knew.
+    fn learn(&mut self, mut entry: PeerEntry) -> bool {
+        entry.addrs.truncate(MAX_ADDRS);
+        match self.known.get_mut(&entry.member) {
+            Some(known) => {
+                if entry.addrs.is_empty()
+                    || (known.addrs == entry.addrs && known.node_id == entry.node_id)
+                {
+                    return false;
+                }
+                known.addrs = entry.addrs;
+                known.node_id = entry.node_id;
+                true
+            }
+            None => {
+                self.known.insert(entry.member.clone(), entry);
+                true
+            }
+        }
+    }
+
+    fn maintain(&mut self) {
+        if !self.online {
+            return;
+        }
+        if self.next_maintenance.is_some_and(|t| t <= self.now) {
+            self.next_maintenance = Some(self.now + self.cfg.maintenance_interval);
+            self.dial_more();
+        }
+    }
+
+    fn dial_more(&mut self) {
+        let connected: BTreeSet<SocketAddr> = self.neighbours.values().map(|n| n.remote).collect();
+        let connected_members: BTreeSet<&str> = self
+            .neighbours
+            .values()
+            .map(|n| n.member.as_str())
+            .collect();
+        let mut candidates: Vec<SocketAddr> = Vec::new();
+        for e in self.known.values() {
+            if !connected_members.contains(e.member.as_str()) {
+                candidates.extend(e.addrs.iter().copied());
+            }
+        }
+        // Spread the load: members that all know the same list must not all dial its head.
+        for i in (1..candidates.len()).rev() {
+            let j = self.rng.range(0, i as u64 + 1) as usize;
+            candidates.swap(i, j);
+        }
+        if self.neighbours.is_empty() {
+            // With no neighbour at all, the invitation's addresses come first.
+            let mut first: Vec<SocketAddr> = self.bootstrap.clone();
+            first.extend(candidates);
+            candidates = first;
+        }
+        for addr in candidates {
+            if self.neighbours.len() + self.dialing.len() >= self.cfg.target_neighbours {
+                break;
+            }
+            if self.my_addrs.contains(&addr)
+                || connected.contains(&addr)
+                || self.dialing.contains(&addr)
+            {
+                continue;
+            }
+            self.dialing.insert(addr);
+            self.out.push_back(Output::Dial(addr));
+        }
+    }
+
+    fn check_failed(&mut self, hr: i32) {
+        if self.online
+            && !self.synced
+            && self.neighbours.is_empty()
+            && self.pending.is_empty()
+            && self.dialing.is_empty()
+            && !self.failed_reported
+        {
+            self.failed_reported = true;
+            self.event(GroupEvent::ConnectionFailed(hr));
+        }
+    }
+
+    fn violation(&mut self, conn: ConnId) {
+        self.pending.remove(&conn);
+        if let Some(n) = self.neighbours.remove(&conn) {
+            self.event(GroupEvent::NeighborConnection {
+                status: ConnectionStatus::Disconnected,
+                conn,
+                node_id: n.node_id,
+            });
+        }
+        self.out
+            .push_back(Output::Disconnect(conn, CloseReason::ProtocolViolation));
+        self.update_status();
+    }
+
+    fn update_status(&mut self) {
+        let mut status = 0;
+        if self.listening && self.online {
+            status |= STATUS_LISTENING;
+        }
+        if !self.neighbours.is_empty() {
+            status |= STATUS_HAS_CONNECTIONS;
+        }
+        if status != self.status {
+            self.status = status;
+            self.event(GroupEvent::StatusChanged(status));
+        }
+    }
+
+    fn event(&mut self, e: GroupEvent) {
+        self.out.push_back(Output::Event(e));
+    }
+}
+
+/// A small, seeded xorshift generator: the machine's only source of chance, so the same
+/// seed and inputs give the same run.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A value in `lo..hi` (`lo` when the range is empty).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + self.next_u64() % (hi - lo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+
+    fn drain(g: &mut Group) -> Vec<Output> {
+        std::iter::from_fn(|| g.poll_output()).collect()
+    }
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    #[test]
+    fn a_joiner_that_reaches_no_member_fails_and_does_not_listen() {
+        let mut g = Group::new(Config::new(2, "joiner"), vec![], None);
+        g.add_bootstrap(&[addr(1)]);
+        g.handle(0, Input::Connect);
+        assert_eq!(drain(&mut g), vec![Output::Dial(addr(1))]);
+        g.handle(10, Input::DialFailed(addr(1), PEER_E_CONNECTION_FAILED));
+        assert_eq!(
+            drain(&mut g),
+            vec![Output::Event(GroupEvent::ConnectionFailed(
+                PEER_E_CONNECTION_FAILED
+            ))]
+        );
+        assert_eq!(g.status(), 0);
+    }
+
+    #[test]
+    fn the_creator_listens_at_once_and_close_tells_every_neighbour() {
+        let mut c = Config::new(1, "creator");
+        c.creator = true;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        assert_eq!(drain(&mut g), vec![Output::StartListening]);
+        g.handle(1, Input::Listening(vec![addr(1)]));
+        assert_eq!(g.status(), STATUS_LISTENING);
+        drain(&mut g);
+        g.handle(
+            2,
+            Input::ConnectionUp {
+                conn: 7,
+                member: "m".into(),
+                remote: addr(2),
+                outbound: false,
+            },
+        );
+        let hello = Hello {
+            node_id: 9,
+            listening: false,
+            addrs: vec![],
+            properties_version: 0,
+        };
+        g.handle(3, Input::Message(7, Message::Hello(hello)));
+        assert_eq!(g.status(), STATUS_LISTENING | STATUS_HAS_CONNECTIONS);
+        drain(&mut g);
+        g.handle(4, Input::Close);
+        let out = drain(&mut g);
+        assert!(out.contains(&Output::Disconnect(7, CloseReason::GroupClosed)));
+        assert!(out.contains(&Output::Event(GroupEvent::StatusChanged(0))));
+        assert!(!g.is_online());
+    }
+
+    #[test]
+    fn simultaneous_dials_keep_exactly_one_connection_on_both_sides() {
+        // Node 1 and node 2 dial each other at once: connection A (1 dialed) and B (2 dialed).
+        let mut one = Group::new(Config::new(1, "one"), vec![], None);
+        let mut two = Group::new(Config::new(2, "two"), vec![], None);
+        for g in [&mut one, &mut two] {
+            g.handle(0, Input::Connect);
+            drain(g);
+        }
+        one.handle(
+            1,
+            Input::ConnectionUp {
+                conn: 10,
+                member: "two".into(),
+                remote: addr(2),
+                outbound: true,
+            },
+        );
+        one.handle(
+            1,
+            Input::ConnectionUp {
+                conn: 11,
+                member: "two".into(),
+                remote: addr(2),
+                outbound: false,
+            },
+        );
+        two.handle(
+            1,
+            Input::ConnectionUp {
+                conn: 20,
+                member: "one".into(),
+                remote: addr(1),
+                outbound: false,
+            },
+        );
+        two.handle(
+            1,
+            Input::ConnectionUp {
+                conn: 21,
+                member: "one".into(),
+                remote: addr(1),
+                outbound: true,
+            },
+        );
+        let hello = |n| {
+            Message::Hello(Hello {
+                node_id: n,
+                listening: true,
+                addrs: vec![],
+                properties_version: 0,
+            })
+        };
+        for conn in [10, 11] {
+            one.handle(2, Input::Message(conn, hello(2)));
+        }
+        for conn in [20, 21] {
+            two.handle(2, Input::Message(conn, hello(1)));
+        }
+        // Both keep the connection node 1 dialed: 10 on node 1, 20 on node 2.
+        assert_eq!(one.neighbours().map(|n| n.0).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(two.neighbours().map(|n| n.0).collect::<Vec<_>>(), vec![20]);
+    }
+
+    #[test]
+    fn newer_properties_win_and_flood_once() {
+        let mut g = Group::new(Config::new(1, "m"), vec![], None);
+        g.handle(0, Input::Connect);
+        for (conn, node) in [(1, 11), (2, 12)] {
+            g.handle(
+                0,
+                Input::ConnectionUp {
+                    conn,
+                    member: format!("p{node}"),
+                    remote: addr(node as u16),
+                    outbound: true,
+                },
+            );
+            g.handle(
+                0,
+                Input::Message(
+                    conn,
+                    Message::Hello(Hello {
+                        node_id: node,
+                        listening: true,
+                        addrs: vec![],
+                        properties_version: 0,
+                    }),
+                ),
+            );
+        }
+        drain(&mut g);
+        let props = |v| SignedProperties {
+            version: v,
+            body: vec![],
+            signer_chain: vec![],
+            signature: vec![],
+        };
+        g.handle(1, Input::VerifiedProperties(1, props(2)));
+        let out = drain(&mut g);
+        assert!(out.contains(&Output::Event(GroupEvent::PropertyChanged)));
+        assert!(out.contains(&Output::Send(2, Message::Properties(props(2)))));
+        assert!(
+            !out.contains(&Output::Send(1, Message::Properties(props(2)))),
+            "not back to the sender"
+        );
+        g.handle(2, Input::VerifiedProperties(2, props(1)));
+        assert!(drain(&mut g).is_empty(), "older properties change nothing");
+    }
+}

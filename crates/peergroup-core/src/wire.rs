@@ -1,0 +1,374 @@
+//! Group messages carried in transport frames, and their strict, bounded codec.
+//!
+//! Every message is a frame kind plus a payload of big-endian integers, `u16`-length UTF-8
+//! strings, `u32`-length byte strings and socket addresses (`4|a.b.c.d|port` or
+//! `6|16 bytes|port`). The decoder refuses trailing bytes and every count over its bound, so
+//! a peer cannot make us allocate more than a frame's size. `docs/protocol.md` lists the
+//! layouts.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Most addresses one member may advertise.
+pub const MAX_ADDRS: usize = 16;
+/// Most members one `Peers` message may list.
+pub const MAX_PEER_ENTRIES: usize = 256;
+/// Longest string field, in bytes.
+pub const MAX_STRING: usize = 1024;
+/// Longest byte-string field, in bytes (bounded again by the transport's frame limit).
+pub const MAX_BYTES: usize = 256 * 1024;
+
+/// Frame kind of [`Message::Hello`].
+pub const KIND_HELLO: u8 = 1;
+/// Frame kind of [`Message::Peers`].
+pub const KIND_PEERS: u8 = 2;
+/// Frame kind of [`Message::Properties`].
+pub const KIND_PROPERTIES: u8 = 3;
+
+/// What a decoder refuses.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The payload ended early.
+    #[error("message truncated")]
+    Truncated,
+    /// Bytes were left after the message.
+    #[error("trailing bytes after the message")]
+    Trailing,
+    /// A count or length over its bound.
+    #[error("{0} over its limit")]
+    TooLarge(&'static str),
+    /// A string that is not UTF-8.
+    #[error("string is not UTF-8")]
+    NotUtf8,
+    /// An address family other than 4 or 6.
+    #[error("unknown address family {0}")]
+    BadAddress(u8),
+    /// A frame kind this version does not know.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+}
+
+/// The first message on every connection, both ways.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's node id (random per node instance).
+    pub node_id: u64,
+    /// True when the sender accepts connections for this group.
+    pub listening: bool,
+    /// Where the sender can be reached.
+    pub addrs: Vec<SocketAddr>,
+    /// Version of the group properties the sender holds.
+    pub properties_version: u64,
+}
+
+/// A member and where it was last reachable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerEntry {
+    /// The member's peer name.
+    pub member: String,
+    /// Its node id.
+    pub node_id: u64,
+    /// Its addresses.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Group properties signed by an administrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedProperties {
+    /// Rises by one with every change.
+    pub version: u64,
+    /// The properties as JSON (without the password).
+    pub body: Vec<u8>,
+    /// The signer's membership chain (`GmcChain::to_bytes`).
+    pub signer_chain: Vec<u8>,
+    /// The signer's signature over `version` and `body`.
+    pub signature: Vec<u8>,
+}
+
+impl SignedProperties {
+    /// The bytes the signature covers.
+    pub fn signed_bytes(version: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = b"peergroup properties v1\0".to_vec();
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// A group message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// Members the sender knows, with their addresses.
+    Peers(Vec<PeerEntry>),
+    /// The group's properties.
+    Properties(SignedProperties),
+}
+
+impl Message {
+    /// Encodes to a frame kind and payload.
+    pub fn encode(&self) -> (u8, Vec<u8>) {
+        let mut w = Writer::default();
+        match self {
+            Message::Hello(h) => {
+                w.u64(h.node_id);
+                w.u8(h.listening as u8);
+                w.addrs(&h.addrs);
+                w.u64(h.properties_version);
+                (KIND_HELLO, w.0)
+            }
+            Message::Peers(entries) => {
+                w.u16(entries.len() as u16);
+                for e in entries {
+                    w.str(&e.member);
+                    w.u64(e.node_id);
+                    w.addrs(&e.addrs);
+                }
+                (KIND_PEERS, w.0)
+            }
+            Message::Properties(p) => {
+                w.u64(p.version);
+                w.bytes(&p.body);
+                w.bytes(&p.signer_chain);
+                w.bytes(&p.signature);
+                (KIND_PROPERTIES, w.0)
+            }
+        }
+    }
+
+    /// Decodes a frame kind and payload.
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<Message, WireError> {
+        let mut r = Reader(payload);
+        let msg = match kind {
+            KIND_HELLO => Message::Hello(Hello {
+                node_id: r.u64()?,
+                listening: r.u8()? != 0,
+                addrs: r.addrs()?,
+                properties_version: r.u64()?,
+            }),
+            KIND_PEERS => {
+                let n = r.u16()? as usize;
+                if n > MAX_PEER_ENTRIES {
+                    return Err(WireError::TooLarge("peer entries"));
+                }
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push(PeerEntry {
+                        member: r.str()?,
+                        node_id: r.u64()?,
+                        addrs: r.addrs()?,
+                    });
+                }
+                Message::Peers(entries)
+            }
+            KIND_PROPERTIES => Message::Properties(SignedProperties {
+                version: r.u64()?,
+                body: r.bytes()?,
+                signer_chain: r.bytes()?,
+                signature: r.bytes()?,
+            }),
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        if !r.0.is_empty() {
+            return Err(WireError::Trailing);
+        }
+        Ok(msg)
+    }
+}
+
+#[derive(Default)]
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn str(&mut self, s: &str) {
+        let s = &s.as_bytes()[..s.len().min(MAX_STRING)];
+        self.u16(s.len() as u16);
+        self.0.extend_from_slice(s);
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(b);
+    }
+    fn addrs(&mut self, addrs: &[SocketAddr]) {
+        let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
+        self.u8(addrs.len() as u8);
+        for a in addrs {
+            match a.ip() {
+                IpAddr::V4(ip) => {
+                    self.u8(4);
+                    self.0.extend_from_slice(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    self.u8(6);
+                    self.0.extend_from_slice(&ip.octets());
+                }
+            }
+            self.u16(a.port());
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn str(&mut self) -> Result<String, WireError> {
+        let n = self.u16()? as usize;
+        if n > MAX_STRING {
+            return Err(WireError::TooLarge("string"));
+        }
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| WireError::NotUtf8)
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+        let n = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
+        if n > MAX_BYTES {
+            return Err(WireError::TooLarge("byte string"));
+        }
+        Ok(self.take(n)?.to_vec())
+    }
+    fn addrs(&mut self) -> Result<Vec<SocketAddr>, WireError> {
+        let n = self.u8()? as usize;
+        if n > MAX_ADDRS {
+            return Err(WireError::TooLarge("address list"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ip = match self.u8()? {
+                4 => IpAddr::V4(Ipv4Addr::from(
+                    <[u8; 4]>::try_from(self.take(4)?).expect("4"),
+                )),
+                6 => IpAddr::V6(Ipv6Addr::from(
+                    <[u8; 16]>::try_from(self.take(16)?).expect("16"),
+                )),
+                f => return Err(WireError::BadAddress(f)),
+            };
+            out.push(SocketAddr::new(ip, self.u16()?));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(Ipv4Addr::from(ip).into(), p)),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(Ipv6Addr::from(ip).into(), p)),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(addr(), 0..MAX_ADDRS),
+                any::<u64>()
+            )
+                .prop_map(|(node_id, listening, addrs, properties_version)| {
+                    Message::Hello(Hello {
+                        node_id,
+                        listening,
+                        addrs,
+                        properties_version,
+                    })
+                }),
+            proptest::collection::vec(
+                (
+                    "[a-f0-9.]{0,60}",
+                    any::<u64>(),
+                    proptest::collection::vec(addr(), 0..4)
+                )
+                    .prop_map(|(member, node_id, addrs)| PeerEntry {
+                        member,
+                        node_id,
+                        addrs
+                    }),
+                0..8
+            )
+            .prop_map(Message::Peers),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..64),
+                proptest::collection::vec(any::<u8>(), 0..64)
+            )
+                .prop_map(|(version, body, signature)| Message::Properties(
+                    SignedProperties {
+                        version,
+                        body,
+                        signer_chain: vec![1, 2, 3],
+                        signature
+                    }
+                )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(m in message()) {
+            let (kind, payload) = m.encode();
+            prop_assert_eq!(Message::decode(kind, &payload).unwrap(), m);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(kind in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Message::decode(kind, &payload);
+        }
+    }
+
+    #[test]
+    fn refuses_trailing_short_and_oversized() {
+        let (kind, mut payload) = Message::Hello(Hello {
+            node_id: 1,
+            listening: true,
+            addrs: vec![],
+            properties_version: 0,
+        })
+        .encode();
+        assert_eq!(
+            Message::decode(kind, &payload[..payload.len() - 1]),
+            Err(WireError::Truncated)
+        );
+        payload.push(0);
+        assert_eq!(Message::decode(kind, &payload), Err(WireError::Trailing));
+        assert_eq!(
+            Message::decode(KIND_PEERS, &[0xff, 0xff]),
+            Err(WireError::TooLarge("peer entries"))
+        );
+        assert_eq!(Message::decode(99, &[]), Err(WireError::UnknownKind(99)));
+    }
+}

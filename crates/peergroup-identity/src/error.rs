@@ -67,6 +67,24 @@ pub enum IdentityError {
         /// What was wrong with it.
         why: String,
     },
+    /// A GMC chain is longer than [`crate::gmc::MAX_CHAIN_LEN`]; the length counts the root.
+    #[error("GMC chain of length {0} (counting the group root) exceeds {max}", max = crate::gmc::MAX_CHAIN_LEN)]
+    ChainTooLong(usize),
+    /// A key appears twice in a GMC chain.
+    #[error("circular GMC chain: {0}")]
+    CircularChain(String),
+    /// A validity period is empty, does not nest inside its issuer's, or does not contain now.
+    #[error("invalid time period: {0}")]
+    InvalidTimePeriod(String),
+    /// A role was granted (or would be) by someone whose roles do not allow it.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+    /// A GMC chain does not lead to the group root: wrong group, broken link, bad signature.
+    #[error("not trusted: {0}")]
+    Untrusted(String),
+    /// A GMC was to be issued with no role at all.
+    #[error("a membership certificate needs at least one role")]
+    NoRoles,
     /// An operation of the crypto library failed for no reason it would say.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
@@ -92,6 +110,8 @@ impl IdentityError {
     /// This is the one mapping table of the identity crate. Key and crypto failures take the
     /// values the Microsoft RSA provider and certificate layer return (NTE_*, CRYPT_E_*); a
     /// wrong export password takes the value of Windows' PFX import; the rest are PEER_E_*.
+    /// GMC chain failures take the values `PeerGroupJoin` and `PeerGroupCreateInvitation`
+    /// document: a chain that does not lead to the group root is an untrusted invitation.
     pub fn hresult(&self) -> HRESULT {
         use IdentityError::*;
         match self {
@@ -113,6 +133,12 @@ impl IdentityError {
             UnsupportedVersion(_) => hresult::NTE_BAD_VER,
             MalformedDocument(_) => hresult::E_INVALIDARG,
             StoreCorrupted { .. } => hresult::PEER_E_CERT_STORE_CORRUPTED,
+            ChainTooLong(_) => hresult::PEER_E_CHAIN_TOO_LONG,
+            CircularChain(_) => hresult::PEER_E_CIRCULAR_CHAIN_DETECTED,
+            InvalidTimePeriod(_) => hresult::PEER_E_INVALID_TIME_PERIOD,
+            NotAuthorized(_) => hresult::PEER_E_NOT_AUTHORIZED,
+            Untrusted(_) => hresult::PEER_E_INVITATION_NOT_TRUSTED,
+            NoRoles => hresult::E_INVALIDARG,
             Crypto(_) => hresult::NTE_FAIL,
             Io { source, .. } => io_hresult(source),
         }
@@ -163,6 +189,39 @@ mod tests {
         assert_eq!(
             IdentityError::io("write", "/x".as_ref(), disk_full).hresult(),
             PEER_E_DISK_FULL
+        );
+    }
+
+    #[test]
+    fn gmc_chain_errors_take_the_grouping_codes() {
+        assert_eq!(
+            IdentityError::ChainTooLong(25).hresult() as u32,
+            0x8063_0703
+        );
+        assert_eq!(
+            IdentityError::CircularChain("x".into()).hresult() as u32,
+            0x8063_0706
+        );
+        assert_eq!(
+            IdentityError::InvalidTimePeriod("x".into()).hresult() as u32,
+            0x8063_0705
+        );
+        assert_eq!(
+            IdentityError::NotAuthorized("x".into()).hresult() as u32,
+            0x8063_2020
+        );
+        assert_eq!(
+            IdentityError::Untrusted("x".into()).hresult() as u32,
+            0x8063_0701
+        );
+        assert_eq!(IdentityError::NoRoles.hresult(), E_INVALIDARG);
+        assert_eq!(
+            IdentityError::Untrusted("x".into()).hresult(),
+            PEER_E_INVITATION_NOT_TRUSTED
+        );
+        assert_eq!(
+            IdentityError::ChainTooLong(25).hresult(),
+            PEER_E_CHAIN_TOO_LONG
         );
     }
 }

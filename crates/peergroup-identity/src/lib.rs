@@ -5,6 +5,8 @@
 //! digits. [`IdentityStore`] keeps identities on disk under `$PEERGROUP_HOME` with crash-safe
 //! writes; [`IdentityError::hresult`] is the one table from this crate's errors to Windows
 //! HRESULTs (NTE_*/CRYPT_E_* where the Microsoft RSA provider would have failed).
+//! Group membership certificates (group roots, GMC chains, roles and their validation) are in
+//! [`gmc`].
 //!
 //! ```
 //! # let home = tempfile::tempdir().unwrap();
@@ -24,6 +26,7 @@ pub mod documents;
 pub mod error;
 pub mod export;
 pub mod fsutil;
+pub mod gmc;
 pub mod hresult;
 mod identity;
 pub mod keys;
@@ -33,6 +36,10 @@ pub mod xml;
 
 pub use cert::IdentityCertificate;
 pub use error::{IdentityError, Result};
+pub use gmc::{
+    issue_gmc, validate_chain, Gmc, GmcChain, GroupRoot, GroupRootCertificate, Member, Role,
+    Subject, MAX_CHAIN_LEN,
+};
 pub use identity::{Identity, NamePair};
 pub use keys::{KeyAlgorithm, PrivateKey};
 pub use peer_name::{Authority, PeerName, MAX_CLASSIFIER_CHARS};

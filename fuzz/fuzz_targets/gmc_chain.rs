@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use peergroup_identity::gmc::{validate_chain, GmcChain, GroupRootCertificate, MAX_GMCS};
+use peergroup_identity::Authority;
 
 /// A moment inside the validity of the root and of every seed chain.
 const NOW: i64 = 1795706130;
@@ -85,6 +86,7 @@ fuzz_target!(|bytes: &[u8]| {
     let certs = split_der(bytes);
     if let Ok(member) = validate_chain(grc, &certs, NOW) {
         assert_eq!(member.chain().to_der_list(), certs);
-        assert_eq!(member.public_key_der(), member.chain().leaf().public_key_der());
+        let key_name = Authority::of_public_key(member.public_key_der());
+        assert_eq!(member.peer_name().authority(), key_name);
     }
 });

@@ -48,8 +48,8 @@ mod tests;
 
 pub use certificate::{Gmc, Subject, GMC_SERIAL_BYTES};
 pub use chain::{
-    issue_gmc, validate_chain, GmcChain, Member, ISSUE_CLOCK_SLACK_SECS, MAX_CHAIN_BYTES,
-    MAX_CHAIN_LEN, MAX_GMCS,
+    issue_gmc, issue_gmc_at, validate_chain, GmcChain, Member, ISSUE_CLOCK_SLACK_SECS,
+    MAX_CHAIN_BYTES, MAX_CHAIN_LEN, MAX_GMCS,
 };
 pub use der::MAX_UNIX_TIME;
 pub use extension::{GMC_EXTENSION_OID, GMC_EXTENSION_OID_DER, GMC_FORMAT_VERSION};

@@ -37,8 +37,8 @@ pub mod xml;
 pub use cert::IdentityCertificate;
 pub use error::{IdentityError, Result};
 pub use gmc::{
-    issue_gmc, validate_chain, Gmc, GmcChain, GroupRoot, GroupRootCertificate, Member, Role,
-    Subject, MAX_CHAIN_LEN,
+    issue_gmc, issue_gmc_at, validate_chain, Gmc, GmcChain, GroupRoot, GroupRootCertificate,
+    Member, Role, Subject, MAX_CHAIN_LEN,
 };
 pub use identity::{Identity, NamePair};
 pub use keys::{KeyAlgorithm, PrivateKey};

@@ -226,7 +226,7 @@ impl Member {
 ///
 /// The issuer's chain is not validated here (there is no root certificate to do it with);
 /// the issuer should hold a chain it validated when it received it, and every receiver
-/// validates the result anyway.
+/// validates the result anyway. The time is the system clock's; see [`issue_gmc_at`].
 pub fn issue_gmc(
     issuer_key: &PrivateKey,
     issuer_chain: &GmcChain,
@@ -234,6 +234,27 @@ pub fn issue_gmc(
     roles: &[Role],
     not_after: Option<i64>,
 ) -> Result<GmcChain> {
+    issue_gmc_at(
+        issuer_key,
+        issuer_chain,
+        subject,
+        roles,
+        not_after,
+        now_unix(),
+    )
+}
+
+/// [`issue_gmc`] at a given time (seconds since the Unix epoch), for callers that keep their
+/// own clock, such as a deterministic state machine driven by simulated time.
+pub fn issue_gmc_at(
+    issuer_key: &PrivateKey,
+    issuer_chain: &GmcChain,
+    subject: impl Into<Subject>,
+    roles: &[Role],
+    not_after: Option<i64>,
+    now_unix: i64,
+) -> Result<GmcChain> {
+    let now = now_unix;
     let subject = subject.into();
     let issuer = issuer_chain.leaf();
     if issuer_key.public_key_der() != issuer.public_key_der() {
@@ -262,7 +283,6 @@ pub fn issue_gmc(
             subject.peer_name()
         )));
     }
-    let now = now_unix();
     let not_before = (now - ISSUE_CLOCK_SLACK_SECS).max(issuer.not_before());
     let not_after = match not_after {
         None => issuer.not_after(),

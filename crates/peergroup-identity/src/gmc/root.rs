@@ -8,7 +8,8 @@
 use time::{Duration, OffsetDateTime};
 
 use super::certificate::{parse_x509, sign_gmc, subject_of, Signer, Subject};
-use super::chain::GmcChain;
+use super::chain::{now_unix, GmcChain, ISSUE_CLOCK_SLACK_SECS};
+use super::der::MAX_UNIX_TIME;
 use super::extension::canonical_roles;
 use super::role::Role;
 use crate::cert::IDENTITY_CERT_LIFETIME_DAYS;
@@ -104,9 +105,27 @@ impl GroupRoot {
     /// Creates a group: a new ECDSA P-256 key and a self-signed CA certificate naming the
     /// group `authority.classifier` (pseudonym) and `friendly_name` (common name, left out
     /// when empty), valid from an hour ago (for peers whose clocks lag) for Windows'
-    /// "infinite" 1000 years.
+    /// "infinite" 1000 years. The time is the system clock's; see [`GroupRoot::create_at`].
     pub fn create(classifier: &str, friendly_name: &str) -> Result<Self> {
+        Self::create_at(classifier, friendly_name, now_unix())
+    }
+
+    /// [`GroupRoot::create`] at a given time (seconds since the Unix epoch), for callers that
+    /// keep their own clock. Certificates hold times from 1970 to 9999 only.
+    pub fn create_at(classifier: &str, friendly_name: &str, now_unix: i64) -> Result<Self> {
         validate_friendly_name(friendly_name, true)?;
+        let out_of_range =
+            || IdentityError::InvalidTimePeriod(format!("time {now_unix} is out of range"));
+        let not_before = now_unix
+            .checked_sub(ISSUE_CLOCK_SLACK_SECS)
+            .filter(|t| *t >= 0)
+            .ok_or_else(out_of_range)?;
+        let not_before =
+            OffsetDateTime::from_unix_timestamp(not_before).map_err(|_| out_of_range())?;
+        let not_after = not_before
+            .checked_add(Duration::hours(1) + Duration::days(IDENTITY_CERT_LIFETIME_DAYS))
+            .filter(|t| t.unix_timestamp() <= MAX_UNIX_TIME)
+            .ok_or_else(out_of_range)?;
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)?;
         let group_name = PeerName::new(key.authority(), classifier)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
@@ -125,9 +144,8 @@ impl GroupRoot {
             rcgen::KeyUsagePurpose::KeyCertSign,
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
-        let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(IDENTITY_CERT_LIFETIME_DAYS);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let mut serial = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut serial)
             .map_err(|_| IdentityError::Crypto("random source failed"))?;
@@ -237,6 +255,19 @@ mod tests {
         let other = GroupRoot::create("Chess.club", "Chess Club").unwrap();
         let e = GroupRoot::from_parts(other.key().pkcs8_der(), grc.der()).unwrap_err();
         assert_eq!(e.hresult(), crate::hresult::NTE_BAD_KEY);
+    }
+
+    #[test]
+    fn create_at_uses_the_given_clock() {
+        let t = 2_000_000_000;
+        let root = GroupRoot::create_at("g", "G", t).unwrap();
+        let grc = root.certificate();
+        assert_eq!(grc.not_before(), t - ISSUE_CLOCK_SLACK_SECS);
+        assert_eq!(grc.not_after(), t + IDENTITY_CERT_LIFETIME_DAYS * 86_400);
+        for bad in [0, MAX_UNIX_TIME] {
+            let e = GroupRoot::create_at("g", "G", bad).unwrap_err();
+            assert_eq!(e.hresult(), crate::hresult::PEER_E_INVALID_TIME_PERIOD);
+        }
     }
 
     #[test]

@@ -308,6 +308,40 @@ fn validity_is_checked_against_now_and_the_issuer() {
 }
 
 #[test]
+fn issuing_at_a_given_time_needs_no_system_clock() {
+    // A simulated network may run its clock years ahead of the host's.
+    let t = 3_000_000_000;
+    let root = GroupRoot::create_at("sim", "Sim", t).unwrap();
+    let grc = root.certificate();
+    let admin = person("Admin");
+    let admin_chain = root
+        .issue(
+            &admin.idc,
+            &[Role::Admin],
+            grc.not_before(),
+            grc.not_after(),
+        )
+        .unwrap();
+    let bob = person("Bob");
+    let chain = issue_gmc_at(
+        &admin.key,
+        &admin_chain,
+        &bob.idc,
+        &[Role::Member],
+        Some(t + 60),
+        t,
+    )
+    .unwrap();
+    assert_eq!(chain.leaf().not_before(), t - ISSUE_CLOCK_SLACK_SECS);
+    assert_eq!(chain.leaf().not_after(), t + 60);
+    chain.validate(grc, t + 60).unwrap();
+    assert_eq!(
+        code(chain.validate(grc, t + 61)),
+        PEER_E_INVALID_TIME_PERIOD
+    );
+}
+
+#[test]
 fn chains_of_another_group_are_untrusted() {
     let (root, creator, chain) = group();
     let (other, _, other_chain) = group();

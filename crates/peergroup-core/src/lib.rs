@@ -7,12 +7,14 @@
 
 #![forbid(unsafe_code)]
 
-// pub mod error;
+pub mod error;
+pub mod group_store;
+pub mod invitation;
 pub mod machine;
-// pub mod properties;
+pub mod properties;
 pub mod sim;
 pub mod wire;
 
-// pub use error::{CoreError, Result};
+pub use error::{CoreError, Result};
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

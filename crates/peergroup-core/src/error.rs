@@ -1,0 +1,86 @@
+//! The group layer's error type and its one HRESULT table.
+
+use crate::identity::hresult::{self, HRESULT};
+use crate::identity::IdentityError;
+
+/// Everything that can go wrong in the group layer.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// From the identity layer (keys, certificates, membership chains, the store).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Group properties out of range or not allowed here.
+    #[error("invalid group properties: {0}")]
+    InvalidProperties(String),
+    /// The group classifier is not acceptable.
+    #[error("invalid classifier: {0}")]
+    InvalidClassifier(String),
+    /// The group password does not meet the policy.
+    #[error("group password: {0}")]
+    PasswordPolicy(String),
+    /// The caller's roles do not allow this.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+    /// The handle or group is closed, deleted or was never valid.
+    #[error("invalid group")]
+    InvalidGroup,
+    /// The group has not synchronised yet.
+    #[error("the group is not ready")]
+    NotReady,
+    /// No such group for this identity.
+    #[error("group {0} not found")]
+    GroupNotFound(String),
+    /// The identity already belongs to this group.
+    #[error("already a member of {0}")]
+    AlreadyMember(String),
+    /// The invitation text is malformed.
+    #[error("invalid invitation: {0}")]
+    InvalidInvitation(String),
+    /// The invitation is not trusted (wrong group, bad signature, not for this identity).
+    #[error("invitation not trusted: {0}")]
+    InvitationNotTrusted(String),
+    /// The invitation is expired or not yet valid.
+    #[error("invitation outside its validity period")]
+    InvitationExpired,
+    /// The invitation needs the other join function (password vs. GMC).
+    #[error("{0}")]
+    WrongJoinKind(&'static str),
+    /// A stored group could not be read back.
+    #[error("group store entry {path} is corrupted: {why}")]
+    StoreCorrupted {
+        /// The file concerned.
+        path: String,
+        /// What was wrong with it.
+        why: String,
+    },
+    /// A peer broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Result alias of the group layer.
+pub type Result<T, E = CoreError> = std::result::Result<T, E>;
+
+impl CoreError {
+    /// The HRESULT a Windows program would see: the one table of this crate.
+    pub fn hresult(&self) -> HRESULT {
+        use CoreError::*;
+        match self {
+            Identity(e) => e.hresult(),
+            InvalidProperties(_) => hresult::PEER_E_INVALID_GROUP_PROPERTIES,
+            InvalidClassifier(_) => hresult::PEER_E_INVALID_CLASSIFIER,
+            PasswordPolicy(_) => hresult::PEER_E_PASSWORD_DOES_NOT_MEET_POLICY,
+            NotAuthorized(_) => hresult::PEER_E_NOT_AUTHORIZED,
+            InvalidGroup => hresult::PEER_E_INVALID_GROUP,
+            NotReady => hresult::PEER_E_GROUP_NOT_READY,
+            GroupNotFound(_) => hresult::PEER_E_NOT_FOUND,
+            AlreadyMember(_) => hresult::PEER_E_ALREADY_EXISTS,
+            InvalidInvitation(_) => hresult::E_INVALIDARG,
+            InvitationNotTrusted(_) => hresult::PEER_E_INVITATION_NOT_TRUSTED,
+            InvitationExpired => hresult::PEER_E_INVALID_TIME_PERIOD,
+            WrongJoinKind(_) => hresult::E_INVALIDARG,
+            StoreCorrupted { .. } => hresult::PEER_E_INVALID_DATABASE,
+            Protocol(_) => hresult::E_FAIL,
+        }
+    }
+}

@@ -1,13 +1,54 @@
-//! Peergroup's transport layer.
+//! Peergroup's transport layer: QUIC connections with mutual TLS, framed messages, close codes.
 //!
-//! It will hold one QUIC endpoint per node (quinn + rustls mutual TLS, ALPN
-//! [`ALPN`]), framed messages and the protocol's close codes; see `docs/architecture.md`.
-//! Until the group layer lands it carries the identity layer up the stack, so that each
-//! crate reaches only its neighbour.
+//! A [`Node`] is one quinn endpoint on one UDP socket (ALPN [`ALPN`], TLS 1.3 only, rustls with
+//! the ring provider). It knows nothing of groups: the group layer supplies the certificates
+//! to present ([`CredentialResolver`], [`Credentials`]) and the trust decisions
+//! ([`TrustPolicy`]), and a peer its policy refuses fails the handshake and never gets a
+//! stream. Each [`Connection`] carries [`Frame`]s, in order, on one control stream, with
+//! bounded queues; it ends with a [`CloseCode`] the peer observes. The wire protocol is in
+//! `docs/protocol.md`; [`TransportError::hresult`] is the one table to Windows HRESULTs.
+//!
+//! Without the default `quic` feature the crate is only the frame codec, close codes, listen
+//! address parsing and the error type: what the fuzz crate builds, without quinn and rustls.
 
 #![forbid(unsafe_code)]
 
 pub use peergroup_identity as identity;
+
+pub mod close;
+pub mod error;
+pub mod frame;
+pub mod listen;
+
+#[cfg(feature = "quic")]
+mod connection;
+#[cfg(feature = "quic")]
+mod credentials;
+#[cfg(feature = "quic")]
+mod node;
+#[cfg(feature = "quic")]
+mod socket;
+#[cfg(feature = "quic")]
+mod tls;
+#[cfg(feature = "quic")]
+mod trust;
+
+pub use close::{CloseCode, CloseReason};
+pub use error::{Result, TransportError};
+pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+pub use listen::{default_listen_addr, DEFAULT_LISTEN, LISTEN_ENV};
+
+#[cfg(feature = "quic")]
+pub use connection::{Connection, CLIENT_PREAMBLE, SERVER_PREAMBLE};
+#[cfg(feature = "quic")]
+pub use credentials::{CredentialResolver, Credentials, NoCredentials};
+#[cfg(feature = "quic")]
+pub use node::{Limits, Node, NodeConfig};
+/// Certificate and key types of the TLS layer, re-exported so callers need no extra dependency.
+#[cfg(feature = "quic")]
+pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+#[cfg(feature = "quic")]
+pub use trust::{PinnedCertificates, Side, TrustError, TrustPolicy};
 
 /// The ALPN protocol id every Peergroup connection negotiates.
 pub const ALPN: &[u8] = b"peergroup/1";

@@ -9,6 +9,9 @@ pub enum CoreError {
     /// From the identity layer (keys, certificates, membership chains, the store).
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// From the transport layer.
+    #[error(transparent)]
+    Transport(crate::transport::TransportError),
     /// Group properties out of range or not allowed here.
     #[error("invalid group properties: {0}")]
     InvalidProperties(String),
@@ -67,6 +70,7 @@ impl CoreError {
         use CoreError::*;
         match self {
             Identity(e) => e.hresult(),
+            Transport(e) => e.hresult(),
             InvalidProperties(_) => hresult::PEER_E_INVALID_GROUP_PROPERTIES,
             InvalidClassifier(_) => hresult::PEER_E_INVALID_CLASSIFIER,
             PasswordPolicy(_) => hresult::PEER_E_PASSWORD_DOES_NOT_MEET_POLICY,

@@ -7,7 +7,10 @@
 
 #![forbid(unsafe_code)]
 
+mod clock;
+mod driver;
 pub mod error;
+pub mod group;
 pub mod group_store;
 pub mod invitation;
 pub mod machine;
@@ -15,6 +18,8 @@ pub mod properties;
 pub mod sim;
 pub mod wire;
 
+pub use driver::{reachable_addrs, server_name_of};
 pub use error::{CoreError, Result};
+pub use group::{GroupHandle, Peergroup};
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

@@ -1,0 +1,756 @@
+//! The tokio side of a group: binds the state machine to the transport and to storage.
+//!
+//! One [`Network`] per library instance owns the transport node (bound on first use,
+//! closed when no group is online) and a [`Registry`] of the groups that run, which is both
+//! the node's credential resolver (server certificates by SNI) and its trust policy (a peer
+//! must present a membership chain of a group we run). Each online group has one driver task
+//! that feeds its machine and carries out what the machine asks.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::clock::unix_now;
+use crate::error::{CoreError, Result};
+use crate::group::{verify_properties, GroupInner, Peergroup, Shared};
+use crate::identity::gmc::{validate_chain, Gmc, GroupRootCertificate, Member};
+use crate::identity::{Authority, IdentityError, PeerName};
+use crate::machine::{CloseReason, Config, ConnId, Group, GroupEvent, Input, Output, Persist};
+use crate::transport::{
+    CertificateDer, CloseCode, Connection, CredentialResolver, Credentials, Frame, Node,
+    NodeConfig, Side, TrustError, TrustPolicy,
+};
+use crate::wire::Message;
+
+/// How long a group's close waits for its peers to be told.
+pub const GROUP_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long closing the node waits for the last peers and the socket.
+pub const NODE_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a refused newcomer's connection stays open so the referral reaches it.
+pub const REFERRAL_LINGER: Duration = Duration::from_millis(500);
+/// Frames queued for one connection before it counts as stalled.
+pub const CONNECTION_QUEUE: usize = 256;
+/// How many connection ends a group remembers for [`crate::GroupHandle::recent_disconnects`].
+pub const RECENT_DISCONNECTS: usize = 32;
+/// Network events queued for one group before readers wait (back-pressure to the peers).
+pub const NET_QUEUE: usize = 1024;
+
+/// The DNS name a group is asked for in TLS (SNI): a hash of the group name, since peer names
+/// are not DNS names.
+pub fn server_name_of(group: &PeerName) -> String {
+    format!(
+        "g{}.peergroup",
+        Authority::of_public_key(group.to_string().as_bytes())
+    )
+}
+
+fn random_u64() -> u64 {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// What one running group offers the node.
+struct Hosted {
+    grc: GroupRootCertificate,
+    credentials: Credentials,
+    listening: bool,
+    net: mpsc::Sender<NetEvent>,
+}
+
+/// The groups that run on this node, by server name.
+#[derive(Default)]
+pub struct Registry {
+    groups: RwLock<HashMap<String, Hosted>>,
+}
+
+impl Registry {
+    fn validate(
+        &self,
+        server_name: &str,
+        chain: &[CertificateDer<'_>],
+    ) -> std::result::Result<Member, TrustError> {
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        let hosted = groups
+            .get(server_name)
+            .ok_or_else(|| TrustError::Untrusted(format!("no group is served as {server_name}")))?;
+        validate_chain(&hosted.grc, chain, unix_now()).map_err(|e| match e {
+            IdentityError::InvalidTimePeriod(why) => TrustError::Expired(why),
+            IdentityError::BadEncoding(why) => TrustError::BadCertificate(why),
+            other => TrustError::Untrusted(other.to_string()),
+        })
+    }
+}
+
+impl TrustPolicy for Registry {
+    fn verify_peer(
+        &self,
+        peer_side: Side,
+        server_name: Option<&str>,
+        chain: &[CertificateDer<'_>],
+    ) -> std::result::Result<(), TrustError> {
+        let name = match (peer_side, server_name) {
+            (Side::Server, Some(name)) => name.to_owned(),
+            _ => {
+                // As a server we do not see the SNI here: take the group the chain names;
+                // the pairing is checked again once the connection is up.
+                let leaf = chain
+                    .first()
+                    .ok_or_else(|| TrustError::BadCertificate("no certificate".into()))?;
+                let gmc =
+                    Gmc::from_der(leaf).map_err(|e| TrustError::BadCertificate(e.to_string()))?;
+                server_name_of(gmc.group_name())
+            }
+        };
+        if peer_side == Side::Client {
+            let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+            if !groups.get(&name).is_some_and(|h| h.listening) {
+                return Err(TrustError::Untrusted(
+                    "that group is not listening here".into(),
+                ));
+            }
+        }
+        self.validate(&name, chain).map(|_| ())
+    }
+}
+
+impl CredentialResolver for Registry {
+    fn resolve(&self, server_name: &str) -> Option<Credentials> {
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        groups
+            .get(server_name)
+            .filter(|h| h.listening)
+            .map(|h| h.credentials.clone())
+    }
+}
+
+struct NetNode {
+    node: Arc<Node>,
+    registry: Arc<Registry>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+/// The transport node of a library instance, bound on first use.
+pub(crate) struct Network {
+    listen: Option<SocketAddr>,
+    node_id: u64,
+    state: tokio::sync::Mutex<Option<NetNode>>,
+}
+
+impl Network {
+    pub(crate) fn new(listen: Option<SocketAddr>) -> Self {
+        Network {
+            listen,
+            node_id: random_u64(),
+            state: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn node(&self) -> Result<(Arc<Node>, Arc<Registry>)> {
+        let mut state = self.state.lock().await;
+        if let Some(n) = state.as_ref() {
+            return Ok((n.node.clone(), n.registry.clone()));
+        }
+        let addr = match self.listen {
+            Some(a) => a,
+            None => crate::transport::default_listen_addr()?,
+        };
+        let registry = Arc::new(Registry::default());
+        let node = Arc::new(Node::bind(
+            addr,
+            NodeConfig::new(registry.clone(), registry.clone()),
+        )?);
+        tracing::info!(addr = %node.local_addr(), "transport node bound");
+        let accept_task = tokio::spawn(accept_loop(node.clone(), registry.clone()));
+        *state = Some(NetNode {
+            node: node.clone(),
+            registry: registry.clone(),
+            accept_task,
+        });
+        Ok((node, registry))
+    }
+
+    /// The bound address, if the node is up.
+    pub(crate) async fn local_addr(&self) -> Option<SocketAddr> {
+        self.state
+            .lock()
+            .await
+            .as_ref()
+            .map(|n| n.node.local_addr())
+    }
+
+    /// Closes the node once no group runs on it: the last step of the close cascade, which
+    /// releases the UDP port.
+    pub(crate) async fn release_if_idle(&self, _shared: &Shared) {
+        let mut state = self.state.lock().await;
+        let idle = state.as_ref().is_some_and(|n| {
+            n.registry
+                .groups
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        });
+        if !idle {
+            return;
+        }
+        let n = state.take().expect("checked above");
+        n.accept_task.abort();
+        if let Err(e) = n
+            .node
+            .close(CloseCode::GroupClosed, NODE_CLOSE_TIMEOUT)
+            .await
+        {
+            tracing::warn!(error = %e, "closing the transport node");
+        }
+        tracing::info!("transport node closed");
+    }
+}
+
+async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
+    while let Some(conn) = node.accept().await {
+        let name = conn.server_name().to_owned();
+        match registry.validate(&name, conn.peer_chain()) {
+            Ok(member) => {
+                let net = registry
+                    .groups
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .map(|h| h.net.clone());
+                match net {
+                    Some(net) => {
+                        let up = NetEvent::Up {
+                            conn,
+                            member: member.peer_name().to_string(),
+                            outbound: false,
+                        };
+                        let _ = net.send(up).await;
+                    }
+                    None => conn.close(CloseCode::NotAuthorized, "group not served here"),
+                }
+            }
+            Err(e) => {
+                tracing::info!(server_name = %name, error = %e, "refusing a connection");
+                conn.close(CloseCode::NotAuthorized, "not a member of that group");
+            }
+        }
+    }
+}
+
+enum Control {
+    Connect(Vec<SocketAddr>),
+    LocalProperties(crate::wire::SignedProperties),
+    Close(oneshot::Sender<()>),
+}
+
+enum NetEvent {
+    Up {
+        conn: Connection,
+        member: String,
+        outbound: bool,
+    },
+    Down(ConnId, crate::transport::CloseReason),
+    Frame(ConnId, Frame),
+    DialFailed(SocketAddr, i32),
+}
+
+/// The handle the group layer keeps on a running driver.
+#[derive(Clone)]
+pub(crate) struct DriverHandle {
+    control: mpsc::UnboundedSender<Control>,
+    status: watch::Receiver<u32>,
+    addrs: Arc<Mutex<Vec<SocketAddr>>>,
+    disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DriverHandle {
+    pub(crate) fn status(&self) -> u32 {
+        *self.status.borrow()
+    }
+
+    pub(crate) fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn recent_disconnects(&self) -> Vec<crate::transport::CloseReason> {
+        self.disconnects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn connect(&self, addrs: Vec<SocketAddr>) {
+        let _ = self.control.send(Control::Connect(addrs));
+    }
+
+    pub(crate) fn local_properties(&self, signed: crate::wire::SignedProperties) {
+        let _ = self.control.send(Control::LocalProperties(signed));
+    }
+
+    pub(crate) async fn wait_status(&self, bits: u32, timeout: Duration) -> u32 {
+        let mut rx = self.status.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| s & bits == bits)).await;
+        let status = *rx.borrow();
+        status
+    }
+
+    /// Takes the group offline: the machine tells every neighbour (close code "group
+    /// closed"), the group leaves the node's registry, and the task ends; bounded in time.
+    pub(crate) async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.control.send(Control::Close(tx)).is_ok() {
+            let _ = tokio::time::timeout(GROUP_CLOSE_TIMEOUT + Duration::from_secs(1), rx).await;
+        }
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
+    }
+
+    /// The fallback when a handle is dropped without `close`: stop without waiting.
+    pub(crate) fn abort(&self) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.control.send(Control::Close(tx));
+    }
+}
+
+/// Starts the driver of a group (binding the node if needed).
+pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
+    let (node, registry) = pg.shared.network.node().await?;
+    let (chain, config, signed) = {
+        let st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.chain.clone(), st.config.clone(), st.signed.clone())
+    };
+    let der_chain: Vec<CertificateDer<'static>> = chain
+        .to_der_list()
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    let credentials = Credentials::from_identity(inner.identity.private_key(), der_chain)?;
+    let server_name = server_name_of(&inner.key.1);
+    let (net_tx, net_rx) = mpsc::channel(NET_QUEUE);
+    registry
+        .groups
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            server_name.clone(),
+            Hosted {
+                grc: inner.grc.clone(),
+                credentials: credentials.clone(),
+                listening: false,
+                net: net_tx.clone(),
+            },
+        );
+    let mut cfg = Config::new(pg.shared.network.node_id, &inner.key.0.to_string());
+    cfg.creator = config.properties.creator_peer_name == inner.key.0.to_string();
+    cfg.synced_before = config.synced;
+    cfg.seed = random_u64();
+    let mut machine = Group::new(cfg, inner.store.load_peers()?, signed);
+    machine.add_bootstrap(&inner.store.load_bootstrap()?);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (status_tx, status_rx) = watch::channel(0);
+    let addrs = Arc::new(Mutex::new(Vec::new()));
+    let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let driver = Driver {
+        machine,
+        inner: inner.clone(),
+        node,
+        registry,
+        server_name,
+        credentials,
+        net_tx,
+        conns: HashMap::new(),
+        status: status_tx,
+        addrs: addrs.clone(),
+        disconnects: disconnects.clone(),
+        start: Instant::now(),
+    };
+    let task = tokio::spawn(driver.run(control_rx, net_rx));
+    Ok(DriverHandle {
+        control: control_tx,
+        status: status_rx,
+        addrs,
+        disconnects,
+        task: Arc::new(Mutex::new(Some(task))),
+    })
+}
+
+struct Driver {
+    machine: Group,
+    inner: Arc<GroupInner>,
+    node: Arc<Node>,
+    registry: Arc<Registry>,
+    server_name: String,
+    credentials: Credentials,
+    net_tx: mpsc::Sender<NetEvent>,
+    conns: HashMap<ConnId, Writer>,
+    status: watch::Sender<u32>,
+    addrs: Arc<Mutex<Vec<SocketAddr>>>,
+    disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
+    start: Instant,
+}
+
+/// A connection's ordered outgoing queue, served by its own task.
+struct Writer {
+    conn: Connection,
+    queue: mpsc::Sender<WriterItem>,
+}
+
+enum WriterItem {
+    Frame(Frame),
+    Close(CloseCode, &'static str, Duration),
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut control: mpsc::UnboundedReceiver<Control>,
+        mut net: mpsc::Receiver<NetEvent>,
+    ) {
+        loop {
+            let deadline = self
+                .machine
+                .poll_timeout()
+                .map(|ms| self.start + Duration::from_millis(ms));
+            tokio::select! {
+                msg = control.recv() => match msg {
+                    Some(Control::Connect(addrs)) => {
+                        let input = if addrs.is_empty() { Input::Connect } else { Input::ConnectByAddress(addrs) };
+                        self.feed(input);
+                    }
+                    Some(Control::LocalProperties(p)) => self.feed(Input::LocalProperties(p)),
+                    Some(Control::Close(ack)) => {
+                        self.shutdown().await;
+                        let _ = ack.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(ev) = net.recv() => self.net_event(ev),
+                _ = sleep_until(deadline) => self.feed(Input::Tick),
+            }
+        }
+    }
+
+    fn net_event(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::Up {
+                conn,
+                member,
+                outbound,
+            } => {
+                if !self.machine.is_online() {
+                    conn.close(CloseCode::GroupClosed, "group offline");
+                    return;
+                }
+                let id = conn.id();
+                let remote = conn.remote_address();
+                self.spawn_io(conn);
+                self.feed(Input::ConnectionUp {
+                    conn: id,
+                    member,
+                    remote,
+                    outbound,
+                });
+            }
+            NetEvent::Down(id, reason) => {
+                {
+                    let mut log = self.disconnects.lock().unwrap_or_else(|p| p.into_inner());
+                    if log.len() >= RECENT_DISCONNECTS {
+                        log.remove(0);
+                    }
+                    log.push(reason);
+                }
+                self.conns.remove(&id);
+                self.feed(Input::ConnectionDown(id));
+            }
+            NetEvent::Frame(id, frame) => {
+                let Ok(kind) = u8::try_from(frame.kind()) else {
+                    self.violation(id, "unknown frame kind");
+                    return;
+                };
+                match Message::decode(kind, frame.payload()) {
+                    Ok(Message::Properties(signed)) => {
+                        match verify_properties(&self.inner.grc, &signed) {
+                            Ok(_) => self.feed(Input::VerifiedProperties(id, signed)),
+                            Err(e) => {
+                                tracing::warn!(conn = id, error = %e, "dropping unverifiable properties");
+                            }
+                        }
+                    }
+                    Ok(msg) => self.feed(Input::Message(id, msg)),
+                    Err(e) => self.violation(id, &e.to_string()),
+                }
+            }
+            NetEvent::DialFailed(addr, hr) => self.feed(Input::DialFailed(addr, hr)),
+        }
+    }
+
+    fn violation(&mut self, id: ConnId, why: &str) {
+        tracing::info!(conn = id, why, "protocol violation");
+        if let Some(w) = self.conns.remove(&id) {
+            w.conn
+                .close(CloseCode::ProtocolViolation, "protocol violation");
+        }
+        self.feed(Input::ConnectionDown(id));
+    }
+
+    /// One reader task and one writer task per connection.
+    fn spawn_io(&mut self, conn: Connection) {
+        let id = conn.id();
+        let (queue, mut rx) = mpsc::channel::<WriterItem>(CONNECTION_QUEUE);
+        let writer_conn = conn.clone();
+        tokio::spawn(async move {
+            while let Some(item) = rx.recv().await {
+                match item {
+                    WriterItem::Frame(f) => {
+                        if writer_conn.send(&f).await.is_err() {
+                            break;
+                        }
+                    }
+                    WriterItem::Close(code, reason, linger) => {
+                        if !linger.is_zero() {
+                            tokio::time::sleep(linger).await;
+                        }
+                        writer_conn.close(code, reason);
+                        break;
+                    }
+                }
+            }
+        });
+        let reader_conn = conn.clone();
+        let net = self.net_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match reader_conn.recv().await {
+                    Ok(frame) => {
+                        if net.send(NetEvent::Frame(id, frame)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        let reason = reader_conn.closed().await;
+                        let _ = net.send(NetEvent::Down(id, reason)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        self.conns.insert(id, Writer { conn, queue });
+    }
+
+    fn feed(&mut self, input: Input) {
+        let now = self.now();
+        self.machine.handle(now, input);
+        while let Some(out) = self.machine.poll_output() {
+            self.output(out);
+        }
+    }
+
+    fn output(&mut self, out: Output) {
+        match out {
+            Output::StartListening => {
+                if let Some(h) = self
+                    .registry
+                    .groups
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&self.server_name)
+                {
+                    h.listening = true;
+                }
+                let addrs = reachable_addrs(self.node.local_addr());
+                *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs.clone();
+                let now = self.now();
+                self.machine.handle(now, Input::Listening(addrs));
+            }
+            Output::Dial(addr) => {
+                let node = self.node.clone();
+                let name = self.server_name.clone();
+                let creds = self.credentials.clone();
+                let trust: Arc<dyn TrustPolicy> = self.registry.clone();
+                let registry = self.registry.clone();
+                let net = self.net_tx.clone();
+                tokio::spawn(async move {
+                    let ev = match node.connect(addr, &name, &creds, trust).await {
+                        Ok(conn) => {
+                            match registry.validate(&name, conn.peer_chain()) {
+                                Ok(member) => NetEvent::Up {
+                                    conn,
+                                    member: member.peer_name().to_string(),
+                                    outbound: true,
+                                },
+                                Err(_) => {
+                                    conn.close(CloseCode::NotAuthorized, "not a member");
+                                    NetEvent::DialFailed(addr, crate::identity::hresult::PEER_E_CONNECTION_NOT_AUTHENTICATED)
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "dial failed");
+                            NetEvent::DialFailed(addr, e.hresult())
+                        }
+                    };
+                    let _ = net.send(ev).await;
+                });
+            }
+            Output::Send(id, msg) => {
+                let (kind, payload) = msg.encode();
+                let Ok(frame) = Frame::new(u16::from(kind), payload) else {
+                    tracing::error!(conn = id, "message over the frame limit dropped");
+                    return;
+                };
+                if let Some(w) = self.conns.get(&id) {
+                    if w.queue.try_send(WriterItem::Frame(frame)).is_err() {
+                        // The peer does not keep up: drop it rather than buffer without bound.
+                        tracing::info!(conn = id, "peer stalled; closing");
+                        w.conn.close(CloseCode::Stalled, "send queue full");
+                        self.conns.remove(&id);
+                        let now = self.now();
+                        self.machine.handle(now, Input::ConnectionDown(id));
+                    }
+                }
+            }
+            Output::Disconnect(id, reason) => {
+                if let Some(w) = self.conns.remove(&id) {
+                    let (code, text, linger) = match reason {
+                        CloseReason::GroupClosed => {
+                            (CloseCode::GroupClosed, "group closed", Duration::ZERO)
+                        }
+                        CloseReason::ProtocolViolation => (
+                            CloseCode::ProtocolViolation,
+                            "protocol violation",
+                            Duration::ZERO,
+                        ),
+                        CloseReason::Duplicate => {
+                            (CloseCode::Shutdown, "duplicate connection", Duration::ZERO)
+                        }
+                        CloseReason::ConnectedToSelf => {
+                            (CloseCode::Shutdown, "connected to self", Duration::ZERO)
+                        }
+                        CloseReason::Busy => (
+                            CloseCode::Shutdown,
+                            "busy: try the members referred",
+                            REFERRAL_LINGER,
+                        ),
+                    };
+                    // A referral must reach the newcomer first: close after the queued frames.
+                    let queued = !linger.is_zero()
+                        && w.queue
+                            .try_send(WriterItem::Close(code, text, linger))
+                            .is_ok();
+                    if !queued {
+                        w.conn.close(code, text);
+                    }
+                }
+            }
+            Output::Event(e) => {
+                if let GroupEvent::StatusChanged(s) = e {
+                    let _ = self.status.send(s);
+                }
+                tracing::debug!(group = %self.inner.key.1, event = ?e, "group event");
+            }
+            Output::Persist(p) => {
+                if let Err(e) = self.persist(p) {
+                    tracing::error!(group = %self.inner.key.1, error = %e, "storage write failed");
+                }
+            }
+        }
+    }
+
+    fn persist(&self, p: Persist) -> Result<()> {
+        match p {
+            Persist::Synced => {
+                let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.config.synced = true;
+                self.inner.store.save_config(&st.config)
+            }
+            Persist::KnownPeers(peers) => self.inner.store.save_peers(&peers),
+            Persist::Properties(signed) => {
+                let props = verify_properties(&self.inner.grc, &signed)?;
+                self.inner.store.save_signed_properties(&signed)?;
+                let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.config.properties = props;
+                st.signed = Some(signed);
+                self.inner.store.save_config(&st.config)
+            }
+        }
+    }
+
+    /// The group's part of the close cascade: tell every neighbour, leave the registry,
+    /// make the state durable, and wait (bounded) until the peers were told.
+    async fn shutdown(&mut self) {
+        self.feed(Input::Close);
+        self.registry
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.server_name);
+        let conns: Vec<Connection> = self.conns.drain().map(|(_, w)| w.conn).collect();
+        for c in &conns {
+            c.close(CloseCode::GroupClosed, "group closed");
+        }
+        let wait = async {
+            for c in &conns {
+                c.closed().await;
+            }
+        };
+        if tokio::time::timeout(GROUP_CLOSE_TIMEOUT, wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(group = %self.inner.key.1, "peers not all told of the close in time");
+        }
+        let _ = self.status.send(0);
+        tracing::info!(group = %self.inner.key.1, "group offline");
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The addresses peers can reach a node bound to `local` at: the address itself, or every
+/// interface address of its family (both, for a dual-stack `[::]`) when it is unspecified.
+pub fn reachable_addrs(local: SocketAddr) -> Vec<SocketAddr> {
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let mut out: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| local.is_ipv6() || ip.is_ipv4())
+        .filter(|ip| match ip {
+            std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+            std::net::IpAddr::V4(_) => true,
+        })
+        .map(|ip| SocketAddr::new(ip, local.port()))
+        .collect();
+    out.sort_by_key(|a| (a.ip().is_loopback(), a.is_ipv6()));
+    out.truncate(crate::wire::MAX_ADDRS);
+    out
+}
+
+impl From<crate::transport::TransportError> for CoreError {
+    fn from(e: crate::transport::TransportError) -> Self {
+        CoreError::Transport(e)
+    }
+}

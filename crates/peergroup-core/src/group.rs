@@ -1,0 +1,587 @@
+//! Groups on disk and their handles: create, open, join, delete, properties and invitations.
+//!
+//! [`Peergroup`] is one user's library instance (one identity store, one transport node).
+//! Every `create`/`open`/`join` returns a new [`GroupHandle`]; handles to the same
+//! (identity, group) share one [`GroupInner`], which counts them. The network side lives in
+//! `driver`; it is started by `connect` and stopped when the last handle closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::unix_now;
+use crate::driver::{self, Network};
+use crate::error::{CoreError, Result};
+use crate::group_store::{GroupStore, StoredConfig};
+use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Member, Role};
+use crate::identity::{documents, Identity, IdentityStore, PeerName};
+use crate::invitation::{Credential, Invitation};
+use crate::properties::GroupProperties;
+use crate::wire::SignedProperties;
+
+/// Identifies a group as one identity holds it.
+pub type GroupKey = (PeerName, PeerName);
+
+/// One user's groups: the identity store, the open groups and the network.
+#[derive(Clone)]
+pub struct Peergroup {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) identities: IdentityStore,
+    pub(crate) open: Mutex<HashMap<GroupKey, Arc<GroupInner>>>,
+    pub(crate) network: Network,
+}
+
+/// The state of one open group, shared by its handles.
+pub struct GroupInner {
+    pub(crate) key: GroupKey,
+    pub(crate) identity: Identity,
+    pub(crate) store: GroupStore,
+    pub(crate) grc: GroupRootCertificate,
+    pub(crate) state: Mutex<GroupState>,
+}
+
+pub(crate) struct GroupState {
+    pub(crate) handles: usize,
+    pub(crate) deleted: bool,
+    pub(crate) chain: GmcChain,
+    pub(crate) member: Member,
+    pub(crate) config: StoredConfig,
+    pub(crate) signed: Option<SignedProperties>,
+    pub(crate) driver: Option<driver::DriverHandle>,
+}
+
+/// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
+pub struct GroupHandle {
+    inner: Arc<GroupInner>,
+    pg: Peergroup,
+    closed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Peergroup {
+    /// A library instance over an identity store; the network binds on first use to
+    /// `listen` (tests: `127.0.0.1:0`), by default `$PEERGROUP_LISTEN` or `[::]:0`.
+    pub fn new(identities: IdentityStore, listen: Option<SocketAddr>) -> Self {
+        Peergroup {
+            shared: Arc::new(Shared {
+                identities,
+                open: Mutex::new(HashMap::new()),
+                network: Network::new(listen),
+            }),
+        }
+    }
+
+    /// The transport node's bound address, while any group is online.
+    pub async fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.network.local_addr().await
+    }
+
+    /// The identity store.
+    pub fn identities(&self) -> &IdentityStore {
+        &self.shared.identities
+    }
+
+    fn identity_or_default(&self, identity: Option<&PeerName>) -> Result<PeerName> {
+        Ok(match identity {
+            Some(p) => p.clone(),
+            None => self.shared.identities.default_identity()?,
+        })
+    }
+
+    /// `PeerGroupCreate`: a new group whose creator (default: the default identity) becomes
+    /// its administrator. The group peer name is generated.
+    pub fn create_group(&self, properties: GroupProperties) -> Result<GroupHandle> {
+        let mut props = properties.normalized_for_create()?;
+        let creator: Option<PeerName> = if props.creator_peer_name.is_empty() {
+            None
+        } else {
+            Some(props.creator_peer_name.parse()?)
+        };
+        let creator = self.identity_or_default(creator.as_ref())?;
+        let identity = self.shared.identities.load(&creator)?;
+        let now = unix_now();
+        let friendly = if props.friendly_name.is_empty() {
+            props.classifier.clone()
+        } else {
+            props.friendly_name.clone()
+        };
+        let root = GroupRoot::create_at(&props.classifier, &friendly, now)?;
+        let grc = root.certificate().clone();
+        let chain = root.issue(
+            identity.certificate(),
+            &[Role::Admin],
+            grc.not_before(),
+            grc.not_after(),
+        )?;
+        props.group_peer_name = root.group_name().to_string();
+        props.creator_peer_name = creator.to_string();
+        props.friendly_name = friendly.clone();
+        let signed = sign_properties(&identity, &chain, 1, &props)?;
+        let dir = self
+            .shared
+            .identities
+            .register_group(&creator, root.group_name(), &friendly)?;
+        let store = GroupStore::new(dir);
+        let config = StoredConfig {
+            format: 1,
+            properties: props,
+            synced: true,
+        };
+        store.save_signed_properties(&signed)?;
+        store.initialize(
+            &config,
+            grc.der(),
+            &chain.to_bytes(),
+            Some(root.key().pkcs8_der()),
+            &[],
+        )?;
+        tracing::info!(group = %root.group_name(), creator = %creator, "group created");
+        self.open_group(Some(&creator), root.group_name())
+    }
+
+    /// `PeerGroupOpen`: a new handle to a group this identity created or joined.
+    pub fn open_group(&self, identity: Option<&PeerName>, group: &PeerName) -> Result<GroupHandle> {
+        let identity = self.identity_or_default(identity)?;
+        let key = (identity.clone(), group.clone());
+        let mut open = lock(&self.shared.open);
+        if let Some(inner) = open.get(&key) {
+            let mut st = lock(&inner.state);
+            if !st.deleted {
+                st.handles += 1;
+                drop(st);
+                return Ok(GroupHandle {
+                    inner: inner.clone(),
+                    pg: self.clone(),
+                    closed: false,
+                });
+            }
+        }
+        let loaded = self.shared.identities.load(&identity)?;
+        let dir = self
+            .shared
+            .identities
+            .groups(&identity)?
+            .into_iter()
+            .find(|g| g.peer_name == group.to_string())
+            .ok_or_else(|| CoreError::GroupNotFound(group.to_string()))?;
+        let store = GroupStore::new(self.shared.identities.register_group(
+            &identity,
+            group,
+            &dir.friendly_name,
+        )?);
+        if !store.exists() {
+            return Err(CoreError::GroupNotFound(group.to_string()));
+        }
+        let config = store.load_config()?;
+        let grc = GroupRootCertificate::from_der(&store.load_grc()?)?;
+        let chain = GmcChain::from_bytes(&store.load_gmc()?)?;
+        let member = chain.validate(&grc, unix_now())?;
+        let signed = store.load_signed_properties()?;
+        let inner = Arc::new(GroupInner {
+            key: key.clone(),
+            identity: loaded,
+            store,
+            grc,
+            state: Mutex::new(GroupState {
+                handles: 1,
+                deleted: false,
+                chain,
+                member,
+                config,
+                signed,
+                driver: None,
+            }),
+        });
+        open.insert(key, inner.clone());
+        Ok(GroupHandle {
+            inner,
+            pg: self.clone(),
+            closed: false,
+        })
+    }
+
+    /// `PeerGroupJoin`: stores a GMC invitation for `identity` and returns an offline handle;
+    /// nothing is sent until `connect`.
+    pub fn join(&self, identity: Option<&PeerName>, invitation: &str) -> Result<GroupHandle> {
+        let identity = self.identity_or_default(identity)?;
+        let inv = Invitation::parse(invitation)?;
+        let member = inv.validate_for(&identity, unix_now())?;
+        let Credential::Gmc(chain) = &inv.credential else {
+            unreachable!("validate_for accepts GMC invitations only");
+        };
+        debug_assert_eq!(member.peer_name(), &identity);
+        let dir = self.shared.identities.register_group(
+            &identity,
+            &inv.group_name,
+            &inv.group_friendly_name,
+        )?;
+        let store = GroupStore::new(dir);
+        if store.exists() {
+            // Already a member: take the newer credentials and open.
+            store.save_gmc(&chain.to_bytes())?;
+            let mut bootstrap = store.load_bootstrap()?;
+            for a in &inv.addresses {
+                if !bootstrap.contains(a) {
+                    bootstrap.push(*a);
+                }
+            }
+            store.save_bootstrap(&bootstrap)?;
+        } else {
+            let config = StoredConfig {
+                format: 1,
+                properties: GroupProperties {
+                    classifier: inv.group_name.classifier().to_owned(),
+                    group_peer_name: inv.group_name.to_string(),
+                    friendly_name: inv.group_friendly_name.clone(),
+                    cloud: inv.cloud.clone(),
+                    ..GroupProperties::default()
+                },
+                synced: false,
+            };
+            store.initialize(
+                &config,
+                inv.grc.der(),
+                &chain.to_bytes(),
+                None,
+                &inv.addresses,
+            )?;
+        }
+        tracing::info!(group = %inv.group_name, identity = %identity, "joined (offline)");
+        self.open_group(Some(&identity), &inv.group_name)
+    }
+
+    /// `PeerGroupParseInvitation`.
+    pub fn parse_invitation(invitation: &str) -> Result<Invitation> {
+        Invitation::parse(invitation)
+    }
+
+    /// `PeerGroupDelete`: removes this identity's local data for the group. Every open handle
+    /// to it becomes invalid at once, and its connections close as for a last close.
+    pub async fn delete_group(&self, identity: Option<&PeerName>, group: &PeerName) -> Result<()> {
+        let identity = self.identity_or_default(identity)?;
+        let key = (identity.clone(), group.clone());
+        let live = lock(&self.shared.open).remove(&key);
+        if let Some(inner) = live {
+            let driver = {
+                let mut st = lock(&inner.state);
+                st.deleted = true;
+                st.handles = 0;
+                st.driver.take()
+            };
+            if let Some(d) = driver {
+                d.close().await;
+            }
+            self.shared.network.release_if_idle(&self.shared).await;
+        }
+        self.shared
+            .identities
+            .unregister_group(&identity, group)
+            .map_err(|e| match e {
+                crate::identity::IdentityError::NotFound(_) => {
+                    CoreError::GroupNotFound(group.to_string())
+                }
+                other => other.into(),
+            })?;
+        tracing::info!(group = %group, identity = %identity, "group deleted");
+        Ok(())
+    }
+}
+
+/// Signs properties with a member's key, as an administrator publishes them.
+pub(crate) fn sign_properties(
+    identity: &Identity,
+    chain: &GmcChain,
+    version: u64,
+    props: &GroupProperties,
+) -> Result<SignedProperties> {
+    let body = serde_json::to_vec(props).expect("plain data serialises");
+    let signature = identity
+        .private_key()
+        .sign(&SignedProperties::signed_bytes(version, &body))?;
+    Ok(SignedProperties {
+        version,
+        body,
+        signer_chain: chain.to_bytes(),
+        signature,
+    })
+}
+
+/// Checks signed properties from a peer: an administrator of this group signed them.
+pub(crate) fn verify_properties(
+    grc: &GroupRootCertificate,
+    signed: &SignedProperties,
+) -> Result<GroupProperties> {
+    let chain = GmcChain::from_bytes(&signed.signer_chain)?;
+    let signer = chain.validate(grc, unix_now())?;
+    if !signer.has_role(Role::Admin) {
+        return Err(CoreError::NotAuthorized(
+            "properties not signed by an administrator".into(),
+        ));
+    }
+    crate::identity::keys::verify_signature(
+        signer.public_key_der(),
+        &SignedProperties::signed_bytes(signed.version, &signed.body),
+        &signed.signature,
+    )?;
+    serde_json::from_slice(&signed.body)
+        .map_err(|e| CoreError::Protocol(format!("properties: {e}")))
+}
+
+impl GroupHandle {
+    fn live(&self) -> Result<MutexGuard<'_, GroupState>> {
+        let st = lock(&self.inner.state);
+        if self.closed || st.deleted {
+            return Err(CoreError::InvalidGroup);
+        }
+        Ok(st)
+    }
+
+    /// The group's peer name.
+    pub fn group_name(&self) -> &PeerName {
+        &self.inner.key.1
+    }
+
+    /// The identity holding this handle.
+    pub fn identity(&self) -> &PeerName {
+        &self.inner.key.0
+    }
+
+    /// This member's roles.
+    pub fn roles(&self) -> Result<Vec<Role>> {
+        Ok(self.live()?.member.roles().to_vec())
+    }
+
+    /// `PeerGroupGetStatus`.
+    pub fn status(&self) -> Result<u32> {
+        let st = self.live()?;
+        Ok(st.driver.as_ref().map_or(0, |d| d.status()))
+    }
+
+    /// `PeerGroupGetProperties`.
+    pub fn properties(&self) -> Result<GroupProperties> {
+        let st = self.live()?;
+        Ok(st.config.properties.clone())
+    }
+
+    /// `PeerGroupSetProperties`: administrators only; the identifying fields cannot change.
+    pub fn set_properties(&self, update: &GroupProperties) -> Result<()> {
+        let mut st = self.live()?;
+        if !st.member.has_role(Role::Admin) {
+            return Err(CoreError::NotAuthorized(
+                "only administrators set group properties".into(),
+            ));
+        }
+        if !st.config.synced {
+            return Err(CoreError::NotReady);
+        }
+        let next = st.config.properties.apply_update(update)?;
+        let version = st.signed.as_ref().map_or(0, |s| s.version) + 1;
+        let signed = sign_properties(&self.inner.identity, &st.chain, version, &next)?;
+        self.inner.store.save_signed_properties(&signed)?;
+        st.config.properties = next;
+        self.inner.store.save_config(&st.config)?;
+        st.signed = Some(signed.clone());
+        if let Some(d) = &st.driver {
+            d.local_properties(signed);
+        }
+        Ok(())
+    }
+
+    /// `PeerGroupCreateInvitation`: an invitation for the identity whose public XML is given,
+    /// with `roles` (none: member) until `expiration` (none: the issuer's own expiry).
+    pub fn create_invitation(
+        &self,
+        identity_xml: &str,
+        expiration: Option<i64>,
+        roles: &[Role],
+    ) -> Result<String> {
+        let st = self.live()?;
+        if !st.config.synced {
+            return Err(CoreError::NotReady);
+        }
+        if !st.member.has_role(Role::Admin) && !st.member.has_role(Role::InvitingMember) {
+            return Err(CoreError::NotAuthorized(
+                "only administrators and inviting members invite".into(),
+            ));
+        }
+        let subject = documents::parse_identity_info(identity_xml)?;
+        let roles = if roles.is_empty() {
+            vec![Role::Member]
+        } else {
+            roles.to_vec()
+        };
+        let chain = issue_gmc_at(
+            self.inner.identity.private_key(),
+            &st.chain,
+            &subject,
+            &roles,
+            expiration,
+            unix_now(),
+        )?;
+        Ok(self.invitation(&st, Credential::Gmc(chain), roles).to_xml())
+    }
+
+    /// `PeerGroupCreatePasswordInvitation`: for groups with password authentication.
+    pub fn create_password_invitation(&self) -> Result<String> {
+        let st = self.live()?;
+        if !st.config.synced {
+            return Err(CoreError::NotReady);
+        }
+        if !st.member.has_role(Role::Admin) && !st.member.has_role(Role::InvitingMember) {
+            return Err(CoreError::NotAuthorized(
+                "only administrators and inviting members invite".into(),
+            ));
+        }
+        if !st.config.properties.password_enabled() {
+            return Err(CoreError::InvalidProperties(
+                "the group has no password authentication".into(),
+            ));
+        }
+        let role = st.config.properties.group_password_role;
+        Ok(self
+            .invitation(&st, Credential::Password, vec![role])
+            .to_xml())
+    }
+
+    fn invitation(&self, st: &GroupState, credential: Credential, roles: Vec<Role>) -> Invitation {
+        let props = &st.config.properties;
+        Invitation {
+            group_name: self.inner.key.1.clone(),
+            group_friendly_name: props.friendly_name.clone(),
+            cloud: props.cloud.clone(),
+            scope: 0,
+            cloud_flags: 0,
+            issuer_peer_name: self.inner.key.0.to_string(),
+            issuer_friendly_name: self.inner.identity.friendly_name().to_owned(),
+            grc: self.inner.grc.clone(),
+            credential,
+            roles,
+            addresses: st
+                .driver
+                .as_ref()
+                .map(|d| d.listen_addrs())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// How this group's last connections ended (newest last): the close code each peer used.
+    pub fn recent_disconnects(&self) -> Result<Vec<crate::transport::CloseReason>> {
+        Ok(self
+            .live()?
+            .driver
+            .as_ref()
+            .map(|d| d.recent_disconnects())
+            .unwrap_or_default())
+    }
+
+    /// Where this group listens, once it does.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>> {
+        Ok(self
+            .live()?
+            .driver
+            .as_ref()
+            .map(|d| d.listen_addrs())
+            .unwrap_or_default())
+    }
+
+    /// `PeerGroupConnect`: brings the group online; the outcome arrives as status changes.
+    pub async fn connect(&self) -> Result<()> {
+        self.connect_by_address(&[]).await
+    }
+
+    /// `PeerGroupConnectByAddress`.
+    pub async fn connect_by_address(&self, addrs: &[SocketAddr]) -> Result<()> {
+        let driver = {
+            let st = self.live()?;
+            st.driver.clone()
+        };
+        let driver = match driver {
+            Some(d) => d,
+            None => {
+                let d = driver::start(&self.pg, &self.inner).await?;
+                let mut st = self.live()?;
+                match &st.driver {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        st.driver = Some(d.clone());
+                        d
+                    }
+                }
+            }
+        };
+        driver.connect(addrs.to_vec());
+        Ok(())
+    }
+
+    /// Waits until the status has all of `bits` (or the timeout passes); returns the status.
+    pub async fn wait_status(&self, bits: u32, timeout: std::time::Duration) -> Result<u32> {
+        let driver = self.live()?.driver.clone();
+        match driver {
+            Some(d) => Ok(d.wait_status(bits, timeout).await),
+            None => Ok(0),
+        }
+    }
+
+    /// `PeerGroupClose`: invalidates this handle; the last handle's close takes the group
+    /// offline layer by layer (bounded in time) and releases the network when no group is left.
+    pub async fn close(mut self) -> Result<()> {
+        self.close_inner().await
+    }
+
+    async fn close_inner(&mut self) -> Result<()> {
+        let driver = {
+            let inner = self.inner.clone();
+            let mut st = lock(&inner.state);
+            if self.closed || st.deleted {
+                return Err(CoreError::InvalidGroup);
+            }
+            self.closed = true;
+            st.handles -= 1;
+            if st.handles > 0 {
+                return Ok(());
+            }
+            st.driver.take()
+        };
+        lock(&self.pg.shared.open).remove(&self.inner.key);
+        if let Some(d) = driver {
+            d.close().await;
+        }
+        self.pg
+            .shared
+            .network
+            .release_if_idle(&self.pg.shared)
+            .await;
+        Ok(())
+    }
+}
+
+impl Drop for GroupHandle {
+    fn drop(&mut self) {
+        // Fallback only: an explicit close() is the way. Count the handle out, and if it was
+        // the last, stop the driver without waiting.
+        if self.closed {
+            return;
+        }
+        let driver = {
+            let mut st = lock(&self.inner.state);
+            if st.deleted {
+                return;
+            }
+            st.handles = st.handles.saturating_sub(1);
+            if st.handles > 0 {
+                return;
+            }
+            st.driver.take()
+        };
+        lock(&self.pg.shared.open).remove(&self.inner.key);
+        if let Some(d) = driver {
+            d.abort();
+        }
+    }
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::{ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt};
 use rustls_pki_types::CertificateDer;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::close::{CloseCode, CloseReason};
 use crate::error::{Result, TransportError};
@@ -80,10 +80,15 @@ struct RecvHalf {
     decoder: FrameDecoder,
 }
 
-/// A queued frame: its header and payload, and the queue room it holds until written.
-struct Outgoing {
-    chunks: [Bytes; 2],
-    _room: OwnedSemaphorePermit,
+/// What the writer task is asked to do, in order.
+enum Outgoing {
+    /// Write a frame: its header and payload, and the queue room it holds until written.
+    Frame {
+        chunks: [Bytes; 2],
+        _room: OwnedSemaphorePermit,
+    },
+    /// End the control stream after everything before it, and say when the peer has it all.
+    Finish(oneshot::Sender<()>),
 }
 
 /// What a handshake produced, ready to become a [`Connection`].
@@ -168,11 +173,14 @@ impl Connection {
     /// Returns once the frame is in the send queue, not when the peer has it. Waits while the
     /// queue is full; if it stays full for the stall timeout, the peer is taken to have stopped
     /// reading: the connection is closed with [`CloseCode::Stalled`] and this returns
-    /// [`TransportError::Stalled`]. On a closed connection, returns
+    /// [`TransportError::Stalled`]. On a closed or closing connection, returns
     /// [`TransportError::Closed`]. Cancel-safe: a cancelled send queued nothing.
     pub async fn send(&self, frame: &Frame) -> Result<()> {
         if let Some(reason) = self.close_reason() {
             return Err(TransportError::Closed(reason));
+        }
+        if let Some((code, reason)) = lock(&self.inner.local_close).clone() {
+            return Err(TransportError::Closed(CloseReason::Local { code, reason }));
         }
         // The queue bound is at least MAX_ENCODED_FRAME_LEN (checked by Limits), which fits u32.
         let len = frame.encoded_len() as u32;
@@ -197,7 +205,7 @@ impl Connection {
         if self
             .inner
             .outgoing
-            .send(Outgoing {
+            .send(Outgoing::Frame {
                 chunks,
                 _room: room,
             })
@@ -212,9 +220,10 @@ impl Connection {
     ///
     /// A peer that sends bytes that are not frames (unknown version, oversize length, stream
     /// ending inside a frame) is closed with [`CloseCode::ProtocolViolation`] and the
-    /// [`TransportError::Frame`] is returned. On a closed connection, returns
-    /// [`TransportError::Closed`]. Cancel-safe: no bytes are lost if the future is dropped.
-    /// Concurrent calls are served one after the other.
+    /// [`TransportError::Frame`] is returned. Once the connection is closed, the whole frames
+    /// that arrived before the close are still returned, then [`TransportError::Closed`].
+    /// Cancel-safe: no bytes are lost if the future is dropped. Concurrent calls are served
+    /// one after the other.
     pub async fn recv(&self) -> Result<Frame> {
         let mut half = self.inner.recv.lock().await;
         loop {
@@ -227,6 +236,8 @@ impl Connection {
                 }
             }
             let Some(stream) = half.stream.as_mut() else {
+                // Closed, and every whole frame that arrived before the close was handed out;
+                // a partial one left in the decoder is dropped with the connection.
                 drop(half);
                 return Err(TransportError::Closed(self.closed().await));
             };
@@ -266,6 +277,30 @@ impl Connection {
             lock(&self.inner.local_close).get_or_insert_with(|| (code, reason.to_owned()));
             quic.close(VarInt::from_u32(code.code()), reason.as_bytes());
         }
+    }
+
+    /// Closes the connection with `code` once the frames queued so far have reached the peer,
+    /// waiting for that at most `timeout`; returns how the connection ended.
+    ///
+    /// Our side of the control stream is ended after the last queued frame and the close is
+    /// sent when the peer's QUIC stack has acknowledged all of it, so the peer's
+    /// [`recv`](Self::recv) yields every frame before it reports the close. Sends made after
+    /// this call fail with [`TransportError::Closed`]. If the peer does not take the frames
+    /// within `timeout` (it stopped reading), the close is sent anyway, as [`close`](Self::close)
+    /// would.
+    pub async fn close_flushed(
+        &self,
+        code: CloseCode,
+        reason: &str,
+        timeout: Duration,
+    ) -> CloseReason {
+        lock(&self.inner.local_close).get_or_insert_with(|| (code, reason.to_owned()));
+        let (done, flushed) = oneshot::channel();
+        if self.inner.outgoing.send(Outgoing::Finish(done)).is_ok() {
+            let _ = tokio::time::timeout(timeout, flushed).await;
+        }
+        self.close(code, reason);
+        self.closed().await
     }
 
     /// Records the code a node-wide close is about to send, so that this side reports it.
@@ -330,14 +365,32 @@ async fn write_loop(
     mut stream: SendStream,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
+    let mut finished = false;
     loop {
         let item = tokio::select! {
             item = rx.recv() => item,
             _ = quic.closed() => return,
         };
         // `inner` holds the sender, so the channel stays open while this task runs.
-        let Some(mut item) = item else { return };
-        if let Err(e) = stream.write_all_chunks(&mut item.chunks).await {
+        let (mut chunks, room) = match item {
+            None => return,
+            // Queued after close_flushed began: the stream is ended, the close is coming.
+            Some(Outgoing::Frame { .. }) if finished => continue,
+            Some(Outgoing::Frame { chunks, _room }) => (chunks, _room),
+            Some(Outgoing::Finish(done)) => {
+                finished = true;
+                if stream.finish().is_ok() {
+                    // Resolves once the peer acknowledged every byte, or the connection ended.
+                    let _ = stream.stopped().await;
+                }
+                let _ = done.send(());
+                continue;
+            }
+        };
+        let written = stream.write_all_chunks(&mut chunks).await;
+        // The frame is QUIC's now: give its room in the queue back.
+        drop(room);
+        if let Err(e) = written {
             if quic.close_reason().is_none() {
                 // The peer stopped our control stream: that is not how the protocol ends.
                 let reason = format!("control stream: {e}");
@@ -368,7 +421,19 @@ async fn monitor(
     inner.queue.close();
     lock(&inner.quic).take();
     let _ = writer.await;
-    inner.recv.lock().await.stream = None;
+    {
+        let mut half = inner.recv.lock().await;
+        if let Some(mut stream) = half.stream.take() {
+            // Keep what arrived before the close, so recv() still yields those frames: at most
+            // one flow-control window. The connection is closed, so reads no longer wait (the
+            // zero timeout makes sure).
+            while let Ok(Ok(Some(chunk))) =
+                tokio::time::timeout(Duration::ZERO, stream.read_chunk(READ_CHUNK, true)).await
+            {
+                half.decoder.push(&chunk.bytes);
+            }
+        }
+    }
     if let Some(registry) = registry.upgrade() {
         registry.remove(inner.id);
     }

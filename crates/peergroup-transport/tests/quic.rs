@@ -299,6 +299,38 @@ async fn the_peer_observes_exactly_our_close_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_flushed_delivers_every_queued_frame_before_the_code() {
+    let server = identity(KeyAlgorithm::EcdsaP256, "Server");
+    let client = identity(KeyAlgorithm::EcdsaP256, "Client");
+    let (_s, _c, out, inc) = pair(&server, &client, "grp.peergroup").await;
+    // 30 x 16 KiB: within the receiver's flow-control window, so nobody needs to read yet.
+    let frame = |i: u32| Frame::new(i as u16, vec![i as u8; 16 * 1024]).unwrap();
+    for i in 0..30 {
+        within(out.send(&frame(i))).await.unwrap();
+    }
+    let ended = within(out.close_flushed(CloseCode::MemberLeft, "bye", BOUND)).await;
+    let expected_code = |r: &CloseReason| r.code() == Some(CloseCode::MemberLeft);
+    assert!(matches!(&ended, CloseReason::Local { .. }) && expected_code(&ended));
+    let e = within(out.send(&frame(99))).await.unwrap_err();
+    assert!(matches!(e, TransportError::Closed(_)), "{e:?}");
+
+    // The server reads only now, after the close: every frame is there, then the code.
+    for i in 0..30 {
+        assert_eq!(within(inc.recv()).await.unwrap(), frame(i));
+    }
+    match within(inc.recv()).await.unwrap_err() {
+        TransportError::Closed(reason) => assert_eq!(
+            reason,
+            CloseReason::Peer {
+                code: CloseCode::MemberLeft,
+                reason: "bye".into()
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_close_tells_peers_and_releases_the_port() {
     let server = identity(KeyAlgorithm::EcdsaP256, "Server");
     let client = identity(KeyAlgorithm::EcdsaP256, "Client");

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::clock::unix_now;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 use crate::group::{verify_properties, GroupInner, Peergroup, Shared};
 use crate::identity::gmc::{validate_chain, Gmc, GroupRootCertificate, Member};
 use crate::identity::{Authority, IdentityError, PeerName};
@@ -31,7 +31,7 @@ use crate::wire::Message;
 pub const GROUP_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long closing the node waits for the last peers and the socket.
 pub const NODE_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a refused newcomer's connection stays open so the referral reaches it.
+/// How long a refused newcomer's connection may take to receive its referral before closing.
 pub const REFERRAL_LINGER: Duration = Duration::from_millis(500);
 /// Frames queued for one connection before it counts as stalled.
 pub const CONNECTION_QUEUE: usize = 256;
@@ -522,11 +522,9 @@ impl Driver {
                             break;
                         }
                     }
-                    WriterItem::Close(code, reason, linger) => {
-                        if !linger.is_zero() {
-                            tokio::time::sleep(linger).await;
-                        }
-                        writer_conn.close(code, reason);
+                    WriterItem::Close(code, reason, flush) => {
+                        // Everything queued before reaches the peer (bounded by `flush`).
+                        writer_conn.close_flushed(code, reason, flush).await;
                         break;
                     }
                 }
@@ -747,10 +745,4 @@ pub fn reachable_addrs(local: SocketAddr) -> Vec<SocketAddr> {
     out.sort_by_key(|a| (a.ip().is_loopback(), a.is_ipv6()));
     out.truncate(crate::wire::MAX_ADDRS);
     out
-}
-
-impl From<crate::transport::TransportError> for CoreError {
-    fn from(e: crate::transport::TransportError) -> Self {
-        CoreError::Transport(e)
-    }
 }

@@ -88,3 +88,9 @@ impl CoreError {
         }
     }
 }
+
+impl From<crate::transport::TransportError> for CoreError {
+    fn from(e: crate::transport::TransportError) -> Self {
+        CoreError::Transport(e)
+    }
+}

@@ -7,9 +7,12 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "net")]
 mod clock;
+#[cfg(feature = "net")]
 mod driver;
 pub mod error;
+#[cfg(feature = "net")]
 pub mod group;
 pub mod group_store;
 pub mod invitation;
@@ -18,8 +21,10 @@ pub mod properties;
 pub mod sim;
 pub mod wire;
 
+#[cfg(feature = "net")]
 pub use driver::{reachable_addrs, server_name_of};
 pub use error::{CoreError, Result};
+#[cfg(feature = "net")]
 pub use group::{GroupHandle, Peergroup};
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

@@ -42,6 +42,9 @@ pub enum WireError {
     /// An address family other than 4 or 6.
     #[error("unknown address family {0}")]
     BadAddress(u8),
+    /// A boolean byte other than 0 or 1.
+    #[error("flag byte {0} is neither 0 nor 1")]
+    BadFlag(u8),
     /// A frame kind this version does not know.
     #[error("unknown message kind {0}")]
     UnknownKind(u8),
@@ -142,7 +145,7 @@ impl Message {
         let msg = match kind {
             KIND_HELLO => Message::Hello(Hello {
                 node_id: r.u64()?,
-                listening: r.u8()? != 0,
+                listening: r.flag()?,
                 addrs: r.addrs()?,
                 properties_version: r.u64()?,
             }),
@@ -230,6 +233,13 @@ impl<'a> Reader<'a> {
     }
     fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
+    }
+    fn flag(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(WireError::BadFlag(b)),
+        }
     }
     fn u16(&mut self) -> Result<u16, WireError> {
         Ok(u16::from_be_bytes(
@@ -370,5 +380,13 @@ mod tests {
             Err(WireError::TooLarge("peer entries"))
         );
         assert_eq!(Message::decode(99, &[]), Err(WireError::UnknownKind(99)));
+        // Found by the group_message fuzz target: a non-canonical boolean.
+        let mut hello = vec![0u8; 8];
+        hello.extend_from_slice(&[6, 0]);
+        hello.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            Message::decode(KIND_HELLO, &hello),
+            Err(WireError::BadFlag(6))
+        );
     }
 }

@@ -18,8 +18,10 @@ use tokio::time::Instant;
 use crate::clock::unix_now;
 use crate::error::Result;
 use crate::group::{verify_properties, GroupInner, Peergroup, Shared};
-use crate::identity::gmc::{validate_chain, Gmc, GroupRootCertificate, Member};
-use crate::identity::{Authority, IdentityError, PeerName};
+use crate::identity::gmc::{
+    issue_gmc_at, role::roles_may_issue, validate_chain, Gmc, GroupRootCertificate, Member,
+};
+use crate::identity::{Authority, IdentityCertificate, IdentityError, PeerName};
 use crate::machine::{CloseReason, Config, ConnId, Group, GroupEvent, Input, Output, Persist};
 use crate::transport::{
     CertificateDer, CloseCode, Connection, CredentialResolver, Credentials, Frame, Node,
@@ -60,6 +62,8 @@ struct Hosted {
     grc: GroupRootCertificate,
     credentials: Credentials,
     listening: bool,
+    /// True when the group accepts password joiners.
+    password: bool,
     net: mpsc::Sender<NetEvent>,
 }
 
@@ -70,6 +74,29 @@ pub struct Registry {
 }
 
 impl Registry {
+    fn any_password_group(&self) -> bool {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|h| h.listening && h.password)
+    }
+
+    fn password_candidate(
+        &self,
+        server_name: &str,
+        chain: &[CertificateDer<'_>],
+    ) -> Option<IdentityCertificate> {
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        groups
+            .get(server_name)
+            .filter(|h| h.listening && h.password)?;
+        match chain {
+            [leaf] => IdentityCertificate::from_der(leaf).ok(),
+            _ => None,
+        }
+    }
+
     fn validate(
         &self,
         server_name: &str,
@@ -102,9 +129,21 @@ impl TrustPolicy for Registry {
                 let leaf = chain
                     .first()
                     .ok_or_else(|| TrustError::BadCertificate("no certificate".into()))?;
-                let gmc =
-                    Gmc::from_der(leaf).map_err(|e| TrustError::BadCertificate(e.to_string()))?;
-                server_name_of(gmc.group_name())
+                match Gmc::from_der(leaf) {
+                    Ok(gmc) => server_name_of(gmc.group_name()),
+                    Err(e) => {
+                        // A would-be password joiner: only its own identity certificate, and
+                        // only while some listening group takes passwords (the exchange is
+                        // all such a peer may do).
+                        if chain.len() == 1
+                            && IdentityCertificate::from_der(leaf).is_ok()
+                            && self.any_password_group()
+                        {
+                            return Ok(());
+                        }
+                        return Err(TrustError::BadCertificate(e.to_string()));
+                    }
+                }
             }
         };
         if peer_side == Side::Client {
@@ -151,7 +190,7 @@ impl Network {
         }
     }
 
-    async fn node(&self) -> Result<(Arc<Node>, Arc<Registry>)> {
+    pub(crate) async fn node(&self) -> Result<(Arc<Node>, Arc<Registry>)> {
         let mut state = self.state.lock().await;
         if let Some(n) = state.as_ref() {
             return Ok((n.node.clone(), n.registry.clone()));
@@ -235,8 +274,23 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
                 }
             }
             Err(e) => {
-                tracing::info!(server_name = %name, error = %e, "refusing a connection");
-                conn.close(CloseCode::NotAuthorized, "not a member of that group");
+                let net = registry
+                    .groups
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .map(|h| h.net.clone());
+                match (registry.password_candidate(&name, conn.peer_chain()), net) {
+                    (Some(subject), Some(net)) => {
+                        let _ = net
+                            .send(NetEvent::PasswordCandidate { conn, subject })
+                            .await;
+                    }
+                    _ => {
+                        tracing::info!(server_name = %name, error = %e, "refusing a connection");
+                        conn.close(CloseCode::NotAuthorized, "not a member of that group");
+                    }
+                }
             }
         }
     }
@@ -257,6 +311,11 @@ enum NetEvent {
     Down(ConnId, crate::transport::CloseReason),
     Frame(ConnId, Frame),
     DialFailed(SocketAddr, i32),
+    /// A peer with only an identity certificate, for a group that takes passwords.
+    PasswordCandidate {
+        conn: Connection,
+        subject: IdentityCertificate,
+    },
 }
 
 /// The handle the group layer keeps on a running driver.
@@ -345,6 +404,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
                 grc: inner.grc.clone(),
                 credentials: credentials.clone(),
                 listening: false,
+                password: config.properties.password_enabled(),
                 net: net_tx.clone(),
             },
         );
@@ -497,7 +557,55 @@ impl Driver {
                 }
             }
             NetEvent::DialFailed(addr, hr) => self.feed(Input::DialFailed(addr, hr)),
+            NetEvent::PasswordCandidate { conn, subject } => self.password_candidate(conn, subject),
         }
+    }
+
+    /// Runs the authenticator's side of a password join, when this member may grant the
+    /// group's password role.
+    fn password_candidate(&mut self, conn: Connection, subject: IdentityCertificate) {
+        let (props, chain, allowed) = {
+            let st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+            let role = st.config.properties.group_password_role;
+            (
+                st.config.properties.clone(),
+                st.chain.clone(),
+                roles_may_issue(st.member.roles(), role),
+            )
+        };
+        let password: String = match props.group_password.clone() {
+            Some(p) if props.password_enabled() => p,
+            _ => {
+                conn.close(CloseCode::NotAuthorized, "no password authentication");
+                return;
+            }
+        };
+        if !allowed || !self.machine.is_online() {
+            conn.close(
+                CloseCode::NotAuthorized,
+                "this member cannot grant membership",
+            );
+            return;
+        }
+        let identity = self.inner.identity.clone();
+        let group = self.inner.key.1.clone();
+        let role = props.group_password_role;
+        tokio::spawn(async move {
+            let own_leaf = chain.to_der_list().into_iter().next().unwrap_or_default();
+            let issue = |s: &IdentityCertificate| {
+                Ok(issue_gmc_at(
+                    identity.private_key(),
+                    &chain,
+                    s,
+                    &[role],
+                    None,
+                    unix_now(),
+                )?)
+            };
+            let _ =
+                crate::password::authenticate(&conn, &password, &group, &own_leaf, &subject, issue)
+                    .await;
+        });
     }
 
     fn violation(&mut self, id: ConnId, why: &str) {
@@ -680,6 +788,15 @@ impl Driver {
             Persist::KnownPeers(peers) => self.inner.store.save_peers(&peers),
             Persist::Properties(signed) => {
                 let props = verify_properties(&self.inner.grc, &signed)?;
+                if let Some(h) = self
+                    .registry
+                    .groups
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&self.server_name)
+                {
+                    h.password = props.password_enabled();
+                }
                 self.inner.store.save_signed_properties(&signed)?;
                 let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.config.properties = props;

@@ -56,6 +56,12 @@ pub enum CoreError {
         /// What was wrong with it.
         why: String,
     },
+    /// Password authentication failed: the password is wrong.
+    #[error("the group password was not accepted")]
+    PasswordRejected,
+    /// No member of the group could be reached.
+    #[error("no member reachable: {0}")]
+    NoMemberReachable(String),
     /// A peer broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -84,6 +90,8 @@ impl CoreError {
             InvitationExpired => hresult::PEER_E_INVALID_TIME_PERIOD,
             WrongJoinKind(_) => hresult::E_INVALIDARG,
             StoreCorrupted { .. } => hresult::PEER_E_INVALID_DATABASE,
+            PasswordRejected => hresult::HRESULT_INVALID_PASSWORD,
+            NoMemberReachable(_) => hresult::PEER_E_CONNECTION_FAILED,
             Protocol(_) => hresult::E_FAIL,
         }
     }

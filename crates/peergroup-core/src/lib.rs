@@ -17,6 +17,8 @@ pub mod group;
 pub mod group_store;
 pub mod invitation;
 pub mod machine;
+#[cfg(feature = "net")]
+pub mod password;
 pub mod properties;
 pub mod sim;
 pub mod wire;

@@ -304,3 +304,76 @@ async fn delete_invalidates_every_handle_and_closes_connections() {
     assert!(alice.pg.identities().groups(&alice.id).unwrap().is_empty());
     joined.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_join_with_a_pake() {
+    use peergroup_core::properties::{
+        PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
+    };
+    let alice = member("alice");
+    let bob = member("bob");
+    let group = alice
+        .pg
+        .create_group(GroupProperties {
+            authentication_schemes: PEER_GROUP_GMC_AUTHENTICATION
+                | PEER_GROUP_PASSWORD_AUTHENTICATION,
+            group_password: Some("correct horse".into()),
+            group_password_role: Role::Member,
+            ..props(&alice)
+        })
+        .unwrap();
+    group.connect().await.unwrap();
+    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let invitation = group.create_password_invitation().unwrap();
+    let info = Peergroup::parse_invitation(&invitation).unwrap();
+    assert!(info.subject().is_none());
+    assert_eq!(info.auth_scheme(), PEER_GROUP_PASSWORD_AUTHENTICATION);
+    assert_eq!(info.roles, vec![Role::Member]);
+    // A GMC join of a password invitation is refused.
+    assert_eq!(
+        bob.pg
+            .join(Some(&bob.id), &invitation)
+            .err()
+            .unwrap()
+            .hresult(),
+        E_INVALIDARG
+    );
+
+    let wrong = bob
+        .pg
+        .password_join(Some(&bob.id), &invitation, "battery staple")
+        .await;
+    assert_eq!(wrong.err().unwrap().hresult() as u32, 0x8007_0056);
+    assert!(
+        bob.pg.identities().groups(&bob.id).unwrap().is_empty(),
+        "a refused joiner stores nothing"
+    );
+    assert!(
+        bob.pg.local_addr().await.is_none(),
+        "and holds no connection"
+    );
+    assert_eq!(
+        group.status().unwrap(),
+        STATUS_LISTENING,
+        "Alice holds no connection to it either"
+    );
+
+    let (joined, already) = bob
+        .pg
+        .password_join(Some(&bob.id), &invitation, "correct horse")
+        .await
+        .unwrap();
+    assert!(!already);
+    assert_eq!(joined.roles().unwrap(), vec![Role::Member]);
+    joined.connect().await.unwrap();
+    assert_eq!(joined.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
+    let (again, already) = bob
+        .pg
+        .password_join(Some(&bob.id), &invitation, "correct horse")
+        .await
+        .unwrap();
+    assert!(already, "PEER_S_ALREADY_A_MEMBER");
+    again.close().await.unwrap();
+    joined.close().await.unwrap();
+    group.close().await.unwrap();
+}

@@ -174,17 +174,34 @@ struct NetNode {
     accept_task: tokio::task::JoinHandle<()>,
 }
 
+/// A neighbour connection, as [`crate::GroupHandle::neighbours`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The transport's connection id (`ullConnectionId`).
+    pub connection_id: u64,
+    /// The member's peer name.
+    pub member: String,
+    /// The member's node id (`ullNodeId`).
+    pub node_id: u64,
+    /// Its address.
+    pub address: SocketAddr,
+    /// True when this side dialed.
+    pub outbound: bool,
+}
+
 /// The transport node of a library instance, bound on first use.
 pub(crate) struct Network {
     listen: Option<SocketAddr>,
+    limits: crate::transport::Limits,
     node_id: u64,
     state: tokio::sync::Mutex<Option<NetNode>>,
 }
 
 impl Network {
-    pub(crate) fn new(listen: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(listen: Option<SocketAddr>, limits: crate::transport::Limits) -> Self {
         Network {
             listen,
+            limits,
             node_id: random_u64(),
             state: tokio::sync::Mutex::new(None),
         }
@@ -200,10 +217,9 @@ impl Network {
             None => crate::transport::default_listen_addr()?,
         };
         let registry = Arc::new(Registry::default());
-        let node = Arc::new(Node::bind(
-            addr,
-            NodeConfig::new(registry.clone(), registry.clone()),
-        )?);
+        let mut config = NodeConfig::new(registry.clone(), registry.clone());
+        config.limits = self.limits.clone();
+        let node = Arc::new(Node::bind(addr, config)?);
         tracing::info!(addr = %node.local_addr(), "transport node bound");
         let accept_task = tokio::spawn(accept_loop(node.clone(), registry.clone()));
         *state = Some(NetNode {
@@ -325,6 +341,7 @@ pub(crate) struct DriverHandle {
     status: watch::Receiver<u32>,
     addrs: Arc<Mutex<Vec<SocketAddr>>>,
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
+    neighbours: Arc<Mutex<Vec<Neighbour>>>,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -335,6 +352,13 @@ impl DriverHandle {
 
     pub(crate) fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn neighbours(&self) -> Vec<Neighbour> {
+        self.neighbours
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn recent_disconnects(&self) -> Vec<crate::transport::CloseReason> {
@@ -418,6 +442,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
     let (status_tx, status_rx) = watch::channel(0);
     let addrs = Arc::new(Mutex::new(Vec::new()));
     let disconnects = Arc::new(Mutex::new(Vec::new()));
+    let neighbours = Arc::new(Mutex::new(Vec::new()));
     let driver = Driver {
         machine,
         inner: inner.clone(),
@@ -430,6 +455,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         status: status_tx,
         addrs: addrs.clone(),
         disconnects: disconnects.clone(),
+        neighbours: neighbours.clone(),
         start: Instant::now(),
     };
     let task = tokio::spawn(driver.run(control_rx, net_rx));
@@ -438,6 +464,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         status: status_rx,
         addrs,
         disconnects,
+        neighbours,
         task: Arc::new(Mutex::new(Some(task))),
     })
 }
@@ -454,6 +481,7 @@ struct Driver {
     status: watch::Sender<u32>,
     addrs: Arc<Mutex<Vec<SocketAddr>>>,
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
+    neighbours: Arc<Mutex<Vec<Neighbour>>>,
     start: Instant,
 }
 
@@ -665,6 +693,18 @@ impl Driver {
         while let Some(out) = self.machine.poll_output() {
             self.output(out);
         }
+        let snapshot: Vec<Neighbour> = self
+            .machine
+            .neighbours()
+            .map(|(conn, member, node_id, address, outbound)| Neighbour {
+                connection_id: conn,
+                member: member.to_owned(),
+                node_id,
+                address,
+                outbound,
+            })
+            .collect();
+        *self.neighbours.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }
 
     fn output(&mut self, out: Output) {

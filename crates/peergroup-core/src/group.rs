@@ -68,11 +68,21 @@ impl Peergroup {
     /// A library instance over an identity store; the network binds on first use to
     /// `listen` (tests: `127.0.0.1:0`), by default `$PEERGROUP_LISTEN` or `[::]:0`.
     pub fn new(identities: IdentityStore, listen: Option<SocketAddr>) -> Self {
+        Self::with_limits(identities, listen, crate::transport::Limits::default())
+    }
+
+    /// [`Peergroup::new`] with the transport's bounds and timeouts (e.g. a shorter idle
+    /// timeout, so a lost peer is noticed sooner).
+    pub fn with_limits(
+        identities: IdentityStore,
+        listen: Option<SocketAddr>,
+        limits: crate::transport::Limits,
+    ) -> Self {
         Peergroup {
             shared: Arc::new(Shared {
                 identities,
                 open: Mutex::new(HashMap::new()),
-                network: Network::new(listen),
+                network: Network::new(listen, limits),
             }),
         }
     }
@@ -580,6 +590,16 @@ impl GroupHandle {
             .driver
             .as_ref()
             .map(|d| d.recent_disconnects())
+            .unwrap_or_default())
+    }
+
+    /// The neighbour connections of this group now.
+    pub fn neighbours(&self) -> Result<Vec<crate::driver::Neighbour>> {
+        Ok(self
+            .live()?
+            .driver
+            .as_ref()
+            .map(|d| d.neighbours())
             .unwrap_or_default())
     }
 

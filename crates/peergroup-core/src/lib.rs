@@ -24,7 +24,7 @@ pub mod sim;
 pub mod wire;
 
 #[cfg(feature = "net")]
-pub use driver::{reachable_addrs, server_name_of};
+pub use driver::{reachable_addrs, server_name_of, Neighbour};
 pub use error::{CoreError, Result};
 #[cfg(feature = "net")]
 pub use group::{GroupHandle, Peergroup};

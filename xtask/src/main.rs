@@ -1,9 +1,10 @@
 //! Project automation for Peergroup, run as `cargo xtask <command>` (an alias in
 //! `.cargo/config.toml`), so that CI and developers run the same steps with nothing but cargo.
 //!
-//! Arguments are parsed by hand: there are four commands and three flags, and CI builds this
+//! Arguments are parsed by hand: there are a handful of commands and flags, and CI builds this
 //! crate before anything else, so every dependency here is paid for on each fresh clone.
 
+mod bench;
 mod ci;
 mod ctest;
 mod fuzz;
@@ -22,6 +23,7 @@ commands:
   ci                         fmt, clippy, tests, header check, C tests, docs, fuzz smoke
   header [--check]           regenerate crates/peergroup-abi/include/p2p.h (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
+  bench [NAME]               run the benchmarks (or NAME: connect); they print figures
   fuzz [--smoke] [TARGET] [-- LIBFUZZER_ARGS...]
                              run every fuzz target (or TARGET): 60 s each, or
                              FUZZ_SMOKE_SECONDS (default 5) with --smoke
@@ -58,6 +60,11 @@ fn dispatch(args: &[String]) -> Result<()> {
             ctest::run()?.into_result()
         }
         "fuzz" => fuzz::run(&fuzz::Options::parse(rest)?),
+        "bench" => match rest {
+            [] => bench::run(None),
+            [name] => bench::run(Some(name)),
+            _ => bail!("usage: cargo xtask bench [NAME]"),
+        },
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

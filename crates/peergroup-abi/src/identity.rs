@@ -15,13 +15,13 @@ use crate::wstr::{read_opt, read_req};
 ///
 /// # Safety
 /// `out` must be non-null and valid for a write.
-unsafe fn give_wstr(out: *mut PWSTR, s: &str) {
+pub(crate) unsafe fn give_wstr(out: *mut PWSTR, s: &str) {
     let (block, _) = CBlock::for_wstr(s);
     // SAFETY: the caller checked `out`.
     unsafe { out.write(block.into_raw() as PWSTR) };
 }
 
-fn require_out<T>(p: *mut T) -> Result<(), HRESULT> {
+pub(crate) fn require_out<T>(p: *mut T) -> Result<(), HRESULT> {
     if p.is_null() {
         Err(hresult::E_POINTER)
     } else {
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn PeerIdentityDelete(pwzIdentity: PCWSTR) -> HRESULT {
     entry(|| {
         let store = started_store()?;
         // SAFETY: per this function's contract.
-        let name: PeerName = unsafe { read_req(pwzIdentity) }?.parse().hr()?;
+        let name = unsafe { read_req(pwzIdentity) }?.parse::<PeerName>().hr()?;
         store.delete(&name).hr()?;
         Ok(hresult::S_OK)
     })
@@ -206,7 +206,7 @@ pub unsafe extern "C" fn PeerEnumGroups(
         require_out(phPeerEnum)?;
         let store = started_store()?;
         // SAFETY: per this function's contract.
-        let name: PeerName = unsafe { read_req(pwzIdentity) }?.parse().hr()?;
+        let name = unsafe { read_req(pwzIdentity) }?.parse::<PeerName>().hr()?;
         let items = store.groups(&name).hr()?;
         open_enumeration(
             items.into_iter().map(EnumItem::NamePair).collect(),

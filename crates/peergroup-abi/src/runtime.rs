@@ -1,18 +1,34 @@
-//! The library's process-wide state: the startup count, the identity store and the handle table.
+//! The library's process-wide state: the startup count, the identity store, the async
+//! runtime with the group layer, and the handle table.
 //!
-//! Handles (`HPEERENUM`, `HCRYPTPROV`, later `HGROUP` and `HPEEREVENT`) are slotmap keys packed
+//! Handles (`HPEERENUM`, `HCRYPTPROV`, `HGROUP`, later `HPEEREVENT`) are slotmap keys packed
 //! into a non-null pointer value. A closed handle's slot gets a new version, so a stale handle
 //! never reaches the object that reused its slot, and a forged value finds nothing; both are
 //! answered with the function's documented error. One table holds every kind, so a handle of
 //! the wrong kind is caught too.
+//!
+//! The global mutex is held only to look things up or change the table: calls that wait
+//! (network, close) clone an `Arc` out of it first and block on the runtime without it.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::identity::{IdentityError, IdentityStore, NamePair, PeerName, PrivateKey};
+use peergroup_core::{CoreError, GroupHandle, Peergroup};
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
+
+/// Worker threads of the library's tokio runtime.
+pub(crate) const WORKER_THREADS: usize = 2;
+/// How long the last `PeerGroupShutdown` waits for the groups still open to close.
+pub(crate) const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the last `PeerGroupShutdown` waits for the runtime's tasks to stop.
+pub(crate) const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a close waits for calls still running on the same handle (on other threads) to
+/// let go of it.
+pub(crate) const EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);
 
 /// One object behind a handle.
 pub enum Object {
@@ -20,6 +36,16 @@ pub enum Object {
     Enumeration(Enumeration),
     /// A key pair handed out by `PeerIdentityGetCryptKey` (`HCRYPTPROV`).
     CryptKey(PrivateKey),
+    /// An open group (`HGROUP`). Shared so a call can use it without the global lock.
+    Group(Arc<GroupHandle>),
+}
+
+/// The async side of a started library: the tokio runtime and the group layer on it.
+pub struct Network {
+    /// Calls that wait block on this runtime (never inside it, never under the global lock).
+    pub rt: tokio::runtime::Runtime,
+    /// The group layer over the identity store.
+    pub pg: Peergroup,
 }
 
 /// The items of an enumeration and how far the caller has read.
@@ -40,6 +66,7 @@ pub enum EnumItem {
 pub struct Runtime {
     started: u32,
     store: Option<IdentityStore>,
+    net: Option<Arc<Network>>,
     /// Every live handle.
     pub handles: SlotMap<DefaultKey, Object>,
 }
@@ -48,6 +75,7 @@ static RUNTIME: LazyLock<Mutex<Runtime>> = LazyLock::new(|| {
     Mutex::new(Runtime {
         started: 0,
         store: None,
+        net: None,
         handles: SlotMap::new(),
     })
 });
@@ -59,32 +87,91 @@ pub fn lock() -> MutexGuard<'static, Runtime> {
 }
 
 impl Runtime {
-    /// `PeerGroupStartup`'s bookkeeping: the first call opens the identity store.
+    /// `PeerGroupStartup`'s bookkeeping: the first call opens the identity store and starts
+    /// the runtime (2 worker threads) with the group layer; the transport binds on first use,
+    /// to `$PEERGROUP_LISTEN` or `[::]:0`.
     pub fn startup(&mut self) -> Result<(), HRESULT> {
         if self.started == 0 {
-            self.store = Some(IdentityStore::from_env().map_err(|e| e.hresult())?);
+            let store = IdentityStore::from_env().map_err(|e| e.hresult())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(WORKER_THREADS)
+                .thread_name("peergroup")
+                .enable_all()
+                .build()
+                .map_err(|_| hresult::E_OUTOFMEMORY)?;
+            let pg = Peergroup::new(store.clone(), None);
+            self.net = Some(Arc::new(Network { rt, pg }));
+            self.store = Some(store);
         }
         self.started += 1;
         Ok(())
     }
 
-    /// `PeerGroupShutdown`'s bookkeeping: the last call closes every handle.
-    pub fn shutdown(&mut self) -> Result<(), HRESULT> {
+    /// `PeerGroupShutdown`'s bookkeeping. The last call empties the table and hands back
+    /// what must be closed; the caller runs the [`Teardown`] after releasing the lock.
+    pub fn shutdown(&mut self) -> Result<Option<Teardown>, HRESULT> {
         if self.started == 0 {
             return Err(hresult::PEER_E_NOT_INITIALIZED);
         }
         self.started -= 1;
-        if self.started == 0 {
-            // `clear` bumps every slot's version, so handles from before stay invalid.
-            self.handles.clear();
-            self.store = None;
+        if self.started > 0 {
+            return Ok(None);
         }
-        Ok(())
+        let groups = self
+            .handles
+            .drain()
+            .filter_map(|(_, o)| match o {
+                Object::Group(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        // `drain` bumps every slot's version, so handles from before stay invalid.
+        self.store = None;
+        Ok(Some(Teardown {
+            groups,
+            net: self.net.take(),
+        }))
     }
 
     /// The identity store, or `PEER_E_NOT_INITIALIZED` before startup.
     pub fn store(&self) -> Result<IdentityStore, HRESULT> {
         self.store.clone().ok_or(hresult::PEER_E_NOT_INITIALIZED)
+    }
+
+    /// The runtime and group layer, or `PEER_E_NOT_INITIALIZED` before startup.
+    pub fn network(&self) -> Result<Arc<Network>, HRESULT> {
+        self.net.clone().ok_or(hresult::PEER_E_NOT_INITIALIZED)
+    }
+
+    /// The group behind an `HGROUP`: `PEER_E_NOT_INITIALIZED` before startup, and
+    /// `PEER_E_INVALID_GROUP` for NULL, forged, closed, stale or other-kind handles.
+    pub fn group(&self, h: *const c_void) -> Result<Arc<GroupHandle>, HRESULT> {
+        self.store()?;
+        match from_handle(h).and_then(|k| self.handles.get(k)) {
+            Some(Object::Group(g)) => Ok(g.clone()),
+            _ => Err(hresult::PEER_E_INVALID_GROUP),
+        }
+    }
+
+    /// Takes an `HGROUP` out of the table (as [`Runtime::group`] checks it).
+    pub fn remove_group(&mut self, h: *const c_void) -> Result<Arc<GroupHandle>, HRESULT> {
+        self.group(h)?;
+        match from_handle(h).and_then(|k| self.handles.remove(k)) {
+            Some(Object::Group(g)) => Ok(g),
+            _ => unreachable!("checked to be a group just above"),
+        }
+    }
+
+    /// Inserts a new group handle. If the library was shut down meanwhile, the handle is
+    /// given back with `PEER_E_NOT_INITIALIZED` so the caller closes it outside the lock.
+    pub fn insert_group(
+        &mut self,
+        group: GroupHandle,
+    ) -> Result<*mut c_void, (HRESULT, GroupHandle)> {
+        if self.store.is_none() {
+            return Err((hresult::PEER_E_NOT_INITIALIZED, group));
+        }
+        Ok(self.insert(Object::Group(Arc::new(group))))
     }
 
     /// Inserts an object and returns its handle value.
@@ -106,6 +193,72 @@ pub fn from_handle(h: *const c_void) -> Option<DefaultKey> {
 /// The identity store if started.
 pub fn started_store() -> Result<IdentityStore, HRESULT> {
     lock().store()
+}
+
+/// The runtime and group layer if started.
+pub fn started_network() -> Result<Arc<Network>, HRESULT> {
+    lock().network()
+}
+
+/// An `HGROUP`'s group with the runtime to block on, cloned out of the table.
+pub fn group_and_network(h: *const c_void) -> Result<(Arc<GroupHandle>, Arc<Network>), HRESULT> {
+    let rt = lock();
+    Ok((rt.group(h)?, rt.network()?))
+}
+
+/// Waits (until `deadline`) for the other clones of `arc` to go, and returns the value.
+/// Clones live only while a call on another thread uses the object, so this is short.
+pub fn exclusive<T>(mut arc: Arc<T>, deadline: Instant) -> Option<T> {
+    loop {
+        match Arc::try_unwrap(arc) {
+            Ok(value) => return Some(value),
+            Err(shared) if Instant::now() < deadline => {
+                arc = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// What the last `PeerGroupShutdown` closes once the global lock is released.
+pub struct Teardown {
+    groups: Vec<Arc<GroupHandle>>,
+    net: Option<Arc<Network>>,
+}
+
+impl Teardown {
+    /// Closes every group still open (all at once, bounded by [`SHUTDOWN_CLOSE_TIMEOUT`]),
+    /// then stops the runtime (bounded by [`RUNTIME_SHUTDOWN_TIMEOUT`]).
+    pub fn run(self) {
+        let deadline = Instant::now() + EXCLUSIVE_WAIT;
+        let handles: Vec<GroupHandle> = self
+            .groups
+            .into_iter()
+            .filter_map(|g| exclusive(g, deadline))
+            .collect();
+        let Some(net) = self.net else { return };
+        net.rt.block_on(async {
+            let closing: Vec<_> = handles
+                .into_iter()
+                .map(|h| tokio::spawn(async move { h.close().await }))
+                .collect();
+            let all = async {
+                for task in closing {
+                    let _ = task.await;
+                }
+            };
+            let _ = tokio::time::timeout(SHUTDOWN_CLOSE_TIMEOUT, all).await;
+        });
+        if let Some(Network { rt, pg }) = exclusive(net, Instant::now() + EXCLUSIVE_WAIT) {
+            {
+                // The group layer's sockets deregister from this runtime's reactor.
+                let _inside = rt.enter();
+                drop(pg);
+            }
+            rt.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+        }
+    }
 }
 
 /// Runs an exported function's body: a panic becomes `E_UNEXPECTED` and never crosses into C.
@@ -131,7 +284,16 @@ impl<T> ToHresult<T> for Result<T, IdentityError> {
     }
 }
 
-fn tracing_log(e: &IdentityError) {
+impl<T> ToHresult<T> for Result<T, CoreError> {
+    fn hr(self) -> Result<T, HRESULT> {
+        self.map_err(|e| {
+            tracing_log(&e);
+            e.hresult()
+        })
+    }
+}
+
+fn tracing_log(e: &dyn std::fmt::Display) {
     if std::env::var_os("PEERGROUP_DEBUG").is_some() {
         eprintln!("peergroup: {e}");
     }

@@ -43,10 +43,18 @@ pub unsafe extern "C" fn PeerGroupStartup(
     })
 }
 
-/// Undoes one `PeerGroupStartup`; the last one closes every handle still open.
+/// Undoes one `PeerGroupStartup`. The last one invalidates every handle still open, closes
+/// the groups among them (bounded, as `PeerGroupClose` does) and stops the library's runtime.
 #[no_mangle]
 pub extern "C" fn PeerGroupShutdown() -> HRESULT {
-    entry(|| lock().shutdown().map(|_| hresult::S_OK))
+    entry(|| {
+        // The lock is released before the groups close: closing waits on the network.
+        let teardown = lock().shutdown()?;
+        if let Some(t) = teardown {
+            t.run();
+        }
+        Ok(hresult::S_OK)
+    })
 }
 
 #[cfg(test)]

@@ -789,7 +789,8 @@ HRESULT PeerGroupStartup(WORD wVersionRequested,
                          PEER_VERSION_DATA *pVersionData);
 
 /*
- Undoes one `PeerGroupStartup`; the last one closes every handle still open.
+ Undoes one `PeerGroupStartup`. The last one invalidates every handle still open, closes
+ the groups among them (bounded, as `PeerGroupClose` does) and stops the library's runtime.
  */
 HRESULT PeerGroupShutdown(void);
 

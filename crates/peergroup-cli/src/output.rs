@@ -23,6 +23,19 @@ impl CliError {
     }
 }
 
+impl From<peergroup_core::CoreError> for CliError {
+    fn from(e: peergroup_core::CoreError) -> Self {
+        match e {
+            peergroup_core::CoreError::Identity(inner) => inner.into(),
+            other => CliError {
+                message: other.to_string(),
+                hresult: Some(other.hresult()),
+                hint: None,
+            },
+        }
+    }
+}
+
 impl From<IdentityError> for CliError {
     fn from(e: IdentityError) -> Self {
         let hint = match &e {

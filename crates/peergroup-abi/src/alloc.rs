@@ -77,6 +77,38 @@ impl CBlock {
         p
     }
 
+    /// A child allocation holding a NUL-terminated copy of ASCII text (`char *` fields such
+    /// as `CRYPT_ALGORITHM_IDENTIFIER.pszObjId`).
+    pub fn cstr(&mut self, s: &str) -> *mut std::ffi::c_char {
+        debug_assert!(!s.as_bytes().contains(&0));
+        let p = self.child_array::<u8>(s.len() + 1);
+        // SAFETY: the child has room for s.len() + 1 zeroed bytes; the last stays 0.
+        unsafe { ptr::copy_nonoverlapping(s.as_ptr(), p, s.len()) };
+        p as *mut std::ffi::c_char
+    }
+
+    /// A child allocation holding a copy of `bytes`; NULL for an empty slice.
+    pub fn bytes(&mut self, bytes: &[u8]) -> *mut u8 {
+        if bytes.is_empty() {
+            return ptr::null_mut();
+        }
+        let p = self.child_array::<u8>(bytes.len());
+        // SAFETY: the child has room for bytes.len() bytes.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+        p
+    }
+
+    /// A child array holding copies of `items`; NULL for an empty slice.
+    pub fn array<T: Copy>(&mut self, items: &[T]) -> *mut T {
+        if items.is_empty() {
+            return ptr::null_mut();
+        }
+        let p = self.child_array::<T>(items.len());
+        // SAFETY: the child has room for items.len() aligned Ts.
+        unsafe { ptr::copy_nonoverlapping(items.as_ptr(), p, items.len()) };
+        p
+    }
+
     /// A child allocation holding `value`.
     pub fn child<T>(&mut self, value: T) -> *mut T {
         let p = self.child_array::<T>(1);

@@ -10,9 +10,11 @@
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 pub mod alloc;
+pub mod convert;
 pub mod enumeration;
 pub mod identity;
 pub mod runtime;
+pub mod spki;
 pub mod startup;
 pub mod types;
 pub mod wstr;

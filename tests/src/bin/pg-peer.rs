@@ -1,0 +1,281 @@
+//! `pg-peer`: one Peergroup host, driven line by line over stdin/stdout.
+//!
+//! Multi-host tests run one of these per host (e.g. inside a network namespace) and talk to
+//! it like a REPL, so the test's logic stays in the test. Every input line is one JSON
+//! command; every command gets exactly one JSON line back on stdout, either the answer or
+//! `{"ok":false,"error":"…","hresult":N}`.
+//!
+//! ```text
+//! pg-peer --home DIR --listen IP:PORT
+//!
+//! {"cmd":"identity","classifier":"b"}    -> {"ok":true,"peer_name":"…","xml":"…"}
+//! {"cmd":"create"}                       -> {"ok":true,"group":"…"}   (needs an identity)
+//! {"cmd":"invite","xml":"…"}             -> {"ok":true,"invitation":"…"}
+//! {"cmd":"join","invitation":"…"}        -> {"ok":true,"group":"…"}
+//! {"cmd":"connect"}                      -> {"ok":true}
+//! {"cmd":"status"}                       -> {"ok":true,"status":3,"neighbours":[…],
+//!                                            "disconnects":[…],"listen":[…]}
+//! {"cmd":"wait","bits":3,"timeout_ms":N} -> like "status", once the status has all `bits`
+//!                                            or the timeout passed
+//! {"cmd":"close"}                        -> {"ok":true}
+//! ```
+//!
+//! A neighbour is `{"connection_id","member","node_id","address","outbound"}`; a disconnect is
+//! `{"kind":"timed_out"|"peer"|"local"|"reset"|"transport"|"peer_unknown_code","text"}`.
+//! End of input closes the group and exits 0. The transport runs with a short idle timeout
+//! (3 s, keep-alives every second) so that a host cut off from the network is noticed soon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peergroup_core::identity::{IdentityError, IdentityStore, PeerName};
+use peergroup_core::properties::GroupProperties;
+use peergroup_core::transport::{CloseReason, Limits};
+use peergroup_core::{CoreError, GroupHandle, Peergroup};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The transport's idle timeout: a silent peer is declared lost after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Keep-alive period, well below the idle timeout.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+struct Peer {
+    pg: Peergroup,
+    identity: Option<PeerName>,
+    group: Option<GroupHandle>,
+}
+
+/// What a command may fail with: a core error (with its HRESULT) or a bad request.
+enum Failure {
+    Core(CoreError),
+    Usage(String),
+}
+
+impl From<CoreError> for Failure {
+    fn from(e: CoreError) -> Self {
+        Failure::Core(e)
+    }
+}
+
+impl From<IdentityError> for Failure {
+    fn from(e: IdentityError) -> Self {
+        Failure::Core(e.into())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Failure {
+    Failure::Usage(msg.into())
+}
+
+fn str_arg<'a>(req: &'a Value, key: &str) -> Result<&'a str, Failure> {
+    req.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| usage(format!("missing string field {key:?}")))
+}
+
+fn disconnect_json(r: &CloseReason) -> Value {
+    let kind = match r {
+        CloseReason::TimedOut => "timed_out",
+        CloseReason::Peer { .. } => "peer",
+        CloseReason::PeerUnknownCode { .. } => "peer_unknown_code",
+        CloseReason::Local { .. } => "local",
+        CloseReason::Reset => "reset",
+        CloseReason::Transport { .. } => "transport",
+    };
+    json!({ "kind": kind, "text": r.to_string() })
+}
+
+impl Peer {
+    fn group(&self) -> Result<&GroupHandle, Failure> {
+        self.group
+            .as_ref()
+            .ok_or_else(|| usage("no group: send create or join first"))
+    }
+
+    fn identity(&self) -> Result<&PeerName, Failure> {
+        self.identity
+            .as_ref()
+            .ok_or_else(|| usage("no identity: send identity first"))
+    }
+
+    fn status(&self) -> Result<Value, Failure> {
+        let g = self.group()?;
+        let neighbours: Vec<Value> = g
+            .neighbours()?
+            .iter()
+            .map(|n| {
+                json!({
+                    "connection_id": n.connection_id,
+                    "member": n.member,
+                    "node_id": n.node_id,
+                    "address": n.address.to_string(),
+                    "outbound": n.outbound,
+                })
+            })
+            .collect();
+        let disconnects: Vec<Value> = g
+            .recent_disconnects()?
+            .iter()
+            .map(disconnect_json)
+            .collect();
+        let listen: Vec<String> = g.listen_addrs()?.iter().map(|a| a.to_string()).collect();
+        Ok(json!({
+            "ok": true,
+            "status": g.status()?,
+            "neighbours": neighbours,
+            "disconnects": disconnects,
+            "listen": listen,
+        }))
+    }
+
+    async fn handle(&mut self, req: &Value) -> Result<Value, Failure> {
+        match str_arg(req, "cmd")? {
+            "identity" => {
+                let classifier = req.get("classifier").and_then(Value::as_str);
+                let store = self.pg.identities();
+                let name = store.create(classifier, classifier, None)?;
+                let xml = store.public_xml(&name)?;
+                let answer = json!({ "ok": true, "peer_name": name.to_string(), "xml": xml });
+                self.identity = Some(name);
+                Ok(answer)
+            }
+            "create" => {
+                if self.group.is_some() {
+                    return Err(usage("this peer already holds a group"));
+                }
+                let creator = self.identity()?.to_string();
+                let group = self.pg.create_group(GroupProperties {
+                    classifier: "netns".into(),
+                    friendly_name: "Three hosts".into(),
+                    creator_peer_name: creator,
+                    ..Default::default()
+                })?;
+                let answer = json!({ "ok": true, "group": group.group_name().to_string() });
+                self.group = Some(group);
+                Ok(answer)
+            }
+            "invite" => {
+                let xml = str_arg(req, "xml")?;
+                let invitation = self.group()?.create_invitation(xml, None, &[])?;
+                Ok(json!({ "ok": true, "invitation": invitation }))
+            }
+            "join" => {
+                if self.group.is_some() {
+                    return Err(usage("this peer already holds a group"));
+                }
+                let invitation = str_arg(req, "invitation")?;
+                let group = self.pg.join(Some(self.identity()?), invitation)?;
+                let answer = json!({ "ok": true, "group": group.group_name().to_string() });
+                self.group = Some(group);
+                Ok(answer)
+            }
+            "connect" => {
+                self.group()?.connect().await?;
+                Ok(json!({ "ok": true }))
+            }
+            "status" => self.status(),
+            "wait" => {
+                let bits = req.get("bits").and_then(Value::as_u64).unwrap_or(0) as u32;
+                let ms = req
+                    .get("timeout_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(10_000);
+                self.group()?
+                    .wait_status(bits, Duration::from_millis(ms))
+                    .await?;
+                self.status()
+            }
+            "close" => {
+                let group = self.group.take().ok_or_else(|| usage("no group"))?;
+                group.close().await?;
+                Ok(json!({ "ok": true }))
+            }
+            other => Err(usage(format!("unknown command {other:?}"))),
+        }
+    }
+}
+
+fn parse_args() -> Result<(PathBuf, SocketAddr), String> {
+    let mut home = None;
+    let mut listen = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or(format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--home" => home = Some(PathBuf::from(value)),
+            "--listen" => {
+                listen = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--listen {value}: {e}"))?,
+                )
+            }
+            _ => return Err(format!("unknown argument {arg}")),
+        }
+    }
+    Ok((
+        home.ok_or("--home DIR is required")?,
+        listen.ok_or("--listen IP:PORT is required")?,
+    ))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let (home, listen) = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pg-peer: {e}\nusage: pg-peer --home DIR --listen IP:PORT");
+            std::process::exit(2);
+        }
+    };
+    let store = match IdentityStore::open(&home) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pg-peer: cannot open {}: {e}", home.display());
+            std::process::exit(1);
+        }
+    };
+    let limits = Limits {
+        idle_timeout: IDLE_TIMEOUT,
+        keep_alive: KEEP_ALIVE,
+        ..Limits::default()
+    };
+    let mut peer = Peer {
+        pg: Peergroup::with_limits(store, Some(listen), limits),
+        identity: None,
+        group: None,
+    };
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("pg-peer: reading stdin: {e}");
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = match serde_json::from_str::<Value>(&line) {
+            Err(e) => json!({ "ok": false, "error": format!("not JSON: {e}") }),
+            Ok(req) => match peer.handle(&req).await {
+                Ok(v) => v,
+                Err(Failure::Core(e)) => {
+                    json!({ "ok": false, "error": e.to_string(), "hresult": e.hresult() })
+                }
+                Err(Failure::Usage(e)) => json!({ "ok": false, "error": e }),
+            },
+        };
+        // println! flushes at the newline: stdout is line-buffered.
+        println!("{answer}");
+    }
+    if let Some(group) = peer.group.take() {
+        if let Err(e) = group.close().await {
+            eprintln!("pg-peer: close: {e}");
+        }
+    }
+}

@@ -172,14 +172,9 @@ typedef uint32_t ULONG;
 typedef void *PVOID;
 
 /*
- `PCWSTR`.
+ `DWORD`.
  */
-typedef const WCHAR *PCWSTR;
-
-/*
- `HCRYPTPROV`: a handle on an identity's key pair.
- */
-typedef size_t HCRYPTPROV;
+typedef uint32_t DWORD;
 
 /*
  `PWSTR`.
@@ -187,14 +182,142 @@ typedef size_t HCRYPTPROV;
 typedef WCHAR *PWSTR;
 
 /*
+ `GUID`, with the Windows layout.
+ */
+typedef struct {
+  uint32_t Data1;
+  uint16_t Data2;
+  uint16_t Data3;
+  uint8_t Data4[8];
+} GUID;
+
+/*
+ `PEER_ROLE_ID`.
+ */
+typedef GUID PEER_ROLE_ID;
+
+/*
+ `PEER_GROUP_PROPERTIES`.
+ */
+typedef struct {
+  DWORD dwSize;
+  DWORD dwFlags;
+  PWSTR pwzCloud;
+  PWSTR pwzClassifier;
+  PWSTR pwzGroupPeerName;
+  PWSTR pwzCreatorPeerName;
+  PWSTR pwzFriendlyName;
+  PWSTR pwzComment;
+  ULONG ulMemberDataLifetime;
+  ULONG ulPresenceLifetime;
+  DWORD dwAuthenticationSchemes;
+  PWSTR pwzGroupPassword;
+  PEER_ROLE_ID groupPasswordRole;
+} PEER_GROUP_PROPERTIES;
+
+/*
+ A group handle.
+ */
+typedef void *HGROUP;
+
+/*
+ `PCWSTR`.
+ */
+typedef const WCHAR *PCWSTR;
+
+/*
+ `PEER_ADDRESS`.
+ */
+typedef struct {
+  DWORD dwSize;
+  SOCKADDR_IN6 sin6;
+} PEER_ADDRESS;
+
+/*
+ `HCRYPTPROV`: a handle on an identity's key pair.
+ */
+typedef size_t HCRYPTPROV;
+
+/*
  `BOOL`.
  */
 typedef int32_t BOOL;
 
 /*
- `DWORD`.
+ `FILETIME`: 100 ns ticks since 1601-01-01 UTC, split in two halves.
  */
-typedef uint32_t DWORD;
+typedef struct {
+  DWORD dwLowDateTime;
+  DWORD dwHighDateTime;
+} FILETIME;
+
+/*
+ `BYTE`.
+ */
+typedef uint8_t BYTE;
+
+/*
+ `CRYPT_OBJID_BLOB` (`CRYPT_DATA_BLOB` shape).
+ */
+typedef struct {
+  DWORD cbData;
+  BYTE *pbData;
+} CRYPT_OBJID_BLOB;
+
+/*
+ `CRYPT_ALGORITHM_IDENTIFIER`.
+ */
+typedef struct {
+  char *pszObjId;
+  CRYPT_OBJID_BLOB Parameters;
+} CRYPT_ALGORITHM_IDENTIFIER;
+
+/*
+ `CRYPT_BIT_BLOB`.
+ */
+typedef struct {
+  DWORD cbData;
+  BYTE *pbData;
+  DWORD cUnusedBits;
+} CRYPT_BIT_BLOB;
+
+/*
+ `CERT_PUBLIC_KEY_INFO`: an X.509 SubjectPublicKeyInfo, decoded.
+ */
+typedef struct {
+  CRYPT_ALGORITHM_IDENTIFIER Algorithm;
+  CRYPT_BIT_BLOB PublicKey;
+} CERT_PUBLIC_KEY_INFO;
+
+/*
+ `PEER_GROUP_AUTHENTICATION_SCHEME`.
+ */
+typedef int32_t PEER_GROUP_AUTHENTICATION_SCHEME;
+
+/*
+ `PEER_INVITATION_INFO`.
+ */
+typedef struct {
+  DWORD dwSize;
+  DWORD dwFlags;
+  PWSTR pwzCloudName;
+  DWORD dwScope;
+  DWORD dwCloudFlags;
+  PWSTR pwzGroupPeerName;
+  PWSTR pwzIssuerPeerName;
+  PWSTR pwzSubjectPeerName;
+  PWSTR pwzGroupFriendlyName;
+  PWSTR pwzIssuerFriendlyName;
+  PWSTR pwzSubjectFriendlyName;
+  FILETIME ftValidityStart;
+  FILETIME ftValidityEnd;
+  ULONG cRoles;
+  PEER_ROLE_ID *pRoles;
+  ULONG cClassifiers;
+  PWSTR *ppwzClassifiers;
+  CERT_PUBLIC_KEY_INFO *pSubjectPublicKey;
+  PEER_GROUP_AUTHENTICATION_SCHEME authScheme;
+} PEER_INVITATION_INFO;
 
 /*
  `WORD`.
@@ -210,16 +333,6 @@ typedef struct {
 } PEER_VERSION_DATA;
 
 /*
- `GUID`, with the Windows layout.
- */
-typedef struct {
-  uint32_t Data1;
-  uint16_t Data2;
-  uint16_t Data3;
-  uint8_t Data4[8];
-} GUID;
-
-/*
  `PEER_GROUP_EVENT_TYPE`.
  */
 typedef int32_t PEER_GROUP_EVENT_TYPE;
@@ -233,11 +346,6 @@ typedef int32_t PEER_GROUP_STATUS;
  `PEER_GROUP_PROPERTY_FLAGS`.
  */
 typedef int32_t PEER_GROUP_PROPERTY_FLAGS;
-
-/*
- `PEER_GROUP_AUTHENTICATION_SCHEME`.
- */
-typedef int32_t PEER_GROUP_AUTHENTICATION_SCHEME;
 
 /*
  `PEER_MEMBER_FLAGS`.
@@ -273,19 +381,6 @@ typedef int32_t PEER_CONNECTION_STATUS;
  `PEER_CONNECTION_FLAGS`.
  */
 typedef int32_t PEER_CONNECTION_FLAGS;
-
-/*
- `FILETIME`: 100 ns ticks since 1601-01-01 UTC, split in two halves.
- */
-typedef struct {
-  DWORD dwLowDateTime;
-  DWORD dwHighDateTime;
-} FILETIME;
-
-/*
- `BYTE`.
- */
-typedef uint8_t BYTE;
 
 /*
  `PBYTE`.
@@ -327,14 +422,6 @@ typedef struct {
   PEER_DATA securityData;
   PEER_DATA data;
 } PEER_RECORD;
-
-/*
- `PEER_ADDRESS`.
- */
-typedef struct {
-  DWORD dwSize;
-  SOCKADDR_IN6 sin6;
-} PEER_ADDRESS;
 
 /*
  `ULONGLONG`.
@@ -403,44 +490,6 @@ typedef struct {
 } PEER_GROUP_EVENT_REGISTRATION;
 
 /*
- `CRYPT_OBJID_BLOB` (`CRYPT_DATA_BLOB` shape).
- */
-typedef struct {
-  DWORD cbData;
-  BYTE *pbData;
-} CRYPT_OBJID_BLOB;
-
-/*
- `CRYPT_ALGORITHM_IDENTIFIER`.
- */
-typedef struct {
-  char *pszObjId;
-  CRYPT_OBJID_BLOB Parameters;
-} CRYPT_ALGORITHM_IDENTIFIER;
-
-/*
- `CRYPT_BIT_BLOB`.
- */
-typedef struct {
-  DWORD cbData;
-  BYTE *pbData;
-  DWORD cUnusedBits;
-} CRYPT_BIT_BLOB;
-
-/*
- `CERT_PUBLIC_KEY_INFO`: an X.509 SubjectPublicKeyInfo, decoded.
- */
-typedef struct {
-  CRYPT_ALGORITHM_IDENTIFIER Algorithm;
-  CRYPT_BIT_BLOB PublicKey;
-} CERT_PUBLIC_KEY_INFO;
-
-/*
- `PEER_ROLE_ID`.
- */
-typedef GUID PEER_ROLE_ID;
-
-/*
  `PEER_CREDENTIAL_INFO`.
  */
 typedef struct {
@@ -469,55 +518,6 @@ typedef struct {
   PEER_ADDRESS *pAddresses;
   PEER_CREDENTIAL_INFO *pCredentialInfo;
 } PEER_MEMBER;
-
-/*
- `PEER_INVITATION_INFO`.
- */
-typedef struct {
-  DWORD dwSize;
-  DWORD dwFlags;
-  PWSTR pwzCloudName;
-  DWORD dwScope;
-  DWORD dwCloudFlags;
-  PWSTR pwzGroupPeerName;
-  PWSTR pwzIssuerPeerName;
-  PWSTR pwzSubjectPeerName;
-  PWSTR pwzGroupFriendlyName;
-  PWSTR pwzIssuerFriendlyName;
-  PWSTR pwzSubjectFriendlyName;
-  FILETIME ftValidityStart;
-  FILETIME ftValidityEnd;
-  ULONG cRoles;
-  PEER_ROLE_ID *pRoles;
-  ULONG cClassifiers;
-  PWSTR *ppwzClassifiers;
-  CERT_PUBLIC_KEY_INFO *pSubjectPublicKey;
-  PEER_GROUP_AUTHENTICATION_SCHEME authScheme;
-} PEER_INVITATION_INFO;
-
-/*
- `PEER_GROUP_PROPERTIES`.
- */
-typedef struct {
-  DWORD dwSize;
-  DWORD dwFlags;
-  PWSTR pwzCloud;
-  PWSTR pwzClassifier;
-  PWSTR pwzGroupPeerName;
-  PWSTR pwzCreatorPeerName;
-  PWSTR pwzFriendlyName;
-  PWSTR pwzComment;
-  ULONG ulMemberDataLifetime;
-  ULONG ulPresenceLifetime;
-  DWORD dwAuthenticationSchemes;
-  PWSTR pwzGroupPassword;
-  PEER_ROLE_ID groupPasswordRole;
-} PEER_GROUP_PROPERTIES;
-
-/*
- A group handle.
- */
-typedef void *HGROUP;
 
 /*
  An event registration handle.
@@ -656,6 +656,113 @@ HRESULT PeerGetNextItem(HPEERENUM hPeerEnum,
 HRESULT PeerEndEnumeration(HPEERENUM hPeerEnum);
 
 /*
+ Creates a group from `pProperties` and returns an offline handle; the creator (NULL
+ `pwzCreatorPeerName`: the default identity) is its administrator. `pwzGroupPeerName`
+ must be NULL or empty (`PEER_E_INVALID_GROUP_PROPERTIES`): the name is generated.
+ `dwSize` must be at least the XP size of the structure (`E_INVALIDARG`).
+
+ # Safety
+ `pProperties` NULL or a readable `PEER_GROUP_PROPERTIES` (for `dwSize` bytes) whose strings
+ are NULL or NUL-terminated UTF-16; `phGroup` NULL or writable.
+ */
+HRESULT PeerGroupCreate(PEER_GROUP_PROPERTIES *pProperties,
+                        HGROUP *phGroup);
+
+/*
+ Opens a new handle to a group this identity (NULL: the default one) created or joined.
+ `PEER_E_NOT_FOUND` if it did not. `pwzCloud` is read and otherwise ignored: there are no
+ PNRP clouds here.
+
+ # Safety
+ String arguments NULL or NUL-terminated UTF-16; `phGroup` NULL or writable.
+ */
+HRESULT PeerGroupOpen(PCWSTR pwzIdentity,
+                      PCWSTR pwzGroupPeerName,
+                      PCWSTR pwzCloud,
+                      HGROUP *phGroup);
+
+/*
+ Joins a group with a GMC invitation for this identity (NULL: the default one) and
+ returns an offline handle; nothing is sent until `PeerGroupConnect`. `pwzCloud` is read
+ and otherwise ignored.
+
+ # Safety
+ String arguments NULL or NUL-terminated UTF-16; `phGroup` NULL or writable.
+ */
+HRESULT PeerGroupJoin(PCWSTR pwzIdentity,
+                      PCWSTR pwzInvitation,
+                      PCWSTR pwzCloud,
+                      HGROUP *phGroup);
+
+/*
+ Brings the group online: S_OK once the attempt has started (the transport is bound and
+ the group listens or looks for members); `PeerGroupGetStatus` shows the outcome.
+ */
+HRESULT PeerGroupConnect(HGROUP hGroup);
+
+/*
+ Like `PeerGroupConnect`, starting from the given addresses. Each `PEER_ADDRESS` needs
+ `dwSize == sizeof(PEER_ADDRESS)` and `AF_INET6`; v4-mapped addresses are used as IPv4.
+ `cAddresses` 0 (or over 1024), or a NULL array, is `E_INVALIDARG`.
+
+ # Safety
+ `pAddresses` NULL or readable for `cAddresses` structures.
+ */
+HRESULT PeerGroupConnectByAddress(HGROUP hGroup,
+                                  ULONG cAddresses,
+                                  PEER_ADDRESS *pAddresses);
+
+/*
+ Invalidates this handle: it leaves the table first, so a second close of the same value
+ is `PEER_E_INVALID_GROUP`. The last handle to a group takes it offline (peers are told,
+ bounded in time) and the transport releases its port when no group is left online.
+ A handle whose group was deleted with `PeerGroupDelete` is released too, and the call
+ returns `PEER_E_INVALID_GROUP`, as for any call on such a handle.
+ */
+HRESULT PeerGroupClose(HGROUP hGroup);
+
+/*
+ Deletes this identity's (NULL: the default one's) data for a group. Every open handle to
+ it becomes invalid at once (`PEER_E_INVALID_GROUP`; close them to release them) and its
+ connections close. `PEER_E_NOT_FOUND` if the identity has no such group.
+
+ # Safety
+ String arguments NULL or NUL-terminated UTF-16.
+ */
+HRESULT PeerGroupDelete(PCWSTR pwzIdentity,
+                        PCWSTR pwzGroupPeerName);
+
+/*
+ The group's status: `PEER_GROUP_STATUS_LISTENING` | `PEER_GROUP_STATUS_HAS_CONNECTIONS`,
+ 0 while offline.
+
+ # Safety
+ `pdwStatus` NULL or writable.
+ */
+HRESULT PeerGroupGetStatus(HGROUP hGroup,
+                           DWORD *pdwStatus);
+
+/*
+ The group's properties as one block (structure and strings) for `PeerFreeData`.
+
+ # Safety
+ `ppProperties` NULL or writable.
+ */
+HRESULT PeerGroupGetProperties(HGROUP hGroup,
+                               PEER_GROUP_PROPERTIES **ppProperties);
+
+/*
+ Changes the group's properties: administrators only (`PEER_E_NOT_AUTHORIZED`). The
+ cloud, classifier, group and creator names cannot change (NULL or empty keeps them,
+ another value is `PEER_E_INVALID_GROUP_PROPERTIES`).
+
+ # Safety
+ As for `PeerGroupCreate`'s `pProperties`.
+ */
+HRESULT PeerGroupSetProperties(HGROUP hGroup,
+                               PEER_GROUP_PROPERTIES *pProperties);
+
+/*
  Creates an identity. `hCryptProv` 0 makes a new key; a handle from
  `PeerIdentityGetCryptKey` reuses that key.
 
@@ -777,6 +884,49 @@ HRESULT PeerIdentityImport(PCWSTR pwzImportXML,
  `ppwzPeerName` NULL or writable.
  */
 HRESULT PeerIdentityGetDefault(PWSTR *ppwzPeerName);
+
+/*
+ Invites the identity described by `pwzIdentityInfo` (its `PeerIdentityGetXML` document)
+ with the roles `pRoles` (none: Member) until `*pftExpiration` (NULL: the issuer's own
+ remaining lifetime). Administrators and inviting members only (`PEER_E_NOT_AUTHORIZED`);
+ nobody grants a role above their own. A GUID that is no `PEER_GROUP_ROLE_*` is
+ `PEER_E_INVALID_ROLE_PROPERTY`; an expiration after the issuer's or in the past is
+ `PEER_E_INVALID_TIME_PERIOD`.
+
+ # Safety
+ `pwzIdentityInfo` NULL or NUL-terminated UTF-16; `pftExpiration` NULL or readable;
+ `pRoles` NULL or readable for `cRoles` GUIDs; `ppwzInvitation` NULL or writable.
+ */
+HRESULT PeerGroupCreateInvitation(HGROUP hGroup,
+                                  PCWSTR pwzIdentityInfo,
+                                  FILETIME *pftExpiration,
+                                  ULONG cRoles,
+                                  const GUID *pRoles,
+                                  PWSTR *ppwzInvitation);
+
+/*
+ An invitation without a membership certificate, for `PeerGroupPasswordJoin`. The group
+ needs `PEER_GROUP_PASSWORD_AUTHENTICATION` (else `PEER_E_INVALID_GROUP_PROPERTIES`);
+ administrators and inviting members only.
+
+ # Safety
+ `ppwzInvitation` NULL or writable.
+ */
+HRESULT PeerGroupCreatePasswordInvitation(HGROUP hGroup,
+                                          PWSTR *ppwzInvitation);
+
+/*
+ Decodes an invitation for display, as one block for `PeerFreeData`: names, validity,
+ roles, cloud fields, the authentication scheme, and for GMC invitations the invitee's
+ name and public key (`pSubjectPublicKey`; NULL with the subject names for password
+ invitations). `cClassifiers` is 0. Malformed text is `E_INVALIDARG`; a root certificate
+ that does not match the group name is `PEER_E_INVITATION_NOT_TRUSTED`.
+
+ # Safety
+ `pwzInvitation` NULL or NUL-terminated UTF-16; `ppInvitationInfo` NULL or writable.
+ */
+HRESULT PeerGroupParseInvitation(PCWSTR pwzInvitation,
+                                 PEER_INVITATION_INFO **ppInvitationInfo);
 
 /*
  Starts the library; every other call needs it first. Calls are counted: each successful

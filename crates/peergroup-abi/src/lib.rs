@@ -12,7 +12,9 @@
 pub mod alloc;
 pub mod convert;
 pub mod enumeration;
+pub mod group;
 pub mod identity;
+pub mod invitation;
 pub mod runtime;
 pub mod spki;
 pub mod startup;

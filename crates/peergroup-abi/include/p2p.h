@@ -695,6 +695,22 @@ HRESULT PeerGroupJoin(PCWSTR pwzIdentity,
                       HGROUP *phGroup);
 
 /*
+ Joins with a password invitation and the group password. The password is checked here,
+ by a SPAKE2 exchange with a member the invitation names (Windows checks it at the first
+ connect): a wrong password returns `HRESULT_FROM_WIN32(ERROR_INVALID_PASSWORD)` and stores
+ nothing. An identity that already joined gets a handle and `PEER_S_ALREADY_A_MEMBER`.
+
+ # Safety
+ String arguments NULL or NUL-terminated UTF-16 (invitation and password required);
+ `phGroup` NULL or writable.
+ */
+HRESULT PeerGroupPasswordJoin(PCWSTR pwzIdentity,
+                              PCWSTR pwzInvitation,
+                              PCWSTR pwzPassword,
+                              PCWSTR pwzCloud,
+                              HGROUP *phGroup);
+
+/*
  Brings the group online: S_OK once the attempt has started (the transport is bound and
  the group listens or looks for members); `PeerGroupGetStatus` shows the outcome.
  */

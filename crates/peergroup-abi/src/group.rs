@@ -148,6 +148,52 @@ pub unsafe extern "C" fn PeerGroupJoin(
     })
 }
 
+/// Joins with a password invitation and the group password. The password is checked here,
+/// by a SPAKE2 exchange with a member the invitation names (Windows checks it at the first
+/// connect): a wrong password returns `HRESULT_FROM_WIN32(ERROR_INVALID_PASSWORD)` and stores
+/// nothing. An identity that already joined gets a handle and `PEER_S_ALREADY_A_MEMBER`.
+///
+/// # Safety
+/// String arguments NULL or NUL-terminated UTF-16 (invitation and password required);
+/// `phGroup` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupPasswordJoin(
+    pwzIdentity: PCWSTR,
+    pwzInvitation: PCWSTR,
+    pwzPassword: PCWSTR,
+    pwzCloud: PCWSTR,
+    phGroup: *mut HGROUP,
+) -> HRESULT {
+    entry(|| {
+        require_out(phGroup)?;
+        if pwzInvitation.is_null() || pwzPassword.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let net = started_network()?;
+        // SAFETY: per this function's contract.
+        let identity = unsafe { read_identity(pwzIdentity) }?;
+        // SAFETY: per this function's contract.
+        let invitation = unsafe { read_req(pwzInvitation) }?;
+        // SAFETY: per this function's contract.
+        let password = unsafe { read_req(pwzPassword) }?;
+        // SAFETY: per this function's contract.
+        let _cloud = unsafe { read_opt(pwzCloud) }?;
+        let (group, already) = net
+            .rt
+            .block_on(
+                net.pg
+                    .password_join(identity.as_ref(), &invitation, &password),
+            )
+            .hr()?;
+        give_group(group, phGroup)?;
+        Ok(if already {
+            hresult::PEER_S_ALREADY_A_MEMBER
+        } else {
+            hresult::S_OK
+        })
+    })
+}
+
 /// Brings the group online: S_OK once the attempt has started (the transport is bound and
 /// the group listens or looks for members); `PeerGroupGetStatus` shows the outcome.
 #[no_mangle]

@@ -1,6 +1,7 @@
 //! `peergroup`: the command line of Peergroup.
 
 mod demo;
+mod group_cmd;
 mod identity_cmd;
 mod output;
 
@@ -25,6 +26,8 @@ struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    #[command(flatten)]
+    who: group_cmd::As,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +37,15 @@ enum Command {
     /// Manage identities: create, list, show, rename, export, import, delete.
     #[command(subcommand)]
     Identity(identity_cmd::IdentityCommand),
+    /// Manage groups: create, list, show, set, delete.
+    #[command(subcommand)]
+    Group(group_cmd::GroupCommand),
+    /// Invite an identity (or anyone with the password) into a group.
+    Invite(group_cmd::InviteArgs),
+    /// Join a group with an invitation.
+    Join(group_cmd::JoinArgs),
+    /// Bring a group online and report its status as it changes.
+    Connect(group_cmd::ConnectArgs),
     /// Walk through what Peergroup does, in a temporary home, and exit.
     Demo,
 }
@@ -53,12 +65,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Demo => demo::run(),
-        Command::Identity(cmd) => {
+        command => {
             let store = match cli.home {
                 Some(h) => IdentityStore::open(h),
                 None => IdentityStore::from_env(),
             }?;
-            identity_cmd::run(&store, cmd, cli.json)
+            match command {
+                Command::Identity(cmd) => identity_cmd::run(&store, cmd, cli.json),
+                Command::Group(cmd) => group_cmd::run(&store, &cli.who, cmd, cli.json),
+                Command::Invite(args) => group_cmd::invite(&store, &cli.who, args),
+                Command::Join(args) => group_cmd::join(&store, &cli.who, args, cli.json),
+                Command::Connect(args) => group_cmd::connect(&store, &cli.who, args, cli.json),
+                Command::Demo => unreachable!("handled above"),
+            }
         }
     }
 }

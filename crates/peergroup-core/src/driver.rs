@@ -230,6 +230,16 @@ impl Network {
         Ok((node, registry))
     }
 
+    /// The listen address set for this instance, if it is a concrete one (an IP that is not
+    /// unspecified and a port that is not 0), else `$PEERGROUP_LISTEN` under the same rule.
+    pub(crate) fn configured_addr(&self) -> Option<SocketAddr> {
+        let addr = match self.listen {
+            Some(a) => a,
+            None => crate::transport::default_listen_addr().ok()?,
+        };
+        (!addr.ip().is_unspecified() && addr.port() != 0).then_some(addr)
+    }
+
     /// The bound address, if the node is up.
     pub(crate) async fn local_addr(&self) -> Option<SocketAddr> {
         self.state

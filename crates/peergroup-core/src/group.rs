@@ -575,11 +575,17 @@ impl GroupHandle {
             grc: self.inner.grc.clone(),
             credential,
             roles,
-            addresses: st
-                .driver
-                .as_ref()
-                .map(|d| d.listen_addrs())
-                .unwrap_or_default(),
+            addresses: match st.driver.as_ref().map(|d| d.listen_addrs()) {
+                Some(addrs) if !addrs.is_empty() => addrs,
+                // Offline: the configured listen address, when it names a reachable one.
+                _ => self
+                    .pg
+                    .shared
+                    .network
+                    .configured_addr()
+                    .into_iter()
+                    .collect(),
+            },
         }
     }
 

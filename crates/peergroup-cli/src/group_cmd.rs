@@ -1,0 +1,391 @@
+//! `peergroup group …`, `invite`, `join`, `connect`, `status`: groups from the command line.
+//!
+//! Each command is one process: it opens the group (`PeerGroupOpen`), does its work and closes
+//! its handle. `connect` stays online until its time is up or standard input closes, printing
+//! status changes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use peergroup_core::identity::gmc::Role;
+use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::properties::{
+    GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
+};
+use peergroup_core::{GroupHandle, Peergroup};
+use serde_json::json;
+
+use crate::output::CliError;
+
+/// Group subcommands.
+#[derive(Subcommand)]
+pub enum GroupCommand {
+    /// Create a group; the identity becomes its administrator.
+    Create {
+        /// Classifier of the group's peer name.
+        #[arg(long)]
+        classifier: String,
+        /// Friendly name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Comment.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Let members join with this password too.
+        #[arg(long)]
+        password: Option<String>,
+        /// Role given to password joiners: member or inviting-member.
+        #[arg(long, default_value = "member")]
+        password_role: String,
+    },
+    /// List the groups of the identity.
+    List,
+    /// Show a group's properties and this member's roles.
+    Show {
+        /// Group peer name.
+        group: String,
+    },
+    /// Change a group's friendly name or comment (administrators only).
+    Set {
+        /// Group peer name.
+        group: String,
+        /// New friendly name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New comment.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Delete the identity's local data for a group.
+    Delete {
+        /// Group peer name.
+        group: String,
+    },
+}
+
+/// Which identity a group command acts as.
+#[derive(Args)]
+pub struct As {
+    /// Identity peer name (default: the default identity).
+    #[arg(long = "as", global = true)]
+    pub identity: Option<String>,
+}
+
+fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
+    a.identity
+        .as_deref()
+        .map(|s| s.parse::<PeerName>().map_err(CliError::from))
+        .transpose()
+}
+
+fn role(text: &str) -> Result<Role, CliError> {
+    match text {
+        "admin" => Ok(Role::Admin),
+        "inviting-member" => Ok(Role::InvitingMember),
+        "member" => Ok(Role::Member),
+        other => Err(CliError::usage(format!(
+            "unknown role {other:?}: admin, inviting-member or member"
+        ))),
+    }
+}
+
+fn group_name(s: &str) -> Result<PeerName, CliError> {
+    Ok(s.parse::<PeerName>()?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::usage(format!("tokio runtime: {e}")))
+}
+
+fn print_properties(h: &GroupHandle, as_json: bool) -> Result<(), CliError> {
+    let p = h.properties()?;
+    let roles: Vec<String> = h.roles()?.iter().map(|r| format!("{r:?}")).collect();
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "group_peer_name": p.group_peer_name,
+                "friendly_name": p.friendly_name,
+                "comment": p.comment,
+                "classifier": p.classifier,
+                "creator_peer_name": p.creator_peer_name,
+                "password_enabled": p.password_enabled(),
+                "roles": roles,
+            })
+        );
+    } else {
+        println!("group:     {}", p.group_peer_name);
+        println!("name:      {}", p.friendly_name);
+        println!("comment:   {}", p.comment);
+        println!("creator:   {}", p.creator_peer_name);
+        println!(
+            "password:  {}",
+            if p.password_enabled() {
+                "enabled"
+            } else {
+                "off"
+            }
+        );
+        println!("my roles:  {}", roles.join(", "));
+    }
+    Ok(())
+}
+
+/// Runs a group subcommand.
+pub fn run(
+    store: &IdentityStore,
+    who: &As,
+    cmd: GroupCommand,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let pg = Peergroup::new(store.clone(), None);
+    let me = identity(who)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        match cmd {
+            GroupCommand::Create {
+                classifier,
+                name,
+                comment,
+                password,
+                password_role,
+            } => {
+                let creator = match &me {
+                    Some(m) => m.clone(),
+                    None => store.default_identity()?,
+                };
+                let mut props = GroupProperties {
+                    classifier,
+                    friendly_name: name.unwrap_or_default(),
+                    comment,
+                    creator_peer_name: creator.to_string(),
+                    ..Default::default()
+                };
+                if let Some(pw) = password {
+                    props.authentication_schemes =
+                        PEER_GROUP_GMC_AUTHENTICATION | PEER_GROUP_PASSWORD_AUTHENTICATION;
+                    props.group_password = Some(pw);
+                    props.group_password_role = role(&password_role)?;
+                }
+                let h = pg.create_group(props)?;
+                print_properties(&h, as_json)?;
+                h.close().await?;
+            }
+            GroupCommand::List => {
+                let who = match &me {
+                    Some(m) => m.clone(),
+                    None => store.default_identity()?,
+                };
+                let groups = store.groups(&who)?;
+                if as_json {
+                    let items: Vec<_> = groups
+                        .iter()
+                        .map(
+                            |g| json!({"peer_name": g.peer_name, "friendly_name": g.friendly_name}),
+                        )
+                        .collect();
+                    println!("{}", serde_json::Value::Array(items));
+                } else {
+                    for g in groups {
+                        println!("{}  {}", g.peer_name, g.friendly_name);
+                    }
+                }
+            }
+            GroupCommand::Show { group } => {
+                let h = pg.open_group(me.as_ref(), &group_name(&group)?)?;
+                print_properties(&h, as_json)?;
+                h.close().await?;
+            }
+            GroupCommand::Set {
+                group,
+                name,
+                comment,
+            } => {
+                let h = pg.open_group(me.as_ref(), &group_name(&group)?)?;
+                let mut p = h.properties()?;
+                if let Some(n) = name {
+                    p.friendly_name = n;
+                }
+                if let Some(c) = comment {
+                    p.comment = c;
+                }
+                h.set_properties(&p)?;
+                print_properties(&h, as_json)?;
+                h.close().await?;
+            }
+            GroupCommand::Delete { group } => {
+                let g = group_name(&group)?;
+                pg.delete_group(me.as_ref(), &g).await?;
+                if as_json {
+                    println!("{}", json!({"deleted": g.to_string()}));
+                } else {
+                    println!("deleted {g}");
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `peergroup invite GROUP (--identity-xml FILE | --password)`.
+#[derive(Args)]
+pub struct InviteArgs {
+    /// Group peer name.
+    group: String,
+    /// The invitee's public identity XML (from `peergroup identity show --json`'s "xml", or
+    /// PeerIdentityGetXML), or "-" for standard input.
+    #[arg(long, conflicts_with = "password")]
+    identity_xml: Option<PathBuf>,
+    /// A password invitation (the group must have a password).
+    #[arg(long)]
+    password: bool,
+    /// Roles to grant: member (default), inviting-member, admin.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// Seconds until the invitation expires (default: as long as the issuer's membership).
+    #[arg(long)]
+    expires_in: Option<i64>,
+}
+
+fn read_input(path: &PathBuf) -> Result<String, CliError> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .map_err(|e| CliError::usage(format!("reading standard input: {e}")))
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))
+    }
+}
+
+/// Creates an invitation and prints it.
+pub fn invite(store: &IdentityStore, who: &As, args: InviteArgs) -> Result<(), CliError> {
+    let pg = Peergroup::new(store.clone(), None);
+    let me = identity(who)?;
+    runtime()?.block_on(async {
+        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+        let text = if args.password {
+            h.create_password_invitation()
+        } else {
+            let Some(path) = &args.identity_xml else {
+                return Err(CliError::usage("give --identity-xml FILE or --password"));
+            };
+            let xml = read_input(path)?;
+            let roles = args
+                .roles
+                .iter()
+                .map(|r| role(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let expires = args.expires_in.map(|s| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64)
+                    + s
+            });
+            h.create_invitation(xml.trim(), expires, &roles)
+        };
+        let result = text.map_err(CliError::from);
+        h.close().await?;
+        println!("{}", result?);
+        Ok(())
+    })
+}
+
+/// `peergroup join INVITATION [--password P]`.
+#[derive(Args)]
+pub struct JoinArgs {
+    /// The invitation file ("-" for standard input).
+    invitation: PathBuf,
+    /// The group password, for a password invitation.
+    #[arg(long, env = "PEERGROUP_GROUP_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// Joins a group and prints its properties.
+pub fn join(
+    store: &IdentityStore,
+    who: &As,
+    args: JoinArgs,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let pg = Peergroup::new(store.clone(), None);
+    let me = identity(who)?;
+    let text = read_input(&args.invitation)?;
+    runtime()?.block_on(async {
+        let h = match args.password {
+            Some(pw) => pg.password_join(me.as_ref(), text.trim(), &pw).await?.0,
+            None => pg.join(me.as_ref(), text.trim())?,
+        };
+        print_properties(&h, as_json)?;
+        h.close().await?;
+        Ok(())
+    })
+}
+
+/// `peergroup connect GROUP [--address ADDR]… [--seconds N]`.
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Group peer name.
+    group: String,
+    /// Addresses of members to connect to (PeerGroupConnectByAddress).
+    #[arg(long = "address")]
+    addresses: Vec<SocketAddr>,
+    /// Stay online this long, then close (default: until standard input closes).
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+/// Brings a group online and reports its status as it changes, one line each.
+pub fn connect(
+    store: &IdentityStore,
+    who: &As,
+    args: ConnectArgs,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let pg = Peergroup::new(store.clone(), None);
+    let me = identity(who)?;
+    runtime()?.block_on(async {
+        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+        h.connect_by_address(&args.addresses).await?;
+        let stop = async {
+            match args.seconds {
+                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                None => {
+                    let _ = tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin())).await;
+                }
+            }
+        };
+        tokio::pin!(stop);
+        let mut last = (u32::MAX, Vec::new());
+        loop {
+            let status = h.status()?;
+            let members: Vec<String> = h.neighbours()?.into_iter().map(|n| n.member).collect();
+            if (status, members.clone()) != last {
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
+                    );
+                } else {
+                    println!(
+                        "status {status:#x} listening on {:?}, neighbours: {}",
+                        h.listen_addrs()?,
+                        members.join(", ")
+                    );
+                }
+                last = (status, members);
+            }
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        h.close().await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,173 @@
+//! Groups from the command line: real processes, real homes, QUIC on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn peergroup(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("peergroup runs")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process creates a group and exits; the next process opens it (PeerGroupOpen) from disk.
+#[test]
+fn a_group_outlives_the_process_that_created_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("a");
+    ok(peergroup(
+        &home,
+        &["identity", "create", "--classifier", "me"],
+    ));
+    let created = json(&ok(peergroup(
+        &home,
+        &[
+            "--json",
+            "group",
+            "create",
+            "--classifier",
+            "club",
+            "--name",
+            "Club",
+        ],
+    )));
+    let name = created["group_peer_name"].as_str().unwrap().to_owned();
+    let shown = json(&ok(peergroup(&home, &["--json", "group", "show", &name])));
+    assert_eq!(shown["friendly_name"], "Club");
+    assert_eq!(shown["roles"][0], "Admin");
+    ok(peergroup(
+        &home,
+        &["group", "set", &name, "--comment", "hello"],
+    ));
+    assert_eq!(
+        json(&ok(peergroup(&home, &["--json", "group", "show", &name])))["comment"],
+        "hello"
+    );
+    let listed = json(&ok(peergroup(&home, &["--json", "group", "list"])));
+    assert_eq!(listed[0]["peer_name"], name.as_str());
+    ok(peergroup(&home, &["group", "delete", &name]));
+    let gone = peergroup(&home, &["group", "show", &name]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("PEER_E_NOT_FOUND"));
+}
+
+/// Two processes, two homes: invite, join, connect; both report LISTENING|HAS_CONNECTIONS.
+#[test]
+fn invite_join_and_connect_between_two_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(peergroup(
+        &a,
+        &["identity", "create", "--classifier", "alice"],
+    ));
+    ok(peergroup(
+        &b,
+        &["identity", "create", "--classifier", "bob"],
+    ));
+    let group = json(&ok(peergroup(
+        &a,
+        &["--json", "group", "create", "--classifier", "club"],
+    )))["group_peer_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.path().join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+
+    // Alice listens on a fixed port, so the invitation can name it while she is offline.
+    let port = free_udp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let invite = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(&a)
+        .args([
+            "invite",
+            &group,
+            "--identity-xml",
+            xml_file.to_str().unwrap(),
+        ])
+        .env("PEERGROUP_LISTEN", &listen)
+        .output()
+        .unwrap();
+    let invitation = ok(invite);
+    assert!(
+        invitation.contains(&listen),
+        "the invitation names Alice's address"
+    );
+    let inv_file = tmp.path().join("inv.xml");
+    std::fs::write(&inv_file, &invitation).unwrap();
+    let garbage = tmp.path().join("garbage.xml");
+    std::fs::write(&garbage, "<nope/>").unwrap();
+    let refused = peergroup(&b, &["join", garbage.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("E_INVALIDARG"));
+    ok(peergroup(&b, &["join", inv_file.to_str().unwrap()]));
+
+    let spawn = |home: &Path, listen: &str| {
+        Command::new(env!("CARGO_BIN_EXE_peergroup"))
+            .arg("--home")
+            .arg(home)
+            .args(["--json", "connect", &group])
+            .env("PEERGROUP_LISTEN", listen)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let mut alice = spawn(&a, &listen);
+    let mut bob = spawn(&b, "127.0.0.1:0");
+    let reached = |child: &mut std::process::Child| {
+        let out = child.stdout.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut lines = BufReader::new(out).lines();
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if json(&line)["status"] == 3 {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(reached(&mut bob), "Bob reaches LISTENING|HAS_CONNECTIONS");
+    assert!(
+        reached(&mut alice),
+        "Alice reaches LISTENING|HAS_CONNECTIONS"
+    );
+    for child in [&mut alice, &mut bob] {
+        drop(child.stdin.take()); // EOF: close the group and exit
+        let status = child.wait().unwrap();
+        assert!(status.success());
+    }
+}

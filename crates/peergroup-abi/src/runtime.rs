@@ -23,9 +23,9 @@ use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 /// Worker threads of the library's tokio runtime.
 pub(crate) const WORKER_THREADS: usize = 2;
 /// How long the last `PeerGroupShutdown` waits for the groups still open to close.
-pub(crate) const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the last `PeerGroupShutdown` waits for the runtime's tasks to stop.
-pub(crate) const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a close waits for calls still running on the same handle (on other threads) to
 /// let go of it.
 pub(crate) const EXCLUSIVE_WAIT: Duration = Duration::from_secs(5);

@@ -42,8 +42,11 @@ const HEAL_BOUND: Duration = Duration::from_secs(60);
 /// Upper bound for a peer to exit after end of input.
 const EXIT_BOUND: Duration = Duration::from_secs(20);
 
+/// Prints one progress line for the CI log, with the seconds since the test began.
 fn phase(msg: &str) {
-    eprintln!("[netns_three_hosts] {msg}");
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[netns_three_hosts {t:5.1}s] {msg}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -314,7 +317,7 @@ fn until<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Result<T, St
 
 #[test]
 fn three_hosts_join_connect_and_see_a_host_cut_off() {
-    let started = Instant::now();
+    phase("start");
     match effective_uid() {
         Some(0) => {}
         Some(uid) => {
@@ -537,8 +540,9 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
     for p in [&mut a, &mut b, &mut c] {
         let status = p.finish();
         assert!(status.success(), "{} exited with {status}", p.label);
+        phase(&format!("{} exited: {status}", p.label));
     }
     drop((a, b, c));
     drop(namespaces);
-    phase(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
+    phase("done");
 }

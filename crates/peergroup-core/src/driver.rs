@@ -82,6 +82,15 @@ impl Registry {
             .any(|h| h.listening && h.password)
     }
 
+    /// Where the driver of the group served as `server_name` takes its network events.
+    fn events_of(&self, server_name: &str) -> Option<mpsc::Sender<NetEvent>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(server_name)
+            .map(|h| h.net.clone())
+    }
+
     fn password_candidate(
         &self,
         server_name: &str,
@@ -281,12 +290,7 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
         let name = conn.server_name().to_owned();
         match registry.validate(&name, conn.peer_chain()) {
             Ok(member) => {
-                let net = registry
-                    .groups
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .map(|h| h.net.clone());
+                let net = registry.events_of(&name);
                 match net {
                     Some(net) => {
                         let up = NetEvent::Up {
@@ -300,12 +304,7 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
                 }
             }
             Err(e) => {
-                let net = registry
-                    .groups
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&name)
-                    .map(|h| h.net.clone());
+                let net = registry.events_of(&name);
                 match (registry.password_candidate(&name, conn.peer_chain()), net) {
                     (Some(subject), Some(net)) => {
                         let _ = net

@@ -243,17 +243,7 @@ impl Peergroup {
             }
             store.save_bootstrap(&bootstrap)?;
         } else {
-            let config = StoredConfig {
-                format: 1,
-                properties: GroupProperties {
-                    classifier: inv.group_name.classifier().to_owned(),
-                    group_peer_name: inv.group_name.to_string(),
-                    friendly_name: inv.group_friendly_name.clone(),
-                    cloud: inv.cloud.clone(),
-                    ..GroupProperties::default()
-                },
-                synced: false,
-            };
+            let config = joiner_config(&inv);
             store.initialize(
                 &config,
                 inv.grc.der(),
@@ -306,17 +296,7 @@ impl Peergroup {
             &inv.group_name,
             &inv.group_friendly_name,
         )?;
-        let config = StoredConfig {
-            format: 1,
-            properties: GroupProperties {
-                classifier: inv.group_name.classifier().to_owned(),
-                group_peer_name: inv.group_name.to_string(),
-                friendly_name: inv.group_friendly_name.clone(),
-                cloud: inv.cloud.clone(),
-                ..GroupProperties::default()
-            },
-            synced: false,
-        };
+        let config = joiner_config(&inv);
         GroupStore::new(dir).initialize(
             &config,
             inv.grc.der(),
@@ -403,6 +383,21 @@ impl Peergroup {
             })?;
         tracing::info!(group = %group, identity = %identity, "group deleted");
         Ok(())
+    }
+}
+
+/// What a joiner knows of a group before its first synchronisation: the invitation's names.
+fn joiner_config(inv: &Invitation) -> StoredConfig {
+    StoredConfig {
+        format: 1,
+        properties: GroupProperties {
+            classifier: inv.group_name.classifier().to_owned(),
+            group_peer_name: inv.group_name.to_string(),
+            friendly_name: inv.group_friendly_name.clone(),
+            cloud: inv.cloud.clone(),
+            ..GroupProperties::default()
+        },
+        synced: false,
     }
 }
 

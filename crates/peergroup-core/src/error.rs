@@ -65,6 +65,22 @@ pub enum CoreError {
     /// A peer broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// A record's attribute XML is malformed or breaks a rule (`PEER_RECORD.pwzAttributes`).
+    #[error("invalid record attributes: {0}")]
+    InvalidAttributes(String),
+    /// A record carries more attributes than the database accepts.
+    #[error(
+        "too many record attributes (at most {})",
+        crate::records::attributes::MAX_ATTRIBUTES
+    )]
+    TooManyAttributes,
+    /// `PeerGroupSearchRecords` criteria break the schema.
+    #[error("invalid search criteria: {0}")]
+    InvalidSearch(String),
+    /// A string clause of the search criteria holds a backslash sequence other than `\*`, `\?`
+    /// or `\\`: Windows answers E_INVALIDARG for this one, not PEER_E_INVALID_SEARCH.
+    #[error("invalid escape in search criteria: {0}")]
+    InvalidSearchEscape(String),
 }
 
 /// Result alias of the group layer.
@@ -93,6 +109,10 @@ impl CoreError {
             PasswordRejected => hresult::HRESULT_INVALID_PASSWORD,
             NoMemberReachable(_) => hresult::PEER_E_CONNECTION_FAILED,
             Protocol(_) => hresult::E_FAIL,
+            InvalidAttributes(_) => hresult::PEER_E_INVALID_ATTRIBUTES,
+            TooManyAttributes => hresult::PEER_E_TOO_MANY_ATTRIBUTES,
+            InvalidSearch(_) => hresult::PEER_E_INVALID_SEARCH,
+            InvalidSearchEscape(_) => hresult::E_INVALIDARG,
         }
     }
 }

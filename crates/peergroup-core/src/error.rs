@@ -81,6 +81,19 @@ pub enum CoreError {
     /// or `\\`: Windows answers E_INVALIDARG for this one, not PEER_E_INVALID_SEARCH.
     #[error("invalid escape in search criteria: {0}")]
     InvalidSearchEscape(String),
+    /// No record with this id (or it is deleted or expired).
+    #[error("record not found")]
+    RecordNotFound,
+    /// A record breaks a field rule, does not decode, or its signature data is malformed.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// The record's data is over `records::record::MAX_RECORD_DATA`, or its encoding over
+    /// `records::record::MAX_RECORD_BYTES`.
+    #[error("record too large")]
+    MaxRecordSize,
+    /// The record database could not be opened, read or written.
+    #[error("record database: {0}")]
+    Database(String),
 }
 
 /// Result alias of the group layer.
@@ -113,6 +126,10 @@ impl CoreError {
             TooManyAttributes => hresult::PEER_E_TOO_MANY_ATTRIBUTES,
             InvalidSearch(_) => hresult::PEER_E_INVALID_SEARCH,
             InvalidSearchEscape(_) => hresult::E_INVALIDARG,
+            RecordNotFound => hresult::PEER_E_RECORD_NOT_FOUND,
+            InvalidRecord(_) => hresult::PEER_E_INVALID_RECORD,
+            MaxRecordSize => hresult::PEER_E_MAX_RECORD_SIZE_EXCEEDED,
+            Database(_) => hresult::PEER_E_DBINITIALIZATION_FAILED,
         }
     }
 }

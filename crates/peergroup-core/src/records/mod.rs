@@ -6,3 +6,5 @@
 //! than guess, and they never panic. Nothing here does I/O; the store builds on it.
 
 pub mod attributes;
+
+pub mod record;

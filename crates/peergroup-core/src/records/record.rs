@@ -1,0 +1,473 @@
+//! One record of the group database (`PEER_RECORD`): its canonical encoding, its signature
+//! and the conflict order every member resolves versions with.
+//!
+//! **Times** (`created`, `expires`, `modified`) are peer time in **milliseconds since the Unix
+//! epoch**. The C layer converts to and from `FILETIME` (100 ns ticks since 1601); milliseconds
+//! keep concurrent modifications apart in the conflict order where seconds would tie.
+//!
+//! **Encoding** ([`Record::encode`], [`Record::decode`]), big-endian, nothing may follow:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `PGRC` |
+//! | 1 | format version, 1 |
+//! | 16 | record type (GUID bytes in Windows order) |
+//! | 16 | record id |
+//! | 4 | version, ≥ 1 |
+//! | 4 | flags: only [`FLAG_AUTOREFRESH`] and [`FLAG_DELETED`] |
+//! | 8 × 3 | created, expires, modified (i64 ms) |
+//! | 2 + n | creator peer name, UTF-8, 1 ..= [`MAX_PEER_NAME_BYTES`] |
+//! | 2 + n | modifier peer name, UTF-8, 1 ..= [`MAX_PEER_NAME_BYTES`] |
+//! | 4 + n | attributes XML, UTF-8, ..= [`MAX_ATTRIBUTES_BYTES`] |
+//! | 4 + n | data, ..= [`MAX_RECORD_DATA`] (empty when [`FLAG_DELETED`] is set) |
+//! | 4 + n | security data, ..= [`MAX_SECURITY_BYTES`] |
+//!
+//! Every field has its own bound and the bounds together fit one transport frame with room
+//! for a message header ([`MAX_RECORD_BYTES`]), whatever chain signs the record. The encoding
+//! is canonical: a record has exactly one, so the decoder's output re-encodes to its input.
+//!
+//! **Signature** ([`Record::sign`], [`Record::verify`]): the modifier signs
+//! [`Record::signed_bytes`], which is a domain label and the encoding of every field but the
+//! security data. The security data is the modifier's GMC chain and that signature:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 + n | the modifier's chain, [`GmcChain::to_bytes`], ..= [`MAX_CHAIN_BYTES`] |
+//! | 2 + m | the signature, 1 ..= [`MAX_SIGNATURE_BYTES`] |
+//!
+//! **Conflict order** ([`Record::conflict_cmp`]): see there; it is a strict total order, so
+//! every member keeps the same version of a record whatever order versions arrive in.
+
+use std::cmp::Ordering;
+
+use crate::error::{CoreError, Result};
+use crate::identity::gmc::{GmcChain, GroupRootCertificate, Member, Role, MAX_CHAIN_BYTES};
+use crate::identity::keys::verify_signature;
+use crate::identity::PrivateKey;
+
+/// `PEER_RECORD_FLAG_AUTOREFRESH`: the publisher re-publishes the record before it expires.
+pub const FLAG_AUTOREFRESH: u32 = 0x1;
+/// `PEER_RECORD_FLAG_DELETED`: this version is a tombstone.
+pub const FLAG_DELETED: u32 = 0x2;
+/// Every flag a record may carry.
+pub const KNOWN_FLAGS: u32 = FLAG_AUTOREFRESH | FLAG_DELETED;
+
+/// Longest creator or modifier peer name, in UTF-8 bytes (a peer name is at most 190
+/// characters; this leaves room for non-ASCII classifiers).
+pub const MAX_PEER_NAME_BYTES: usize = 1024;
+/// Longest attributes XML, in UTF-8 bytes.
+pub const MAX_ATTRIBUTES_BYTES: usize = 64 * 1024;
+/// Largest record payload (`PEER_RECORD.data`), in bytes: larger is
+/// `PEER_E_MAX_RECORD_SIZE_EXCEEDED`. 512 KiB, so that the record with every other field at
+/// its bound, signed by the longest chain, still fits a transport frame.
+pub const MAX_RECORD_DATA: usize = 512 * 1024;
+/// Longest signature in the security data (ECDSA P-256 DER is ≤ 72 bytes, Ed25519 64).
+pub const MAX_SIGNATURE_BYTES: usize = 512;
+/// Largest security data: the longest chain and the longest signature, with their lengths.
+pub const MAX_SECURITY_BYTES: usize = 4 + MAX_CHAIN_BYTES + 2 + MAX_SIGNATURE_BYTES;
+/// Room left in a transport frame for the message that carries a record.
+pub const FRAME_HEADROOM: usize = 4096;
+/// Largest encoded record: a transport frame less [`FRAME_HEADROOM`].
+pub const MAX_RECORD_BYTES: usize = crate::transport::frame::MAX_FRAME_LEN - FRAME_HEADROOM;
+
+const MAGIC: [u8; 4] = *b"PGRC";
+const FORMAT_VERSION: u8 = 1;
+/// Magic, format, type, id, version, flags, three times, and the five length prefixes.
+const FIXED_BYTES: usize = 4 + 1 + 16 + 16 + 4 + 4 + 3 * 8 + 2 + 2 + 4 + 4 + 4;
+const SIGNATURE_LABEL: &[u8] = b"peergroup record v1\0";
+
+// Every record within the field bounds encodes within MAX_RECORD_BYTES.
+const _: () = assert!(
+    FIXED_BYTES
+        + 2 * MAX_PEER_NAME_BYTES
+        + MAX_ATTRIBUTES_BYTES
+        + MAX_RECORD_DATA
+        + MAX_SECURITY_BYTES
+        <= MAX_RECORD_BYTES
+);
+
+/// A record: one version of one entry of the group database (`PEER_RECORD`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    /// The application's record type, GUID bytes in Windows order.
+    pub record_type: [u8; 16],
+    /// The record id, GUID bytes in Windows order; the same across versions.
+    pub id: [u8; 16],
+    /// Starts at 1 and rises by one with each update (a delete is an update).
+    pub version: u32,
+    /// [`FLAG_AUTOREFRESH`], [`FLAG_DELETED`].
+    pub flags: u32,
+    /// Peer name of the member that created the record.
+    pub creator: String,
+    /// Peer name of the member that made this version (the creator's, for version 1).
+    pub modifier: String,
+    /// The attributes XML, opaque here.
+    pub attributes: String,
+    /// When version 1 was made, peer-time ms since the Unix epoch.
+    pub created: i64,
+    /// When the record expires, peer-time ms since the Unix epoch.
+    pub expires: i64,
+    /// When this version was made, peer-time ms since the Unix epoch.
+    pub modified: i64,
+    /// The payload.
+    pub data: Vec<u8>,
+    /// The modifier's chain and signature (see the module documentation); empty until signed.
+    pub security: Vec<u8>,
+}
+
+impl Record {
+    /// True for a tombstone (a deleted version).
+    pub fn is_deleted(&self) -> bool {
+        self.flags & FLAG_DELETED != 0
+    }
+
+    /// True once the record's expiration time has come: `expires <= now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires <= now_ms
+    }
+
+    /// True when the record carries a modifier: [MS-PPGRH]'s "has been updated" (step 2 of
+    /// [`Record::conflict_cmp`]). Records made here always do, so this step only separates
+    /// records from elsewhere.
+    pub fn is_updated(&self) -> bool {
+        !self.modifier.is_empty()
+    }
+
+    /// The tombstone that deletes this record: the next version, by `modifier` at `now_ms`,
+    /// with [`FLAG_DELETED`], no data, no attributes and no security data (sign it next).
+    ///
+    /// It keeps the record's expiration, the latest of every version's (an update never
+    /// shortens it), so the tombstone outlives every copy of what it deletes.
+    pub fn tombstone(&self, modifier: &str, now_ms: i64) -> Record {
+        Record {
+            version: self.version.saturating_add(1),
+            flags: (self.flags | FLAG_DELETED) & !FLAG_AUTOREFRESH,
+            modifier: modifier.to_owned(),
+            attributes: String::new(),
+            modified: now_ms,
+            data: Vec::new(),
+            security: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Checks the field rules the encoding enforces: sizes ([`CoreError::MaxRecordSize`] for
+    /// data over [`MAX_RECORD_DATA`]), version ≥ 1, known flags, non-empty peer names, and
+    /// no data in a tombstone ([`CoreError::InvalidRecord`]).
+    pub fn check(&self) -> Result<()> {
+        if self.data.len() > MAX_RECORD_DATA {
+            return Err(CoreError::MaxRecordSize);
+        }
+        let invalid = |why: String| Err(CoreError::InvalidRecord(why));
+        if self.version == 0 {
+            return invalid("version 0".into());
+        }
+        if self.flags & !KNOWN_FLAGS != 0 {
+            return invalid(format!("unknown flags {:#x}", self.flags));
+        }
+        for (what, name) in [("creator", &self.creator), ("modifier", &self.modifier)] {
+            if name.is_empty() || name.len() > MAX_PEER_NAME_BYTES {
+                return invalid(format!("{what} of {} bytes", name.len()));
+            }
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES_BYTES {
+            return invalid(format!(
+                "attributes of {} bytes exceed {MAX_ATTRIBUTES_BYTES}",
+                self.attributes.len()
+            ));
+        }
+        if self.security.len() > MAX_SECURITY_BYTES {
+            return invalid(format!("security data of {} bytes", self.security.len()));
+        }
+        if self.is_deleted() && !self.data.is_empty() {
+            return invalid("a deleted record carries data".into());
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding (module documentation). A record that passes
+    /// [`Record::check`] encodes to bytes [`Record::decode`] accepts.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.write_fields(&mut out);
+        put_u32_bytes(&mut out, &self.security);
+        out
+    }
+
+    /// The length of [`Record::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        FIXED_BYTES
+            + self.creator.len()
+            + self.modifier.len()
+            + self.attributes.len()
+            + self.data.len()
+            + self.security.len()
+    }
+
+    /// The bytes the modifier's signature covers: a domain label, then the encoding of every
+    /// field but the security data.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(SIGNATURE_LABEL.len() + self.encoded_len());
+        out.extend_from_slice(SIGNATURE_LABEL);
+        self.write_fields(&mut out);
+        out
+    }
+
+    fn write_fields(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&MAGIC);
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&self.record_type);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.flags.to_be_bytes());
+        out.extend_from_slice(&self.created.to_be_bytes());
+        out.extend_from_slice(&self.expires.to_be_bytes());
+        out.extend_from_slice(&self.modified.to_be_bytes());
+        put_u16_bytes(out, self.creator.as_bytes());
+        put_u16_bytes(out, self.modifier.as_bytes());
+        put_u32_bytes(out, self.attributes.as_bytes());
+        put_u32_bytes(out, &self.data);
+    }
+
+    /// Decodes [`Record::encode`]'s output, strictly: every bound, the field rules of
+    /// [`Record::check`], and no trailing bytes. Input over [`MAX_RECORD_BYTES`] is refused
+    /// before anything is read. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Record> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(CoreError::MaxRecordSize);
+        }
+        let mut r = Reader(bytes);
+        if r.take(4)? != MAGIC {
+            return Err(bad("not a record"));
+        }
+        let format = r.take(1)?[0];
+        if format != FORMAT_VERSION {
+            return Err(bad(&format!("record format {format}")));
+        }
+        let record = Record {
+            record_type: r.array()?,
+            id: r.array()?,
+            version: u32::from_be_bytes(r.array()?),
+            flags: u32::from_be_bytes(r.array()?),
+            created: i64::from_be_bytes(r.array()?),
+            expires: i64::from_be_bytes(r.array()?),
+            modified: i64::from_be_bytes(r.array()?),
+            creator: r.string16(MAX_PEER_NAME_BYTES, "creator")?,
+            modifier: r.string16(MAX_PEER_NAME_BYTES, "modifier")?,
+            attributes: r.string32(MAX_ATTRIBUTES_BYTES, "attributes")?,
+            data: r.bytes32(MAX_RECORD_DATA, "data")?.to_vec(),
+            security: r.bytes32(MAX_SECURITY_BYTES, "security data")?.to_vec(),
+        };
+        if !r.0.is_empty() {
+            return Err(bad(&format!("{} bytes after the record", r.0.len())));
+        }
+        record.check()?;
+        Ok(record)
+    }
+
+    /// Signs this version as the member holding `key` and `chain`, replacing the security
+    /// data. The chain's member must be [`Record::modifier`] and `key` its key
+    /// ([`CoreError::InvalidRecord`] otherwise); the record must pass [`Record::check`].
+    /// Rights are not checked here: [`Record::verify`] does, on every member.
+    pub fn sign(&mut self, key: &PrivateKey, chain: &GmcChain) -> Result<()> {
+        self.check()?;
+        let leaf = chain.leaf();
+        if leaf.peer_name().to_string() != self.modifier {
+            return Err(CoreError::InvalidRecord(format!(
+                "the signing chain is {}'s, the modifier is {}",
+                leaf.peer_name(),
+                self.modifier
+            )));
+        }
+        if leaf.public_key_der() != key.public_key_der() {
+            return Err(CoreError::InvalidRecord(
+                "the signing key is not the chain's".into(),
+            ));
+        }
+        let signature = key.sign(&self.signed_bytes())?;
+        if signature.is_empty() || signature.len() > MAX_SIGNATURE_BYTES {
+            return Err(CoreError::InvalidRecord(format!(
+                "signature of {} bytes",
+                signature.len()
+            )));
+        }
+        let chain = chain.to_bytes();
+        let mut security = Vec::with_capacity(4 + chain.len() + 2 + signature.len());
+        put_u32_bytes(&mut security, &chain);
+        put_u16_bytes(&mut security, &signature);
+        self.security = security;
+        Ok(())
+    }
+
+    /// The modifier's chain and signature from the security data, strictly decoded.
+    pub fn security_parts(&self) -> Result<(GmcChain, Vec<u8>)> {
+        let mut r = Reader(&self.security);
+        let chain = r.bytes32(MAX_CHAIN_BYTES, "signing chain")?;
+        let chain = GmcChain::from_bytes(chain)
+            .map_err(|e| CoreError::InvalidRecord(format!("signing chain: {e}")))?;
+        let n = u16::from_be_bytes(r.array()?) as usize;
+        if n == 0 || n > MAX_SIGNATURE_BYTES {
+            return Err(bad(&format!("signature of {n} bytes")));
+        }
+        let signature = r.take(n)?.to_vec();
+        if !r.0.is_empty() {
+            return Err(bad("bytes after the signature"));
+        }
+        Ok((chain, signature))
+    }
+
+    /// Verifies this version as every member must before storing or forwarding it, and
+    /// returns the modifier as validated. In order:
+    ///
+    /// 1. the field rules ([`Record::check`]);
+    /// 2. `modified` is not more than [`MAX_FUTURE_SKEW_MS`] after `now_ms`
+    ///    ([`CoreError::InvalidRecord`]);
+    /// 3. the security data decodes ([`CoreError::InvalidRecord`]) and its chain validates
+    ///    against `grc` **at the record's modification time** (the chain's error);
+    /// 4. the chain's member is [`Record::modifier`] ([`CoreError::InvalidRecord`]);
+    /// 5. the signature over [`Record::signed_bytes`] verifies with the member's key (the
+    ///    identity layer's bad-signature error);
+    /// 6. rights: version 1 is made by its creator, later versions by the creator or an
+    ///    administrator ([`CoreError::NotAuthorized`]).
+    ///
+    /// The chain is checked at `modified`, not at `now_ms`, so that the answer is the same on
+    /// every member at every time (a late joiner accepts what the others hold, after the
+    /// modifier's membership ended); step 2 bounds how far a record may claim the future.
+    /// The price: a member whose membership has expired can still back-date versions to
+    /// within its old validity.
+    pub fn verify(&self, grc: &GroupRootCertificate, now_ms: i64) -> Result<Member> {
+        self.check()?;
+        if self.modified > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
+            return Err(CoreError::InvalidRecord(format!(
+                "modified at {} ms, in the future of {now_ms}",
+                self.modified
+            )));
+        }
+        let (chain, signature) = self.security_parts()?;
+        let member = chain.validate(grc, self.modified.div_euclid(1000))?;
+        if member.peer_name().to_string() != self.modifier {
+            return Err(CoreError::InvalidRecord(format!(
+                "signed by {}, modifier is {}",
+                member.peer_name(),
+                self.modifier
+            )));
+        }
+        verify_signature(member.public_key_der(), &self.signed_bytes(), &signature)?;
+        if self.modifier != self.creator {
+            if self.version == 1 {
+                return Err(CoreError::NotAuthorized(
+                    "version 1 of a record must be made by its creator".into(),
+                ));
+            }
+            if !member.has_role(Role::Admin) {
+                return Err(CoreError::NotAuthorized(format!(
+                    "{} is neither the creator nor an administrator",
+                    self.modifier
+                )));
+            }
+        }
+        Ok(member)
+    }
+
+    /// The conflict order between two versions of a record, [MS-PPGRH] §3.1.7.32:
+    ///
+    /// 1. the higher `version` wins;
+    /// 2. else an updated record ([`Record::is_updated`]: a modifier is set) beats one
+    ///    that is not;
+    /// 3. else the higher `modifier` wins (peer names compared as UTF-8 bytes, i.e. by code
+    ///    point);
+    /// 4. else the later `modified` wins;
+    /// 5. else the longer `security` wins;
+    /// 6. else the higher `security` bytes win (lexicographically);
+    /// 7. else (ours, only reachable between records with the same signature, i.e. not
+    ///    both validly signed) the higher canonical encoding wins.
+    ///
+    /// `Greater` means `self` wins. It is a strict total order on distinct records: `Equal`
+    /// only for identical records ("already present"), so every member keeps the same
+    /// version whatever the order in which versions reach it.
+    pub fn conflict_cmp(&self, other: &Record) -> Ordering {
+        self.version
+            .cmp(&other.version)
+            .then_with(|| self.is_updated().cmp(&other.is_updated()))
+            .then_with(|| self.modifier.as_bytes().cmp(other.modifier.as_bytes()))
+            .then_with(|| self.modified.cmp(&other.modified))
+            .then_with(|| self.security.len().cmp(&other.security.len()))
+            .then_with(|| self.security.cmp(&other.security))
+            .then_with(|| {
+                if self == other {
+                    Ordering::Equal
+                } else {
+                    self.encode().cmp(&other.encode())
+                }
+            })
+    }
+
+    /// True when `self` beats `other` in [`Record::conflict_cmp`].
+    pub fn wins_over(&self, other: &Record) -> bool {
+        self.conflict_cmp(other) == Ordering::Greater
+    }
+}
+
+/// How far in the future of the verifier's clock a version's modification time may lie.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+fn bad(why: &str) -> CoreError {
+    CoreError::InvalidRecord(why.to_owned())
+}
+
+fn put_u16_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // Callers' fields are bounded far below u16::MAX by `check`; clamp rather than wrap.
+    let b = &b[..b.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_u32_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(bad("record truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+    fn bytes16(&mut self, max: usize, what: &str) -> Result<&'a [u8]> {
+        let n = u16::from_be_bytes(self.array()?) as usize;
+        if n > max {
+            return Err(bad(&format!("{what} of {n} bytes exceeds {max}")));
+        }
+        self.take(n)
+    }
+    fn bytes32(&mut self, max: usize, what: &str) -> Result<&'a [u8]> {
+        let n = u32::from_be_bytes(self.array()?) as usize;
+        if n > max {
+            return Err(if what == "data" {
+                CoreError::MaxRecordSize
+            } else {
+                bad(&format!("{what} of {n} bytes exceeds {max}"))
+            });
+        }
+        self.take(n)
+    }
+    fn string16(&mut self, max: usize, what: &str) -> Result<String> {
+        let b = self.bytes16(max, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| bad(&format!("{what} is not UTF-8")))
+    }
+    fn string32(&mut self, max: usize, what: &str) -> Result<String> {
+        let b = self.bytes32(max, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| bad(&format!("{what} is not UTF-8")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

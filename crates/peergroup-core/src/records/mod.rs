@@ -8,3 +8,5 @@
 pub mod attributes;
 
 pub mod record;
+#[cfg(feature = "store")]
+pub mod store;

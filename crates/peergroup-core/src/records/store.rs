@@ -1,0 +1,364 @@
+//! The durable record database of one group for one member: SQLite (bundled) in one file.
+//!
+//! **Durability.** The file is opened in WAL journal mode with `synchronous=FULL`: every
+//! change is one transaction, and a transaction that committed has reached the disk (the WAL
+//! is fsynced at each commit) before [`RecordStore::put`] returns `Ok`. A `kill -9` or a
+//! power cut afterwards therefore loses nothing that was acknowledged; one during a put loses
+//! only that put, which never returned. [`RecordStore::close`] checkpoints the WAL into the
+//! main file; dropping the store without it is safe too (the next open replays the WAL).
+//!
+//! **Schema** (`PRAGMA user_version` = [`SCHEMA_VERSION`]):
+//!
+//! ```text
+//! records(id BLOB PRIMARY KEY, type BLOB, version INTEGER, flags INTEGER, creator TEXT,
+//!         modifier TEXT, created INTEGER, expires INTEGER, modified INTEGER, encoded BLOB)
+//!   index records_type(type), records_expires(expires)
+//! attributes(record_id BLOB → records(id) ON DELETE CASCADE, name TEXT, type TEXT, value)
+//!   index attributes_name_value(name, value), attributes_record(record_id)
+//! ```
+//!
+//! `encoded` is [`Record::encode`]: the record as it was signed, the only column read back;
+//! the others are copies for indexes and queries. The attribute rows are whatever the caller
+//! indexed with [`RecordStore::put_with_attributes`]; tombstones have none.
+//!
+//! The store does not verify signatures or rights: its callers do ([`Record::verify`]) before
+//! anything reaches it. It enforces the field rules ([`Record::check`]) and the conflict order.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::record::{Record, FLAG_DELETED};
+use crate::error::{CoreError, Result};
+
+/// The schema this version writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    id BLOB PRIMARY KEY NOT NULL,
+    type BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    creator TEXT NOT NULL,
+    modifier TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    modified INTEGER NOT NULL,
+    encoded BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_type ON records(type);
+CREATE INDEX IF NOT EXISTS records_expires ON records(expires);
+CREATE TABLE IF NOT EXISTS attributes (
+    record_id BLOB NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    value
+);
+CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name, value);
+CREATE INDEX IF NOT EXISTS attributes_record ON attributes(record_id);
+";
+
+/// What [`RecordStore::put`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// No version of the record was stored; now this one is.
+    Inserted,
+    /// This version won the conflict order over the stored one and replaced it.
+    Replaced,
+    /// The stored version wins (or is identical): nothing changed.
+    Ignored,
+}
+
+/// A typed attribute value as indexed for search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexValue {
+    /// An `int` or `date` attribute (dates as ms since the Unix epoch).
+    Integer(i64),
+    /// A `string` attribute.
+    Text(String),
+}
+
+/// One attribute row of a record, for the search index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedAttribute {
+    /// The attribute name.
+    pub name: String,
+    /// Its type as the XML names it (`string`, `int`, `date`).
+    pub type_name: String,
+    /// Its value.
+    pub value: IndexValue,
+}
+
+/// The record database in one SQLite file.
+#[derive(Debug)]
+pub struct RecordStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn db(e: rusqlite::Error) -> CoreError {
+    CoreError::Database(e.to_string())
+}
+
+impl RecordStore {
+    /// Opens the database at `path`, creating it (and its schema) if missing. WAL mode and
+    /// `synchronous=FULL` (module documentation). A file with a newer schema, or that is not
+    /// a database, is [`CoreError::Database`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(db)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(CoreError::Database(format!(
+                "journal mode {mode} instead of WAL"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(db)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(db)?;
+        if version > SCHEMA_VERSION {
+            return Err(CoreError::Database(format!(
+                "{} has schema {version}, newer than {SCHEMA_VERSION}",
+                path.display()
+            )));
+        }
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+        ))
+        .map_err(db)?;
+        Ok(RecordStore { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// [`RecordStore::put_with_attributes`] with no attribute rows.
+    pub fn put(&mut self, record: &Record) -> Result<PutOutcome> {
+        self.put_with_attributes(record, &[])
+    }
+
+    /// Stores `record` if no version of it is stored or it wins the conflict order
+    /// ([`Record::wins_over`]) over the stored one, with `attributes` as its search rows
+    /// (ignored for a tombstone), in one durable transaction. Check and comparison happen
+    /// inside the transaction, so concurrent puts of one record cannot both win. A record
+    /// that fails [`Record::check`] changes nothing.
+    pub fn put_with_attributes(
+        &mut self,
+        record: &Record,
+        attributes: &[IndexedAttribute],
+    ) -> Result<PutOutcome> {
+        record.check()?;
+        let encoded = record.encode();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let stored: Option<Vec<u8>> = tx
+            .query_row(
+                "SELECT encoded FROM records WHERE id = ?1",
+                [&record.id[..]],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        let outcome = match stored {
+            None => PutOutcome::Inserted,
+            Some(bytes) => {
+                let old = decode_stored(&self.path, &bytes)?;
+                if !record.wins_over(&old) {
+                    return Ok(PutOutcome::Ignored); // the transaction rolls back on drop
+                }
+                tx.execute("DELETE FROM records WHERE id = ?1", [&record.id[..]])
+                    .map_err(db)?;
+                PutOutcome::Replaced
+            }
+        };
+        tx.execute(
+            "INSERT INTO records (id, type, version, flags, creator, modifier, created, \
+             expires, modified, encoded) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                &record.id[..],
+                &record.record_type[..],
+                record.version,
+                record.flags,
+                record.creator,
+                record.modifier,
+                record.created,
+                record.expires,
+                record.modified,
+                encoded,
+            ],
+        )
+        .map_err(db)?;
+        if !record.is_deleted() {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO attributes (record_id, name, type, value) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            for a in attributes {
+                let value = match &a.value {
+                    IndexValue::Integer(i) => rusqlite::types::Value::Integer(*i),
+                    IndexValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+                };
+                insert
+                    .execute(params![&record.id[..], a.name, a.type_name, value])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(outcome)
+    }
+
+    /// The stored version of record `id`, tombstone or expired included (what replication
+    /// holds); [`CoreError::RecordNotFound`] if there is none.
+    pub fn get(&self, id: &[u8; 16]) -> Result<Record> {
+        let bytes: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT encoded FROM records WHERE id = ?1",
+                [&id[..]],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db)?;
+        match bytes {
+            Some(bytes) => decode_stored(&self.path, &bytes),
+            None => Err(CoreError::RecordNotFound),
+        }
+    }
+
+    /// Record `id` as `PeerGroupGetRecord` sees it: [`CoreError::RecordNotFound`] also when
+    /// the stored version is a tombstone or has expired at `now_ms`.
+    pub fn get_live(&self, id: &[u8; 16], now_ms: i64) -> Result<Record> {
+        let record = self.get(id)?;
+        if record.is_deleted() || record.is_expired(now_ms) {
+            return Err(CoreError::RecordNotFound);
+        }
+        Ok(record)
+    }
+
+    /// The live records (not tombstones, not expired at `now_ms`), of `record_type` or of
+    /// every type, ordered by id.
+    pub fn list(&self, record_type: Option<[u8; 16]>, now_ms: i64) -> Result<Vec<Record>> {
+        match record_type {
+            Some(t) => self.query(
+                "SELECT encoded FROM records WHERE type = ?1 AND flags & ?2 = 0 \
+                 AND expires > ?3 ORDER BY id",
+                params![&t[..], FLAG_DELETED, now_ms],
+            ),
+            None => self.query(
+                "SELECT encoded FROM records WHERE flags & ?1 = 0 AND expires > ?2 \
+                 ORDER BY id",
+                params![FLAG_DELETED, now_ms],
+            ),
+        }
+    }
+
+    /// The tombstones held, ordered by id.
+    pub fn tombstones(&self) -> Result<Vec<Record>> {
+        self.query(
+            "SELECT encoded FROM records WHERE flags & ?1 != 0 ORDER BY id",
+            params![FLAG_DELETED],
+        )
+    }
+
+    /// Removes every record and tombstone expired at `now_ms` (`expires <= now_ms`), in one
+    /// transaction, and returns them ordered by id (for `PEER_RECORD_EXPIRED` events).
+    pub fn expire(&mut self, now_ms: i64) -> Result<Vec<Record>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let gone = {
+            let mut stmt = tx
+                .prepare_cached("SELECT encoded FROM records WHERE expires <= ?1 ORDER BY id")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([now_ms], |row| row.get::<_, Vec<u8>>(0))
+                .map_err(db)?;
+            let mut gone = Vec::new();
+            for bytes in rows {
+                gone.push(decode_stored(&self.path, &bytes.map_err(db)?)?);
+            }
+            gone
+        };
+        if !gone.is_empty() {
+            tx.execute("DELETE FROM records WHERE expires <= ?1", [now_ms])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+        }
+        Ok(gone)
+    }
+
+    /// Every stored (id, version), tombstones and not yet removed expired records included,
+    /// ordered by id bytes: the input of reconciliation.
+    pub fn ids_versions(&self) -> Result<Vec<([u8; 16], u32)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, version FROM records ORDER BY id")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, u32>(1)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, version) = row.map_err(db)?;
+            let id: [u8; 16] = id.try_into().map_err(|_| CoreError::StoreCorrupted {
+                path: self.path.display().to_string(),
+                why: "a record id is not 16 bytes".into(),
+            })?;
+            out.push((id, version));
+        }
+        Ok(out)
+    }
+
+    /// How many records are stored, tombstones and not yet removed expired ones included.
+    pub fn count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM records", [], |row| row.get(0))
+            .map_err(db)
+    }
+
+    /// Checkpoints the WAL into the database file and closes it.
+    pub fn close(self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(db)?;
+        self.conn.close().map_err(|(_, e)| db(e))
+    }
+
+    fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Record>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(db)?;
+        let rows = stmt
+            .query_map(params, |row| row.get::<_, Vec<u8>>(0))
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for bytes in rows {
+            out.push(decode_stored(&self.path, &bytes.map_err(db)?)?);
+        }
+        Ok(out)
+    }
+}
+
+fn decode_stored(path: &Path, bytes: &[u8]) -> Result<Record> {
+    Record::decode(bytes).map_err(|e| CoreError::StoreCorrupted {
+        path: path.display().to_string(),
+        why: format!("stored record: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

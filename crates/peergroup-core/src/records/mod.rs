@@ -6,7 +6,4 @@
 //! than guess, and they never panic. Nothing here does I/O; the store builds on it.
 
 pub mod attributes;
-
-pub mod record;
-#[cfg(feature = "store")]
-pub mod store;
+pub mod search;

@@ -7,3 +7,7 @@
 
 pub mod attributes;
 pub mod search;
+
+pub mod record;
+#[cfg(feature = "store")]
+pub mod store;

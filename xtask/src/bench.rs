@@ -4,7 +4,10 @@
 use anyhow::{bail, Result};
 
 /// Each benchmark: its name, the package and the bench target that runs it.
-const BENCHES: &[(&str, &str, &str)] = &[("connect", "peergroup-transport", "connect")];
+const BENCHES: &[(&str, &str, &str)] = &[
+    ("connect", "peergroup-transport", "connect"),
+    ("reconcile", "peergroup-core", "reconcile"),
+];
 
 /// Runs the named benchmark, or all of them.
 pub fn run(name: Option<&str>) -> Result<()> {

@@ -23,7 +23,7 @@ commands:
   ci                         fmt, clippy, tests, header check, C tests, docs, fuzz smoke
   header [--check]           regenerate crates/peergroup-abi/include/p2p.h (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
-  bench [NAME]               run the benchmarks (or NAME: connect); they print figures
+  bench [NAME]               run the benchmarks (or NAME: connect, reconcile); they print figures
   fuzz [--smoke] [TARGET] [-- LIBFUZZER_ARGS...]
                              run every fuzz target (or TARGET): 60 s each, or
                              FUZZ_SMOKE_SECONDS (default 5) with --smoke

@@ -20,6 +20,7 @@ pub mod machine;
 #[cfg(feature = "net")]
 pub mod password;
 pub mod properties;
+pub mod reconcile;
 pub mod records;
 pub mod sim;
 pub mod wire;

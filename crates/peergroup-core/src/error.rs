@@ -91,6 +91,10 @@ pub enum CoreError {
     /// `records::record::MAX_RECORD_BYTES`.
     #[error("record too large")]
     MaxRecordSize,
+    /// A record's expiration is missing, already past, or earlier than the stored version's
+    /// (an update may keep or extend it, never shorten it).
+    #[error("invalid record expiration: {0}")]
+    InvalidRecordExpiration(String),
     /// The record database could not be opened, read or written.
     #[error("record database: {0}")]
     Database(String),
@@ -129,6 +133,7 @@ impl CoreError {
             RecordNotFound => hresult::PEER_E_RECORD_NOT_FOUND,
             InvalidRecord(_) => hresult::PEER_E_INVALID_RECORD,
             MaxRecordSize => hresult::PEER_E_MAX_RECORD_SIZE_EXCEEDED,
+            InvalidRecordExpiration(_) => hresult::PEER_E_INVALID_RECORD_EXPIRATION,
             Database(_) => hresult::PEER_E_DBINITIALIZATION_FAILED,
         }
     }

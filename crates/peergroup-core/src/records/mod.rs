@@ -11,3 +11,4 @@ pub mod search;
 pub mod record;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod view;

@@ -4,6 +4,10 @@
 //! Every `create`/`open`/`join` returns a new [`GroupHandle`]; handles to the same
 //! (identity, group) share one [`GroupInner`], which counts them. The network side lives in
 //! `driver`; it is started by `connect` and stopped when the last handle closes.
+//!
+//! Each open group keeps its record database ([`RecordStore`]) at `<group dir>/records.db`,
+//! opened on the first record call and closed after the driver when the last handle closes
+//! or the group is deleted. The record calls are local for now: nothing floods yet.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +21,11 @@ use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertifica
 use crate::identity::{documents, Identity, IdentityStore, PeerName};
 use crate::invitation::{Credential, Invitation};
 use crate::properties::GroupProperties;
+use crate::records::attributes::Attributes;
+use crate::records::record::Record;
+use crate::records::search::Criteria;
+use crate::records::store::RecordStore;
+use crate::records::view::{index_rows, is_reserved_type, StoredRecordView};
 use crate::wire::SignedProperties;
 
 /// Identifies a group as one identity holds it.
@@ -41,6 +50,25 @@ pub struct GroupInner {
     pub(crate) store: GroupStore,
     pub(crate) grc: GroupRootCertificate,
     pub(crate) state: Mutex<GroupState>,
+    /// The record database, once a record call opened it. Lock order: `state`, then this.
+    pub(crate) records: Mutex<Option<RecordStore>>,
+}
+
+/// The file of a group's record database, in its group directory.
+pub const RECORDS_FILE: &str = "records.db";
+
+/// What `PeerGroupAddRecord` takes from the application's `PEER_RECORD`: the rest (id,
+/// version, creator, modifier, times, security data) is the infrastructure's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecord {
+    /// The application's record type, GUID bytes in Windows order; not a reserved type.
+    pub record_type: [u8; 16],
+    /// `pwzAttributes`: attribute XML, or empty for none.
+    pub attributes: String,
+    /// When the record expires, peer time in ms since the Unix epoch; must be in the future.
+    pub expires_ms: i64,
+    /// The payload.
+    pub data: Vec<u8>,
 }
 
 pub(crate) struct GroupState {
@@ -207,6 +235,7 @@ impl Peergroup {
                 signed,
                 driver: None,
             }),
+            records: Mutex::new(None),
         });
         open.insert(key, inner.clone());
         Ok(GroupHandle {
@@ -370,6 +399,7 @@ impl Peergroup {
             if let Some(d) = driver {
                 d.close().await;
             }
+            inner.close_records();
             self.shared.network.release_if_idle(&self.shared).await;
         }
         self.shared
@@ -676,6 +706,7 @@ impl GroupHandle {
         if let Some(d) = driver {
             d.close().await;
         }
+        self.inner.close_records();
         self.pg
             .shared
             .network
@@ -706,6 +737,250 @@ impl Drop for GroupHandle {
         lock(&self.pg.shared.open).remove(&self.inner.key);
         if let Some(d) = driver {
             d.abort();
+        }
+    }
+}
+
+impl GroupInner {
+    /// Closes the record database if it is open (checkpointing its WAL); the next record call
+    /// would open it again. Errors are logged: a close is best effort, and the WAL is safe.
+    fn close_records(&self) {
+        if let Some(db) = lock(&self.records).take() {
+            if let Err(e) = db.close() {
+                tracing::warn!(group = %self.key.1, error = %e, "closing the record database");
+            }
+        }
+    }
+}
+
+/// Peer time now, in ms since the Unix epoch (record times).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A fresh record id from the system's secure random generator, shaped as a version 4 GUID
+/// in Windows byte order (so it is never a reserved type-like GUID either).
+fn new_record_id() -> Result<[u8; 16]> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut id = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| CoreError::Protocol("the system random generator failed".into()))?;
+    id[7] = (id[7] & 0x0f) | 0x40; // Data3's high nibble: version 4
+    id[8] = (id[8] & 0x3f) | 0x80; // the RFC 4122 variant
+    Ok(id)
+}
+
+/// The rights rule of `PeerGroupUpdateRecord` and `PeerGroupDeleteRecord`: the record's
+/// creator, or any administrator.
+fn may_modify(me: &str, admin: bool, record: &Record) -> bool {
+    admin || record.creator == me
+}
+
+/// The record calls (`PeerGroup*Record*`), on the local database only: nothing floods yet.
+impl GroupHandle {
+    /// The state, checked for a live handle and a synchronised member
+    /// (`PEER_E_GROUP_NOT_READY` before the first synchronisation).
+    fn ready(&self) -> Result<MutexGuard<'_, GroupState>> {
+        let st = self.live()?;
+        if !st.config.synced {
+            return Err(CoreError::NotReady);
+        }
+        Ok(st)
+    }
+
+    /// The record database, opened on first use. Call with the state locked (lock order).
+    fn records_db(&self) -> Result<MutexGuard<'_, Option<RecordStore>>> {
+        let mut db = lock(&self.inner.records);
+        if db.is_none() {
+            *db = Some(RecordStore::open(
+                self.inner.store.dir().join(RECORDS_FILE),
+            )?);
+        }
+        Ok(db)
+    }
+
+    fn with_records<T>(&self, f: impl FnOnce(&mut RecordStore) -> Result<T>) -> Result<T> {
+        let mut db = self.records_db()?;
+        f(db.as_mut().expect("opened above"))
+    }
+
+    /// `PeerGroupAddRecord`: signs and stores a new record of this member; returns its id.
+    /// Errors: `PEER_E_GROUP_NOT_READY` before synchronisation, `PEER_E_NOT_AUTHORIZED` for a
+    /// reserved type, `PEER_E_INVALID_RECORD_EXPIRATION` for an expiration not in the future,
+    /// `PEER_E_INVALID_ATTRIBUTES`/`PEER_E_TOO_MANY_ATTRIBUTES`, `PEER_E_MAX_RECORD_SIZE_EXCEEDED`.
+    pub fn add_record(&self, new: NewRecord) -> Result<[u8; 16]> {
+        let st = self.ready()?;
+        let now = now_ms();
+        if is_reserved_type(&new.record_type) {
+            return Err(CoreError::NotAuthorized(
+                "the record type is reserved to the infrastructure".into(),
+            ));
+        }
+        if new.expires_ms <= now {
+            return Err(CoreError::InvalidRecordExpiration(format!(
+                "expiration {} ms is not after now ({now} ms)",
+                new.expires_ms
+            )));
+        }
+        let attributes = Attributes::parse(&new.attributes)?;
+        let me = self.inner.key.0.to_string();
+        let mut record = Record {
+            record_type: new.record_type,
+            id: new_record_id()?,
+            version: 1,
+            flags: 0,
+            creator: me.clone(),
+            modifier: me,
+            attributes: new.attributes,
+            created: now,
+            expires: new.expires_ms,
+            modified: now,
+            data: new.data,
+            security: Vec::new(),
+        };
+        record.sign(self.inner.identity.private_key(), &st.chain)?;
+        self.with_records(|db| db.put_with_attributes(&record, &index_rows(&attributes)))?;
+        Ok(record.id)
+    }
+
+    /// The live stored record `id` that this member may modify (its creator, or an admin).
+    fn modifiable(&self, st: &GroupState, id: &[u8; 16], now: i64) -> Result<Record> {
+        let old = self.with_records(|db| db.get_live(id, now))?;
+        let me = self.inner.key.0.to_string();
+        if !may_modify(&me, st.member.has_role(Role::Admin), &old) {
+            return Err(CoreError::NotAuthorized(
+                "only the record's creator or an administrator changes it".into(),
+            ));
+        }
+        Ok(old)
+    }
+
+    /// `PeerGroupUpdateRecord`: new attributes, expiration and data for record `id`, as its
+    /// next version, modified and signed by this member. Errors: `PEER_E_RECORD_NOT_FOUND`
+    /// (absent, deleted or expired), `PEER_E_NOT_AUTHORIZED` (neither creator nor admin),
+    /// `PEER_E_INVALID_RECORD_EXPIRATION` (earlier than the stored expiration), and those of
+    /// [`GroupHandle::add_record`] for the attributes and the size.
+    pub fn update_record(
+        &self,
+        id: &[u8; 16],
+        attributes: &str,
+        expires_ms: i64,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let st = self.ready()?;
+        let now = now_ms();
+        let old = self.modifiable(&st, id, now)?;
+        if expires_ms < old.expires {
+            return Err(CoreError::InvalidRecordExpiration(format!(
+                "expiration {expires_ms} ms is earlier than the record's {} ms",
+                old.expires
+            )));
+        }
+        let parsed = Attributes::parse(attributes)?;
+        let version = old
+            .version
+            .checked_add(1)
+            .ok_or_else(|| CoreError::InvalidRecord("no version after the last".into()))?;
+        let mut record = Record {
+            version,
+            modifier: self.inner.key.0.to_string(),
+            attributes: attributes.to_owned(),
+            expires: expires_ms,
+            modified: now,
+            data,
+            security: Vec::new(),
+            ..old
+        };
+        record.sign(self.inner.identity.private_key(), &st.chain)?;
+        self.with_records(|db| db.put_with_attributes(&record, &index_rows(&parsed)))?;
+        Ok(())
+    }
+
+    /// `PeerGroupDeleteRecord`: stores the signed tombstone of record `id` (it will flood
+    /// once replication exists). Same errors and rights as [`GroupHandle::update_record`].
+    pub fn delete_record(&self, id: &[u8; 16]) -> Result<()> {
+        let st = self.ready()?;
+        let now = now_ms();
+        let old = self.modifiable(&st, id, now)?;
+        let mut tombstone = old.tombstone(&self.inner.key.0.to_string(), now);
+        tombstone.sign(self.inner.identity.private_key(), &st.chain)?;
+        self.with_records(|db| db.put(&tombstone))?;
+        Ok(())
+    }
+
+    /// `PeerGroupGetRecord`: the live record `id` (`PEER_E_RECORD_NOT_FOUND` when it is
+    /// absent, deleted or expired).
+    pub fn get_record(&self, id: &[u8; 16]) -> Result<Record> {
+        let _st = self.ready()?;
+        self.with_records(|db| db.get_live(id, now_ms()))
+    }
+
+    /// `PeerGroupEnumRecords`: the live records of `record_type` (`None`: every type), by id.
+    pub fn enum_records(&self, record_type: Option<[u8; 16]>) -> Result<Vec<Record>> {
+        let _st = self.ready()?;
+        self.with_records(|db| db.list(record_type, now_ms()))
+    }
+
+    /// `PeerGroupSearchRecords`: the live records that match `criteria` (a `<peersearch>`
+    /// document), by id. `PEER_E_INVALID_SEARCH`, or `E_INVALIDARG` for a bad escape.
+    pub fn search_records(&self, criteria: &str) -> Result<Vec<Record>> {
+        let _st = self.ready()?;
+        let criteria = Criteria::parse(criteria)?;
+        let live = self.with_records(|db| db.list(None, now_ms()))?;
+        Ok(live
+            .into_iter()
+            .filter(|r| match StoredRecordView::new(r) {
+                Ok(view) => criteria.matches(&view),
+                Err(e) => {
+                    // Stored records were checked on the way in; never match a bad one.
+                    tracing::warn!(error = %e, "a stored record's attributes do not parse");
+                    false
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record_by(creator: &str) -> Record {
+        Record {
+            record_type: [1; 16],
+            id: [2; 16],
+            version: 1,
+            flags: 0,
+            creator: creator.into(),
+            modifier: creator.into(),
+            attributes: String::new(),
+            created: 1,
+            expires: 2,
+            modified: 1,
+            data: Vec::new(),
+            security: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_creator_or_an_admin_modifies_a_record() {
+        let r = record_by("alice");
+        assert!(may_modify("alice", false, &r), "the creator");
+        assert!(may_modify("carol", true, &r), "an administrator");
+        assert!(!may_modify("bob", false, &r), "another member");
+    }
+
+    #[test]
+    fn record_ids_are_version_4_and_never_reserved() {
+        for _ in 0..64 {
+            let id = new_record_id().unwrap();
+            assert_eq!(id[7] >> 4, 4);
+            assert_eq!(id[8] & 0xc0, 0x80);
+            assert!(!is_reserved_type(&id));
         }
     }
 }

@@ -29,6 +29,6 @@ pub mod wire;
 pub use driver::{reachable_addrs, server_name_of, Neighbour};
 pub use error::{CoreError, Result};
 #[cfg(feature = "net")]
-pub use group::{GroupHandle, Peergroup};
+pub use group::{GroupHandle, NewRecord, Peergroup};
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

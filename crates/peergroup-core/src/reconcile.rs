@@ -6,8 +6,10 @@
 //!
 //! The items are (record id, version): a record both sides hold at different versions shows
 //! up on both sides' lists, and the side holding the newer version sends it. Items map onto
-//! negentropy's (timestamp, 32-byte id) as timestamp 0 and `id ‖ version (big-endian) ‖ 0…`,
-//! so ranges follow record ids. This module only computes the differences; sending records
+//! negentropy's (timestamp, 32-byte id) as timestamp 0 and
+//! `SHA-256(version ‖ id)[..12] ‖ version ‖ id`: negentropy 0.5 misses differences between
+//! ids that share long prefixes (two versions of one record would, and so could crafted
+//! record ids), and the hash prefix rules that out. This module only computes the differences; sending records
 //! is the caller's.
 
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
@@ -25,20 +27,28 @@ pub struct ItemKey {
 }
 
 impl ItemKey {
+    /// `SHA-256(version ‖ id)[..12] ‖ version ‖ id`: the hash prefix spreads items evenly
+    /// over the id space whatever the record ids look like (negentropy 0.5 misses differences
+    /// between ids that share long prefixes, which crafted record ids could otherwise
+    /// provoke), and the tail keeps the item recoverable from the id.
     fn to_id(self) -> Id {
+        let mut tail = [0u8; 20];
+        tail[..4].copy_from_slice(&self.version.to_be_bytes());
+        tail[4..].copy_from_slice(&self.id);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &tail);
         let mut bytes = [0u8; 32];
-        bytes[..16].copy_from_slice(&self.id);
-        bytes[16..20].copy_from_slice(&self.version.to_be_bytes());
+        bytes[..12].copy_from_slice(&digest.as_ref()[..12]);
+        bytes[12..].copy_from_slice(&tail);
         Id::from_byte_array(bytes)
     }
 
     fn from_id(id: &Id) -> Self {
         let b = id.as_bytes();
         let mut rid = [0u8; 16];
-        rid.copy_from_slice(&b[..16]);
+        rid.copy_from_slice(&b[16..32]);
         ItemKey {
             id: rid,
-            version: u32::from_be_bytes([b[16], b[17], b[18], b[19]]),
+            version: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
         }
     }
 }
@@ -138,10 +148,26 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn key(i: u32, version: u32) -> ItemKey {
+    /// Record ids with long runs of zero bytes, as a crafted or sequential id scheme would make.
+    fn structured(i: u32, version: u32) -> ItemKey {
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
         id[4..8].copy_from_slice(&i.to_be_bytes());
+        ItemKey { id, version }
+    }
+
+    /// Record ids spread like random GUIDs (real ids are random version-4 GUIDs).
+    fn key(i: u32, version: u32) -> ItemKey {
+        let mut id = [0u8; 16];
+        let mut x = u64::from(i).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        for chunk in id.chunks_mut(8) {
+            x ^= x >> 30;
+            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x ^= x >> 27;
+            x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^= x >> 31;
+            chunk.copy_from_slice(&x.to_be_bytes());
+        }
         ItemKey { id, version }
     }
 
@@ -184,6 +210,66 @@ mod tests {
     }
 
     #[test]
+    fn two_versions_of_one_record_on_one_side() {
+        // Found by the property test below, with structured ids (mostly zero bytes): mapped
+        // without the hash prefix, three differences were lost.
+        let a: Vec<ItemKey> = [
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (2, 2),
+            (3, 1),
+            (3, 2),
+            (4, 1),
+            (6, 1),
+            (7, 1),
+            (14, 1),
+            (15, 1),
+            (19, 1),
+            (22, 1),
+            (23, 1),
+            (47, 1),
+            (48, 1),
+            (48, 2),
+            (49, 1),
+            (49, 2),
+            (53, 1),
+            (53, 2),
+            (60, 1),
+            (65, 1),
+            (65, 2),
+            (69, 1),
+            (81, 1),
+            (87, 1),
+            (89, 1),
+            (90, 1),
+            (99, 1),
+            (134, 1),
+            (149, 1),
+            (167, 1),
+            (171, 1),
+            (366, 1),
+        ]
+        .into_iter()
+        .map(|(i, v)| key(i, v))
+        .collect();
+        let b: Vec<ItemKey> = [(10, 1), (243, 1), (277, 2)]
+            .into_iter()
+            .map(|(i, v)| key(i, v))
+            .collect();
+        let (have, need, _, _) = run_local(
+            &mut Reconciler::new(a.clone()).unwrap(),
+            &mut Reconciler::new(b.clone()).unwrap(),
+        )
+        .unwrap();
+        let (mut a, mut b) = (a, b);
+        a.sort();
+        b.sort();
+        assert_eq!(have, a);
+        assert_eq!(need, b);
+    }
+
+    #[test]
     fn garbage_messages_are_errors_not_panics() {
         let mut r = Reconciler::new((0..100).map(|i| key(i, 1))).unwrap();
         for junk in [&b""[..], b"\x00", b"\x61\xff\xff\xff", &[0x61; 300]] {
@@ -192,6 +278,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn any_two_sets_of_structured_ids_reconcile(a in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200),
+                                  b in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200)) {
+            let a: Vec<ItemKey> = a.into_iter().map(|(i, v)| structured(i, v)).collect();
+            let b: Vec<ItemKey> = b.into_iter().map(|(i, v)| structured(i, v)).collect();
+            let (have, need, _, _) = run_local(&mut Reconciler::new(a.clone()).unwrap(), &mut Reconciler::new(b.clone()).unwrap()).unwrap();
+            let mut want_have: Vec<ItemKey> = a.iter().filter(|k| !b.contains(k)).copied().collect();
+            let mut want_need: Vec<ItemKey> = b.iter().filter(|k| !a.contains(k)).copied().collect();
+            want_have.sort();
+            want_need.sort();
+            prop_assert_eq!(have, want_have);
+            prop_assert_eq!(need, want_need);
+        }
+
         #[test]
         fn any_two_sets_reconcile(a in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200),
                                   b in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200)) {

@@ -277,33 +277,37 @@ mod tests {
         }
     }
 
+    /// Reconciles `a` with `b` and checks the outcome is exactly their difference.
+    fn assert_reconciles(a: Vec<ItemKey>, b: Vec<ItemKey>) -> Result<(), TestCaseError> {
+        let (have, need, _, _) = run_local(
+            &mut Reconciler::new(a.clone()).unwrap(),
+            &mut Reconciler::new(b.clone()).unwrap(),
+        )
+        .unwrap();
+        let mut want_have: Vec<ItemKey> = a.iter().filter(|k| !b.contains(k)).copied().collect();
+        let mut want_need: Vec<ItemKey> = b.iter().filter(|k| !a.contains(k)).copied().collect();
+        want_have.sort();
+        want_need.sort();
+        prop_assert_eq!(have, want_have);
+        prop_assert_eq!(need, want_need);
+        Ok(())
+    }
+
+    fn sets() -> impl Strategy<Value = std::collections::BTreeSet<(u32, u32)>> {
+        proptest::collection::btree_set((0u32..400, 1u32..3), 0..200)
+    }
+
     proptest! {
         #[test]
-        fn any_two_sets_of_structured_ids_reconcile(a in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200),
-                                  b in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200)) {
-            let a: Vec<ItemKey> = a.into_iter().map(|(i, v)| structured(i, v)).collect();
-            let b: Vec<ItemKey> = b.into_iter().map(|(i, v)| structured(i, v)).collect();
-            let (have, need, _, _) = run_local(&mut Reconciler::new(a.clone()).unwrap(), &mut Reconciler::new(b.clone()).unwrap()).unwrap();
-            let mut want_have: Vec<ItemKey> = a.iter().filter(|k| !b.contains(k)).copied().collect();
-            let mut want_need: Vec<ItemKey> = b.iter().filter(|k| !a.contains(k)).copied().collect();
-            want_have.sort();
-            want_need.sort();
-            prop_assert_eq!(have, want_have);
-            prop_assert_eq!(need, want_need);
+        fn any_two_sets_of_structured_ids_reconcile(a in sets(), b in sets()) {
+            let ids = |s: std::collections::BTreeSet<(u32, u32)>| s.into_iter().map(|(i, v)| structured(i, v)).collect();
+            assert_reconciles(ids(a), ids(b))?;
         }
 
         #[test]
-        fn any_two_sets_reconcile(a in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200),
-                                  b in proptest::collection::btree_set((0u32..400, 1u32..3), 0..200)) {
-            let a: Vec<ItemKey> = a.into_iter().map(|(i, v)| key(i, v)).collect();
-            let b: Vec<ItemKey> = b.into_iter().map(|(i, v)| key(i, v)).collect();
-            let (have, need, _, _) = run_local(&mut Reconciler::new(a.clone()).unwrap(), &mut Reconciler::new(b.clone()).unwrap()).unwrap();
-            let mut want_have: Vec<ItemKey> = a.iter().filter(|k| !b.contains(k)).copied().collect();
-            let mut want_need: Vec<ItemKey> = b.iter().filter(|k| !a.contains(k)).copied().collect();
-            want_have.sort();
-            want_need.sort();
-            prop_assert_eq!(have, want_have);
-            prop_assert_eq!(need, want_need);
+        fn any_two_sets_reconcile(a in sets(), b in sets()) {
+            let ids = |s: std::collections::BTreeSet<(u32, u32)>| s.into_iter().map(|(i, v)| key(i, v)).collect();
+            assert_reconciles(ids(a), ids(b))?;
         }
     }
 }

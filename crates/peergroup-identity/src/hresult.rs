@@ -46,7 +46,7 @@ hresults! {
     /// Success, with a "false" answer.
     S_FALSE = 0x0000_0001;
     /// Not implemented.
-    E_NOTIMPL = 0x8000_4001u32;
+    E_NOTIMPL = 0x8000_4001u32; // allowed: declared for C programs; no function returns it
     /// A required pointer argument was NULL.
     E_POINTER = 0x8000_4003u32;
     /// Unspecified failure.

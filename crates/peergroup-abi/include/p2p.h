@@ -320,6 +320,38 @@ typedef struct {
 } PEER_INVITATION_INFO;
 
 /*
+ `PBYTE`.
+ */
+typedef BYTE *PBYTE;
+
+/*
+ `PEER_DATA`.
+ */
+typedef struct {
+  ULONG cbData;
+  PBYTE pbData;
+} PEER_DATA;
+
+/*
+ `PEER_RECORD`.
+ */
+typedef struct {
+  DWORD dwSize;
+  GUID type;
+  GUID id;
+  DWORD dwVersion;
+  DWORD dwFlags;
+  PWSTR pwzCreatorId;
+  PWSTR pwzModifiedById;
+  PWSTR pwzAttributes;
+  FILETIME ftCreation;
+  FILETIME ftExpiration;
+  FILETIME ftLastModified;
+  PEER_DATA securityData;
+  PEER_DATA data;
+} PEER_RECORD;
+
+/*
  `WORD`.
  */
 typedef uint16_t WORD;
@@ -383,19 +415,6 @@ typedef int32_t PEER_CONNECTION_STATUS;
 typedef int32_t PEER_CONNECTION_FLAGS;
 
 /*
- `PBYTE`.
- */
-typedef BYTE *PBYTE;
-
-/*
- `PEER_DATA`.
- */
-typedef struct {
-  ULONG cbData;
-  PBYTE pbData;
-} PEER_DATA;
-
-/*
  `PEER_NAME_PAIR`: the item of `PeerEnumIdentities` and `PeerEnumGroups`.
  */
 typedef struct {
@@ -403,25 +422,6 @@ typedef struct {
   PWSTR pwzPeerName;
   PWSTR pwzFriendlyName;
 } PEER_NAME_PAIR;
-
-/*
- `PEER_RECORD`.
- */
-typedef struct {
-  DWORD dwSize;
-  GUID type;
-  GUID id;
-  DWORD dwVersion;
-  DWORD dwFlags;
-  PWSTR pwzCreatorId;
-  PWSTR pwzModifiedById;
-  PWSTR pwzAttributes;
-  FILETIME ftCreation;
-  FILETIME ftExpiration;
-  FILETIME ftLastModified;
-  PEER_DATA securityData;
-  PEER_DATA data;
-} PEER_RECORD;
 
 /*
  `ULONGLONG`.
@@ -943,6 +943,74 @@ HRESULT PeerGroupCreatePasswordInvitation(HGROUP hGroup,
  */
 HRESULT PeerGroupParseInvitation(PCWSTR pwzInvitation,
                                  PEER_INVITATION_INFO **ppInvitationInfo);
+
+/*
+ Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be
+ `sizeof(PEER_RECORD)`, else `E_INVALIDARG`), `type`, `pwzAttributes`, `ftExpiration` (in
+ the future, else `PEER_E_INVALID_RECORD_EXPIRATION`) and `data`; the rest is the
+ infrastructure's. `PEER_E_INVALID_ATTRIBUTES` for attributes that are not valid XML.
+
+ # Safety
+ `pRecord` NULL or a readable `PEER_RECORD` whose `pwzAttributes` is NULL or
+ NUL-terminated UTF-16 and whose `data` is readable; `pRecordId` NULL or writable.
+ */
+HRESULT PeerGroupAddRecord(HGROUP hGroup,
+                           PEER_RECORD *pRecord,
+                           GUID *pRecordId);
+
+/*
+ Updates the record `pRecord->id`: its attributes, expiration (which may not shrink) and
+ data. The other fields are ignored; the version rises by one. `PEER_E_RECORD_NOT_FOUND`,
+ `PEER_E_NOT_AUTHORIZED` (neither the creator nor an administrator).
+
+ # Safety
+ As for `PeerGroupAddRecord`'s `pRecord`.
+ */
+HRESULT PeerGroupUpdateRecord(HGROUP hGroup,
+                              PEER_RECORD *pRecord);
+
+/*
+ Deletes a record (a tombstone underneath). `PEER_E_RECORD_NOT_FOUND`,
+ `PEER_E_NOT_AUTHORIZED`.
+
+ # Safety
+ `pRecordId` NULL or a readable `GUID`.
+ */
+HRESULT PeerGroupDeleteRecord(HGROUP hGroup,
+                              const GUID *pRecordId);
+
+/*
+ A live record of the local database as one `PeerFreeData` block.
+ `PEER_E_RECORD_NOT_FOUND` for an unknown, deleted or expired record.
+
+ # Safety
+ `pRecordId` NULL or a readable `GUID`; `ppRecord` NULL or writable.
+ */
+HRESULT PeerGroupGetRecord(HGROUP hGroup,
+                           const GUID *pRecordId,
+                           PEER_RECORD **ppRecord);
+
+/*
+ Enumerates the live records of one type (NULL `pRecordType`: all types); items are
+ `PEER_RECORD`.
+
+ # Safety
+ `pRecordType` NULL or a readable `GUID`; `phPeerEnum` NULL or writable.
+ */
+HRESULT PeerGroupEnumRecords(HGROUP hGroup,
+                             const GUID *pRecordType,
+                             HPEERENUM *phPeerEnum);
+
+/*
+ Enumerates the live records that match an XML query (`<peersearch>`); items are
+ `PEER_RECORD`. `PEER_E_INVALID_SEARCH` for a query that breaks the schema.
+
+ # Safety
+ `pwzCriteria` NULL or NUL-terminated UTF-16; `phPeerEnum` NULL or writable.
+ */
+HRESULT PeerGroupSearchRecords(HGROUP hGroup,
+                               PCWSTR pwzCriteria,
+                               HPEERENUM *phPeerEnum);
 
 /*
  Starts the library; every other call needs it first. Calls are counted: each successful

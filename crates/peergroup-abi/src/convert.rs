@@ -1,6 +1,6 @@
 //! Conversions between the C structures of `p2p.h` and the group layer's types: `FILETIME`
-//! and Unix time, role `GUID`s, `PEER_ADDRESS`, `PEER_GROUP_PROPERTIES`,
-//! `CERT_PUBLIC_KEY_INFO` and `PEER_INVITATION_INFO`.
+//! and Unix time (seconds and milliseconds), role and record `GUID`s, `PEER_ADDRESS`,
+//! `PEER_GROUP_PROPERTIES`, `PEER_RECORD`, `CERT_PUBLIC_KEY_INFO` and `PEER_INVITATION_INFO`.
 
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -10,12 +10,14 @@ use peergroup_core::identity::gmc::Role;
 use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::invitation::{Credential, Invitation};
 use peergroup_core::properties::GroupProperties;
+use peergroup_core::records::record::Record;
 
 use crate::alloc::CBlock;
 use crate::spki::parse_spki;
 use crate::types::{
     CERT_PUBLIC_KEY_INFO, CRYPT_ALGORITHM_IDENTIFIER, CRYPT_BIT_BLOB, CRYPT_OBJID_BLOB, DWORD,
-    FILETIME, GUID, PEER_ADDRESS, PEER_GROUP_PROPERTIES, PEER_INVITATION_INFO, PWSTR,
+    FILETIME, GUID, PEER_ADDRESS, PEER_DATA, PEER_GROUP_PROPERTIES, PEER_INVITATION_INFO,
+    PEER_RECORD, PWSTR, ULONG,
 };
 use crate::wstr::read_opt;
 
@@ -40,6 +42,137 @@ pub fn filetime_from_unix(secs: i64) -> FILETIME {
 pub fn unix_from_filetime(ft: FILETIME) -> i64 {
     let ticks = (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime);
     (ticks / TICKS_PER_SEC as u64) as i64 - FILETIME_UNIX_OFFSET_SECS
+}
+
+/// `FILETIME` ticks (100 ns) per millisecond.
+pub(crate) const TICKS_PER_MS: i64 = 10_000;
+
+/// Unix milliseconds as a `FILETIME`: ticks = (unix_ms + 11644473600000) × 10⁴, clamped to
+/// what a `FILETIME` holds (times before 1601 become 0).
+pub fn filetime_from_unix_ms(ms: i64) -> FILETIME {
+    let ticks =
+        (i128::from(ms) + i128::from(FILETIME_UNIX_OFFSET_SECS) * 1000) * i128::from(TICKS_PER_MS);
+    let ticks = ticks.clamp(0, i128::from(u64::MAX)) as u64;
+    FILETIME {
+        dwLowDateTime: ticks as u32,
+        dwHighDateTime: (ticks >> 32) as u32,
+    }
+}
+
+/// A `FILETIME` as Unix milliseconds (sub-millisecond ticks are dropped).
+pub fn unix_ms_from_filetime(ft: FILETIME) -> i64 {
+    let ticks = (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime);
+    (ticks / TICKS_PER_MS as u64) as i64 - FILETIME_UNIX_OFFSET_SECS * 1000
+}
+
+/// A `GUID` as its 16 bytes in Windows order (as in memory: Data1..3 little-endian).
+pub fn guid_bytes(g: &GUID) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..4].copy_from_slice(&g.Data1.to_le_bytes());
+    b[4..6].copy_from_slice(&g.Data2.to_le_bytes());
+    b[6..8].copy_from_slice(&g.Data3.to_le_bytes());
+    b[8..16].copy_from_slice(&g.Data4);
+    b
+}
+
+/// 16 bytes in Windows order as a `GUID`.
+pub fn guid_from_bytes(b: &[u8; 16]) -> GUID {
+    let mut d4 = [0u8; 8];
+    d4.copy_from_slice(&b[8..16]);
+    GUID {
+        Data1: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        Data2: u16::from_le_bytes([b[4], b[5]]),
+        Data3: u16::from_le_bytes([b[6], b[7]]),
+        Data4: d4,
+    }
+}
+
+/// What a caller's `PEER_RECORD` gives: type, id, flags, attributes, expiration (Unix ms)
+/// and data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordInput {
+    /// `type`, in Windows byte order.
+    pub record_type: [u8; 16],
+    /// `id`, in Windows byte order (read by updates only).
+    pub id: [u8; 16],
+    /// `dwFlags`.
+    pub flags: u32,
+    /// `pwzAttributes` (NULL: empty).
+    pub attributes: String,
+    /// `ftExpiration`, Unix milliseconds.
+    pub expires_ms: i64,
+    /// `data`.
+    pub data: Vec<u8>,
+}
+
+/// Reads a caller's `PEER_RECORD`: `dwSize` must be `sizeof(PEER_RECORD)` and a non-empty
+/// `data` needs a non-NULL `pbData` (else `E_INVALIDARG`); a NULL `pwzAttributes` is empty.
+///
+/// # Safety
+/// `p` non-null, aligned and readable for a `PEER_RECORD`; `pwzAttributes` NULL or
+/// NUL-terminated UTF-16; `data.pbData` readable for `data.cbData` bytes.
+pub unsafe fn read_record(p: *const PEER_RECORD) -> Result<RecordInput, HRESULT> {
+    // SAFETY: per this function's contract.
+    let r = unsafe { p.read() };
+    if r.dwSize as usize != size_of::<PEER_RECORD>() {
+        return Err(hresult::E_INVALIDARG);
+    }
+    let data = match (r.data.cbData, r.data.pbData.is_null()) {
+        (0, _) => Vec::new(),
+        (_, true) => return Err(hresult::E_INVALIDARG),
+        (n, false) => {
+            // SAFETY: the caller promises cbData readable bytes at pbData.
+            unsafe { std::slice::from_raw_parts(r.data.pbData, n as usize) }.to_vec()
+        }
+    };
+    Ok(RecordInput {
+        record_type: guid_bytes(&r.r#type),
+        id: guid_bytes(&r.id),
+        flags: r.dwFlags,
+        // SAFETY: per this function's contract.
+        attributes: unsafe { read_opt(r.pwzAttributes) }?.unwrap_or_default(),
+        expires_ms: unix_ms_from_filetime(r.ftExpiration),
+        data,
+    })
+}
+
+/// A record as a `PEER_RECORD` child of `block`, its strings and data children too.
+pub fn record_child(block: &mut CBlock, rec: &Record) -> *mut PEER_RECORD {
+    let value = record_value(block, rec);
+    block.child(value)
+}
+
+fn record_value(block: &mut CBlock, rec: &Record) -> PEER_RECORD {
+    PEER_RECORD {
+        dwSize: size_of::<PEER_RECORD>() as DWORD,
+        r#type: guid_from_bytes(&rec.record_type),
+        id: guid_from_bytes(&rec.id),
+        dwVersion: rec.version,
+        dwFlags: rec.flags,
+        pwzCreatorId: block.wstr(&rec.creator),
+        pwzModifiedById: block.wstr(&rec.modifier),
+        pwzAttributes: block.wstr(&rec.attributes),
+        ftCreation: filetime_from_unix_ms(rec.created),
+        ftExpiration: filetime_from_unix_ms(rec.expires),
+        ftLastModified: filetime_from_unix_ms(rec.modified),
+        securityData: PEER_DATA {
+            cbData: rec.security.len() as ULONG,
+            pbData: block.bytes(&rec.security),
+        },
+        data: PEER_DATA {
+            cbData: rec.data.len() as ULONG,
+            pbData: block.bytes(&rec.data),
+        },
+    }
+}
+
+/// A record as one `PeerFreeData` block (`PEER_RECORD` with its strings and data).
+pub fn record_block(rec: &Record) -> *mut PEER_RECORD {
+    let (mut block, root) = CBlock::for_array::<PEER_RECORD>(1);
+    let value = record_value(&mut block, rec);
+    // SAFETY: the root holds one zeroed, aligned PEER_RECORD owned by the block.
+    unsafe { root.write(value) };
+    block.into_raw() as *mut PEER_RECORD
 }
 
 /// A role's `GUID` (`PEER_GROUP_ROLE_*`).
@@ -285,6 +418,97 @@ mod tests {
             (max.dwLowDateTime, max.dwHighDateTime),
             (u32::MAX, u32::MAX)
         );
+    }
+
+    #[test]
+    fn filetime_and_unix_ms() {
+        // 1970-01-01 is 116444736000000000 ticks either way.
+        assert_eq!(filetime_from_unix_ms(0), filetime_from_unix(0));
+        assert_eq!(unix_ms_from_filetime(filetime_from_unix(0)), 0);
+        assert_eq!(
+            filetime_from_unix_ms(1_700_000_000_000),
+            filetime_from_unix(1_700_000_000)
+        );
+        for t in [1, 999, 1_700_000_000_123, -1, -11_644_473_600_000] {
+            assert_eq!(unix_ms_from_filetime(filetime_from_unix_ms(t)), t);
+        }
+        // ticks = (ms + 11644473600000) × 10⁴; sub-millisecond ticks are dropped.
+        let mut ft = filetime_from_unix_ms(5);
+        let ticks = (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime);
+        assert_eq!(ticks, (5 + 11_644_473_600_000) * 10_000);
+        ft.dwLowDateTime += 9_999;
+        assert_eq!(unix_ms_from_filetime(ft), 5);
+        assert_eq!(filetime_from_unix_ms(i64::MIN), FILETIME::default());
+        assert_eq!(
+            unix_ms_from_filetime(FILETIME::default()),
+            -FILETIME_UNIX_OFFSET_SECS * 1000
+        );
+        let max = filetime_from_unix_ms(i64::MAX);
+        assert_eq!(
+            (max.dwLowDateTime, max.dwHighDateTime),
+            (u32::MAX, u32::MAX)
+        );
+    }
+
+    #[test]
+    fn guid_bytes_are_windows_order() {
+        let g = GUID {
+            Data1: 0x0403_0201,
+            Data2: 0x0605,
+            Data3: 0x0807,
+            Data4: [9, 10, 11, 12, 13, 14, 15, 16],
+        };
+        let b = guid_bytes(&g);
+        assert_eq!(b, core::array::from_fn::<u8, 16, _>(|i| i as u8 + 1));
+        assert_eq!(guid_from_bytes(&b), g);
+    }
+
+    #[test]
+    fn records_round_trip_through_a_block() {
+        let rec = Record {
+            record_type: [7; 16],
+            id: core::array::from_fn(|i| i as u8),
+            version: 3,
+            flags: 0,
+            creator: "a.creator".into(),
+            modifier: "b.modifier".into(),
+            attributes: "<attributes/>".into(),
+            created: 1_700_000_000_001,
+            expires: 1_800_000_000_002,
+            modified: 1_750_000_000_003,
+            data: vec![1, 2, 3],
+            security: vec![9; 40],
+        };
+        let out = record_block(&rec);
+        {
+            // SAFETY: a live block holding a PEER_RECORD.
+            let r = unsafe { &*out };
+            assert_eq!(r.dwVersion, 3);
+            assert_eq!(text(r.pwzCreatorId), "a.creator");
+            assert_eq!(text(r.pwzModifiedById), "b.modifier");
+            assert_eq!(unix_ms_from_filetime(r.ftCreation), rec.created);
+            assert_eq!(unix_ms_from_filetime(r.ftLastModified), rec.modified);
+            assert_eq!(r.securityData.cbData, 40);
+            // SAFETY: a live PEER_RECORD with NUL-terminated strings and sized data.
+            let back = unsafe { read_record(out) }.unwrap();
+            assert_eq!(back.record_type, rec.record_type);
+            assert_eq!(back.id, rec.id);
+            assert_eq!(back.attributes, rec.attributes);
+            assert_eq!(back.expires_ms, rec.expires);
+            assert_eq!(back.data, rec.data);
+        }
+        // A wrong dwSize and data without bytes are refused.
+        // SAFETY: a live block holding a PEER_RECORD.
+        let mut copy = unsafe { out.read() };
+        copy.dwSize -= 1;
+        // SAFETY: a complete structure.
+        assert_eq!(unsafe { read_record(&copy) }, Err(hresult::E_INVALIDARG));
+        copy.dwSize += 1;
+        copy.data.pbData = ptr::null_mut();
+        // SAFETY: a complete structure.
+        assert_eq!(unsafe { read_record(&copy) }, Err(hresult::E_INVALIDARG));
+        // SAFETY: made by into_raw, freed once.
+        assert!(unsafe { free_block(out as *mut u8) });
     }
 
     #[test]

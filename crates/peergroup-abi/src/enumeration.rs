@@ -5,6 +5,7 @@ use std::ffi::c_void;
 use peergroup_core::identity::hresult::{self, HRESULT};
 
 use crate::alloc::{free_block, CBlock};
+use crate::convert::record_child;
 use crate::runtime::{entry, from_handle, lock, EnumItem, Object};
 use crate::types::{HPEERENUM, PEER_NAME_PAIR, PVOID, ULONG};
 
@@ -90,6 +91,7 @@ pub unsafe extern "C" fn PeerGetNextItem(
                         pwzFriendlyName: friendly,
                     }) as PVOID
                 }
+                EnumItem::Record(rec) => record_child(&mut block, rec) as PVOID,
             };
             // SAFETY: `array` has room for n pointers.
             unsafe { array.add(i).write(p) };

@@ -170,7 +170,10 @@ pub unsafe extern "C" fn PeerIdentityDelete(pwzIdentity: PCWSTR) -> HRESULT {
     })
 }
 
-fn open_enumeration(items: Vec<EnumItem>, out: *mut HPEERENUM) -> Result<HRESULT, HRESULT> {
+pub(crate) fn open_enumeration(
+    items: Vec<EnumItem>,
+    out: *mut HPEERENUM,
+) -> Result<HRESULT, HRESULT> {
     let handle = lock().insert(Object::Enumeration(Enumeration { items, next: 0 }));
     // SAFETY: callers checked `out`.
     unsafe { out.write(handle) };

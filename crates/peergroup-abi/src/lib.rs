@@ -15,6 +15,7 @@ pub mod enumeration;
 pub mod group;
 pub mod identity;
 pub mod invitation;
+pub mod records;
 pub mod runtime;
 pub mod spki;
 pub mod startup;

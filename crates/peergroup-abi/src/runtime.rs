@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::identity::{IdentityError, IdentityStore, NamePair, PeerName, PrivateKey};
+use peergroup_core::records::record::Record;
 use peergroup_core::{CoreError, GroupHandle, Peergroup};
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 
@@ -60,6 +61,8 @@ pub struct Enumeration {
 pub enum EnumItem {
     /// `PEER_NAME_PAIR` (identities, groups).
     NamePair(NamePair),
+    /// `PEER_RECORD` (records of a group).
+    Record(Box<Record>),
 }
 
 /// Everything the library keeps between calls.

@@ -1,0 +1,182 @@
+//! The record functions of `p2p.h`: `PeerGroupAddRecord`, `UpdateRecord`, `DeleteRecord`,
+//! `GetRecord`, `EnumRecords` and `SearchRecords`.
+//!
+//! Records are local for now: they live in this peer's database of the group and are not
+//! yet sent to other members. Times cross as `FILETIME` and are Unix milliseconds inside;
+//! GUIDs are 16 bytes in Windows order.
+
+use peergroup_core::identity::hresult::{self, HRESULT};
+use peergroup_core::NewRecord;
+
+use crate::convert::{guid_bytes, guid_from_bytes, read_record, record_block};
+use crate::identity::{open_enumeration, require_out};
+use crate::runtime::{entry, lock, EnumItem, ToHresult};
+use crate::types::{GUID, HGROUP, HPEERENUM, PCWSTR, PEER_RECORD};
+use crate::wstr::read_req;
+
+/// Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be
+/// `sizeof(PEER_RECORD)`, else `E_INVALIDARG`), `type`, `pwzAttributes`, `ftExpiration` (in
+/// the future, else `PEER_E_INVALID_RECORD_EXPIRATION`) and `data`; the rest is the
+/// infrastructure's. `PEER_E_INVALID_ATTRIBUTES` for attributes that are not valid XML.
+///
+/// # Safety
+/// `pRecord` NULL or a readable `PEER_RECORD` whose `pwzAttributes` is NULL or
+/// NUL-terminated UTF-16 and whose `data` is readable; `pRecordId` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupAddRecord(
+    hGroup: HGROUP,
+    pRecord: *mut PEER_RECORD,
+    pRecordId: *mut GUID,
+) -> HRESULT {
+    entry(|| {
+        require_out(pRecordId)?;
+        if pRecord.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; per this function's contract.
+        let input = unsafe { read_record(pRecord) }?;
+        let id = group
+            .add_record(NewRecord {
+                record_type: input.record_type,
+                attributes: input.attributes,
+                expires_ms: input.expires_ms,
+                data: input.data,
+            })
+            .hr()?;
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { pRecordId.write(guid_from_bytes(&id)) };
+        Ok(hresult::S_OK)
+    })
+}
+
+/// Updates the record `pRecord->id`: its attributes, expiration (which may not shrink) and
+/// data. The other fields are ignored; the version rises by one. `PEER_E_RECORD_NOT_FOUND`,
+/// `PEER_E_NOT_AUTHORIZED` (neither the creator nor an administrator).
+///
+/// # Safety
+/// As for `PeerGroupAddRecord`'s `pRecord`.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupUpdateRecord(
+    hGroup: HGROUP,
+    pRecord: *mut PEER_RECORD,
+) -> HRESULT {
+    entry(|| {
+        if pRecord.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; per this function's contract.
+        let input = unsafe { read_record(pRecord) }?;
+        group
+            .update_record(&input.id, &input.attributes, input.expires_ms, input.data)
+            .hr()?;
+        Ok(hresult::S_OK)
+    })
+}
+
+/// Deletes a record (a tombstone underneath). `PEER_E_RECORD_NOT_FOUND`,
+/// `PEER_E_NOT_AUTHORIZED`.
+///
+/// # Safety
+/// `pRecordId` NULL or a readable `GUID`.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupDeleteRecord(hGroup: HGROUP, pRecordId: *const GUID) -> HRESULT {
+    entry(|| {
+        if pRecordId.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; the caller promises it is readable.
+        let id = guid_bytes(&unsafe { pRecordId.read() });
+        group.delete_record(&id).hr()?;
+        Ok(hresult::S_OK)
+    })
+}
+
+/// A live record of the local database as one `PeerFreeData` block.
+/// `PEER_E_RECORD_NOT_FOUND` for an unknown, deleted or expired record.
+///
+/// # Safety
+/// `pRecordId` NULL or a readable `GUID`; `ppRecord` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupGetRecord(
+    hGroup: HGROUP,
+    pRecordId: *const GUID,
+    ppRecord: *mut *mut PEER_RECORD,
+) -> HRESULT {
+    entry(|| {
+        require_out(ppRecord)?;
+        if pRecordId.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; the caller promises it is readable.
+        let id = guid_bytes(&unsafe { pRecordId.read() });
+        let rec = group.get_record(&id).hr()?;
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { ppRecord.write(record_block(&rec)) };
+        Ok(hresult::S_OK)
+    })
+}
+
+/// Enumerates the live records of one type (NULL `pRecordType`: all types); items are
+/// `PEER_RECORD`.
+///
+/// # Safety
+/// `pRecordType` NULL or a readable `GUID`; `phPeerEnum` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupEnumRecords(
+    hGroup: HGROUP,
+    pRecordType: *const GUID,
+    phPeerEnum: *mut HPEERENUM,
+) -> HRESULT {
+    entry(|| {
+        require_out(phPeerEnum)?;
+        let group = lock().group(hGroup)?;
+        let record_type = if pRecordType.is_null() {
+            None
+        } else {
+            // SAFETY: checked non-null; the caller promises it is readable.
+            Some(guid_bytes(&unsafe { pRecordType.read() }))
+        };
+        let records = group.enum_records(record_type).hr()?;
+        open_enumeration(
+            records
+                .into_iter()
+                .map(|r| EnumItem::Record(Box::new(r)))
+                .collect(),
+            phPeerEnum,
+        )
+    })
+}
+
+/// Enumerates the live records that match an XML query (`<peersearch>`); items are
+/// `PEER_RECORD`. `PEER_E_INVALID_SEARCH` for a query that breaks the schema.
+///
+/// # Safety
+/// `pwzCriteria` NULL or NUL-terminated UTF-16; `phPeerEnum` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupSearchRecords(
+    hGroup: HGROUP,
+    pwzCriteria: PCWSTR,
+    phPeerEnum: *mut HPEERENUM,
+) -> HRESULT {
+    entry(|| {
+        require_out(phPeerEnum)?;
+        if pwzCriteria.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; per this function's contract.
+        let criteria = unsafe { read_req(pwzCriteria) }?;
+        let records = group.search_records(&criteria).hr()?;
+        open_enumeration(
+            records
+                .into_iter()
+                .map(|r| EnumItem::Record(Box::new(r)))
+                .collect(),
+            phPeerEnum,
+        )
+    })
+}

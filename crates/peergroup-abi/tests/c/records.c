@@ -127,6 +127,14 @@ int main(void) {
     bad.pwzAttributes = u"<attributes><attribute name=\"n\"";
     CHECK_HR(PeerGroupAddRecord(g, &bad, &none), PEER_E_INVALID_ATTRIBUTES);
     CHECK_HR(PeerGroupAddRecord((HGROUP)(intptr_t)0x4242, &r1, &none), PEER_E_INVALID_GROUP);
+    /* A type whose last 12 bytes are zero is reserved to the infrastructure. */
+    GUID reserved = {0x7, 0, 0, {0}};
+    bad = new_record(&reserved, NULL, NULL, 0, exp);
+    CHECK_HR(PeerGroupAddRecord(g, &bad, &none), PEER_E_NOT_AUTHORIZED);
+    /* Data with a length and no bytes. */
+    bad = r1;
+    bad.data.pbData = NULL;
+    CHECK_HR(PeerGroupAddRecord(g, &bad, &none), E_INVALIDARG);
   }
 
   /* Get: every field round-trips. */
@@ -160,6 +168,15 @@ int main(void) {
     bad.dwSize = 0;
     CHECK_HR(PeerGroupUpdateRecord(g, &bad), E_INVALIDARG);
     CHECK_HR(PeerGroupUpdateRecord((HGROUP)(intptr_t)0x4242, &u), PEER_E_INVALID_GROUP);
+    bad = u;
+    bad.ftExpiration = filetime_in(1800); /* earlier than the stored expiration */
+    CHECK_HR(PeerGroupUpdateRecord(g, &bad), PEER_E_INVALID_RECORD_EXPIRATION);
+    bad = u;
+    bad.pwzAttributes = u"<attributes>";
+    CHECK_HR(PeerGroupUpdateRecord(g, &bad), PEER_E_INVALID_ATTRIBUTES);
+    bad = u;
+    bad.id = TYPE_B; /* no record has this id */
+    CHECK_HR(PeerGroupUpdateRecord(g, &bad), PEER_E_RECORD_NOT_FOUND);
     CHECK_HR(PeerGroupUpdateRecord(g, &u), S_OK);
     CHECK_HR(PeerGroupGetRecord(g, &id1, &got), S_OK);
     if (got) {

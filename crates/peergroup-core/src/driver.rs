@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::clock::unix_now;
 use crate::error::Result;
-use crate::group::{verify_properties, GroupInner, Peergroup, Shared};
+use crate::group::{verify_properties, GroupInner, Peergroup};
 use crate::identity::gmc::{
     issue_gmc_at, role::roles_may_issue, validate_chain, Gmc, GroupRootCertificate, Member,
 };
@@ -260,7 +260,7 @@ impl Network {
 
     /// Closes the node once no group runs on it: the last step of the close cascade, which
     /// releases the UDP port.
-    pub(crate) async fn release_if_idle(&self, _shared: &Shared) {
+    pub(crate) async fn release_if_idle(&self) {
         let mut state = self.state.lock().await;
         let idle = state.as_ref().is_some_and(|n| {
             n.registry

@@ -318,7 +318,7 @@ impl Peergroup {
         }
         let me = self.shared.identities.load(&identity)?;
         let chain = self.authenticate_with_password(&me, &inv, password).await;
-        self.shared.network.release_if_idle(&self.shared).await;
+        self.shared.network.release_if_idle().await;
         let chain = chain?;
         let dir = self.shared.identities.register_group(
             &identity,
@@ -400,7 +400,7 @@ impl Peergroup {
                 d.close().await;
             }
             inner.close_records();
-            self.shared.network.release_if_idle(&self.shared).await;
+            self.shared.network.release_if_idle().await;
         }
         self.shared
             .identities
@@ -707,11 +707,7 @@ impl GroupHandle {
             d.close().await;
         }
         self.inner.close_records();
-        self.pg
-            .shared
-            .network
-            .release_if_idle(&self.pg.shared)
-            .await;
+        self.pg.shared.network.release_if_idle().await;
         Ok(())
     }
 }

@@ -908,6 +908,14 @@ impl GroupHandle {
         Ok(())
     }
 
+    /// Hands records stored here by this process (added, updated, deleted, imported) to the
+    /// running group, which floods them to its neighbours and reports them as record events.
+    /// Does nothing while the group is offline: the next connection reconciles them.
+    pub(crate) fn publish_local(&self, records: &[Record]) {
+        // Replication lands next; until then the records stay local.
+        let _ = records;
+    }
+
     /// `PeerGroupGetRecord`: the live record `id` (`PEER_E_RECORD_NOT_FOUND` when it is
     /// absent, deleted or expired).
     pub fn get_record(&self, id: &[u8; 16]) -> Result<Record> {

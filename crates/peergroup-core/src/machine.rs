@@ -49,6 +49,19 @@ pub enum ConnectionStatus {
     Failed = 3,
 }
 
+/// `PEER_RECORD_CHANGE_TYPE`: how a record changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordChange {
+    /// `PEER_RECORD_ADDED`.
+    Added = 1,
+    /// `PEER_RECORD_UPDATED`.
+    Updated = 2,
+    /// `PEER_RECORD_DELETED`.
+    Deleted = 3,
+    /// `PEER_RECORD_EXPIRED`.
+    Expired = 4,
+}
+
 /// What the application is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupEvent {
@@ -67,6 +80,16 @@ pub enum GroupEvent {
     },
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED`, with the reason.
     ConnectionFailed(i32),
+    /// `PEER_GROUP_EVENT_RECORD_CHANGED`: a record was added, updated, deleted or expired,
+    /// here or by another member.
+    RecordChanged {
+        /// What happened.
+        change: RecordChange,
+        /// The record's type (GUID bytes in Windows order).
+        record_type: [u8; 16],
+        /// The record's id.
+        id: [u8; 16],
+    },
 }
 
 /// Something the driver must make durable.

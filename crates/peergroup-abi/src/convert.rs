@@ -468,6 +468,7 @@ mod tests {
         let rec = Record {
             record_type: [7; 16],
             id: core::array::from_fn(|i| i as u8),
+            id_nonce: [0; 16],
             version: 3,
             flags: 0,
             creator: "a.creator".into(),

@@ -22,7 +22,7 @@ use crate::identity::{documents, Identity, IdentityStore, PeerName};
 use crate::invitation::{Credential, Invitation};
 use crate::properties::GroupProperties;
 use crate::records::attributes::Attributes;
-use crate::records::record::Record;
+use crate::records::record::{derive_id, Record};
 use crate::records::search::Criteria;
 use crate::records::store::RecordStore;
 use crate::records::view::{index_rows, is_reserved_type, StoredRecordView};
@@ -757,17 +757,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A fresh record id from the system's secure random generator, shaped as a version 4 GUID
-/// in Windows byte order (so it is never a reserved type-like GUID either).
-fn new_record_id() -> Result<[u8; 16]> {
+/// A fresh id nonce from the system's secure random generator (the record id is derived
+/// from it: [`crate::records::record::derive_id`]).
+fn new_id_nonce() -> Result<[u8; 16]> {
     use ring::rand::{SecureRandom, SystemRandom};
-    let mut id = [0u8; 16];
+    let mut nonce = [0u8; 16];
     SystemRandom::new()
-        .fill(&mut id)
+        .fill(&mut nonce)
         .map_err(|_| CoreError::Protocol("the system random generator failed".into()))?;
-    id[7] = (id[7] & 0x0f) | 0x40; // Data3's high nibble: version 4
-    id[8] = (id[8] & 0x3f) | 0x80; // the RFC 4122 variant
-    Ok(id)
+    Ok(nonce)
 }
 
 /// The rights rule of `PeerGroupUpdateRecord` and `PeerGroupDeleteRecord`: the record's
@@ -824,9 +822,11 @@ impl GroupHandle {
         }
         let attributes = Attributes::parse(&new.attributes)?;
         let me = self.inner.key.0.to_string();
+        let id_nonce = new_id_nonce()?;
         let mut record = Record {
             record_type: new.record_type,
-            id: new_record_id()?,
+            id: derive_id(&me, &new.record_type, now, &id_nonce),
+            id_nonce,
             version: 1,
             flags: 0,
             creator: me.clone(),
@@ -957,6 +957,7 @@ mod tests {
         Record {
             record_type: [1; 16],
             id: [2; 16],
+            id_nonce: [0; 16],
             version: 1,
             flags: 0,
             creator: creator.into(),
@@ -979,10 +980,12 @@ mod tests {
     }
 
     #[test]
-    fn record_ids_are_version_4_and_never_reserved() {
+    fn record_ids_are_version_8_distinct_and_never_reserved() {
+        let mut seen = std::collections::BTreeSet::new();
         for _ in 0..64 {
-            let id = new_record_id().unwrap();
-            assert_eq!(id[7] >> 4, 4);
+            let id = derive_id("alice", &[1; 16], 5, &new_id_nonce().unwrap());
+            assert!(seen.insert(id));
+            assert_eq!(id[7] >> 4, 8);
             assert_eq!(id[8] & 0xc0, 0x80);
             assert!(!is_reserved_type(&id));
         }

@@ -26,6 +26,7 @@ fn record(round: u64, n: u64) -> Record {
     Record {
         record_type: [1; 16],
         id,
+        id_nonce: [0; 16],
         version: 1,
         flags: 0,
         creator: "writer".into(),

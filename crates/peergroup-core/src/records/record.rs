@@ -10,9 +10,10 @@
 //! | bytes | field |
 //! |---|---|
 //! | 4 | magic `PGRC` |
-//! | 1 | format version, 1 |
+//! | 1 | format version, 2 |
 //! | 16 | record type (GUID bytes in Windows order) |
 //! | 16 | record id |
+//! | 16 | id nonce (see **Record ids**) |
 //! | 4 | version, ≥ 1 |
 //! | 4 | flags: only [`FLAG_AUTOREFRESH`] and [`FLAG_DELETED`] |
 //! | 8 × 3 | created, expires, modified (i64 ms) |
@@ -34,6 +35,15 @@
 //! |---|---|
 //! | 4 + n | the modifier's chain, [`GmcChain::to_bytes`], ..= [`MAX_CHAIN_BYTES`] |
 //! | 2 + m | the signature, 1 ..= [`MAX_SIGNATURE_BYTES`] |
+//!
+//! **Record ids** are not free to choose: `id` is [`derive_id`] of the creator, the record
+//! type, the creation time and a random 16-byte nonce the creator picked, shaped as a GUID
+//! (version 8, RFC 4122 variant). Every version carries the nonce, and [`Record::verify`]
+//! recomputes the id. So no member can claim to be the creator of someone else's record (it
+//! would need a second preimage of SHA-256 truncated to 122 bits), nor change a record's type
+//! or creation time in a later version: the rights rule "only the creator or an
+//! administrator" depends on the record alone, and every member decides it the same way
+//! whatever versions it has seen.
 //!
 //! **Conflict order** ([`Record::conflict_cmp`]): see there; it is a strict total order, so
 //! every member keeps the same version of a record whatever order versions arrive in.
@@ -71,9 +81,9 @@ pub const FRAME_HEADROOM: usize = 4096;
 pub const MAX_RECORD_BYTES: usize = crate::transport::frame::MAX_FRAME_LEN - FRAME_HEADROOM;
 
 const MAGIC: [u8; 4] = *b"PGRC";
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 /// Magic, format, type, id, version, flags, three times, and the five length prefixes.
-const FIXED_BYTES: usize = 4 + 1 + 16 + 16 + 4 + 4 + 3 * 8 + 2 + 2 + 4 + 4 + 4;
+const FIXED_BYTES: usize = 4 + 1 + 16 + 16 + 16 + 4 + 4 + 3 * 8 + 2 + 2 + 4 + 4 + 4;
 const SIGNATURE_LABEL: &[u8] = b"peergroup record v1\0";
 
 // Every record within the field bounds encodes within MAX_RECORD_BYTES.
@@ -91,8 +101,11 @@ const _: () = assert!(
 pub struct Record {
     /// The application's record type, GUID bytes in Windows order.
     pub record_type: [u8; 16],
-    /// The record id, GUID bytes in Windows order; the same across versions.
+    /// The record id, GUID bytes in Windows order; the same across versions, and
+    /// [`derive_id`] of the creator, type, creation time and [`Record::id_nonce`].
     pub id: [u8; 16],
+    /// The creator's random nonce that [`Record::id`] is derived from.
+    pub id_nonce: [u8; 16],
     /// Starts at 1 and rises by one with each update (a delete is an update).
     pub version: u32,
     /// [`FLAG_AUTOREFRESH`], [`FLAG_DELETED`].
@@ -218,6 +231,7 @@ impl Record {
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&self.record_type);
         out.extend_from_slice(&self.id);
+        out.extend_from_slice(&self.id_nonce);
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&self.flags.to_be_bytes());
         out.extend_from_slice(&self.created.to_be_bytes());
@@ -247,6 +261,7 @@ impl Record {
         let record = Record {
             record_type: r.array()?,
             id: r.array()?,
+            id_nonce: r.array()?,
             version: u32::from_be_bytes(r.array()?),
             flags: u32::from_be_bytes(r.array()?),
             created: i64::from_be_bytes(r.array()?),
@@ -343,6 +358,18 @@ impl Record {
                 self.modified
             )));
         }
+        if self.id
+            != derive_id(
+                &self.creator,
+                &self.record_type,
+                self.created,
+                &self.id_nonce,
+            )
+        {
+            return Err(CoreError::InvalidRecord(
+                "the record id is not bound to its creator, type and creation time".into(),
+            ));
+        }
         let (chain, signature) = self.security_parts()?;
         let member = chain.validate(grc, self.modified.div_euclid(1000))?;
         if member.peer_name().to_string() != self.modifier {
@@ -406,6 +433,30 @@ impl Record {
     pub fn wins_over(&self, other: &Record) -> bool {
         self.conflict_cmp(other) == Ordering::Greater
     }
+}
+
+/// The id of a record made by `creator`, of `record_type`, at `created` (ms), with `nonce`:
+/// `SHA-256("peergroup record id v1\0" ‖ len ‖ creator ‖ record_type ‖ created ‖ nonce)`,
+/// its first 16 bytes shaped as a version 8 GUID in Windows byte order.
+pub fn derive_id(
+    creator: &str,
+    record_type: &[u8; 16],
+    created: i64,
+    nonce: &[u8; 16],
+) -> [u8; 16] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"peergroup record id v1\0");
+    ctx.update(&(creator.len() as u64).to_be_bytes());
+    ctx.update(creator.as_bytes());
+    ctx.update(record_type);
+    ctx.update(&created.to_be_bytes());
+    ctx.update(nonce);
+    let digest = ctx.finish();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest.as_ref()[..16]);
+    id[7] = (id[7] & 0x0f) | 0x80; // Data3's high nibble: version 8 (custom)
+    id[8] = (id[8] & 0x3f) | 0x80; // the RFC 4122 variant
+    id
 }
 
 /// How far in the future of the verifier's clock a version's modification time may lie.

@@ -13,6 +13,7 @@ fn sample() -> Record {
     Record {
         record_type: [7; 16],
         id: [9; 16],
+        id_nonce: [0; 16],
         version: 1,
         flags: 0,
         creator: "0123456789abcdef0123456789abcdef01234567.alice".into(),
@@ -123,6 +124,7 @@ fn arb_record() -> impl Strategy<Value = Record> {
             )| Record {
                 record_type,
                 id,
+                id_nonce: [3; 16],
                 version,
                 flags,
                 creator,
@@ -321,6 +323,7 @@ fn record_by(p: &Person, now: i64) -> Record {
     r.created = now;
     r.modified = now;
     r.expires = now + 3_600_000;
+    r.id = derive_id(&r.creator, &r.record_type, r.created, &r.id_nonce);
     r.security.clear();
     r.sign(&p.key, &p.chain).unwrap();
     r
@@ -368,11 +371,38 @@ fn sign_verify_and_rights() {
     // Version 1 is made by its creator only, even by an admin.
     let mut in_bobs_name = record_by(&g.admin, now);
     in_bobs_name.creator = g.bob.name.clone();
+    in_bobs_name.id = derive_id(
+        &g.bob.name,
+        &in_bobs_name.record_type,
+        in_bobs_name.created,
+        &in_bobs_name.id_nonce,
+    );
     in_bobs_name.sign(&g.admin.key, &g.admin.chain).unwrap();
     assert!(matches!(
         in_bobs_name.verify(grc, now),
         Err(CoreError::NotAuthorized(_))
     ));
+
+    // Nobody takes over a record by naming itself its creator, nor changes its type or
+    // creation time in a later version: the id no longer matches.
+    let mut hijack = update_by(&r, &g.carol, now + 1);
+    hijack.creator = g.carol.name.clone();
+    hijack.sign(&g.carol.key, &g.carol.chain).unwrap();
+    let err = hijack.verify(grc, now + 1).unwrap_err();
+    assert!(matches!(err, CoreError::InvalidRecord(_)), "{err}");
+    for change in [
+        &(|u: &mut Record| u.record_type[0] ^= 1) as &dyn Fn(&mut Record),
+        &|u: &mut Record| u.created -= 1,
+        &|u: &mut Record| u.id_nonce[0] ^= 1,
+    ] {
+        let mut u = update_by(&r, &g.bob, now + 1);
+        change(&mut u);
+        u.sign(&g.bob.key, &g.bob.chain).unwrap();
+        assert!(matches!(
+            u.verify(grc, now + 1),
+            Err(CoreError::InvalidRecord(_))
+        ));
+    }
 
     // A flipped byte anywhere fails.
     let mut bad = r.clone();

@@ -9,6 +9,7 @@ fn rec(id: u8, version: u32, expires: i64) -> Record {
     Record {
         record_type: [if id % 2 == 0 { 0xA } else { 0xB }; 16],
         id: [id; 16],
+        id_nonce: [0; 16],
         version,
         flags: 0,
         creator: "alice".into(),

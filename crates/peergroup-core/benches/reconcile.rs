@@ -12,7 +12,7 @@ fn key(i: u64, version: u32) -> ItemKey {
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&h.to_be_bytes());
     id[8..].copy_from_slice(&i.to_be_bytes());
-    ItemKey { id, version }
+    ItemKey::synthetic(id, version)
 }
 
 fn main() {

@@ -22,6 +22,7 @@ pub mod password;
 pub mod properties;
 pub mod reconcile;
 pub mod records;
+pub mod replication;
 pub mod sim;
 pub mod wire;
 

@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
+use crate::records::record::Record;
+use crate::replication::{RecordPort, Replication, ReplicationStats};
 use crate::wire::{Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES};
 
 /// A connection, as numbered by the transport.
@@ -150,6 +152,9 @@ pub enum Input {
     VerifiedProperties(ConnId, SignedProperties),
     /// Properties set here by an administrator (already signed).
     LocalProperties(SignedProperties),
+    /// Records the application stored here (added, updated, deleted, imported): report and
+    /// flood them.
+    LocalRecords(Vec<Record>),
     /// The time passed.
     Tick,
     /// `PeerGroupClose` of the last handle, or `PeerGroupDelete`.
@@ -175,6 +180,9 @@ pub struct Config {
     pub maintenance_interval: Millis,
     /// Seed of the machine's random choices (which members to dial), so runs repeat.
     pub seed: u64,
+    /// Period of anti-entropy: each member reconciles its records with one random
+    /// neighbour this often, whatever else happened.
+    pub anti_entropy_interval: Millis,
 }
 
 impl Config {
@@ -189,6 +197,7 @@ impl Config {
             max_neighbours: 8,
             maintenance_interval: 5_000,
             seed: node_id,
+            anti_entropy_interval: 30_000,
         }
     }
 }
@@ -224,6 +233,8 @@ pub struct Group {
     failed_reported: bool,
     properties: Option<SignedProperties>,
     next_maintenance: Option<Millis>,
+    next_anti_entropy: Option<Millis>,
+    repl: Option<Replication>,
     rng: Rng,
     out: VecDeque<Output>,
 }
@@ -254,9 +265,31 @@ impl Group {
             failed_reported: false,
             properties,
             next_maintenance: None,
+            next_anti_entropy: None,
+            repl: None,
             rng,
             out: VecDeque::new(),
         }
+    }
+
+    /// Gives the machine a record database: it then replicates records (see
+    /// [`crate::replication`]). Without one it runs membership only.
+    pub fn with_records(mut self, port: Box<dyn RecordPort>) -> Self {
+        self.repl = Some(Replication::new(port));
+        self
+    }
+
+    /// What replication did so far (zeros without a record database).
+    pub fn replication_stats(&self) -> ReplicationStats {
+        self.repl
+            .as_ref()
+            .map(|r| r.stats().clone())
+            .unwrap_or_default()
+    }
+
+    /// The record database given to [`Group::with_records`].
+    pub fn record_port(&mut self) -> Option<&mut dyn RecordPort> {
+        self.repl.as_mut().map(|r| r.port())
     }
 
     /// Adds addresses to try first (an invitation's issuer addresses).
@@ -302,7 +335,14 @@ impl Group {
 
     /// When the machine next wants a `Tick`.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        self.next_maintenance
+        [
+            self.next_maintenance,
+            self.next_anti_entropy,
+            self.repl.as_ref().and_then(|r| r.timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next output, if any.
@@ -365,6 +405,9 @@ impl Group {
             }
             Input::ConnectionDown(conn) => {
                 self.pending.remove(&conn);
+                if let Some(r) = self.repl.as_mut() {
+                    r.down(conn);
+                }
                 if let Some(n) = self.neighbours.remove(&conn) {
                     self.event(GroupEvent::NeighborConnection {
                         status: ConnectionStatus::Disconnected,
@@ -384,6 +427,11 @@ impl Group {
             Input::Message(conn, msg) => self.message(conn, msg),
             Input::VerifiedProperties(conn, props) => self.accept_properties(Some(conn), props),
             Input::LocalProperties(props) => self.accept_properties(None, props),
+            Input::LocalRecords(records) => {
+                if let Some(r) = self.repl.as_mut() {
+                    r.local(records, &mut self.out);
+                }
+            }
             Input::Tick => self.maintain(),
             Input::Close => self.close(),
         }
@@ -397,6 +445,9 @@ impl Group {
             self.out.push_back(Output::StartListening);
         }
         self.next_maintenance = Some(self.now + self.cfg.maintenance_interval);
+        if self.repl.is_some() {
+            self.next_anti_entropy = Some(self.now + self.cfg.anti_entropy_interval);
+        }
         self.dial_more();
         if self.dialing.is_empty() && self.neighbours.is_empty() && !self.synced {
             self.check_failed(crate::identity::hresult::PEER_E_NO_MEMBERS_FOUND);
@@ -415,6 +466,10 @@ impl Group {
         self.listening = false;
         self.listen_requested = false;
         self.next_maintenance = None;
+        self.next_anti_entropy = None;
+        if let Some(r) = self.repl.as_mut() {
+            r.clear();
+        }
         self.update_status();
     }
 
@@ -443,11 +498,20 @@ impl Group {
                         return;
                     }
                     self.neighbours.remove(&other);
+                    if let Some(r) = self.repl.as_mut() {
+                        r.down(other);
+                    }
                     self.out
                         .push_back(Output::Disconnect(other, CloseReason::Duplicate));
                 }
                 let mut addrs = h.addrs.clone();
                 addrs.truncate(MAX_ADDRS);
+                if p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
+                    // Inbound members filled the room while we dialed.
+                    self.out
+                        .push_back(Output::Disconnect(conn, CloseReason::Busy));
+                    return;
+                }
                 if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries: Vec<PeerEntry> = self
@@ -509,6 +573,15 @@ impl Group {
                             .push_back(Output::Send(conn, Message::Properties(props.clone())));
                     }
                 }
+                if let Some(r) = self.repl.as_mut() {
+                    // The smaller node id reconciles, so each connection runs one.
+                    r.up(
+                        conn,
+                        self.cfg.node_id < h.node_id,
+                        self.now as i64,
+                        &mut self.out,
+                    );
+                }
             }
             Message::Peers(entries) => {
                 if !self.neighbours.contains_key(&conn) {
@@ -537,6 +610,24 @@ impl Group {
             Message::Properties(_) => {
                 // The driver verifies signed properties and sends VerifiedProperties instead.
                 self.violation(conn);
+            }
+            Message::Record(_)
+            | Message::ReconcileQuery(_)
+            | Message::ReconcileAnswer(_)
+            | Message::Offer { .. }
+            | Message::Request(_)
+            | Message::Records { .. } => {
+                if !self.neighbours.contains_key(&conn) {
+                    self.violation(conn);
+                    return;
+                }
+                let now = self.now as i64;
+                if let Some(r) = self.repl.as_mut() {
+                    if let Err(why) = r.message(conn, msg, now, &mut self.out) {
+                        tracing::info!(conn, why, "replication protocol violation");
+                        self.violation(conn);
+                    }
+                }
             }
         }
     }
@@ -586,9 +677,25 @@ impl Group {
         if !self.online {
             return;
         }
-        if self.next_maintenance.is_some_and(|t| t <= self.now) {
-            self.next_maintenance = Some(self.now + self.cfg.maintenance_interval);
+        let now = self.now;
+        if self.next_maintenance.is_some_and(|t| t <= now) {
+            self.next_maintenance = Some(now + self.cfg.maintenance_interval);
             self.dial_more();
+            self.dial_random();
+            if let Some(r) = self.repl.as_mut() {
+                r.expire(now as i64, &mut self.out);
+            }
+        }
+        if let Some(r) = self.repl.as_mut() {
+            r.tick(now, &mut self.out);
+            if self.next_anti_entropy.is_some_and(|t| t <= now) {
+                self.next_anti_entropy = Some(now + self.cfg.anti_entropy_interval);
+                let conns: Vec<ConnId> = self.neighbours.keys().copied().collect();
+                if !conns.is_empty() {
+                    let pick = conns[self.rng.range(0, conns.len() as u64) as usize];
+                    r.start(pick, now as i64, &mut self.out);
+                }
+            }
         }
     }
 
@@ -631,6 +738,38 @@ impl Group {
         }
     }
 
+    /// Now and then, a member with room for more neighbours dials one more member at random,
+    /// even with its target met: groups of members that each reached their target among
+    /// themselves would otherwise never meet, and the group would stay split in cliques.
+    fn dial_random(&mut self) {
+        let n = self.neighbours.len();
+        if n < self.cfg.target_neighbours
+            || n >= self.cfg.max_neighbours
+            || !self.dialing.is_empty()
+            || self.rng.range(0, 4) != 0
+        {
+            return;
+        }
+        let connected: BTreeSet<&str> = self
+            .neighbours
+            .values()
+            .map(|n| n.member.as_str())
+            .collect();
+        let candidates: Vec<SocketAddr> = self
+            .known
+            .values()
+            .filter(|e| !connected.contains(e.member.as_str()))
+            .filter_map(|e| e.addrs.first().copied())
+            .filter(|a| !self.my_addrs.contains(a))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let addr = candidates[self.rng.range(0, candidates.len() as u64) as usize];
+        self.dialing.insert(addr);
+        self.out.push_back(Output::Dial(addr));
+    }
+
     fn check_failed(&mut self, hr: i32) {
         if self.online
             && !self.synced
@@ -646,6 +785,9 @@ impl Group {
 
     fn violation(&mut self, conn: ConnId) {
         self.pending.remove(&conn);
+        if let Some(r) = self.repl.as_mut() {
+            r.down(conn);
+        }
         if let Some(n) = self.neighbours.remove(&conn) {
             self.event(GroupEvent::NeighborConnection {
                 status: ConnectionStatus::Disconnected,

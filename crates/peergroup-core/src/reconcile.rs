@@ -4,13 +4,14 @@
 //! size follows the number of differences, not the size of the database: each round sends
 //! fingerprints of ranges, and only ranges whose fingerprints differ are split further.
 //!
-//! The items are (record id, version): a record both sides hold at different versions shows
-//! up on both sides' lists, and the side holding the newer version sends it. Items map onto
-//! negentropy's (timestamp, 32-byte id) as timestamp 0 and
-//! `SHA-256(version ‖ id)[..12] ‖ version ‖ id`: negentropy 0.5 misses differences between
-//! ids that share long prefixes (two versions of one record would, and so could crafted
-//! record ids), and the hash prefix rules that out. This module only computes the differences; sending records
-//! is the caller's.
+//! The items are (record id, version, digest): a record both sides hold at different
+//! versions, or at the same version with different contents (two administrators' concurrent
+//! updates), shows up on both sides' lists, and each side offers its own; the conflict order
+//! then settles it the same way on both. Items map onto negentropy's (timestamp, 32-byte id)
+//! as timestamp 0 and `digest ‖ version ‖ id`, where the digest is the first 12 bytes of
+//! SHA-256 over the record's canonical encoding: negentropy 0.5 misses differences between
+//! ids that share long prefixes (crafted record ids could provoke that), and a hash prefix
+//! rules it out. This module only computes the differences; moving records is the caller's.
 
 use negentropy::{Id, Negentropy, NegentropyStorageVector};
 
@@ -24,21 +25,47 @@ pub struct ItemKey {
     pub id: [u8; 16],
     /// The record version.
     pub version: u32,
+    /// The first 12 bytes of SHA-256 over the version's canonical encoding.
+    pub digest: [u8; DIGEST_BYTES],
 }
 
+/// Bytes of a record digest kept in an item.
+pub const DIGEST_BYTES: usize = 12;
+
 impl ItemKey {
-    /// `SHA-256(version ‖ id)[..12] ‖ version ‖ id`: the hash prefix spreads items evenly
-    /// over the id space whatever the record ids look like (negentropy 0.5 misses differences
-    /// between ids that share long prefixes, which crafted record ids could otherwise
-    /// provoke), and the tail keeps the item recoverable from the id.
-    fn to_id(self) -> Id {
+    /// The item of a record version.
+    pub fn of(record: &crate::records::record::Record) -> Self {
+        Self::of_encoded(record.id, record.version, &record.encode())
+    }
+
+    /// The item of a record version, from its canonical encoding.
+    pub fn of_encoded(id: [u8; 16], version: u32, encoded: &[u8]) -> Self {
+        ItemKey {
+            id,
+            version,
+            digest: digest_of(encoded),
+        }
+    }
+
+    /// An item with a digest over (version, id) only: for tests and benchmarks of the
+    /// reconciliation itself, where no record exists.
+    pub fn synthetic(id: [u8; 16], version: u32) -> Self {
         let mut tail = [0u8; 20];
-        tail[..4].copy_from_slice(&self.version.to_be_bytes());
-        tail[4..].copy_from_slice(&self.id);
-        let digest = ring::digest::digest(&ring::digest::SHA256, &tail);
+        tail[..4].copy_from_slice(&version.to_be_bytes());
+        tail[4..].copy_from_slice(&id);
+        ItemKey {
+            id,
+            version,
+            digest: digest_of(&tail),
+        }
+    }
+
+    /// `digest ‖ version ‖ id`.
+    fn to_id(self) -> Id {
         let mut bytes = [0u8; 32];
-        bytes[..12].copy_from_slice(&digest.as_ref()[..12]);
-        bytes[12..].copy_from_slice(&tail);
+        bytes[..12].copy_from_slice(&self.digest);
+        bytes[12..16].copy_from_slice(&self.version.to_be_bytes());
+        bytes[16..].copy_from_slice(&self.id);
         Id::from_byte_array(bytes)
     }
 
@@ -46,11 +73,22 @@ impl ItemKey {
         let b = id.as_bytes();
         let mut rid = [0u8; 16];
         rid.copy_from_slice(&b[16..32]);
+        let mut digest = [0u8; DIGEST_BYTES];
+        digest.copy_from_slice(&b[..12]);
         ItemKey {
             id: rid,
             version: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
+            digest,
         }
     }
+}
+
+/// The first [`DIGEST_BYTES`] of SHA-256 over `bytes`.
+pub fn digest_of(bytes: &[u8]) -> [u8; DIGEST_BYTES] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; DIGEST_BYTES];
+    out.copy_from_slice(&d.as_ref()[..DIGEST_BYTES]);
+    out
 }
 
 /// A malformed or out-of-order reconciliation message.
@@ -153,7 +191,7 @@ mod tests {
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
         id[4..8].copy_from_slice(&i.to_be_bytes());
-        ItemKey { id, version }
+        ItemKey::synthetic(id, version)
     }
 
     /// Record ids spread like random GUIDs (real ids are random version-4 GUIDs).
@@ -168,7 +206,7 @@ mod tests {
             x ^= x >> 31;
             chunk.copy_from_slice(&x.to_be_bytes());
         }
-        ItemKey { id, version }
+        ItemKey::synthetic(id, version)
     }
 
     #[test]

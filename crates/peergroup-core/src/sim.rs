@@ -1,13 +1,34 @@
-//! A deterministic simulated network for the group machine: hundreds of members in one
-//! process, seeded, with latency and failed dials, and no sockets or clocks.
+//! A deterministic simulated network for the group machine: hundreds to a thousand members
+//! in one process, seeded, with per-link latency and packet loss, failed dials, partitions,
+//! churn and clock skew, and no sockets or clocks.
 //!
 //! Addresses are only names here (`127.0.0.1:<10000 + index>`); nothing is ever sent.
+//!
+//! **Loss** is modelled as QUIC experiences it: a lost packet is retransmitted after a
+//! timeout, so a message on a lossy link arrives late (in order) rather than never. Links
+//! that fail outright are partitions and churn.
+//!
+//! **Records.** With [`SimConfig::records`] every member gets a [`MemoryPort`] and a real
+//! identity (keys, membership certificates from one group root, real signatures), so the
+//! simulator runs replication exactly as members do, verification included. The identities
+//! come from a pool made once per process (key generation is random), so two runs in one
+//! process with the same seed are the same run.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::machine::{Config, ConnId, Group, Input, Millis, Output, Rng};
+use crate::identity::gmc::{GmcChain, GroupRoot, Role};
+use crate::identity::{IdentityCertificate, PrivateKey};
+use crate::machine::{Config, ConnId, Group, GroupEvent, Input, Millis, Output, RecordChange, Rng};
+use crate::reconcile::ItemKey;
+use crate::records::record::{derive_id, Record};
+use crate::replication::{MemoryPort, Verifier};
+
+/// Simulated time 0 on the members' clocks: ms since the Unix epoch (mid-2025), inside
+/// the validity of the pool's group root.
+pub const SIM_EPOCH_MS: Millis = 1_750_000_000_000;
 
 /// Settings of a simulated network.
 #[derive(Clone, Debug)]
@@ -22,6 +43,17 @@ pub struct SimConfig {
     pub dial_loss_per_mille: u64,
     /// Joiners call Connect at a random time in `0..join_window`.
     pub join_window: Millis,
+    /// Chance (per thousand) that a message's packet is lost and retransmitted (it then
+    /// lands [`SimConfig::retransmit`] later, still in order).
+    pub loss_per_mille: u64,
+    /// Extra delay of a retransmitted message.
+    pub retransmit: Millis,
+    /// Each member's clock is off by a fixed amount in `-skew..=skew` ms.
+    pub clock_skew: Millis,
+    /// Give members record databases and identities, so they replicate.
+    pub records: bool,
+    /// Period of each member's anti-entropy reconciliation.
+    pub anti_entropy_interval: Millis,
 }
 
 impl Default for SimConfig {
@@ -32,6 +64,11 @@ impl Default for SimConfig {
             latency: (5, 50),
             dial_loss_per_mille: 20,
             join_window: 10_000,
+            loss_per_mille: 0,
+            retransmit: 200,
+            clock_skew: 0,
+            records: false,
+            anti_entropy_interval: 30_000,
         }
     }
 }
@@ -57,6 +94,98 @@ pub struct Sim {
     next_conn: ConnId,
     /// Messages delivered so far.
     pub messages: u64,
+    /// Each member's clock: simulated time plus this.
+    offsets: Vec<Millis>,
+    /// Partition side of each member; links between sides fail while `partitioned`.
+    side: Vec<u8>,
+    partitioned: bool,
+    identities: Option<Arc<Pool>>,
+    /// Per record added through [`Sim::add_record`]: when, and when each member stored it.
+    deliveries: BTreeMap<[u8; 16], Delivery>,
+}
+
+/// When a record was added and when each member first reported it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    /// Simulated time of the add.
+    pub added: Millis,
+    /// Simulated time each member reported it, by index.
+    pub seen: Vec<Option<Millis>>,
+}
+
+/// A member identity of the pool.
+struct Person {
+    key: PrivateKey,
+    chain: GmcChain,
+    name: String,
+}
+
+/// An Ed25519 key from a seed (PKCS#8 v1: a fixed prefix and the 32-byte seed), so that
+/// members' peer names, and with them every ordering by name, are the same in every run.
+fn seeded_key(i: u64) -> PrivateKey {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = PREFIX.to_vec();
+    let seed = ring::digest::digest(&ring::digest::SHA256, &i.to_be_bytes());
+    der.extend_from_slice(seed.as_ref());
+    PrivateKey::from_pkcs8(&der).expect("an Ed25519 seed key")
+}
+
+/// Identities made once per process.
+struct Pool {
+    root: GroupRoot,
+    people: Vec<Person>,
+}
+
+fn pool(n: usize) -> Arc<Pool> {
+    static POOL: OnceLock<Mutex<Option<Arc<Pool>>>> = OnceLock::new();
+    let mut slot = POOL
+        .get_or_init(|| Mutex::new(None))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(p) = slot.as_ref().filter(|p| p.people.len() >= n) {
+        return p.clone();
+    }
+    let root = match slot.as_ref() {
+        Some(p) => GroupRoot::from_parts(p.root.key().pkcs8_der(), p.root.certificate().der())
+            .expect("the pool's own root"),
+        None => GroupRoot::create_at(
+            "sim",
+            "Simulated group",
+            (SIM_EPOCH_MS / 1000) as i64 - 3600,
+        )
+        .expect("a group root"),
+    };
+    let mut people: Vec<Person> = Vec::with_capacity(n);
+    if let Some(p) = slot.as_ref() {
+        for person in &p.people {
+            people.push(Person {
+                key: PrivateKey::from_pkcs8(person.key.pkcs8_der()).expect("a pool key"),
+                chain: person.chain.clone(),
+                name: person.name.clone(),
+            });
+        }
+    }
+    let grc = root.certificate().clone();
+    while people.len() < n {
+        let i = people.len();
+        let key = seeded_key(i as u64);
+        let idc = IdentityCertificate::issue(&key, "", &format!("member {i}")).expect("a cert");
+        let role = if i == 0 { Role::Admin } else { Role::Member };
+        let chain = root
+            .issue(&idc, &[role], grc.not_before(), grc.not_after())
+            .expect("a membership");
+        people.push(Person {
+            name: chain.leaf().peer_name().to_string(),
+            key,
+            chain,
+        });
+    }
+    let p = Arc::new(Pool { root, people });
+    *slot = Some(p.clone());
+    p
 }
 
 /// The simulated address of member `i`.
@@ -69,19 +198,39 @@ impl Sim {
     /// invitation naming member 0's address.
     pub fn new(cfg: SimConfig) -> Self {
         let mut rng = Rng::new(cfg.seed);
+        let identities = cfg.records.then(|| pool(cfg.members));
+        let verifier = identities
+            .as_ref()
+            .map(|p| Verifier::new(p.root.certificate().clone()).with_memo());
+        let mut offsets = Vec::with_capacity(cfg.members);
         let nodes = (0..cfg.members)
             .map(|i| {
-                let mut c = Config::new(rng.next_u64(), &format!("member-{i}"));
+                let name = match &identities {
+                    Some(p) => p.people[i].name.clone(),
+                    None => format!("member-{i}"),
+                };
+                let mut c = Config::new(rng.next_u64(), &name);
                 c.creator = i == 0;
+                c.anti_entropy_interval = cfg.anti_entropy_interval;
                 let mut g = Group::new(c, Vec::new(), None);
+                if let Some(v) = &verifier {
+                    g = g.with_records(Box::new(MemoryPort::new(v.clone())));
+                }
                 if i != 0 {
                     g.add_bootstrap(&[addr_of(0)]);
                 }
+                let skew = rng.range(0, 2 * cfg.clock_skew + 1);
+                offsets.push(SIM_EPOCH_MS + skew - cfg.clock_skew);
                 g
             })
             .collect();
         let mut sim = Sim {
             listening: vec![false; cfg.members],
+            side: vec![0; cfg.members],
+            partitioned: false,
+            offsets,
+            identities,
+            deliveries: BTreeMap::new(),
             cfg,
             rng,
             now: 0,
@@ -122,7 +271,7 @@ impl Sim {
     pub fn run_until(&mut self, until: Millis) {
         loop {
             // Timers: tick every machine whose deadline passed, in index order.
-            let next_timer = self.nodes.iter().filter_map(|g| g.poll_timeout()).min();
+            let next_timer = (0..self.nodes.len()).filter_map(|i| self.deadline(i)).min();
             let next_event = self.queue.peek().map(|Reverse((t, _))| *t);
             let next = match (next_timer, next_event) {
                 (Some(a), Some(b)) => a.min(b),
@@ -140,7 +289,7 @@ impl Sim {
                 self.feed(i, input);
             } else {
                 for i in 0..self.nodes.len() {
-                    if self.nodes[i].poll_timeout().is_some_and(|t| t <= next) {
+                    if self.deadline(i).is_some_and(|t| t <= next) {
                         self.feed(i, Input::Tick);
                     }
                 }
@@ -149,11 +298,24 @@ impl Sim {
         self.now = until;
     }
 
+    /// When member `i` wants a tick, in simulated time.
+    fn deadline(&self, i: usize) -> Option<Millis> {
+        self.nodes[i]
+            .poll_timeout()
+            .map(|t| t.saturating_sub(self.offsets[i]))
+    }
+
+    /// Member `i`'s clock now.
+    pub fn clock(&self, i: usize) -> Millis {
+        self.now + self.offsets[i]
+    }
+
     fn feed(&mut self, i: usize, input: Input) {
         if let Input::Message(..) = input {
             self.messages += 1;
         }
-        self.nodes[i].handle(self.now, input);
+        let now = self.clock(i);
+        self.nodes[i].handle(now, input);
         while let Some(out) = self.nodes[i].poll_output() {
             self.output(i, out);
         }
@@ -163,7 +325,8 @@ impl Sim {
         match out {
             Output::StartListening => {
                 self.listening[i] = true;
-                self.nodes[i].handle(self.now, Input::Listening(vec![addr_of(i)]));
+                let now = self.clock(i);
+                self.nodes[i].handle(now, Input::Listening(vec![addr_of(i)]));
                 while let Some(o) = self.nodes[i].poll_output() {
                     self.output(i, o);
                 }
@@ -172,7 +335,11 @@ impl Sim {
                 let j = (addr.port() - 10_000) as usize;
                 let lat = self.latency();
                 let lost = self.rng.range(0, 1000) < self.cfg.dial_loss_per_mille;
-                if j >= self.nodes.len() || !self.listening[j] || !self.nodes[j].is_online() || lost
+                if j >= self.nodes.len()
+                    || !self.listening[j]
+                    || !self.nodes[j].is_online()
+                    || lost
+                    || self.cut(i, j)
                 {
                     let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
                     self.schedule(
@@ -212,15 +379,183 @@ impl Sim {
                     self.schedule(at, Action::Input(j, Input::ConnectionDown(cj)));
                 }
             }
+            Output::Event(GroupEvent::RecordChanged {
+                change: RecordChange::Added,
+                id,
+                ..
+            }) => {
+                if let Some(d) = self.deliveries.get_mut(&id) {
+                    d.seen[i].get_or_insert(self.now);
+                }
+            }
             Output::Event(_) | Output::Persist(_) => {}
         }
+    }
+
+    fn cut(&self, i: usize, j: usize) -> bool {
+        self.partitioned && self.side[i] != self.side[j]
+    }
+
+    /// Cuts the network in two: `side_b` on one side, everyone else on the other. Every
+    /// connection across fails at once (both ends see it drop) and no dial crosses until
+    /// [`Sim::heal`].
+    pub fn partition(&mut self, side_b: &[usize]) {
+        self.side = vec![0; self.nodes.len()];
+        for &i in side_b {
+            self.side[i] = 1;
+        }
+        self.partitioned = true;
+        let crossing: Vec<((usize, ConnId), (usize, ConnId))> = self
+            .links
+            .iter()
+            .filter(|(&(i, _), &(j, _))| i < j && self.side[i] != self.side[j])
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        for ((i, ci), (j, cj)) in crossing {
+            self.links.remove(&(i, ci));
+            self.links.remove(&(j, cj));
+            self.link_clock.remove(&(i, ci));
+            self.link_clock.remove(&(j, cj));
+            self.schedule(self.now, Action::Input(i, Input::ConnectionDown(ci)));
+            self.schedule(self.now, Action::Input(j, Input::ConnectionDown(cj)));
+        }
+    }
+
+    /// Ends the partition: dials across succeed again (members reconnect on their next
+    /// maintenance, then reconcile).
+    pub fn heal(&mut self) {
+        self.partitioned = false;
+    }
+
+    /// Member `i` closes the group (its connections close) — churn.
+    pub fn leave(&mut self, i: usize) {
+        self.schedule(self.now, Action::Input(i, Input::Close));
+    }
+
+    /// Member `i` connects again.
+    pub fn rejoin(&mut self, i: usize) {
+        self.schedule(self.now, Action::Input(i, Input::Connect));
+    }
+
+    /// Member `i` adds a record of `record_type` with `data`, signed with its identity,
+    /// expiring in an hour of its clock; returns the id. Needs [`SimConfig::records`].
+    pub fn add_record(&mut self, i: usize, record_type: [u8; 16], data: Vec<u8>) -> [u8; 16] {
+        let pool = self.identities.clone().expect("a simulation with records");
+        let person = &pool.people[i];
+        let now = self.clock(i) as i64;
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        nonce[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        let mut record = Record {
+            record_type,
+            id: derive_id(&person.name, &record_type, now, &nonce),
+            id_nonce: nonce,
+            version: 1,
+            flags: 0,
+            creator: person.name.clone(),
+            modifier: person.name.clone(),
+            attributes: String::new(),
+            created: now,
+            expires: now + 3_600_000,
+            modified: now,
+            data,
+            security: Vec::new(),
+        };
+        record.sign(&person.key, &person.chain).expect("signing");
+        let id = record.id;
+        self.deliveries.insert(
+            id,
+            Delivery {
+                added: self.now,
+                seen: vec![None; self.nodes.len()],
+            },
+        );
+        self.store_local(i, record);
+        id
+    }
+
+    /// Member `i` (the creator or an administrator, else every member refuses it) makes the
+    /// next version of record `id`: new data, or a tombstone when `data` is `None`.
+    pub fn modify_record(&mut self, i: usize, id: [u8; 16], data: Option<Vec<u8>>) {
+        let pool = self.identities.clone().expect("a simulation with records");
+        let person = &pool.people[i];
+        let now = self.clock(i) as i64;
+        let current = self.record(i, &id).expect("the member holds the record");
+        let mut next = match data {
+            Some(data) => Record {
+                version: current.version + 1,
+                modifier: person.name.clone(),
+                modified: now.max(current.modified),
+                data,
+                security: Vec::new(),
+                ..current
+            },
+            None => current.tombstone(&person.name, now.max(current.modified)),
+        };
+        next.sign(&person.key, &person.chain).expect("signing");
+        self.store_local(i, next);
+    }
+
+    /// Stores a record at member `i` below the API, without checks, and hands it to the
+    /// machine as a local record: how a forged record would enter a group.
+    pub fn inject_record(&mut self, i: usize, record: Record) {
+        self.store_local(i, record);
+    }
+
+    fn store_local(&mut self, i: usize, record: Record) {
+        let port = self.nodes[i]
+            .record_port()
+            .expect("a simulation with records");
+        port.put(std::slice::from_ref(&record)).expect("memory put");
+        self.feed(i, Input::LocalRecords(vec![record]));
+    }
+
+    /// Member `i`'s stored version of record `id`.
+    pub fn record(&mut self, i: usize, id: &[u8; 16]) -> Option<Record> {
+        let now = self.clock(i) as i64;
+        let port = self.nodes[i].record_port()?;
+        let enc = port.encodings(&[*id], now).ok()?.pop()??;
+        Record::decode(&enc).ok()
+    }
+
+    /// Member `i`'s database as items, sorted.
+    pub fn items(&mut self, i: usize) -> Vec<ItemKey> {
+        let now = self.clock(i) as i64;
+        let mut items = self.nodes[i]
+            .record_port()
+            .and_then(|p| p.items(now).ok())
+            .unwrap_or_default();
+        items.sort();
+        items
+    }
+
+    /// True when every member in `members` holds the same records.
+    pub fn identical(&mut self, members: &[usize]) -> bool {
+        let Some((&first, rest)) = members.split_first() else {
+            return true;
+        };
+        let want = self.items(first);
+        rest.iter().all(|&i| self.items(i) == want)
+    }
+
+    /// Add-to-report times of the records added with [`Sim::add_record`].
+    pub fn deliveries(&self) -> impl Iterator<Item = (&[u8; 16], &Delivery)> {
+        self.deliveries.iter()
+    }
+
+    /// The identity pool's member peer name of member `i` (with records).
+    pub fn member_name(&self, i: usize) -> Option<&str> {
+        self.identities.as_ref().map(|p| p.people[i].name.as_str())
     }
 
     /// When something sent now on `(i, conn)` lands: after its latency, and never before
     /// what was sent earlier on the same link (a QUIC stream delivers in order, and a
     /// graceful close comes after the data).
     fn in_order(&mut self, i: usize, conn: ConnId) -> Millis {
-        let lat = self.latency();
+        let mut lat = self.latency();
+        if self.cfg.loss_per_mille > 0 && self.rng.range(0, 1000) < self.cfg.loss_per_mille {
+            lat += self.cfg.retransmit;
+        }
         let clock = self.link_clock.entry((i, conn)).or_insert(0);
         *clock = (*clock).max(self.now + lat);
         *clock

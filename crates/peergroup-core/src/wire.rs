@@ -8,6 +8,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::reconcile::ItemKey;
+use crate::records::record::MAX_RECORD_BYTES;
+
 /// Most addresses one member may advertise.
 pub const MAX_ADDRS: usize = 16;
 /// Most members one `Peers` message may list.
@@ -23,6 +26,28 @@ pub const KIND_HELLO: u8 = 1;
 pub const KIND_PEERS: u8 = 2;
 /// Frame kind of [`Message::Properties`].
 pub const KIND_PROPERTIES: u8 = 3;
+/// Frame kind of [`Message::Record`].
+pub const KIND_RECORD: u8 = 4;
+/// Frame kind of [`Message::ReconcileQuery`].
+pub const KIND_RECONCILE_QUERY: u8 = 5;
+/// Frame kind of [`Message::ReconcileAnswer`].
+pub const KIND_RECONCILE_ANSWER: u8 = 6;
+/// Frame kind of [`Message::Offer`].
+pub const KIND_OFFER: u8 = 7;
+/// Frame kind of [`Message::Request`].
+pub const KIND_REQUEST: u8 = 8;
+/// Frame kind of [`Message::Records`].
+pub const KIND_RECORDS: u8 = 9;
+
+/// Most items one [`Message::Offer`] lists (32 bytes each).
+pub const MAX_OFFER_ITEMS: usize = 4096;
+/// Most record ids one [`Message::Request`] asks for, and most records or missing ids one
+/// [`Message::Records`] carries.
+pub const MAX_REQUEST_IDS: usize = 128;
+/// Largest reconciliation message (negentropy's frame limit, and some room).
+pub const MAX_RECONCILE_BYTES: usize = crate::reconcile::MAX_MESSAGE as usize + 1024;
+/// Largest [`Message::Records`] payload: one transport frame.
+pub const MAX_RECORDS_BYTES: usize = crate::transport::frame::MAX_FRAME_LEN;
 
 /// What a decoder refuses.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +131,31 @@ pub enum Message {
     Peers(Vec<PeerEntry>),
     /// The group's properties.
     Properties(SignedProperties),
+    /// One record version, flooded: its canonical encoding (`Record::encode`).
+    Record(Vec<u8>),
+    /// A reconciliation message from the initiator (negentropy).
+    ReconcileQuery(Vec<u8>),
+    /// The responder's answer to a [`Message::ReconcileQuery`].
+    ReconcileAnswer(Vec<u8>),
+    /// Record versions the sender holds and the receiver lacks (found by reconciliation or
+    /// learned by the sender since): the receiver requests those it still wants. `done`
+    /// ends a reconciliation.
+    Offer {
+        /// The versions offered.
+        items: Vec<ItemKey>,
+        /// True on the initiator's last message of a reconciliation.
+        done: bool,
+    },
+    /// Asks for the current version of these records.
+    Request(Vec<[u8; 16]>),
+    /// The answer to a [`Message::Request`]: encoded records, and the ids the sender no
+    /// longer holds. One request may be answered by several of these.
+    Records {
+        /// Canonical record encodings.
+        records: Vec<Vec<u8>>,
+        /// Ids requested that the sender does not hold (or holds only expired).
+        missing: Vec<[u8; 16]>,
+    },
 }
 
 impl Message {
@@ -135,6 +185,37 @@ impl Message {
                 w.bytes(&p.signer_chain);
                 w.bytes(&p.signature);
                 (KIND_PROPERTIES, w.0)
+            }
+            Message::Record(bytes) => (KIND_RECORD, bytes.clone()),
+            Message::ReconcileQuery(b) => (KIND_RECONCILE_QUERY, b.clone()),
+            Message::ReconcileAnswer(b) => (KIND_RECONCILE_ANSWER, b.clone()),
+            Message::Offer { items, done } => {
+                w.u8(*done as u8);
+                w.u16(items.len() as u16);
+                for i in items {
+                    w.0.extend_from_slice(&i.id);
+                    w.0.extend_from_slice(&i.version.to_be_bytes());
+                    w.0.extend_from_slice(&i.digest);
+                }
+                (KIND_OFFER, w.0)
+            }
+            Message::Request(ids) => {
+                w.u16(ids.len() as u16);
+                for id in ids {
+                    w.0.extend_from_slice(id);
+                }
+                (KIND_REQUEST, w.0)
+            }
+            Message::Records { records, missing } => {
+                w.u16(records.len() as u16);
+                for r in records {
+                    w.bytes(r);
+                }
+                w.u16(missing.len() as u16);
+                for id in missing {
+                    w.0.extend_from_slice(id);
+                }
+                (KIND_RECORDS, w.0)
             }
         }
     }
@@ -170,6 +251,61 @@ impl Message {
                 signer_chain: r.bytes()?,
                 signature: r.bytes()?,
             }),
+            KIND_RECORD => {
+                if payload.len() > MAX_RECORD_BYTES {
+                    return Err(WireError::TooLarge("record"));
+                }
+                r.0 = &[];
+                Message::Record(payload.to_vec())
+            }
+            KIND_RECONCILE_QUERY | KIND_RECONCILE_ANSWER => {
+                if payload.is_empty() {
+                    return Err(WireError::Truncated);
+                }
+                if payload.len() > MAX_RECONCILE_BYTES {
+                    return Err(WireError::TooLarge("reconciliation message"));
+                }
+                r.0 = &[];
+                if kind == KIND_RECONCILE_QUERY {
+                    Message::ReconcileQuery(payload.to_vec())
+                } else {
+                    Message::ReconcileAnswer(payload.to_vec())
+                }
+            }
+            KIND_OFFER => {
+                let done = r.flag()?;
+                let n = r.count(MAX_OFFER_ITEMS, "offered items")?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(ItemKey {
+                        id: r.array()?,
+                        version: u32::from_be_bytes(r.array()?),
+                        digest: r.array()?,
+                    });
+                }
+                Message::Offer { items, done }
+            }
+            KIND_REQUEST => {
+                let n = r.count(MAX_REQUEST_IDS, "requested ids")?;
+                if n == 0 {
+                    return Err(WireError::Truncated);
+                }
+                let ids = (0..n).map(|_| r.array()).collect::<Result<_, _>>()?;
+                Message::Request(ids)
+            }
+            KIND_RECORDS => {
+                if payload.len() > MAX_RECORDS_BYTES {
+                    return Err(WireError::TooLarge("records message"));
+                }
+                let n = r.count(MAX_REQUEST_IDS, "records")?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    records.push(r.bytes_up_to(MAX_RECORD_BYTES)?);
+                }
+                let m = r.count(MAX_REQUEST_IDS, "missing ids")?;
+                let missing = (0..m).map(|_| r.array()).collect::<Result<_, _>>()?;
+                Message::Records { records, missing }
+            }
             other => return Err(WireError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
@@ -259,11 +395,24 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| WireError::NotUtf8)
     }
     fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+        self.bytes_up_to(MAX_BYTES)
+    }
+    fn bytes_up_to(&mut self, max: usize) -> Result<Vec<u8>, WireError> {
         let n = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
-        if n > MAX_BYTES {
+        if n > max {
             return Err(WireError::TooLarge("byte string"));
         }
         Ok(self.take(n)?.to_vec())
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+    fn count(&mut self, max: usize, what: &'static str) -> Result<usize, WireError> {
+        let n = self.u16()? as usize;
+        if n > max {
+            return Err(WireError::TooLarge(what));
+        }
+        Ok(n)
     }
     fn addrs(&mut self) -> Result<Vec<SocketAddr>, WireError> {
         let n = self.u8()? as usize;
@@ -331,6 +480,29 @@ mod tests {
                 0..8
             )
             .prop_map(Message::Peers),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Message::Record),
+            proptest::collection::vec(any::<u8>(), 1..64).prop_map(Message::ReconcileQuery),
+            proptest::collection::vec(any::<u8>(), 1..64).prop_map(Message::ReconcileAnswer),
+            (
+                proptest::collection::vec(
+                    (any::<[u8; 16]>(), any::<u32>(), any::<[u8; 12]>()).prop_map(
+                        |(id, version, digest)| ItemKey {
+                            id,
+                            version,
+                            digest
+                        }
+                    ),
+                    0..8
+                ),
+                any::<bool>()
+            )
+                .prop_map(|(items, done)| Message::Offer { items, done }),
+            proptest::collection::vec(any::<[u8; 16]>(), 1..8).prop_map(Message::Request),
+            (
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 0..4),
+                proptest::collection::vec(any::<[u8; 16]>(), 0..4)
+            )
+                .prop_map(|(records, missing)| Message::Records { records, missing }),
             (
                 any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..64),

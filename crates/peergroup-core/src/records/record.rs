@@ -316,15 +316,21 @@ impl Record {
 
     /// The modifier's chain and signature from the security data, strictly decoded.
     pub fn security_parts(&self) -> Result<(GmcChain, Vec<u8>)> {
-        let mut r = Reader(&self.security);
-        let chain = r.bytes32(MAX_CHAIN_BYTES, "signing chain")?;
+        let (chain, signature) = self.split_security()?;
         let chain = GmcChain::from_bytes(chain)
             .map_err(|e| CoreError::InvalidRecord(format!("signing chain: {e}")))?;
+        Ok((chain, signature.to_vec()))
+    }
+
+    /// The security data's chain bytes and signature, their lengths checked.
+    fn split_security(&self) -> Result<(&[u8], &[u8])> {
+        let mut r = Reader(&self.security);
+        let chain = r.bytes32(MAX_CHAIN_BYTES, "signing chain")?;
         let n = u16::from_be_bytes(r.array()?) as usize;
         if n == 0 || n > MAX_SIGNATURE_BYTES {
             return Err(bad(&format!("signature of {n} bytes")));
         }
-        let signature = r.take(n)?.to_vec();
+        let signature = r.take(n)?;
         if !r.0.is_empty() {
             return Err(bad("bytes after the signature"));
         }
@@ -351,6 +357,18 @@ impl Record {
     /// The price: a member whose membership has expired can still back-date versions to
     /// within its old validity.
     pub fn verify(&self, grc: &GroupRootCertificate, now_ms: i64) -> Result<Member> {
+        self.verify_cached(grc, now_ms, &mut ChainCache::default())
+    }
+
+    /// [`Record::verify`], validating each distinct signing chain once: a member receiving
+    /// thousands of records from a few members checks a few chains, and one signature per
+    /// record. The cache must only ever be used with the same `grc`.
+    pub fn verify_cached(
+        &self,
+        grc: &GroupRootCertificate,
+        now_ms: i64,
+        cache: &mut ChainCache,
+    ) -> Result<Member> {
         self.check()?;
         if self.modified > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
             return Err(CoreError::InvalidRecord(format!(
@@ -370,8 +388,19 @@ impl Record {
                 "the record id is not bound to its creator, type and creation time".into(),
             ));
         }
-        let (chain, signature) = self.security_parts()?;
-        let member = chain.validate(grc, self.modified.div_euclid(1000))?;
+        let (chain_bytes, signature) = self.split_security()?;
+        let at = self.modified.div_euclid(1000);
+        let key = ring::digest::digest(&ring::digest::SHA256, chain_bytes);
+        let member = match cache.get(key.as_ref(), at) {
+            Some(m) => m,
+            None => {
+                let chain = GmcChain::from_bytes(chain_bytes)
+                    .map_err(|e| CoreError::InvalidRecord(format!("signing chain: {e}")))?;
+                let member = chain.validate(grc, at)?;
+                cache.insert(key.as_ref(), &member);
+                member
+            }
+        };
         if member.peer_name().to_string() != self.modifier {
             return Err(CoreError::InvalidRecord(format!(
                 "signed by {}, modifier is {}",
@@ -432,6 +461,34 @@ impl Record {
     /// True when `self` beats `other` in [`Record::conflict_cmp`].
     pub fn wins_over(&self, other: &Record) -> bool {
         self.conflict_cmp(other) == Ordering::Greater
+    }
+}
+
+/// Signing chains already validated, by SHA-256 of their bytes, with the membership they
+/// prove. A hit counts only at a time inside the membership's validity (which lies within
+/// every issuer's and the root's); anything else is validated in full again. Bounded: the
+/// cache empties itself when full.
+#[derive(Debug, Default)]
+pub struct ChainCache {
+    members: std::collections::HashMap<Vec<u8>, Member>,
+}
+
+impl ChainCache {
+    /// Most chains kept.
+    pub const CAPACITY: usize = 4096;
+
+    fn get(&self, key: &[u8], at_unix: i64) -> Option<Member> {
+        self.members
+            .get(key)
+            .filter(|m| m.not_before() <= at_unix && at_unix <= m.not_after())
+            .cloned()
+    }
+
+    fn insert(&mut self, key: &[u8], member: &Member) {
+        if self.members.len() >= Self::CAPACITY {
+            self.members.clear();
+        }
+        self.members.insert(key.to_vec(), member.clone());
     }
 }
 

@@ -60,16 +60,7 @@ CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name, value);
 CREATE INDEX IF NOT EXISTS attributes_record ON attributes(record_id);
 ";
 
-/// What [`RecordStore::put`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PutOutcome {
-    /// No version of the record was stored; now this one is.
-    Inserted,
-    /// This version won the conflict order over the stored one and replaced it.
-    Replaced,
-    /// The stored version wins (or is identical): nothing changed.
-    Ignored,
-}
+pub use super::PutOutcome;
 
 /// A typed attribute value as indexed for search.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,652 @@
+//! Record replication, the part of the group machine that keeps every member's database
+//! the same: flooding, reconciliation on every connection, and pulling what is missing.
+//!
+//! - **Flooding.** A record stored here by the application ([`crate::machine::Input::LocalRecords`])
+//!   goes to every neighbour at once as [`Message::Record`]. A member that receives one
+//!   verifies it, stores it, and forwards it to its other neighbours only when it was new
+//!   (stored, not ignored), so each member forwards each version once and the flood dies out.
+//! - **Reconciliation.** When a neighbour connection is up, the side with the smaller node id
+//!   runs a range-based set reconciliation ([`crate::reconcile`]) over both sides' items
+//!   `(id, version, digest)`. The initiator offers what the responder lacks
+//!   ([`Message::Offer`]) and requests what it lacks itself; the responder requests what it
+//!   was offered. A member that learned records this way reconciles with its other
+//!   neighbours in turn (a wave that costs one round per connection where nothing differs),
+//!   and every [`Config::anti_entropy_interval`](crate::machine::Config) each member
+//!   reconciles with one random neighbour, so even a lost message heals.
+//! - **Pulling.** Records move only when the receiver asks ([`Message::Request`], at most
+//!   [`MAX_REQUEST_IDS`] ids, at most [`REQUEST_WINDOW`] requests outstanding per
+//!   connection), so a late joiner syncing 100k records never floods a send queue.
+//!
+//! Storage and verification are the [`RecordPort`] the host gives the machine: SQLite and
+//! real signatures in the driver, memory (and the same signatures) in the simulator. The
+//! machine calls it synchronously; it never does I/O of its own.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Result;
+use crate::machine::{ConnId, GroupEvent, Millis, Output, RecordChange};
+use crate::reconcile::{ItemKey, Reconciler, DIGEST_BYTES};
+use crate::records::record::{ChainCache, Record};
+use crate::records::PutOutcome;
+use crate::wire::{Message, MAX_OFFER_ITEMS, MAX_RECORDS_BYTES, MAX_REQUEST_IDS};
+
+/// Requests a member keeps outstanding on one connection.
+pub const REQUEST_WINDOW: usize = 4;
+/// How long after learning records by reconciliation a member reconciles with its other
+/// neighbours (so that a burst of arrivals triggers one wave, not one per batch).
+pub const SETTLE_MS: Millis = 50;
+/// Room kept in a [`Message::Records`] frame for its counts and the missing ids.
+const RECORDS_OVERHEAD: usize = 4 + 4 + MAX_REQUEST_IDS * 16 + 64;
+
+/// The record database as the machine sees it: storage and verification, provided by the
+/// host. Times are the machine's (ms since the Unix epoch, peer time).
+pub trait RecordPort: Send {
+    /// Every stored version that has not expired at `now`, live or tombstone, as items.
+    fn items(&mut self, now: i64) -> Result<Vec<ItemKey>>;
+    /// The version and digest stored for `id`, if any (expired or not).
+    fn held(&mut self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>>;
+    /// The canonical encodings of the stored versions of `ids` that have not expired at
+    /// `now` (`None` for an id not held).
+    fn encodings(&mut self, ids: &[[u8; 16]], now: i64) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Verifies records from a peer as [`Record::verify`] does.
+    fn verify(&mut self, records: &[Record], now: i64) -> Vec<Result<()>>;
+    /// Stores verified records in one durable transaction, each under the conflict order.
+    fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>>;
+    /// Removes every record whose expiration has come and returns them.
+    fn expire(&mut self, now: i64) -> Result<Vec<Record>>;
+}
+
+/// Counters of what replication did, for tests, the simulator and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationStats {
+    /// Record versions stored from peers.
+    pub stored: u64,
+    /// Records from peers that failed verification (dropped).
+    pub rejected: u64,
+    /// Records from peers already held (or beaten by what is held).
+    pub duplicates: u64,
+    /// Reconciliations this member started.
+    pub reconciliations: u64,
+    /// Storage errors (the records concerned are dropped and come back by reconciliation).
+    pub storage_errors: u64,
+}
+
+/// Replication state of one neighbour connection.
+#[derive(Default)]
+struct Session {
+    /// This side's reconciliation, while it runs.
+    initiator: Option<Reconciler>,
+    /// The responder's snapshot while the peer reconciles with us.
+    responder: Option<Reconciler>,
+    /// Start another reconciliation when this one ends.
+    rerun: bool,
+    /// Ids to request from this peer.
+    want: VecDeque<[u8; 16]>,
+    /// Requests sent and not fully answered: ids still expected.
+    outstanding: BTreeSet<[u8; 16]>,
+}
+
+/// How a record reached this member.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Flood,
+    Pull,
+}
+
+/// The replication half of a group machine.
+pub(crate) struct Replication {
+    port: Box<dyn RecordPort>,
+    sessions: BTreeMap<ConnId, Session>,
+    /// Ids requested from some connection, so that one record is asked for once.
+    requested: HashMap<[u8; 16], ConnId>,
+    /// When to reconcile with every neighbour after learning records by pulling.
+    wave_at: Option<Millis>,
+    stats: ReplicationStats,
+}
+
+impl Replication {
+    pub(crate) fn new(port: Box<dyn RecordPort>) -> Self {
+        Replication {
+            port,
+            sessions: BTreeMap::new(),
+            requested: HashMap::new(),
+            wave_at: None,
+            stats: ReplicationStats::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &ReplicationStats {
+        &self.stats
+    }
+
+    pub(crate) fn port(&mut self) -> &mut dyn RecordPort {
+        self.port.as_mut()
+    }
+
+    /// The next time replication wants a tick.
+    pub(crate) fn timeout(&self) -> Option<Millis> {
+        self.wave_at
+    }
+
+    /// A neighbour connection is established; `initiate` on the side with the smaller id.
+    pub(crate) fn up(
+        &mut self,
+        conn: ConnId,
+        initiate: bool,
+        now: i64,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.sessions.insert(conn, Session::default());
+        if initiate {
+            self.start(conn, now, out);
+        }
+    }
+
+    /// A neighbour connection ended: forget its sessions and requests (reconciliation with
+    /// the others recovers what was still expected from it).
+    pub(crate) fn down(&mut self, conn: ConnId) {
+        if let Some(s) = self.sessions.remove(&conn) {
+            for id in s.outstanding {
+                if self.requested.get(&id) == Some(&conn) {
+                    self.requested.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Everything a member closing down drops.
+    pub(crate) fn clear(&mut self) {
+        self.sessions.clear();
+        self.requested.clear();
+        self.wave_at = None;
+    }
+
+    /// Starts a reconciliation with `conn`, or marks one to follow the running one.
+    pub(crate) fn start(&mut self, conn: ConnId, now: i64, out: &mut VecDeque<Output>) {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if session.initiator.is_some() {
+            session.rerun = true;
+            return;
+        }
+        let items = match self.port.items(now) {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing records to reconcile");
+                self.stats.storage_errors += 1;
+                return;
+            }
+        };
+        let started = Reconciler::new(items).and_then(|mut r| r.initiate().map(|m| (r, m)));
+        match started {
+            Ok((r, first)) => {
+                session.initiator = Some(r);
+                self.stats.reconciliations += 1;
+                out.push_back(Output::Send(conn, Message::ReconcileQuery(first)));
+            }
+            Err(e) => tracing::warn!(error = %e, "starting a reconciliation"),
+        }
+    }
+
+    /// Timers: the reconciliation wave after pulled records.
+    pub(crate) fn tick(&mut self, now_ms: Millis, out: &mut VecDeque<Output>) {
+        if self.wave_at.is_some_and(|t| t <= now_ms) {
+            self.wave_at = None;
+            let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
+            for conn in conns {
+                self.start(conn, now_ms as i64, out);
+            }
+        }
+    }
+
+    /// Removes expired records and reports those that were live.
+    pub(crate) fn expire(&mut self, now: i64, out: &mut VecDeque<Output>) {
+        match self.port.expire(now) {
+            Ok(gone) => {
+                for r in gone.into_iter().filter(|r| !r.is_deleted()) {
+                    out.push_back(Output::Event(GroupEvent::RecordChanged {
+                        change: RecordChange::Expired,
+                        record_type: r.record_type,
+                        id: r.id,
+                    }));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "expiring records");
+                self.stats.storage_errors += 1;
+            }
+        }
+    }
+
+    /// Records the application stored here: report them and flood them.
+    pub(crate) fn local(&mut self, records: Vec<Record>, out: &mut VecDeque<Output>) {
+        for r in records {
+            out.push_back(Output::Event(GroupEvent::RecordChanged {
+                change: if r.is_deleted() {
+                    RecordChange::Deleted
+                } else if r.version == 1 {
+                    RecordChange::Added
+                } else {
+                    RecordChange::Updated
+                },
+                record_type: r.record_type,
+                id: r.id,
+            }));
+            let bytes = r.encode();
+            for conn in self.sessions.keys() {
+                out.push_back(Output::Send(*conn, Message::Record(bytes.clone())));
+            }
+        }
+    }
+
+    /// A replication message from a neighbour. `Err` is a protocol violation.
+    pub(crate) fn message(
+        &mut self,
+        conn: ConnId,
+        msg: Message,
+        now: i64,
+        out: &mut VecDeque<Output>,
+    ) -> std::result::Result<(), String> {
+        if !self.sessions.contains_key(&conn) {
+            return Err("replication before the hello".into());
+        }
+        match msg {
+            Message::Record(bytes) => {
+                let record = Record::decode(&bytes).map_err(|e| e.to_string())?;
+                let stored = self.accept(vec![record], now, Via::Flood, out);
+                if stored.first().is_some_and(|s| *s) {
+                    for other in self.sessions.keys() {
+                        if *other != conn {
+                            out.push_back(Output::Send(*other, Message::Record(bytes.clone())));
+                        }
+                    }
+                }
+            }
+            Message::ReconcileQuery(query) => {
+                let session = self.sessions.get_mut(&conn).expect("checked above");
+                if session.responder.is_none() {
+                    let items = self.port.items(now).map_err(|e| e.to_string())?;
+                    session.responder = Some(Reconciler::new(items).map_err(|e| e.to_string())?);
+                }
+                let responder = session.responder.as_mut().expect("set above");
+                let answer = responder.respond(&query).map_err(|e| e.to_string())?;
+                out.push_back(Output::Send(conn, Message::ReconcileAnswer(answer)));
+            }
+            Message::ReconcileAnswer(answer) => {
+                let session = self.sessions.get_mut(&conn).expect("checked above");
+                let Some(initiator) = session.initiator.as_mut() else {
+                    return Err("a reconciliation answer with no query".into());
+                };
+                let round = initiator.step(&answer).map_err(|e| e.to_string())?;
+                for chunk in round.have.chunks(MAX_OFFER_ITEMS) {
+                    out.push_back(Output::Send(
+                        conn,
+                        Message::Offer {
+                            items: chunk.to_vec(),
+                            done: false,
+                        },
+                    ));
+                }
+                match round.next {
+                    Some(next) => out.push_back(Output::Send(conn, Message::ReconcileQuery(next))),
+                    None => {
+                        session.initiator = None;
+                        out.push_back(Output::Send(
+                            conn,
+                            Message::Offer {
+                                items: Vec::new(),
+                                done: true,
+                            },
+                        ));
+                    }
+                }
+                self.want(conn, &round.need);
+                let rerun = {
+                    let s = self.sessions.get_mut(&conn).expect("checked above");
+                    s.initiator.is_none() && std::mem::take(&mut s.rerun)
+                };
+                if rerun {
+                    self.start(conn, now, out);
+                }
+                self.pump(conn, out);
+            }
+            Message::Offer { items, done } => {
+                if done {
+                    self.sessions.get_mut(&conn).expect("checked").responder = None;
+                }
+                self.want(conn, &items);
+                self.pump(conn, out);
+            }
+            Message::Request(ids) => {
+                let encodings = self.port.encodings(&ids, now).map_err(|e| e.to_string())?;
+                let mut missing = Vec::new();
+                let mut batch: Vec<Vec<u8>> = Vec::new();
+                let mut size = 0;
+                for (id, enc) in ids.iter().zip(encodings) {
+                    match enc {
+                        None => missing.push(*id),
+                        Some(bytes) => {
+                            if !batch.is_empty()
+                                && size + bytes.len() + 4 > MAX_RECORDS_BYTES - RECORDS_OVERHEAD
+                            {
+                                out.push_back(Output::Send(
+                                    conn,
+                                    Message::Records {
+                                        records: std::mem::take(&mut batch),
+                                        missing: Vec::new(),
+                                    },
+                                ));
+                                size = 0;
+                            }
+                            size += bytes.len() + 4;
+                            batch.push(bytes);
+                        }
+                    }
+                }
+                out.push_back(Output::Send(
+                    conn,
+                    Message::Records {
+                        records: batch,
+                        missing,
+                    },
+                ));
+            }
+            Message::Records { records, missing } => {
+                let mut decoded = Vec::with_capacity(records.len());
+                for bytes in &records {
+                    decoded.push(Record::decode(bytes).map_err(|e| e.to_string())?);
+                }
+                {
+                    let session = self.sessions.get_mut(&conn).expect("checked above");
+                    for id in decoded.iter().map(|r| &r.id).chain(missing.iter()) {
+                        if session.outstanding.remove(id) && self.requested.get(id) == Some(&conn) {
+                            self.requested.remove(id);
+                        }
+                    }
+                }
+                let stored = self.accept(decoded, now, Via::Pull, out);
+                if stored.iter().any(|s| *s) && self.wave_at.is_none() {
+                    self.wave_at = Some(now.max(0) as Millis + SETTLE_MS);
+                }
+                self.pump(conn, out);
+            }
+            other => return Err(format!("not a replication message: {other:?}")),
+        }
+        Ok(())
+    }
+
+    /// Queues for request the offered items this member lacks (or holds an older or
+    /// conflicting version of).
+    fn want(&mut self, conn: ConnId, items: &[ItemKey]) {
+        let mut wanted = Vec::new();
+        for item in items {
+            if self.requested.contains_key(&item.id) {
+                continue;
+            }
+            match self.port.held(&item.id) {
+                Ok(Some((version, digest))) => {
+                    if version > item.version || (version == item.version && digest == item.digest)
+                    {
+                        continue;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking up a record");
+                    self.stats.storage_errors += 1;
+                    continue;
+                }
+            }
+            wanted.push(item.id);
+        }
+        let session = self.sessions.get_mut(&conn).expect("caller checked");
+        for id in wanted {
+            if !session.want.contains(&id) {
+                session.want.push_back(id);
+            }
+        }
+    }
+
+    /// Sends requests while the window allows.
+    fn pump(&mut self, conn: ConnId, out: &mut VecDeque<Output>) {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        while session.outstanding.len() < REQUEST_WINDOW * MAX_REQUEST_IDS
+            && !session.want.is_empty()
+        {
+            let mut ids = Vec::with_capacity(MAX_REQUEST_IDS);
+            while ids.len() < MAX_REQUEST_IDS {
+                let Some(id) = session.want.pop_front() else {
+                    break;
+                };
+                if self.requested.contains_key(&id) {
+                    continue;
+                }
+                self.requested.insert(id, conn);
+                session.outstanding.insert(id);
+                ids.push(id);
+            }
+            if ids.is_empty() {
+                break;
+            }
+            out.push_back(Output::Send(conn, Message::Request(ids)));
+        }
+    }
+
+    /// Verifies and stores records from a peer; reports what changed. Returns, per record,
+    /// whether it was stored.
+    fn accept(
+        &mut self,
+        records: Vec<Record>,
+        now: i64,
+        via: Via,
+        out: &mut VecDeque<Output>,
+    ) -> Vec<bool> {
+        let mut stored = vec![false; records.len()];
+        let checks = self.port.verify(&records, now);
+        let mut good = Vec::with_capacity(records.len());
+        let mut index = Vec::with_capacity(records.len());
+        for (i, (r, check)) in records.into_iter().zip(checks).enumerate() {
+            match check {
+                Ok(()) if !r.is_expired(now) => {
+                    good.push(r);
+                    index.push(i);
+                }
+                Ok(()) => self.stats.duplicates += 1,
+                Err(e) => {
+                    tracing::info!(error = %e, via = if via == Via::Flood { "flood" } else { "pull" }, "dropping a record that does not verify");
+                    self.stats.rejected += 1;
+                }
+            }
+        }
+        if good.is_empty() {
+            return stored;
+        }
+        let outcomes = match self.port.put(&good) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "storing records");
+                self.stats.storage_errors += 1;
+                return stored;
+            }
+        };
+        for ((r, outcome), i) in good.iter().zip(outcomes).zip(index) {
+            let change = match (outcome, r.is_deleted()) {
+                (PutOutcome::Ignored, _) => {
+                    self.stats.duplicates += 1;
+                    continue;
+                }
+                (PutOutcome::Inserted, true) => None,
+                (PutOutcome::Inserted, false) => Some(RecordChange::Added),
+                (PutOutcome::Replaced, true) => Some(RecordChange::Deleted),
+                (PutOutcome::Replaced, false) => Some(RecordChange::Updated),
+            };
+            self.stats.stored += 1;
+            stored[i] = true;
+            if let Some(change) = change {
+                out.push_back(Output::Event(GroupEvent::RecordChanged {
+                    change,
+                    record_type: r.record_type,
+                    id: r.id,
+                }));
+            }
+        }
+        stored
+    }
+}
+
+/// Verification as every member does it, with a chain cache, shared by the ports of one
+/// group (and, in the simulator, by every member: the answer depends only on the record,
+/// the root and the time).
+#[derive(Clone)]
+pub struct Verifier {
+    grc: Arc<crate::identity::gmc::GroupRootCertificate>,
+    cache: Arc<Mutex<ChainCache>>,
+    /// SHA-256 of encodings that verified, when enabled ([`Verifier::with_memo`]).
+    memo: Option<Arc<Mutex<std::collections::HashSet<[u8; 32]>>>>,
+}
+
+impl Verifier {
+    /// A verifier for the group of `grc`.
+    pub fn new(grc: crate::identity::gmc::GroupRootCertificate) -> Self {
+        Verifier {
+            grc: Arc::new(grc),
+            cache: Arc::new(Mutex::new(ChainCache::default())),
+            memo: None,
+        }
+    }
+
+    /// Remembers every encoding that verified, so that the same bytes verify at once the
+    /// next time (only the time bound is checked again). For the simulator, where a
+    /// thousand members share one verifier: the answer depends only on the bytes, the root
+    /// and the time.
+    pub fn with_memo(mut self) -> Self {
+        self.memo = Some(Arc::default());
+        self
+    }
+
+    /// [`Record::verify`] of each record at `now`.
+    pub fn verify(&self, records: &[Record], now: i64) -> Vec<Result<()>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        records
+            .iter()
+            .map(|r| {
+                let Some(memo) = &self.memo else {
+                    return r.verify_cached(&self.grc, now, &mut cache).map(|_| ());
+                };
+                let hash: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &r.encode())
+                    .as_ref()
+                    .try_into()
+                    .expect("32 bytes");
+                let known = memo
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&hash);
+                if known
+                    && r.modified <= now.saturating_add(crate::records::record::MAX_FUTURE_SKEW_MS)
+                {
+                    return Ok(());
+                }
+                r.verify_cached(&self.grc, now, &mut cache)?;
+                memo.lock().unwrap_or_else(|p| p.into_inner()).insert(hash);
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+/// A record database in memory, for the simulator and tests: the same rules as the SQLite
+/// store (conflict order, expiry), nothing durable.
+pub struct MemoryPort {
+    records: BTreeMap<[u8; 16], (Record, [u8; DIGEST_BYTES])>,
+    verifier: Verifier,
+}
+
+impl MemoryPort {
+    /// An empty database whose incoming records `verifier` checks.
+    pub fn new(verifier: Verifier) -> Self {
+        MemoryPort {
+            records: BTreeMap::new(),
+            verifier,
+        }
+    }
+
+    /// Every stored version, by id.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values().map(|(r, _)| r)
+    }
+
+    /// Stores a record without verification (what the application path does after signing).
+    pub fn store(&mut self, record: Record) -> PutOutcome {
+        let digest = ItemKey::of(&record).digest;
+        match self.records.get(&record.id) {
+            Some((old, _)) if !record.wins_over(old) => PutOutcome::Ignored,
+            Some(_) => {
+                self.records.insert(record.id, (record, digest));
+                PutOutcome::Replaced
+            }
+            None => {
+                self.records.insert(record.id, (record, digest));
+                PutOutcome::Inserted
+            }
+        }
+    }
+}
+
+impl RecordPort for MemoryPort {
+    fn items(&mut self, now: i64) -> Result<Vec<ItemKey>> {
+        Ok(self
+            .records
+            .values()
+            .filter(|(r, _)| !r.is_expired(now))
+            .map(|(r, d)| ItemKey {
+                id: r.id,
+                version: r.version,
+                digest: *d,
+            })
+            .collect())
+    }
+
+    fn held(&mut self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>> {
+        Ok(self.records.get(id).map(|(r, d)| (r.version, *d)))
+    }
+
+    fn encodings(&mut self, ids: &[[u8; 16]], now: i64) -> Result<Vec<Option<Vec<u8>>>> {
+        Ok(ids
+            .iter()
+            .map(|id| {
+                self.records
+                    .get(id)
+                    .filter(|(r, _)| !r.is_expired(now))
+                    .map(|(r, _)| r.encode())
+            })
+            .collect())
+    }
+
+    fn verify(&mut self, records: &[Record], now: i64) -> Vec<Result<()>> {
+        self.verifier.verify(records, now)
+    }
+
+    fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        for r in records {
+            r.check()?;
+        }
+        Ok(records.iter().map(|r| self.store(r.clone())).collect())
+    }
+
+    fn expire(&mut self, now: i64) -> Result<Vec<Record>> {
+        let gone: Vec<[u8; 16]> = self
+            .records
+            .iter()
+            .filter(|(_, (r, _))| r.is_expired(now))
+            .map(|(id, _)| *id)
+            .collect();
+        Ok(gone
+            .into_iter()
+            .filter_map(|id| self.records.remove(&id).map(|(r, _)| r))
+            .collect())
+    }
+}

@@ -23,6 +23,7 @@ use crate::identity::gmc::{
 };
 use crate::identity::{Authority, IdentityCertificate, IdentityError, PeerName};
 use crate::machine::{CloseReason, Config, ConnId, Group, GroupEvent, Input, Output, Persist};
+use crate::store_port::StorePort;
 use crate::transport::{
     CertificateDer, CloseCode, Connection, CredentialResolver, Credentials, Frame, Node,
     NodeConfig, Side, TrustError, TrustPolicy,
@@ -324,6 +325,7 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
 enum Control {
     Connect(Vec<SocketAddr>),
     LocalProperties(crate::wire::SignedProperties),
+    LocalRecords(Vec<crate::records::record::Record>),
     Close(oneshot::Sender<()>),
 }
 
@@ -383,6 +385,11 @@ impl DriverHandle {
 
     pub(crate) fn local_properties(&self, signed: crate::wire::SignedProperties) {
         let _ = self.control.send(Control::LocalProperties(signed));
+    }
+
+    /// Records this process stored: the machine reports and floods them.
+    pub(crate) fn local_records(&self, records: Vec<crate::records::record::Record>) {
+        let _ = self.control.send(Control::LocalRecords(records));
     }
 
     pub(crate) async fn wait_status(&self, bits: u32, timeout: Duration) -> u32 {
@@ -445,7 +452,8 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
     cfg.creator = config.properties.creator_peer_name == inner.key.0.to_string();
     cfg.synced_before = config.synced;
     cfg.seed = random_u64();
-    let mut machine = Group::new(cfg, inner.store.load_peers()?, signed);
+    let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
+        .with_records(Box::new(StorePort::new(inner.clone())));
     machine.add_bootstrap(&inner.store.load_bootstrap()?);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(0);
@@ -465,7 +473,6 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         addrs: addrs.clone(),
         disconnects: disconnects.clone(),
         neighbours: neighbours.clone(),
-        start: Instant::now(),
     };
     let task = tokio::spawn(driver.run(control_rx, net_rx));
     Ok(DriverHandle {
@@ -491,7 +498,6 @@ struct Driver {
     addrs: Arc<Mutex<Vec<SocketAddr>>>,
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
-    start: Instant,
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -506,8 +512,11 @@ enum WriterItem {
 }
 
 impl Driver {
+    /// The machine's clock: peer time, ms since the Unix epoch (record times are on it).
     fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
     }
 
     async fn run(
@@ -516,10 +525,11 @@ impl Driver {
         mut net: mpsc::Receiver<NetEvent>,
     ) {
         loop {
+            let now = self.now();
             let deadline = self
                 .machine
                 .poll_timeout()
-                .map(|ms| self.start + Duration::from_millis(ms));
+                .map(|ms| Instant::now() + Duration::from_millis(ms.saturating_sub(now)));
             tokio::select! {
                 msg = control.recv() => match msg {
                     Some(Control::Connect(addrs)) => {
@@ -527,6 +537,7 @@ impl Driver {
                         self.feed(input);
                     }
                     Some(Control::LocalProperties(p)) => self.feed(Input::LocalProperties(p)),
+                    Some(Control::LocalRecords(r)) => self.feed(Input::LocalRecords(r)),
                     Some(Control::Close(ack)) => {
                         self.shutdown().await;
                         let _ = ack.send(());

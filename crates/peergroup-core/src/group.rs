@@ -7,7 +7,8 @@
 //!
 //! Each open group keeps its record database ([`RecordStore`]) at `<group dir>/records.db`,
 //! opened on the first record call and closed after the driver when the last handle closes
-//! or the group is deleted. The record calls are local for now: nothing floods yet.
+//! or the group is deleted. A record stored by a call here goes to the running group's
+//! machine, which floods it; see [`crate::replication`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -738,6 +739,19 @@ impl Drop for GroupHandle {
 }
 
 impl GroupInner {
+    /// Runs `f` on the record database, opening it on first use. Lock order: a caller
+    /// holding `state` may call this; nothing holding the records lock takes `state`.
+    pub(crate) fn with_records<T>(
+        &self,
+        f: impl FnOnce(&mut RecordStore) -> Result<T>,
+    ) -> Result<T> {
+        let mut db = lock(&self.records);
+        if db.is_none() {
+            *db = Some(RecordStore::open(self.store.dir().join(RECORDS_FILE))?);
+        }
+        f(db.as_mut().expect("opened above"))
+    }
+
     /// Closes the record database if it is open (checkpointing its WAL); the next record call
     /// would open it again. Errors are logged: a close is best effort, and the WAL is safe.
     fn close_records(&self) {
@@ -774,7 +788,8 @@ fn may_modify(me: &str, admin: bool, record: &Record) -> bool {
     admin || record.creator == me
 }
 
-/// The record calls (`PeerGroup*Record*`), on the local database only: nothing floods yet.
+/// The record calls (`PeerGroup*Record*`): each change is stored here durably, then flooded
+/// to the group when it is online (else reconciled at the next connection).
 impl GroupHandle {
     /// The state, checked for a live handle and a synchronised member
     /// (`PEER_E_GROUP_NOT_READY` before the first synchronisation).
@@ -786,20 +801,8 @@ impl GroupHandle {
         Ok(st)
     }
 
-    /// The record database, opened on first use. Call with the state locked (lock order).
-    fn records_db(&self) -> Result<MutexGuard<'_, Option<RecordStore>>> {
-        let mut db = lock(&self.inner.records);
-        if db.is_none() {
-            *db = Some(RecordStore::open(
-                self.inner.store.dir().join(RECORDS_FILE),
-            )?);
-        }
-        Ok(db)
-    }
-
     fn with_records<T>(&self, f: impl FnOnce(&mut RecordStore) -> Result<T>) -> Result<T> {
-        let mut db = self.records_db()?;
-        f(db.as_mut().expect("opened above"))
+        self.inner.with_records(f)
     }
 
     /// `PeerGroupAddRecord`: signs and stores a new record of this member; returns its id.
@@ -840,6 +843,8 @@ impl GroupHandle {
         };
         record.sign(self.inner.identity.private_key(), &st.chain)?;
         self.with_records(|db| db.put_with_attributes(&record, &index_rows(&attributes)))?;
+        drop(st);
+        self.publish_local(std::slice::from_ref(&record));
         Ok(record.id)
     }
 
@@ -893,11 +898,13 @@ impl GroupHandle {
         };
         record.sign(self.inner.identity.private_key(), &st.chain)?;
         self.with_records(|db| db.put_with_attributes(&record, &index_rows(&parsed)))?;
+        drop(st);
+        self.publish_local(std::slice::from_ref(&record));
         Ok(())
     }
 
-    /// `PeerGroupDeleteRecord`: stores the signed tombstone of record `id` (it will flood
-    /// once replication exists). Same errors and rights as [`GroupHandle::update_record`].
+    /// `PeerGroupDeleteRecord`: stores the signed tombstone of record `id`, which floods
+    /// like any version and outlives every copy of the record. Same errors and rights as [`GroupHandle::update_record`].
     pub fn delete_record(&self, id: &[u8; 16]) -> Result<()> {
         let st = self.ready()?;
         let now = now_ms();
@@ -905,6 +912,8 @@ impl GroupHandle {
         let mut tombstone = old.tombstone(&self.inner.key.0.to_string(), now);
         tombstone.sign(self.inner.identity.private_key(), &st.chain)?;
         self.with_records(|db| db.put(&tombstone))?;
+        drop(st);
+        self.publish_local(std::slice::from_ref(&tombstone));
         Ok(())
     }
 
@@ -912,8 +921,10 @@ impl GroupHandle {
     /// running group, which floods them to its neighbours and reports them as record events.
     /// Does nothing while the group is offline: the next connection reconciles them.
     pub(crate) fn publish_local(&self, records: &[Record]) {
-        // Replication lands next; until then the records stay local.
-        let _ = records;
+        let driver = lock(&self.inner.state).driver.clone();
+        if let Some(d) = driver {
+            d.local_records(records.to_vec());
+        }
     }
 
     /// `PeerGroupGetRecord`: the live record `id` (`PEER_E_RECORD_NOT_FOUND` when it is

@@ -24,6 +24,8 @@ pub mod reconcile;
 pub mod records;
 pub mod replication;
 pub mod sim;
+#[cfg(feature = "net")]
+mod store_port;
 pub mod wire;
 
 #[cfg(feature = "net")]

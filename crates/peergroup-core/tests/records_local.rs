@@ -1,6 +1,7 @@
 //! The record calls of a group on its local database: add, update, delete, get, enumerate
 //! and search, with Windows' error codes, and the database's life with the group's.
-//! Nothing replicates yet, so every check here is about one member's own database.
+//! Every check here is about one member's own database (records_replication.rs covers
+//! what other members see).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

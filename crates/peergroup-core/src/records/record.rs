@@ -408,7 +408,7 @@ impl Record {
                 self.modifier
             )));
         }
-        verify_signature(member.public_key_der(), &self.signed_bytes(), &signature)?;
+        verify_signature(member.public_key_der(), &self.signed_bytes(), signature)?;
         if self.modifier != self.creator {
             if self.version == 1 {
                 return Err(CoreError::NotAuthorized(

@@ -11,14 +11,17 @@
 //!
 //! ```text
 //! records(id BLOB PRIMARY KEY, type BLOB, version INTEGER, flags INTEGER, creator TEXT,
-//!         modifier TEXT, created INTEGER, expires INTEGER, modified INTEGER, encoded BLOB)
+//!         modifier TEXT, created INTEGER, expires INTEGER, modified INTEGER, encoded BLOB,
+//!         digest BLOB)
 //!   index records_type(type), records_expires(expires)
 //! attributes(record_id BLOB → records(id) ON DELETE CASCADE, name TEXT, type TEXT, value)
 //!   index attributes_name_value(name, value), attributes_record(record_id)
 //! ```
 //!
-//! `encoded` is [`Record::encode`]: the record as it was signed, the only column read back;
-//! the others are copies for indexes and queries. The attribute rows are whatever the caller
+//! `encoded` is [`Record::encode`]: the record as it was signed, the only column records
+//! are read back from; `digest` is the reconciliation digest of `encoded`
+//! ([`crate::reconcile::digest_of`]), so that listing items reads no record; the others are
+//! copies for indexes and queries. The attribute rows are whatever the caller
 //! indexed with [`RecordStore::put_with_attributes`]; tombstones have none.
 //!
 //! The store does not verify signatures or rights: its callers do ([`Record::verify`]) before
@@ -31,9 +34,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::record::{Record, FLAG_DELETED};
 use crate::error::{CoreError, Result};
+use crate::reconcile::{digest_of, ItemKey, DIGEST_BYTES};
 
 /// The schema this version writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -46,7 +50,8 @@ CREATE TABLE IF NOT EXISTS records (
     created INTEGER NOT NULL,
     expires INTEGER NOT NULL,
     modified INTEGER NOT NULL,
-    encoded BLOB NOT NULL
+    encoded BLOB NOT NULL,
+    digest BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_type ON records(type);
 CREATE INDEX IF NOT EXISTS records_expires ON records(expires);
@@ -120,6 +125,15 @@ impl RecordStore {
                 path.display()
             )));
         }
+        if version != 0 && version < SCHEMA_VERSION {
+            // Schema 1 held format-1 records (ids not bound to their creator), which no
+            // member accepts any more: there is nothing to migrate.
+            return Err(CoreError::Database(format!(
+                "{} has schema {version} of a development version; remove it and let the \
+                 group resynchronise",
+                path.display()
+            )));
+        }
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
         ))
@@ -148,11 +162,114 @@ impl RecordStore {
         attributes: &[IndexedAttribute],
     ) -> Result<PutOutcome> {
         record.check()?;
-        let encoded = record.encode();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
+        let outcome = put_in(&tx, &self.path, record, attributes)?;
+        if outcome != PutOutcome::Ignored {
+            tx.commit().map_err(db)?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`RecordStore::put_with_attributes`] of many records in **one** durable transaction
+    /// (one fsync): what replication stores a batch of records from a peer with. All or
+    /// nothing: a record that fails [`Record::check`] fails the batch before anything is
+    /// written; the outcomes are in the batch's order.
+    pub fn put_all(
+        &mut self,
+        batch: &[(Record, Vec<IndexedAttribute>)],
+    ) -> Result<Vec<PutOutcome>> {
+        for (r, _) in batch {
+            r.check()?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (r, attributes) in batch {
+            outcomes.push(put_in(&tx, &self.path, r, attributes)?);
+        }
+        tx.commit().map_err(db)?;
+        Ok(outcomes)
+    }
+
+    /// The reconciliation items of every version that has not expired at `now_ms`,
+    /// tombstones included.
+    pub fn items(&self, now_ms: i64) -> Result<Vec<ItemKey>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, version, digest FROM records WHERE expires > ?1")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([now_ms], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, u32>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, version, digest) = row.map_err(db)?;
+            out.push(ItemKey {
+                id: self.array(id)?,
+                version,
+                digest: self.array(digest)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The version and digest stored for `id`, expired or not.
+    pub fn held(&self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>> {
+        let row: Option<(u32, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT version, digest FROM records WHERE id = ?1",
+                [&id[..]],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        row.map(|(v, d)| Ok((v, self.array(d)?))).transpose()
+    }
+
+    /// The canonical encodings of the stored versions of `ids` not expired at `now_ms`.
+    pub fn encodings(&self, ids: &[[u8; 16]], now_ms: i64) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT encoded FROM records WHERE id = ?1 AND expires > ?2")
+            .map_err(db)?;
+        ids.iter()
+            .map(|id| {
+                stmt.query_row(params![&id[..], now_ms], |row| row.get(0))
+                    .optional()
+                    .map_err(db)
+            })
+            .collect()
+    }
+
+    fn array<const N: usize>(&self, bytes: Vec<u8>) -> Result<[u8; N]> {
+        bytes.try_into().map_err(|_| CoreError::StoreCorrupted {
+            path: self.path.display().to_string(),
+            why: format!("a column is not {N} bytes"),
+        })
+    }
+}
+
+/// One put inside the caller's transaction (see [`RecordStore::put_with_attributes`]).
+fn put_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    record: &Record,
+    attributes: &[IndexedAttribute],
+) -> Result<PutOutcome> {
+    {
+        let encoded = record.encode();
         let stored: Option<Vec<u8>> = tx
             .query_row(
                 "SELECT encoded FROM records WHERE id = ?1",
@@ -164,9 +281,9 @@ impl RecordStore {
         let outcome = match stored {
             None => PutOutcome::Inserted,
             Some(bytes) => {
-                let old = decode_stored(&self.path, &bytes)?;
+                let old = decode_stored(path, &bytes)?;
                 if !record.wins_over(&old) {
-                    return Ok(PutOutcome::Ignored); // the transaction rolls back on drop
+                    return Ok(PutOutcome::Ignored);
                 }
                 tx.execute("DELETE FROM records WHERE id = ?1", [&record.id[..]])
                     .map_err(db)?;
@@ -175,7 +292,8 @@ impl RecordStore {
         };
         tx.execute(
             "INSERT INTO records (id, type, version, flags, creator, modifier, created, \
-             expires, modified, encoded) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             expires, modified, encoded, digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 &record.id[..],
                 &record.record_type[..],
@@ -186,7 +304,8 @@ impl RecordStore {
                 record.created,
                 record.expires,
                 record.modified,
-                encoded,
+                &encoded,
+                &digest_of(&encoded)[..],
             ],
         )
         .map_err(db)?;
@@ -207,10 +326,11 @@ impl RecordStore {
                     .map_err(db)?;
             }
         }
-        tx.commit().map_err(db)?;
         Ok(outcome)
     }
+}
 
+impl RecordStore {
     /// The stored version of record `id`, tombstone or expired included (what replication
     /// holds); [`CoreError::RecordNotFound`] if there is none.
     pub fn get(&self, id: &[u8; 16]) -> Result<Record> {

@@ -1,0 +1,77 @@
+//! The replication port of a running group: its SQLite record database and real
+//! verification, as the machine's [`RecordPort`].
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::group::GroupInner;
+use crate::reconcile::{ItemKey, DIGEST_BYTES};
+use crate::records::attributes::Attributes;
+use crate::records::record::Record;
+use crate::records::view::index_rows;
+use crate::records::PutOutcome;
+use crate::replication::{RecordPort, Verifier};
+
+/// The machine's view of a group's record database.
+pub(crate) struct StorePort {
+    inner: Arc<GroupInner>,
+    verifier: Verifier,
+}
+
+impl StorePort {
+    pub(crate) fn new(inner: Arc<GroupInner>) -> Self {
+        let verifier = Verifier::new(inner.grc.clone());
+        StorePort { inner, verifier }
+    }
+}
+
+impl RecordPort for StorePort {
+    fn items(&mut self, now: i64) -> Result<Vec<ItemKey>> {
+        self.inner.with_records(|db| db.items(now))
+    }
+
+    fn held(&mut self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>> {
+        self.inner.with_records(|db| db.held(id))
+    }
+
+    fn encodings(&mut self, ids: &[[u8; 16]], now: i64) -> Result<Vec<Option<Vec<u8>>>> {
+        self.inner.with_records(|db| db.encodings(ids, now))
+    }
+
+    /// Signatures and rights ([`Record::verify`]), and attributes a search can index (a
+    /// record whose attributes do not parse could never be found, and the application that
+    /// made it could not have added it).
+    fn verify(&mut self, records: &[Record], now: i64) -> Vec<Result<()>> {
+        self.verifier
+            .verify(records, now)
+            .into_iter()
+            .zip(records)
+            .map(|(checked, r)| {
+                checked?;
+                if !r.is_deleted() {
+                    Attributes::parse(&r.attributes)?;
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        let batch = records
+            .iter()
+            .map(|r| {
+                let rows = if r.is_deleted() {
+                    Vec::new()
+                } else {
+                    index_rows(&Attributes::parse(&r.attributes)?)
+                };
+                Ok((r.clone(), rows))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.inner.with_records(|db| db.put_all(&batch))
+    }
+
+    fn expire(&mut self, now: i64) -> Result<Vec<Record>> {
+        self.inner.with_records(|db| db.expire(now))
+    }
+}

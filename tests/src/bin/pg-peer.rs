@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use peergroup_core::identity::{IdentityError, IdentityStore, PeerName};
 use peergroup_core::properties::GroupProperties;
-use peergroup_core::transport::{CloseReason, Limits};
 use peergroup_core::records::record::Record;
+use peergroup_core::transport::{CloseReason, Limits};
 use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};

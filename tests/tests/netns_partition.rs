@@ -281,6 +281,9 @@ fn partitioned_sides_write_and_every_database_is_identical_after_heal() {
 
     phase("end of input to every peer; waiting for them to exit");
     for p in peers.iter_mut() {
+        p.end_input();
+    }
+    for p in peers.iter_mut() {
         let status = p.finish();
         assert!(status.success(), "{} exited with {status}", p.label);
         phase(&format!("{} exited: {status}", p.label));

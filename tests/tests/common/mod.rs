@@ -248,9 +248,14 @@ impl Peer {
         }
     }
 
+    /// Closes stdin: the peer closes its group and exits (see [`Peer::finish`]).
+    pub fn end_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// Closes stdin (the peer closes its group and exits) and waits for the exit.
     pub fn finish(&mut self) -> ExitStatus {
-        drop(self.stdin.take());
+        self.end_input();
         let deadline = Instant::now() + EXIT_BOUND;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

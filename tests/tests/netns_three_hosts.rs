@@ -19,316 +19,29 @@
 //! (`CI=true`), where a missing capability fails. The namespaces are removed on every exit
 //! path, panics included (a Drop guard).
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use common::{describe, ip_ok, phase, preflight, skip, until, Namespaces, Peer, Status};
+use common::{HAS_CONNECTIONS, LISTENING};
+use serde_json::json;
 
-/// `PEER_GROUP_STATUS_LISTENING`.
-const LISTENING: u64 = 0x1;
-/// `PEER_GROUP_STATUS_HAS_CONNECTIONS`.
-const HAS_CONNECTIONS: u64 = 0x2;
-/// Upper bound for one answer of a peer (commands that wait carry their own, shorter bound).
-const ANSWER_BOUND: Duration = Duration::from_secs(60);
 /// Upper bound for the group to form: status 3 everywhere, then the full mesh.
 const FORM_BOUND: Duration = Duration::from_secs(40);
 /// Upper bound for A and B to notice that C is gone (the peers' idle timeout is 3 s).
 const LOSS_BOUND: Duration = Duration::from_secs(20);
 /// Upper bound for C to be back in the mesh after its link returns.
 const HEAL_BOUND: Duration = Duration::from_secs(60);
-/// Upper bound for a peer to exit after end of input.
-const EXIT_BOUND: Duration = Duration::from_secs(20);
-
-/// Prints one progress line for the CI log, with the seconds since the test began.
-fn phase(msg: &str) {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    eprintln!("[netns_three_hosts {t:5.1}s] {msg}");
-}
-
-// ---------------------------------------------------------------------------------------
-// Namespaces
-
-/// The namespaces this test created; dropping it deletes them (and with them their links).
-struct Namespaces {
-    names: Vec<String>,
-}
-
-impl Namespaces {
-    fn add(&mut self, name: &str) -> Result<(), String> {
-        ip(&["netns", "add", name])?;
-        self.names.push(name.to_owned());
-        Ok(())
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in self.names.iter().rev() {
-            match ip(&["netns", "del", name]) {
-                Ok(()) => phase(&format!("removed namespace {name}")),
-                Err(e) => eprintln!("[netns_three_hosts] could not remove namespace {name}: {e}"),
-            }
-        }
-    }
-}
-
-/// Runs `ip ARGS`; the error carries its stderr.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run `ip`: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Like [`ip`], but the namespaces exist now: a failure is the test's failure.
-fn ip_ok(args: &[&str]) {
-    if let Err(e) = ip(args) {
-        panic!("{e}");
-    }
-}
-
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Reports a missing capability: a skip on a developer machine, a failure under CI.
-fn skip(reason: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but this test cannot run: {reason}");
-    }
-    eprintln!("skipped: {reason}");
-}
-
-// ---------------------------------------------------------------------------------------
-// Peers
-
-/// One `pg-peer` process inside a host's namespace.
-struct Peer {
-    label: &'static str,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    _home: tempfile::TempDir,
-}
-
-impl Peer {
-    fn spawn(label: &'static str, netns: &str, listen: &str) -> Peer {
-        let home = tempfile::tempdir().unwrap();
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                env!("CARGO_BIN_EXE_pg-peer"),
-                "--home",
-            ])
-            .arg(home.path())
-            .args(["--listen", listen])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start pg-peer in {netns}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Peer {
-            label,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            _home: home,
-        }
-    }
-
-    /// Sends one command and returns its answer, which must be `"ok": true`.
-    fn call(&mut self, req: Value) -> Value {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{req}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("{}: cannot send {req}: {e}", self.label));
-        let line = self
-            .lines
-            .recv_timeout(ANSWER_BOUND)
-            .unwrap_or_else(|e| panic!("{}: no answer to {req}: {e}", self.label));
-        let answer: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{}: answer is not JSON ({e}): {line}", self.label));
-        assert_eq!(
-            answer["ok"], true,
-            "{}: {req} was refused: {answer}",
-            self.label
-        );
-        answer
-    }
-
-    fn status(&mut self) -> Status {
-        Status::of(&self.call(json!({"cmd": "status"})))
-    }
-
-    /// Closes stdin (the peer closes its group and exits) and waits for the exit.
-    fn finish(&mut self) -> ExitStatus {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + EXIT_BOUND;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: still running {EXIT_BOUND:?} after end of input",
-                self.label
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // After a panic: do not leave the process behind in a namespace about to go.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A peer's view of its group, from a `status` answer.
-#[derive(Debug)]
-struct Status {
-    status: u64,
-    /// Neighbour member names with their connection ids.
-    neighbours: Vec<(String, u64)>,
-    /// Kinds of the remembered disconnects, oldest first.
-    disconnects: Vec<String>,
-    raw: Value,
-}
-
-impl Status {
-    fn of(v: &Value) -> Status {
-        let neighbours = v["neighbours"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| {
-                (
-                    n["member"].as_str().unwrap().to_owned(),
-                    n["connection_id"].as_u64().unwrap_or(0),
-                )
-            })
-            .collect();
-        let disconnects = v["disconnects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["kind"].as_str().unwrap().to_owned())
-            .collect();
-        Status {
-            status: v["status"].as_u64().unwrap(),
-            neighbours,
-            disconnects,
-            raw: v.clone(),
-        }
-    }
-
-    fn members(&self) -> BTreeSet<String> {
-        self.neighbours.iter().map(|(m, _)| m.clone()).collect()
-    }
-
-    fn connection_to(&self, member: &str) -> Option<u64> {
-        self.neighbours
-            .iter()
-            .find(|(m, _)| m == member)
-            .map(|(_, id)| *id)
-    }
-}
-
-/// "B#1 in, C#2 out": the neighbours by host label, connection id and direction.
-fn describe(s: &Status, names: &[(&str, &str)]) -> String {
-    let label = |m: &str| {
-        names
-            .iter()
-            .find(|(_, n)| *n == m)
-            .map_or("?", |(l, _)| *l)
-            .to_owned()
-    };
-    let list: Vec<String> = s.raw["neighbours"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            format!(
-                "{}#{} {} {}",
-                label(n["member"].as_str().unwrap()),
-                n["connection_id"],
-                if n["outbound"] == true {
-                    "out to"
-                } else {
-                    "in from"
-                },
-                n["address"].as_str().unwrap()
-            )
-        })
-        .collect();
-    format!("status {} [{}]", s.status, list.join(", "))
-}
-
-/// Polls `check` until it gives a value; panics with the last observation after `bound`.
-fn until<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + bound;
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(last) => {
-                assert!(
-                    Instant::now() < deadline,
-                    "not within {bound:?}: {what}; last seen: {last}"
-                );
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 
 #[test]
 fn three_hosts_join_connect_and_see_a_host_cut_off() {
     phase("start");
-    match effective_uid() {
-        Some(0) => {}
-        Some(uid) => {
-            return skip(&format!(
-                "needs root to create network namespaces (uid {uid})"
-            ))
-        }
-        None => return skip("cannot read the uid from /proc/self/status"),
-    }
-    if let Err(e) = ip(&["-V"]) {
-        return skip(&format!("iproute2 is not usable: {e}"));
+    if let Err(reason) = preflight() {
+        return skip(&reason);
     }
 
     let pid = std::process::id();
@@ -338,18 +51,14 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
     let hosts = ["a", "b", "c"];
 
     // Declared before the peers, so it drops after them: processes first, then namespaces.
-    let mut namespaces = Namespaces { names: Vec::new() };
-    for name in [switch.clone()]
+    let names: Vec<String> = [switch.clone()]
         .into_iter()
         .chain(hosts.iter().map(|h| ns(h)))
-    {
-        if let Err(e) = namespaces.add(&name) {
-            return skip(&format!("cannot create network namespace {name}: {e}"));
-        }
-    }
-    if let Err(e) = ip(&["netns", "exec", &switch, "ip", "link", "show", "lo"]) {
-        return skip(&format!("`ip netns exec` does not work here: {e}"));
-    }
+        .collect();
+    let namespaces = match Namespaces::create(&names) {
+        Ok(n) => n,
+        Err(reason) => return skip(&reason),
+    };
 
     phase(&format!(
         "namespaces {switch} (bridge br0) and {} {} {}, subnet {subnet}.0/24",
@@ -363,14 +72,7 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
         let host_ns = ns(h);
         let port = format!("p-{h}");
         let addr = format!("{subnet}.{}/24", i + 1);
-        ip_ok(&[
-            "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-            &host_ns,
-        ]);
-        ip_ok(&["-n", &switch, "link", "set", &port, "master", "br0", "up"]);
-        ip_ok(&["-n", &host_ns, "link", "set", "lo", "up"]);
-        ip_ok(&["-n", &host_ns, "addr", "add", &addr, "dev", "eth0"]);
-        ip_ok(&["-n", &host_ns, "link", "set", "eth0", "up"]);
+        common::attach_host(&switch, "br0", &port, &host_ns, &addr);
         phase(&format!(
             "host {h}: {host_ns} eth0 {addr} <-> {switch} {port}"
         ));
@@ -381,16 +83,9 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
     let mut b = Peer::spawn("B", &ns("b"), &format!("{subnet}.2:0"));
     let mut c = Peer::spawn("C", &ns("c"), &format!("{subnet}.3:0"));
 
-    let name_of = |p: &mut Peer, classifier: &str| {
-        let v = p.call(json!({"cmd": "identity", "classifier": classifier}));
-        (
-            v["peer_name"].as_str().unwrap().to_owned(),
-            v["xml"].as_str().unwrap().to_owned(),
-        )
-    };
-    let (a_name, _) = name_of(&mut a, "a");
-    let (b_name, b_xml) = name_of(&mut b, "b");
-    let (c_name, c_xml) = name_of(&mut c, "c");
+    let (a_name, _) = a.identity("a");
+    let (b_name, b_xml) = b.identity("b");
+    let (c_name, c_xml) = c.identity("c");
 
     phase("A creates the group and connects");
     a.call(json!({"cmd": "create"}));

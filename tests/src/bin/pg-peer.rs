@@ -17,8 +17,18 @@
 //!                                            "disconnects":[…],"listen":[…]}
 //! {"cmd":"wait","bits":3,"timeout_ms":N} -> like "status", once the status has all `bits`
 //!                                            or the timeout passed
+//! {"cmd":"add","text":"…"}              -> {"ok":true,"id":"<32 hex>"}
+//! {"cmd":"records"}                      -> {"ok":true,"count":N,"digest":"<64 hex>",
+//!                                            "ids":["<32 hex>",…]}
 //! {"cmd":"close"}                        -> {"ok":true}
 //! ```
+//!
+//! `add` stores a record of the test type [`TEST_RECORD_TYPE`], no attributes, expiring an
+//! hour from now, whose data is the UTF-8 `text`. `records` lists the live records of every
+//! type (`enum_records(None)`): their ids sorted, and a SHA-256 digest over, for each record
+//! in id order, its id (16 bytes), version (4 bytes big-endian), then its data and its security
+//! bytes, each preceded by its length (8 bytes big-endian). Two hosts with the same digest hold
+//! the same versions of the same records with the same payloads and signatures.
 //!
 //! A neighbour is `{"connection_id","member","node_id","address","outbound"}`; a disconnect is
 //! `{"kind":"timed_out"|"peer"|"local"|"reset"|"transport"|"peer_unknown_code","text"}`.
@@ -31,8 +41,9 @@ use std::time::Duration;
 
 use peergroup_core::identity::{IdentityError, IdentityStore, PeerName};
 use peergroup_core::properties::GroupProperties;
+use peergroup_core::records::record::Record;
 use peergroup_core::transport::{CloseReason, Limits};
-use peergroup_core::{CoreError, GroupHandle, Peergroup};
+use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -40,6 +51,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Keep-alive period, well below the idle timeout.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// The record type of `add`: an application type (not reserved), GUID bytes.
+const TEST_RECORD_TYPE: [u8; 16] = *b"pg-peer-testrec1";
+/// How long an `add`ed record lives.
+const RECORD_LIFETIME_MS: i64 = 3_600_000;
 
 struct Peer {
     pg: Peergroup,
@@ -73,6 +88,33 @@ fn str_arg<'a>(req: &'a Value, key: &str) -> Result<&'a str, Failure> {
     req.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| usage(format!("missing string field {key:?}")))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `records` digest: SHA-256 over (id, version, data, security) of each record, by id.
+fn records_digest(records: &[Record]) -> String {
+    let mut sorted: Vec<&Record> = records.iter().collect();
+    sorted.sort_by_key(|r| r.id);
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for r in sorted {
+        ctx.update(&r.id);
+        ctx.update(&r.version.to_be_bytes());
+        for field in [&r.data, &r.security] {
+            ctx.update(&(field.len() as u64).to_be_bytes());
+            ctx.update(field);
+        }
+    }
+    hex(ctx.finish().as_ref())
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn disconnect_json(r: &CloseReason) -> Value {
@@ -186,6 +228,27 @@ impl Peer {
                     .wait_status(bits, Duration::from_millis(ms))
                     .await?;
                 self.status()
+            }
+            "add" => {
+                let text = str_arg(req, "text")?;
+                let id = self.group()?.add_record(NewRecord {
+                    record_type: TEST_RECORD_TYPE,
+                    attributes: String::new(),
+                    expires_ms: now_ms() + RECORD_LIFETIME_MS,
+                    data: text.as_bytes().to_vec(),
+                })?;
+                Ok(json!({ "ok": true, "id": hex(&id) }))
+            }
+            "records" => {
+                let records = self.group()?.enum_records(None)?;
+                let mut ids: Vec<String> = records.iter().map(|r| hex(&r.id)).collect();
+                ids.sort();
+                Ok(json!({
+                    "ok": true,
+                    "count": records.len(),
+                    "digest": records_digest(&records),
+                    "ids": ids,
+                }))
             }
             "close" => {
                 let group = self.group.take().ok_or_else(|| usage("no group"))?;

@@ -1,0 +1,393 @@
+//! Shared by the network-namespace tests (`netns_*.rs`): creating and removing namespaces,
+//! the skip rules, and driving one `pg-peer` process per host (see `src/bin/pg-peer.rs`).
+//!
+//! Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// `PEER_GROUP_STATUS_LISTENING`.
+pub const LISTENING: u64 = 0x1;
+/// `PEER_GROUP_STATUS_HAS_CONNECTIONS`.
+pub const HAS_CONNECTIONS: u64 = 0x2;
+/// Upper bound for one answer of a peer (commands that wait carry their own, shorter bound).
+pub const ANSWER_BOUND: Duration = Duration::from_secs(60);
+/// Upper bound for a peer to exit after end of input.
+pub const EXIT_BOUND: Duration = Duration::from_secs(20);
+
+/// Prints one progress line for the CI log, prefixed with the test binary's name and the
+/// seconds since its first progress line.
+pub fn phase(msg: &str) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[{} {t:5.1}s] {msg}", env!("CARGO_CRATE_NAME"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Namespaces and skip rules
+
+/// The namespaces a test created; dropping it deletes them (and with them their links).
+pub struct Namespaces {
+    names: Vec<String>,
+}
+
+impl Namespaces {
+    /// Creates `names` in order and checks that `ip netns exec` works in the first. The error
+    /// is a reason to skip; whatever was created is removed again when the error is returned.
+    pub fn create(names: &[String]) -> Result<Namespaces, String> {
+        let mut namespaces = Namespaces { names: Vec::new() };
+        for name in names {
+            ip(&["netns", "add", name])
+                .map_err(|e| format!("cannot create network namespace {name}: {e}"))?;
+            namespaces.names.push(name.clone());
+        }
+        if let Some(first) = names.first() {
+            ip(&["netns", "exec", first, "ip", "link", "show", "lo"])
+                .map_err(|e| format!("`ip netns exec` does not work here: {e}"))?;
+        }
+        Ok(namespaces)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in self.names.iter().rev() {
+            match ip(&["netns", "del", name]) {
+                Ok(()) => phase(&format!("removed namespace {name}")),
+                Err(e) => eprintln!(
+                    "[{}] could not remove namespace {name}: {e}",
+                    env!("CARGO_CRATE_NAME")
+                ),
+            }
+        }
+    }
+}
+
+/// Runs `ip ARGS`; the error carries its stderr.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`ip {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Like [`ip`], but the namespaces exist now: a failure is the test's failure.
+pub fn ip_ok(args: &[&str]) {
+    if let Err(e) = ip(args) {
+        panic!("{e}");
+    }
+}
+
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Whether this process may make namespaces: root and a working `ip`. The error is the
+/// reason to [`skip`].
+pub fn preflight() -> Result<(), String> {
+    match effective_uid() {
+        Some(0) => {}
+        Some(uid) => {
+            return Err(format!(
+                "needs root to create network namespaces (uid {uid})"
+            ))
+        }
+        None => return Err("cannot read the uid from /proc/self/status".into()),
+    }
+    ip(&["-V"]).map_err(|e| format!("iproute2 is not usable: {e}"))
+}
+
+/// Reports a missing capability: a skip on a developer machine, a failure under CI.
+pub fn skip(reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but this test cannot run: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// Connects `host_ns` to bridge `bridge` in namespace `switch`: a veth pair with `port` on the
+/// bridge and `eth0` (address `addr`, e.g. `10.0.0.1/24`) in the host.
+pub fn attach_host(switch: &str, bridge: &str, port: &str, host_ns: &str, addr: &str) {
+    ip_ok(&[
+        "-n", switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", host_ns,
+    ]);
+    ip_ok(&["-n", switch, "link", "set", port, "master", bridge, "up"]);
+    ip_ok(&["-n", host_ns, "link", "set", "lo", "up"]);
+    ip_ok(&["-n", host_ns, "addr", "add", addr, "dev", "eth0"]);
+    ip_ok(&["-n", host_ns, "link", "set", "eth0", "up"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers
+
+/// One `pg-peer` process inside a host's namespace.
+pub struct Peer {
+    pub label: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    _home: tempfile::TempDir,
+}
+
+impl Peer {
+    pub fn spawn(label: &'static str, netns: &str, listen: &str) -> Peer {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                env!("CARGO_BIN_EXE_pg-peer"),
+                "--home",
+            ])
+            .arg(home.path())
+            .args(["--listen", listen])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start pg-peer in {netns}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer {
+            label,
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            _home: home,
+        }
+    }
+
+    /// Sends one command and returns its answer, which must be `"ok": true`.
+    pub fn call(&mut self, req: Value) -> Value {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{req}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("{}: cannot send {req}: {e}", self.label));
+        let line = self
+            .lines
+            .recv_timeout(ANSWER_BOUND)
+            .unwrap_or_else(|e| panic!("{}: no answer to {req}: {e}", self.label));
+        let answer: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: answer is not JSON ({e}): {line}", self.label));
+        assert_eq!(
+            answer["ok"], true,
+            "{}: {req} was refused: {answer}",
+            self.label
+        );
+        answer
+    }
+
+    /// Makes an identity with `classifier`; returns its peer name and public XML.
+    pub fn identity(&mut self, classifier: &str) -> (String, String) {
+        let v = self.call(json!({"cmd": "identity", "classifier": classifier}));
+        (
+            v["peer_name"].as_str().unwrap().to_owned(),
+            v["xml"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub fn status(&mut self) -> Status {
+        Status::of(&self.call(json!({"cmd": "status"})))
+    }
+
+    /// Adds a record with `text` as its data; returns its id (32 hex digits).
+    pub fn add(&mut self, text: &str) -> String {
+        let v = self.call(json!({"cmd": "add", "text": text}));
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(id.len(), 32, "{}: add answered a bad id: {v}", self.label);
+        id
+    }
+
+    /// The peer's live records: count, digest and ids.
+    pub fn records(&mut self) -> Records {
+        let v = self.call(json!({"cmd": "records"}));
+        let ids: BTreeSet<String> = v["ids"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: records without ids: {v}", self.label))
+            .iter()
+            .map(|i| i.as_str().unwrap().to_owned())
+            .collect();
+        let count = v["count"].as_u64().unwrap() as usize;
+        assert_eq!(
+            count,
+            ids.len(),
+            "{}: count and ids disagree: {v}",
+            self.label
+        );
+        Records {
+            count,
+            digest: v["digest"].as_str().unwrap().to_owned(),
+            ids,
+        }
+    }
+
+    /// Closes stdin: the peer closes its group and exits (see [`Peer::finish`]).
+    pub fn end_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    /// Closes stdin (the peer closes its group and exits) and waits for the exit.
+    pub fn finish(&mut self) -> ExitStatus {
+        self.end_input();
+        let deadline = Instant::now() + EXIT_BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: still running {EXIT_BOUND:?} after end of input",
+                self.label
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // After a panic: do not leave the process behind in a namespace about to go.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A peer's record database, from a `records` answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Records {
+    pub count: usize,
+    pub digest: String,
+    pub ids: BTreeSet<String>,
+}
+
+impl std::fmt::Display for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} records, digest {}", self.count, &self.digest[..12])
+    }
+}
+
+/// A peer's view of its group, from a `status` answer.
+#[derive(Debug)]
+pub struct Status {
+    pub status: u64,
+    /// Neighbour member names with their connection ids.
+    pub neighbours: Vec<(String, u64)>,
+    /// Kinds of the remembered disconnects, oldest first.
+    pub disconnects: Vec<String>,
+    pub raw: Value,
+}
+
+impl Status {
+    pub fn of(v: &Value) -> Status {
+        let neighbours = v["neighbours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["member"].as_str().unwrap().to_owned(),
+                    n["connection_id"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let disconnects = v["disconnects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
+            .collect();
+        Status {
+            status: v["status"].as_u64().unwrap(),
+            neighbours,
+            disconnects,
+            raw: v.clone(),
+        }
+    }
+
+    pub fn members(&self) -> BTreeSet<String> {
+        self.neighbours.iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    pub fn connection_to(&self, member: &str) -> Option<u64> {
+        self.neighbours
+            .iter()
+            .find(|(m, _)| m == member)
+            .map(|(_, id)| *id)
+    }
+}
+
+/// "B#1 in, C#2 out": the neighbours by host label, connection id and direction.
+pub fn describe(s: &Status, names: &[(&str, &str)]) -> String {
+    let label = |m: &str| {
+        names
+            .iter()
+            .find(|(_, n)| *n == m)
+            .map_or("?", |(l, _)| *l)
+            .to_owned()
+    };
+    let list: Vec<String> = s.raw["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            format!(
+                "{}#{} {} {}",
+                label(n["member"].as_str().unwrap()),
+                n["connection_id"],
+                if n["outbound"] == true {
+                    "out to"
+                } else {
+                    "in from"
+                },
+                n["address"].as_str().unwrap()
+            )
+        })
+        .collect();
+    format!("status {} [{}]", s.status, list.join(", "))
+}
+
+/// Polls `check` until it gives a value; panics with the last observation after `bound`.
+pub fn until<T>(what: &str, bound: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + bound;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(last) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "not within {bound:?}: {what}; last seen: {last}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

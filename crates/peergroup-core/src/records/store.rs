@@ -14,12 +14,16 @@
 //!         modifier TEXT, created INTEGER, expires INTEGER, modified INTEGER, encoded BLOB)
 //!   index records_type(type), records_expires(expires)
 //! attributes(record_id BLOB → records(id) ON DELETE CASCADE, name TEXT, type TEXT, value)
-//!   index attributes_name_value(name, value), attributes_record(record_id)
+//!   index attributes_name_value(name COLLATE NOCASE, value), attributes_record(record_id)
 //! ```
 //!
 //! `encoded` is [`Record::encode`]: the record as it was signed, the only column read back;
 //! the others are copies for indexes and queries. The attribute rows are whatever the caller
 //! indexed with [`RecordStore::put_with_attributes`]; tombstones have none.
+//!
+//! Attribute names compare without regard to ASCII case (as search looks them up), hence the
+//! `NOCASE` name column of the index; a database made before that gets its index rebuilt on
+//! open. [`RecordStore::search`] narrows a search through it (`records::query`).
 //!
 //! The store does not verify signatures or rights: its callers do ([`Record::verify`]) before
 //! anything reaches it. It enforces the field rules ([`Record::check`]) and the conflict order.
@@ -30,6 +34,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::record::{Record, FLAG_DELETED};
+use super::search::Criteria;
 use crate::error::{CoreError, Result};
 
 /// The schema this version writes and reads.
@@ -56,7 +61,7 @@ CREATE TABLE IF NOT EXISTS attributes (
     type TEXT NOT NULL,
     value
 );
-CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name, value);
+CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name COLLATE NOCASE, value);
 CREATE INDEX IF NOT EXISTS attributes_record ON attributes(record_id);
 ";
 
@@ -129,8 +134,22 @@ impl RecordStore {
                 path.display()
             )));
         }
+        // An index on the names as stored (case-sensitive) cannot serve search: rebuild it.
+        let stale_index: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'index' \
+                 AND name = 'attributes_name_value' AND sql NOT LIKE '%NOCASE%')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db)?;
+        let drop_stale = if stale_index {
+            "DROP INDEX IF EXISTS attributes_name_value;"
+        } else {
+            ""
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {drop_stale} {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(db)?;
         Ok(RecordStore { conn, path })
@@ -157,67 +176,38 @@ impl RecordStore {
         attributes: &[IndexedAttribute],
     ) -> Result<PutOutcome> {
         record.check()?;
-        let encoded = record.encode();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        let stored: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT encoded FROM records WHERE id = ?1",
-                [&record.id[..]],
-                |row| row.get(0),
-            )
-            .optional()
+        let outcome = put_in(&tx, &self.path, record, attributes)?;
+        if outcome != PutOutcome::Ignored {
+            tx.commit().map_err(db)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Stores every (record, attribute rows) pair as [`RecordStore::put_with_attributes`]
+    /// would, in order, in **one** durable transaction: all or nothing. Every record is
+    /// checked ([`Record::check`]) before anything is written, and any failure rolls the
+    /// whole batch back. Returns each pair's outcome, in order.
+    pub fn put_many(
+        &mut self,
+        batch: &[(Record, Vec<IndexedAttribute>)],
+    ) -> Result<Vec<PutOutcome>> {
+        for (record, _) in batch {
+            record.check()?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        let outcome = match stored {
-            None => PutOutcome::Inserted,
-            Some(bytes) => {
-                let old = decode_stored(&self.path, &bytes)?;
-                if !record.wins_over(&old) {
-                    return Ok(PutOutcome::Ignored); // the transaction rolls back on drop
-                }
-                tx.execute("DELETE FROM records WHERE id = ?1", [&record.id[..]])
-                    .map_err(db)?;
-                PutOutcome::Replaced
-            }
-        };
-        tx.execute(
-            "INSERT INTO records (id, type, version, flags, creator, modifier, created, \
-             expires, modified, encoded) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                &record.id[..],
-                &record.record_type[..],
-                record.version,
-                record.flags,
-                record.creator,
-                record.modifier,
-                record.created,
-                record.expires,
-                record.modified,
-                encoded,
-            ],
-        )
-        .map_err(db)?;
-        if !record.is_deleted() {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO attributes (record_id, name, type, value) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(db)?;
-            for a in attributes {
-                let value = match &a.value {
-                    IndexValue::Integer(i) => rusqlite::types::Value::Integer(*i),
-                    IndexValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-                };
-                insert
-                    .execute(params![&record.id[..], a.name, a.type_name, value])
-                    .map_err(db)?;
-            }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (record, attributes) in batch {
+            outcomes.push(put_in(&tx, &self.path, record, attributes)?);
         }
         tx.commit().map_err(db)?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     /// The stored version of record `id`, tombstone or expired included (what replication
@@ -263,6 +253,31 @@ impl RecordStore {
                 params![FLAG_DELETED, now_ms],
             ),
         }
+    }
+
+    /// The live records at `now_ms` that match `criteria`, ordered by id: the candidates the
+    /// attribute index offers for the clauses it can serve ([`super::query::candidates`]),
+    /// then [`Criteria::matches`] on each, so the answer is exactly that of a full scan.
+    pub fn search(&self, criteria: &Criteria, now_ms: i64) -> Result<Vec<Record>> {
+        let (sql, params) = super::query::candidates(criteria, now_ms);
+        let candidates = self.query(&sql, rusqlite::params_from_iter(params))?;
+        Ok(super::query::filter_exact(criteria, candidates))
+    }
+
+    /// SQLite's plan for [`RecordStore::search`]'s candidate query (`EXPLAIN QUERY PLAN`,
+    /// one detail line per step): which indexes a search uses, for tests and diagnostics.
+    pub fn explain_search(&self, criteria: &Criteria, now_ms: i64) -> Result<Vec<String>> {
+        let (sql, params) = super::query::candidates(criteria, now_ms);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                row.get::<_, String>(3)
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
     /// The tombstones held, ordered by id.
@@ -351,6 +366,72 @@ impl RecordStore {
         }
         Ok(out)
     }
+}
+
+/// One put inside the caller's transaction: the conflict order against the stored version,
+/// then the record and (unless it is a tombstone) its attribute rows. `record` is checked.
+fn put_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    record: &Record,
+    attributes: &[IndexedAttribute],
+) -> Result<PutOutcome> {
+    let encoded = record.encode();
+    let stored: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT encoded FROM records WHERE id = ?1",
+            [&record.id[..]],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    let outcome = match stored {
+        None => PutOutcome::Inserted,
+        Some(bytes) => {
+            let old = decode_stored(path, &bytes)?;
+            if !record.wins_over(&old) {
+                return Ok(PutOutcome::Ignored);
+            }
+            tx.execute("DELETE FROM records WHERE id = ?1", [&record.id[..]])
+                .map_err(db)?;
+            PutOutcome::Replaced
+        }
+    };
+    tx.execute(
+        "INSERT INTO records (id, type, version, flags, creator, modifier, created, \
+         expires, modified, encoded) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            &record.id[..],
+            &record.record_type[..],
+            record.version,
+            record.flags,
+            record.creator,
+            record.modifier,
+            record.created,
+            record.expires,
+            record.modified,
+            encoded,
+        ],
+    )
+    .map_err(db)?;
+    if !record.is_deleted() {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO attributes (record_id, name, type, value) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db)?;
+        for a in attributes {
+            let value = match &a.value {
+                IndexValue::Integer(i) => rusqlite::types::Value::Integer(*i),
+                IndexValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            };
+            insert
+                .execute(params![&record.id[..], a.name, a.type_name, value])
+                .map_err(db)?;
+        }
+    }
+    Ok(outcome)
 }
 
 fn decode_stored(path: &Path, bytes: &[u8]) -> Result<Record> {

@@ -304,6 +304,36 @@ mod tests {
     }
 
     #[test]
+    fn an_old_case_sensitive_index_is_rebuilt_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.db");
+        drop(RecordStore::open(&path).unwrap());
+        let index_sql = |conn: &rusqlite::Connection| -> String {
+            conn.query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'attributes_name_value'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "DROP INDEX attributes_name_value; \
+                 CREATE INDEX attributes_name_value ON attributes(name, value);",
+            )
+            .unwrap();
+            assert!(!index_sql(&conn).contains("NOCASE"));
+        }
+        let db = RecordStore::open(&path).unwrap();
+        let c = criteria(r#"<clause attrib="n" type="int">7</clause>"#);
+        let plan = db.explain_search(&c, NOW).unwrap().join("\n");
+        assert!(plan.contains("attributes_name_value"), "{plan}");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert!(index_sql(&conn).contains("NOCASE"));
+    }
+
+    #[test]
     fn the_index_narrows_before_decoding() {
         // 40 records, one with n = 7: the candidate query returns that one only.
         let mut all = Vec::new();

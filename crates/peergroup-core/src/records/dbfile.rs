@@ -350,6 +350,17 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn the_fuzz_seeds_parse() {
+        let two = include_bytes!("../../../../fuzz/seeds/database_import/two_records.pgdb");
+        let f = parse(two).unwrap();
+        assert_eq!(f.records.len(), 2);
+        assert!(f.records[1].is_deleted());
+        assert_eq!(encode(&f.group, &f.member, &f.records), two);
+        let empty = include_bytes!("../../../../fuzz/seeds/database_import/empty.pgdb");
+        assert!(parse(empty).unwrap().records.is_empty());
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {

@@ -1013,6 +1013,32 @@ HRESULT PeerGroupSearchRecords(HGROUP hGroup,
                                HPEERENUM *phPeerEnum);
 
 /*
+ Writes a snapshot of this member's database of the group (live records and tombstones,
+ not expired ones) to `pwzFilePath`, replacing the file atomically. Only before
+ `PeerGroupConnect`: `PEER_E_GROUP_IN_USE` once the group is online. File-system errors
+ come back as Windows' (`HRESULT_FROM_WIN32`).
+
+ # Safety
+ `pwzFilePath` NULL or NUL-terminated UTF-16.
+ */
+HRESULT PeerGroupExportDatabase(HGROUP hGroup,
+                                PCWSTR pwzFilePath);
+
+/*
+ Imports a file `PeerGroupExportDatabase` wrote for this group and this member: each record
+ is verified and stored under the conflict order, all in one transaction; expired ones are
+ skipped. A truncated, corrupted or foreign file (another group or member) is
+ `PEER_E_INVALID_DATABASE`, a record that fails verification its own error; either way
+ nothing changes. Only before `PeerGroupConnect` (`PEER_E_GROUP_IN_USE`). File-system
+ errors come back as Windows' (`HRESULT_FROM_WIN32`).
+
+ # Safety
+ `pwzFilePath` NULL or NUL-terminated UTF-16.
+ */
+HRESULT PeerGroupImportDatabase(HGROUP hGroup,
+                                PCWSTR pwzFilePath);
+
+/*
  Starts the library; every other call needs it first. Calls are counted: each successful
  startup needs a `PeerGroupShutdown`.
 

@@ -1,5 +1,5 @@
 //! The record functions of `p2p.h`: `PeerGroupAddRecord`, `UpdateRecord`, `DeleteRecord`,
-//! `GetRecord`, `EnumRecords` and `SearchRecords`.
+//! `GetRecord`, `EnumRecords`, `SearchRecords`, `ExportDatabase` and `ImportDatabase`.
 //!
 //! Records are local for now: they live in this peer's database of the group and are not
 //! yet sent to other members. Times cross as `FILETIME` and are Unix milliseconds inside;
@@ -178,5 +178,62 @@ pub unsafe extern "C" fn PeerGroupSearchRecords(
                 .collect(),
             phPeerEnum,
         )
+    })
+}
+
+/// Reads a required, non-empty file path.
+///
+/// # Safety
+/// `p` NULL or NUL-terminated UTF-16.
+unsafe fn read_path(p: PCWSTR) -> Result<std::path::PathBuf, HRESULT> {
+    // SAFETY: forwarded contract.
+    let path = unsafe { read_req(p) }?;
+    if path.is_empty() {
+        return Err(hresult::E_INVALIDARG);
+    }
+    Ok(path.into())
+}
+
+/// Writes a snapshot of this member's database of the group (live records and tombstones,
+/// not expired ones) to `pwzFilePath`, replacing the file atomically. Only before
+/// `PeerGroupConnect`: `PEER_E_GROUP_IN_USE` once the group is online. File-system errors
+/// come back as Windows' (`HRESULT_FROM_WIN32`).
+///
+/// # Safety
+/// `pwzFilePath` NULL or NUL-terminated UTF-16.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupExportDatabase(hGroup: HGROUP, pwzFilePath: PCWSTR) -> HRESULT {
+    entry(|| {
+        if pwzFilePath.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; per this function's contract.
+        let path = unsafe { read_path(pwzFilePath) }?;
+        group.export_database(&path).hr()?;
+        Ok(hresult::S_OK)
+    })
+}
+
+/// Imports a file `PeerGroupExportDatabase` wrote for this group and this member: each record
+/// is verified and stored under the conflict order, all in one transaction; expired ones are
+/// skipped. A truncated, corrupted or foreign file (another group or member) is
+/// `PEER_E_INVALID_DATABASE`, a record that fails verification its own error; either way
+/// nothing changes. Only before `PeerGroupConnect` (`PEER_E_GROUP_IN_USE`). File-system
+/// errors come back as Windows' (`HRESULT_FROM_WIN32`).
+///
+/// # Safety
+/// `pwzFilePath` NULL or NUL-terminated UTF-16.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupImportDatabase(hGroup: HGROUP, pwzFilePath: PCWSTR) -> HRESULT {
+    entry(|| {
+        if pwzFilePath.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; per this function's contract.
+        let path = unsafe { read_path(pwzFilePath) }?;
+        group.import_database(&path).hr()?;
+        Ok(hresult::S_OK)
     })
 }

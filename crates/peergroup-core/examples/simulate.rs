@@ -36,7 +36,10 @@ fn form(cfg: SimConfig) -> Sim {
         t += 10_000;
         sim.run_until(t);
     }
-    assert!(sim.connected(), "the group did not form within 10 simulated minutes");
+    assert!(
+        sim.connected(),
+        "the group did not form within 10 simulated minutes"
+    );
     sim
 }
 

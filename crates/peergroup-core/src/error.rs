@@ -98,6 +98,14 @@ pub enum CoreError {
     /// The record database could not be opened, read or written.
     #[error("record database: {0}")]
     Database(String),
+    /// The group is online (connected), and this operation is only allowed before
+    /// `PeerGroupConnect`: database export and import.
+    #[error("the group is in use: {0}")]
+    GroupInUse(String),
+    /// A database export file is truncated, corrupted, of another format, or of another
+    /// group or member (`records::dbfile`).
+    #[error("invalid database file: {0}")]
+    InvalidDatabaseFile(String),
 }
 
 /// Result alias of the group layer.
@@ -135,6 +143,8 @@ impl CoreError {
             MaxRecordSize => hresult::PEER_E_MAX_RECORD_SIZE_EXCEEDED,
             InvalidRecordExpiration(_) => hresult::PEER_E_INVALID_RECORD_EXPIRATION,
             Database(_) => hresult::PEER_E_DBINITIALIZATION_FAILED,
+            GroupInUse(_) => hresult::PEER_E_GROUP_IN_USE,
+            InvalidDatabaseFile(_) => hresult::PEER_E_INVALID_DATABASE,
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::records::attributes::Attributes;
 use crate::records::record::{derive_id, Record};
 use crate::records::search::Criteria;
 use crate::records::store::RecordStore;
-use crate::records::view::{index_rows, is_reserved_type, StoredRecordView};
+use crate::records::view::{index_rows, is_reserved_type};
 use crate::wire::SignedProperties;
 
 /// Identifies a group as one identity holds it.
@@ -945,18 +945,82 @@ impl GroupHandle {
     pub fn search_records(&self, criteria: &str) -> Result<Vec<Record>> {
         let _st = self.ready()?;
         let criteria = Criteria::parse(criteria)?;
-        let live = self.with_records(|db| db.list(None, now_ms()))?;
-        Ok(live
+        self.with_records(|db| db.search(&criteria, now_ms()))
+    }
+}
+
+/// `PeerGroupExportDatabase` and `PeerGroupImportDatabase` (file format and rules:
+/// [`crate::records::dbfile`]).
+impl GroupHandle {
+    /// The state, checked for a live handle of a group that is not online: the database
+    /// calls are refused once the group connected (`PEER_E_GROUP_IN_USE`).
+    fn offline(&self, what: &str) -> Result<MutexGuard<'_, GroupState>> {
+        let st = self.live()?;
+        if st.driver.is_some() {
+            return Err(CoreError::GroupInUse(format!(
+                "{what} is only allowed before the group connects"
+            )));
+        }
+        Ok(st)
+    }
+
+    /// `PeerGroupExportDatabase`: writes this member's tombstones and live records (not the
+    /// expired ones) to `path`, atomically; returns how many. `PEER_E_GROUP_IN_USE` once the
+    /// group is online; file-system errors as Windows reports them.
+    pub fn export_database(&self, path: &std::path::Path) -> Result<u64> {
+        let _st = self.offline("database export")?;
+        let now = now_ms();
+        let mut records = self.with_records(|db| {
+            let mut all = db.list(None, now)?;
+            all.extend(db.tombstones()?.into_iter().filter(|t| !t.is_expired(now)));
+            Ok(all)
+        })?;
+        records.sort_by_key(|r| r.id);
+        crate::records::dbfile::write(
+            path,
+            &self.inner.key.1.to_string(),
+            &self.inner.key.0.to_string(),
+            &records,
+        )?;
+        Ok(records.len() as u64)
+    }
+
+    /// `PeerGroupImportDatabase`: stores the records of a file [`GroupHandle::export_database`]
+    /// wrote for this group and member, each under the conflict order, in one transaction;
+    /// returns how many changed the database. The file must be intact, of this group and
+    /// member, and every record must verify; else nothing changes (`PEER_E_INVALID_DATABASE`,
+    /// or the failing record's error). Expired records are skipped. `PEER_E_GROUP_IN_USE`
+    /// once the group is online.
+    pub fn import_database(&self, path: &std::path::Path) -> Result<u64> {
+        let st = self.offline("database import")?;
+        let now = now_ms();
+        let records = crate::records::dbfile::read(path)?.records_to_import(
+            &self.inner.key.1.to_string(),
+            &self.inner.key.0.to_string(),
+            &self.inner.grc,
+            now,
+        )?;
+        let batch = records
             .into_iter()
-            .filter(|r| match StoredRecordView::new(r) {
-                Ok(view) => criteria.matches(&view),
-                Err(e) => {
-                    // Stored records were checked on the way in; never match a bad one.
-                    tracing::warn!(error = %e, "a stored record's attributes do not parse");
-                    false
-                }
+            .map(|r| {
+                let rows = if r.is_deleted() {
+                    Vec::new()
+                } else {
+                    index_rows(&Attributes::parse(&r.attributes)?)
+                };
+                Ok((r, rows))
             })
-            .collect())
+            .collect::<Result<Vec<_>>>()?;
+        let outcomes = self.with_records(|db| db.put_many(&batch))?;
+        drop(st);
+        let changed: Vec<Record> = batch
+            .into_iter()
+            .zip(outcomes)
+            .filter(|(_, o)| *o != crate::records::store::PutOutcome::Ignored)
+            .map(|((r, _), _)| r)
+            .collect();
+        self.publish_local(&changed);
+        Ok(changed.len() as u64)
     }
 }
 

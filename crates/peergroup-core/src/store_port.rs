@@ -68,7 +68,7 @@ impl RecordPort for StorePort {
                 Ok((r.clone(), rows))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.inner.with_records(|db| db.put_all(&batch))
+        self.inner.with_records(|db| db.put_many(&batch))
     }
 
     fn expire(&mut self, now: i64) -> Result<Vec<Record>> {

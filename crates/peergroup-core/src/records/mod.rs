@@ -6,6 +6,9 @@
 //! than guess, and they never panic. Nothing here does I/O; the store builds on it.
 
 pub mod attributes;
+pub mod dbfile;
+#[cfg(feature = "store")]
+pub mod query;
 pub mod search;
 
 pub mod record;

@@ -204,6 +204,18 @@ impl Pattern {
         self.literal.as_deref()
     }
 
+    /// The literal characters before the first wildcard: every text the pattern matches
+    /// starts with them (the whole text, for a pattern without wildcards).
+    pub fn literal_prefix(&self) -> String {
+        self.tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Literal(c) => Some(*c),
+                Token::One | Token::Many => None,
+            })
+            .collect()
+    }
+
     /// Whether the whole of `text` matches. Two pointers: on a mismatch, retry from the last
     /// `*` one character further; no other backtracking is ever needed, so the cost is at
     /// most pattern length × text length.

@@ -15,7 +15,7 @@
 //!         digest BLOB)
 //!   index records_type(type), records_expires(expires)
 //! attributes(record_id BLOB → records(id) ON DELETE CASCADE, name TEXT, type TEXT, value)
-//!   index attributes_name_value(name, value), attributes_record(record_id)
+//!   index attributes_name_value(name COLLATE NOCASE, value), attributes_record(record_id)
 //! ```
 //!
 //! `encoded` is [`Record::encode`]: the record as it was signed, the only column records
@@ -23,6 +23,10 @@
 //! ([`crate::reconcile::digest_of`]), so that listing items reads no record; the others are
 //! copies for indexes and queries. The attribute rows are whatever the caller
 //! indexed with [`RecordStore::put_with_attributes`]; tombstones have none.
+//!
+//! Attribute names compare without regard to ASCII case (as search looks them up), hence the
+//! `NOCASE` name column of the index; a database made before that gets its index rebuilt on
+//! open. [`RecordStore::search`] narrows a search through it (`records::query`).
 //!
 //! The store does not verify signatures or rights: its callers do ([`Record::verify`]) before
 //! anything reaches it. It enforces the field rules ([`Record::check`]) and the conflict order.
@@ -33,6 +37,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::record::{Record, FLAG_DELETED};
+use super::search::Criteria;
 use crate::error::{CoreError, Result};
 use crate::reconcile::{digest_of, ItemKey, DIGEST_BYTES};
 
@@ -61,7 +66,7 @@ CREATE TABLE IF NOT EXISTS attributes (
     type TEXT NOT NULL,
     value
 );
-CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name, value);
+CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name COLLATE NOCASE, value);
 CREATE INDEX IF NOT EXISTS attributes_record ON attributes(record_id);
 ";
 
@@ -134,8 +139,22 @@ impl RecordStore {
                 path.display()
             )));
         }
+        // An index on the names as stored (case-sensitive) cannot serve search: rebuild it.
+        let stale_index: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'index' \
+                 AND name = 'attributes_name_value' AND sql NOT LIKE '%NOCASE%')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db)?;
+        let drop_stale = if stale_index {
+            "DROP INDEX IF EXISTS attributes_name_value;"
+        } else {
+            ""
+        };
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {drop_stale} {SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(db)?;
         Ok(RecordStore { conn, path })
@@ -173,16 +192,16 @@ impl RecordStore {
         Ok(outcome)
     }
 
-    /// [`RecordStore::put_with_attributes`] of many records in **one** durable transaction
-    /// (one fsync): what replication stores a batch of records from a peer with. All or
-    /// nothing: a record that fails [`Record::check`] fails the batch before anything is
-    /// written; the outcomes are in the batch's order.
-    pub fn put_all(
+    /// Stores every (record, attribute rows) pair as [`RecordStore::put_with_attributes`]
+    /// would, in order, in **one** durable transaction: all or nothing. Every record is
+    /// checked ([`Record::check`]) before anything is written, and any failure rolls the
+    /// whole batch back. Returns each pair's outcome, in order.
+    pub fn put_many(
         &mut self,
         batch: &[(Record, Vec<IndexedAttribute>)],
     ) -> Result<Vec<PutOutcome>> {
-        for (r, _) in batch {
-            r.check()?;
+        for (record, _) in batch {
+            record.check()?;
         }
         let tx = self
             .conn
@@ -261,7 +280,9 @@ impl RecordStore {
     }
 }
 
-/// One put inside the caller's transaction (see [`RecordStore::put_with_attributes`]).
+/// One put inside the caller's transaction: the conflict order against the stored version,
+/// then the record (with its digest) and, unless it is a tombstone, its attribute rows.
+/// `record` is checked.
 fn put_in(
     tx: &rusqlite::Transaction<'_>,
     path: &Path,
@@ -374,6 +395,31 @@ impl RecordStore {
                 params![FLAG_DELETED, now_ms],
             ),
         }
+    }
+
+    /// The live records at `now_ms` that match `criteria`, ordered by id: the candidates the
+    /// attribute index offers for the clauses it can serve ([`super::query::candidates`]),
+    /// then [`Criteria::matches`] on each, so the answer is exactly that of a full scan.
+    pub fn search(&self, criteria: &Criteria, now_ms: i64) -> Result<Vec<Record>> {
+        let (sql, params) = super::query::candidates(criteria, now_ms);
+        let candidates = self.query(&sql, rusqlite::params_from_iter(params))?;
+        Ok(super::query::filter_exact(criteria, candidates))
+    }
+
+    /// SQLite's plan for [`RecordStore::search`]'s candidate query (`EXPLAIN QUERY PLAN`,
+    /// one detail line per step): which indexes a search uses, for tests and diagnostics.
+    pub fn explain_search(&self, criteria: &Criteria, now_ms: i64) -> Result<Vec<String>> {
+        let (sql, params) = super::query::candidates(criteria, now_ms);
+        let mut stmt = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(params), |row| {
+                row.get::<_, String>(3)
+            })
+            .map_err(db)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db)
     }
 
     /// The tombstones held, ordered by id.

@@ -1,0 +1,374 @@
+//! The database export file of `PeerGroupExportDatabase` and `PeerGroupImportDatabase`: a
+//! snapshot of one member's record database of one group.
+//!
+//! **Format** (version 1), big-endian, nothing may follow:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | magic `PGDB` |
+//! | 1 | format version, 1 |
+//! | 2 + n | the group's peer name, UTF-8, 1 ..= [`MAX_PEER_NAME_BYTES`] |
+//! | 2 + n | the member's (exporting identity's) peer name, UTF-8, same bounds |
+//! | per record: 1 + 4 + n | tag `1`, length, [`Record::encode`] (1 ..= [`MAX_RECORD_BYTES`]) |
+//! | 1 | tag `0`: the end of the records |
+//! | 8 | how many records precede |
+//! | 32 | SHA-256 of every byte before it |
+//!
+//! The digest makes truncation and stray bytes detectable before anything is decoded; the
+//! count says the end tag is the real end. [`parse`] is pure and total (a fuzz target): any
+//! input gives a [`DatabaseFile`] or [`CoreError::InvalidDatabaseFile`], never a panic.
+//!
+//! **Rules** (Microsoft's, and ours where it is silent), enforced by the group's
+//! `export_database` and `import_database`:
+//! * both are refused once the group is online (`PEER_E_GROUP_IN_USE`);
+//! * export writes the tombstones and live records, not those expired, atomically (temporary
+//!   file, fsync, rename), so a reader never sees half a file;
+//! * import accepts only a file of the same group and the same member
+//!   ([`CoreError::InvalidDatabaseFile`], `PEER_E_INVALID_DATABASE`); every record must pass
+//!   [`Record::verify`] against the group root, expired ones are skipped, and the records are
+//!   stored in one transaction under the conflict order: a bad file changes nothing.
+
+use ring::digest::{digest, SHA256, SHA256_OUTPUT_LEN};
+
+use super::record::{Record, MAX_PEER_NAME_BYTES, MAX_RECORD_BYTES};
+use crate::error::{CoreError, Result};
+use crate::identity::gmc::GroupRootCertificate;
+
+/// The first bytes of a database file.
+pub const MAGIC: [u8; 4] = *b"PGDB";
+/// The format this version writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Largest database file read, in bytes (larger is refused before it is read).
+pub const MAX_DATABASE_FILE_BYTES: u64 = 1 << 30;
+/// The permissions of a written database file: the owner's only (it holds the group's data).
+pub const FILE_MODE: u32 = 0o600;
+
+const TAG_RECORD: u8 = 1;
+const TAG_END: u8 = 0;
+/// Magic, version, two empty-name length prefixes, end tag, count, digest.
+const MIN_FILE_BYTES: usize = 4 + 1 + 2 + 2 + 1 + 8 + SHA256_OUTPUT_LEN;
+
+/// A parsed database file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseFile {
+    /// The group's peer name, as written.
+    pub group: String,
+    /// The exporting member's peer name, as written.
+    pub member: String,
+    /// The records, in file order (export writes them by id).
+    pub records: Vec<Record>,
+}
+
+/// The file bytes for `records` of `group` as exported by `member`.
+pub fn encode(group: &str, member: &str, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        MIN_FILE_BYTES
+            + group.len()
+            + member.len()
+            + records.iter().map(|r| 5 + r.encoded_len()).sum::<usize>(),
+    );
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    put_name(&mut out, group);
+    put_name(&mut out, member);
+    for r in records {
+        let bytes = r.encode();
+        out.push(TAG_RECORD);
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out.push(TAG_END);
+    out.extend_from_slice(&(records.len() as u64).to_be_bytes());
+    let sum = digest(&SHA256, &out);
+    out.extend_from_slice(sum.as_ref());
+    out
+}
+
+fn put_name(out: &mut Vec<u8>, name: &str) {
+    // Peer names are far below u16::MAX bytes (`parse` enforces MAX_PEER_NAME_BYTES).
+    let b = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn bad(why: impl Into<String>) -> CoreError {
+    CoreError::InvalidDatabaseFile(why.into())
+}
+
+/// Parses a database file strictly: size bound, digest first (so a truncated or altered file
+/// is refused before anything is decoded), then magic, version, names, every record with
+/// [`Record::decode`], the end tag, the count, and no stray bytes. Never panics.
+pub fn parse(bytes: &[u8]) -> Result<DatabaseFile> {
+    if bytes.len() as u64 > MAX_DATABASE_FILE_BYTES {
+        return Err(bad(format!(
+            "{} bytes, more than {MAX_DATABASE_FILE_BYTES}",
+            bytes.len()
+        )));
+    }
+    if bytes.len() < MIN_FILE_BYTES {
+        return Err(bad(format!("{} bytes: truncated", bytes.len())));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - SHA256_OUTPUT_LEN);
+    if bytes[..4] != MAGIC {
+        return Err(bad("not a Peergroup database file"));
+    }
+    if digest(&SHA256, body).as_ref() != sum {
+        return Err(bad("the checksum does not match: truncated or corrupted"));
+    }
+    let mut r = Reader(&body[4..]);
+    let version = r.take(1)?[0];
+    if version != FORMAT_VERSION {
+        return Err(bad(format!("format version {version}")));
+    }
+    let group = r.name("group")?;
+    let member = r.name("member")?;
+    let mut records = Vec::new();
+    loop {
+        match r.take(1)?[0] {
+            TAG_RECORD => {
+                let n = u32::from_be_bytes(r.array()?) as usize;
+                if n == 0 || n > MAX_RECORD_BYTES {
+                    return Err(bad(format!("record {} of {n} bytes", records.len())));
+                }
+                let record = Record::decode(r.take(n)?)
+                    .map_err(|e| bad(format!("record {}: {e}", records.len())))?;
+                records.push(record);
+            }
+            TAG_END => break,
+            tag => return Err(bad(format!("unknown tag {tag}"))),
+        }
+    }
+    let count = u64::from_be_bytes(r.array()?);
+    if count != records.len() as u64 {
+        return Err(bad(format!(
+            "the trailer counts {count} records, the file holds {}",
+            records.len()
+        )));
+    }
+    if !r.0.is_empty() {
+        return Err(bad(format!("{} bytes after the trailer", r.0.len())));
+    }
+    Ok(DatabaseFile {
+        group,
+        member,
+        records,
+    })
+}
+
+/// Reads and [`parse`]s the file at `path`; a file over [`MAX_DATABASE_FILE_BYTES`] is refused
+/// before it is read. File-system errors are the identity layer's I/O errors (their
+/// HRESULTs are Windows' file errors).
+pub fn read(path: &std::path::Path) -> Result<DatabaseFile> {
+    use std::io::Read;
+    let io = |op: &'static str, e: std::io::Error| {
+        CoreError::Identity(crate::identity::IdentityError::Io {
+            op,
+            path: path.display().to_string(),
+            source: e,
+        })
+    };
+    let file = std::fs::File::open(path).map_err(|e| io("open", e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_DATABASE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io("read", e))?;
+    parse(&bytes)
+}
+
+/// Writes `records` of `group` exported by `member` to `path`, atomically and durably
+/// (temporary file, fsync, rename, directory fsync).
+pub fn write(path: &std::path::Path, group: &str, member: &str, records: &[Record]) -> Result<()> {
+    crate::identity::fsutil::write_atomic(path, &encode(group, member, records), FILE_MODE)?;
+    Ok(())
+}
+
+impl DatabaseFile {
+    /// Checks the file for an import into `group` by `member` and returns the records to
+    /// store: the file must name the same group and member, every record must pass
+    /// [`Record::verify`] against `grc` at `now_ms` (which includes [`Record::check`]), and
+    /// records expired at `now_ms` are left out. The first failure refuses the whole file.
+    pub fn records_to_import(
+        self,
+        group: &str,
+        member: &str,
+        grc: &GroupRootCertificate,
+        now_ms: i64,
+    ) -> Result<Vec<Record>> {
+        if self.group != group {
+            return Err(bad(format!(
+                "the file is a database of group {:?}, not of {group:?}",
+                self.group
+            )));
+        }
+        if self.member != member {
+            return Err(bad(format!(
+                "the file was exported by {:?}; only {member:?}'s own database can be imported",
+                self.member
+            )));
+        }
+        let mut out = Vec::with_capacity(self.records.len());
+        for (i, record) in self.records.into_iter().enumerate() {
+            record.verify(grc, now_ms).map_err(|e| {
+                tracing::warn!(record = i, error = %e, "database import: a record fails verification");
+                e
+            })?;
+            if !record.is_expired(now_ms) {
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(bad("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn name(&mut self, what: &str) -> Result<String> {
+        let n = u16::from_be_bytes(self.array()?) as usize;
+        if n == 0 || n > MAX_PEER_NAME_BYTES {
+            return Err(bad(format!("{what} peer name of {n} bytes")));
+        }
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| bad(format!("{what} peer name is not UTF-8")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::hresult;
+    use proptest::prelude::*;
+
+    fn record(id: u8, flags: u32) -> Record {
+        Record {
+            record_type: [7; 16],
+            id: [id; 16],
+            id_nonce: [0; 16],
+            version: 1,
+            flags,
+            creator: "a.alice".into(),
+            modifier: "a.alice".into(),
+            attributes: String::new(),
+            created: 1,
+            expires: 2,
+            modified: 1,
+            data: if flags & super::super::record::FLAG_DELETED != 0 {
+                Vec::new()
+            } else {
+                vec![id; 3]
+            },
+            security: vec![1, 2, 3],
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        encode(
+            "g.group",
+            "a.alice",
+            &[record(1, 0), record(2, 2), record(3, 0)],
+        )
+    }
+
+    fn refused(bytes: &[u8]) {
+        match parse(bytes) {
+            Err(e @ CoreError::InvalidDatabaseFile(_)) => {
+                assert_eq!(e.hresult(), hresult::PEER_E_INVALID_DATABASE)
+            }
+            other => panic!("{} bytes gave {other:?}", bytes.len()),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let f = parse(&sample()).unwrap();
+        assert_eq!(f.group, "g.group");
+        assert_eq!(f.member, "a.alice");
+        assert_eq!(f.records, vec![record(1, 0), record(2, 2), record(3, 0)]);
+        let empty = parse(&encode("g", "m", &[])).unwrap();
+        assert!(empty.records.is_empty());
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_refused() {
+        let bytes = sample();
+        for n in 0..bytes.len() {
+            refused(&bytes[..n]);
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        refused(&longer);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let bytes = sample();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            refused(&b);
+        }
+    }
+
+    #[test]
+    fn a_valid_digest_over_a_wrong_structure_is_refused() {
+        // Rebuild the digest after each structural change: the parser must still refuse.
+        let reseal = |mut body: Vec<u8>| {
+            let sum = digest(&SHA256, &body);
+            body.extend_from_slice(sum.as_ref());
+            body
+        };
+        let bytes = sample();
+        let body = bytes[..bytes.len() - SHA256_OUTPUT_LEN].to_vec();
+        // The count is wrong.
+        let mut b = body.clone();
+        let n = b.len();
+        b[n - 1] ^= 1;
+        refused(&reseal(b));
+        // Another version.
+        let mut b = body.clone();
+        b[4] = 2;
+        refused(&reseal(b));
+        // Bytes between the end tag and the count are not allowed (count shifts).
+        let mut b = body.clone();
+        b.insert(n - 8, 0);
+        refused(&reseal(b));
+        // An empty group name.
+        refused(&reseal(
+            [&MAGIC[..], &[1, 0, 0, 0, 1, b'm', 0], &[0; 8]].concat(),
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+        }
+
+        #[test]
+        fn parse_never_panics_on_resealed_mutations(
+            cut in 0usize..400, byte in any::<u8>(), at in 0usize..400
+        ) {
+            let bytes = sample();
+            let mut body = bytes[..bytes.len() - SHA256_OUTPUT_LEN].to_vec();
+            let at = at % body.len();
+            body[at] = byte;
+            body.truncate(cut.max(5).min(body.len()));
+            let sum = digest(&SHA256, &body);
+            body.extend_from_slice(sum.as_ref());
+            let _ = parse(&body);
+        }
+    }
+}

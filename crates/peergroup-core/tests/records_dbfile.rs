@@ -1,0 +1,264 @@
+//! `PeerGroupExportDatabase` / `PeerGroupImportDatabase` on a member's own database: export,
+//! wipe, import gives the same database; a truncated, garbage, tampered, other group's or
+//! other member's file is refused and changes nothing; both calls are refused once online.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use peergroup_core::identity::hresult::*;
+use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::properties::GroupProperties;
+use peergroup_core::records::dbfile;
+use peergroup_core::records::record::Record;
+use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
+
+const NOTES: [u8; 16] = [0x11; 16];
+const MINUTES: &str = "<attributes><attribute name=\"Title\" type=\"string\">Minutes</attribute>\
+    <attribute name=\"Pages\" type=\"int\">12</attribute></attributes>";
+const MENU: &str = "<attributes><attribute name=\"Title\" type=\"string\">Menu</attribute>\
+    <attribute name=\"Pages\" type=\"int\">2</attribute></attributes>";
+const SEARCH: &str =
+    "<peersearch><clause attrib=\"title\" type=\"string\">M*</clause></peersearch>";
+
+struct Member {
+    home: tempfile::TempDir,
+    pg: Peergroup,
+    id: PeerName,
+}
+
+fn member(name: &str) -> Member {
+    let home = tempfile::tempdir().unwrap();
+    let store = IdentityStore::open(home.path()).unwrap();
+    let id = store.create(Some(name), Some(name), None).unwrap();
+    let listen: Option<SocketAddr> = Some("127.0.0.1:0".parse().unwrap());
+    Member {
+        pg: Peergroup::new(store, listen),
+        home,
+        id,
+    }
+}
+
+fn create(m: &Member, classifier: &str) -> GroupHandle {
+    m.pg.create_group(GroupProperties {
+        classifier: classifier.into(),
+        friendly_name: classifier.into(),
+        creator_peer_name: m.id.to_string(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn note(attributes: &str, expires_ms: i64) -> NewRecord {
+    NewRecord {
+        record_type: NOTES,
+        attributes: attributes.into(),
+        expires_ms,
+        data: b"hello".to_vec(),
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, CoreError>) -> HRESULT {
+    r.expect_err("an error").hresult()
+}
+
+fn find(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(find(&path, prefix));
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Closes the group, removes its record database and opens it again: an empty database.
+async fn wipe(m: &Member, group: GroupHandle) -> GroupHandle {
+    let name = group.group_name().clone();
+    group.close().await.unwrap();
+    let files = find(m.home.path(), "records.db");
+    assert!(!files.is_empty(), "the group had a record database");
+    for f in files {
+        std::fs::remove_file(f).unwrap();
+    }
+    let group = m.pg.open_group(Some(&m.id), &name).unwrap();
+    assert!(group.enum_records(None).unwrap().is_empty(), "wiped");
+    group
+}
+
+/// Everything a member sees of its database.
+fn contents(group: &GroupHandle) -> (Vec<Record>, Vec<Record>) {
+    (
+        group.enum_records(None).unwrap(),
+        group.search_records(SEARCH).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn export_wipe_import_gives_the_same_database() {
+    let alice = member("alice");
+    let group = create(&alice, "club");
+    let later = now_ms() + 3_600_000;
+    let a = group.add_record(note(MINUTES, later)).unwrap();
+    let b = group.add_record(note(MENU, later)).unwrap();
+    let c = group.add_record(note("", later)).unwrap();
+    group
+        .update_record(&a, MENU, later + 1, b"v2".to_vec())
+        .unwrap();
+    group.delete_record(&c).unwrap();
+    let before = contents(&group);
+    assert_eq!((before.0.len(), before.1.len()), (2, 2));
+
+    let file = alice.home.path().join("club.pgdb");
+    assert_eq!(
+        group.export_database(&file).unwrap(),
+        3,
+        "two live records and a tombstone"
+    );
+    let group = wipe(&alice, group).await;
+    assert_eq!(group.import_database(&file).unwrap(), 3);
+    assert_eq!(contents(&group), before);
+    assert_eq!(group.get_record(&a).unwrap().version, 2);
+    assert_eq!(group.get_record(&b).unwrap().version, 1);
+    // The tombstone came back too: the record stays deleted.
+    assert_eq!(code(group.get_record(&c)), PEER_E_RECORD_NOT_FOUND);
+
+    // Importing again changes nothing, and a new export is the same file.
+    assert_eq!(group.import_database(&file).unwrap(), 0);
+    let again = alice.home.path().join("again.pgdb");
+    assert_eq!(group.export_database(&again).unwrap(), 3);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    group.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_files_are_refused_and_change_nothing() {
+    let alice = member("alice");
+    let group = create(&alice, "club");
+    let later = now_ms() + 3_600_000;
+    group.add_record(note(MINUTES, later)).unwrap();
+    group.add_record(note(MENU, later)).unwrap();
+    let file = alice.home.path().join("club.pgdb");
+    group.export_database(&file).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let parsed = dbfile::parse(&bytes).unwrap();
+    let group = wipe(&alice, group).await;
+
+    let try_import = |name: &str, content: &[u8]| {
+        let path = alice.home.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let hr = code(group.import_database(&path));
+        assert!(
+            group.enum_records(None).unwrap().is_empty(),
+            "{name} changed the database"
+        );
+        hr
+    };
+    for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+        assert_eq!(
+            try_import("truncated", &bytes[..cut]),
+            PEER_E_INVALID_DATABASE,
+            "cut at {cut}"
+        );
+    }
+    assert_eq!(
+        try_import(
+            "garbage",
+            b"this is not a database file at all, not even close"
+        ),
+        PEER_E_INVALID_DATABASE
+    );
+    let mut appended = bytes.clone();
+    appended.extend_from_slice(b"more");
+    assert_eq!(try_import("appended", &appended), PEER_E_INVALID_DATABASE);
+
+    // Another member's database of this group.
+    let forged = dbfile::encode(&parsed.group, "0.mallory", &parsed.records);
+    assert_eq!(try_import("member", &forged), PEER_E_INVALID_DATABASE);
+
+    // A well-formed file whose second record was altered after signing: nothing of it lands.
+    let mut records = parsed.records.clone();
+    records[1].data = b"altered".to_vec();
+    let tampered = dbfile::encode(&parsed.group, &parsed.member, &records);
+    assert_eq!(try_import("tampered", &tampered), NTE_BAD_SIGNATURE);
+
+    // Another group of the same member.
+    let other = create(&alice, "other");
+    other.add_record(note(MINUTES, later)).unwrap();
+    let other_file = alice.home.path().join("other.pgdb");
+    other.export_database(&other_file).unwrap();
+    assert_eq!(
+        try_import("other", &std::fs::read(&other_file).unwrap()),
+        PEER_E_INVALID_DATABASE
+    );
+    other.close().await.unwrap();
+
+    // A missing file is the file system's error.
+    assert_eq!(
+        code(group.import_database(&alice.home.path().join("missing.pgdb"))),
+        HRESULT_FILE_NOT_FOUND
+    );
+
+    // The intact file still imports.
+    assert_eq!(group.import_database(&file).unwrap(), 2);
+    group.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn expired_records_are_neither_exported_nor_imported() {
+    let alice = member("alice");
+    let group = create(&alice, "club");
+    let soon = now_ms() + 1_000;
+    let short = group.add_record(note(MINUTES, soon)).unwrap();
+    let long = group.add_record(note(MENU, now_ms() + 3_600_000)).unwrap();
+    let file = alice.home.path().join("club.pgdb");
+    assert_eq!(group.export_database(&file).unwrap(), 2);
+    // Wait until the short record has expired (the check is on the clock, not the wait).
+    while now_ms() <= soon {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let group = wipe(&alice, group).await;
+    assert_eq!(
+        group.import_database(&file).unwrap(),
+        1,
+        "the expired one is skipped"
+    );
+    assert_eq!(code(group.get_record(&short)), PEER_E_RECORD_NOT_FOUND);
+    assert!(group.get_record(&long).is_ok());
+    assert_eq!(group.export_database(&file).unwrap(), 1);
+    group.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_import_are_refused_once_online() {
+    let alice = member("alice");
+    let group = create(&alice, "club");
+    group
+        .add_record(note(MINUTES, now_ms() + 3_600_000))
+        .unwrap();
+    let file = alice.home.path().join("club.pgdb");
+    group.export_database(&file).unwrap();
+    group.connect().await.unwrap();
+    let other = alice.home.path().join("online.pgdb");
+    assert_eq!(code(group.export_database(&other)), PEER_E_GROUP_IN_USE);
+    assert!(!other.exists(), "nothing written");
+    assert_eq!(code(group.import_database(&file)), PEER_E_GROUP_IN_USE);
+    group.close().await.unwrap();
+}

@@ -525,7 +525,12 @@ mod tests {
         );
         let everything = hub.subscribe(EventFilter::all(), 8, None);
         let nothing = hub.subscribe(EventFilter::new(vec![]), 8, None);
-        for e in [status(1), record(7, 1), record(8, 2), Event::PropertyChanged] {
+        for e in [
+            status(1),
+            record(7, 1),
+            record(8, 2),
+            Event::PropertyChanged,
+        ] {
             hub.publish(&e);
         }
         assert_eq!(drain(&statuses), vec![EventItem::Event(status(1))]);
@@ -650,13 +655,21 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         hub.publish(&status(1));
         hub.publish(&status(2));
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "coalesced while not drained");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "coalesced while not drained"
+        );
         drain(&s);
         hub.publish(&status(3));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         drop(s);
         hub.publish(&status(4));
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "no signal after unsubscribing");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "no signal after unsubscribing"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use peergroup_core::events::ConnectionChange;
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
-use peergroup_core::{Event, EventFilter, EventItem, EventKind, EventSubscription, Peergroup};
+use peergroup_core::{
+    Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Neighbour, Peergroup,
+};
 
 /// An upper bound for an event to arrive: a missing event fails the test instead of hanging.
 const WAIT: Duration = Duration::from_secs(20);
@@ -52,6 +54,19 @@ async fn collect(sub: &mut EventSubscription, done: impl Fn(&[Event]) -> bool) -
 fn connected_and(status: u32) -> impl Fn(&[Event]) -> bool {
     move |seen| {
         seen.iter().any(|e| connection(e).is_some()) && seen.contains(&Event::StatusChanged(status))
+    }
+}
+
+/// The neighbour list once it names one neighbour (bounded by [`WAIT`]).
+async fn neighbours_once_connected(g: &GroupHandle) -> Vec<Neighbour> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = g.neighbours().unwrap();
+        if n.len() == 1 || tokio::time::Instant::now() > deadline {
+            assert_eq!(n.len(), 1, "{n:?}");
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -122,12 +137,11 @@ async fn members_see_status_and_neighbour_connection_events() {
         "only the kinds Bob asked for, one connection: {seen:?}"
     );
 
-    let alices_view = group.neighbours().unwrap();
-    assert_eq!(alices_view.len(), 1);
+    // The neighbour list is refreshed right after the events are published.
+    let alices_view = neighbours_once_connected(&group).await;
     assert_eq!(alices_view[0].connection_id, up.connection_id);
     assert_eq!(alices_view[0].node_id, up.node_id);
-    let bobs_view = joined.neighbours().unwrap();
-    assert_eq!(bobs_view.len(), 1);
+    let bobs_view = neighbours_once_connected(&joined).await;
     assert_eq!(bobs_view[0].connection_id, bob_up.connection_id);
     assert_eq!(bobs_view[0].node_id, bob_up.node_id);
     assert_ne!(up.node_id, bob_up.node_id, "each names the other node");

@@ -458,16 +458,24 @@ impl EventSubscription {
 
     /// Stops delivery and drops what is queued (the same as dropping the subscription).
     pub fn unsubscribe(self) {}
-}
 
-impl Drop for EventSubscription {
-    fn drop(&mut self) {
+    /// Stops delivery but keeps what is queued readable; then the subscription ends, as when
+    /// its group closes. (The C ABI does this when the `HGROUP` it was made through closes.)
+    pub fn close(&self) {
         if let Some(hub) = self.hub.upgrade() {
             lock(&hub)
                 .subscribers
                 .retain(|s| !Arc::ptr_eq(s, &self.sub));
         }
-        self.sub.close();
+        if let Some(w) = self.sub.close() {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for EventSubscription {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -637,6 +645,18 @@ mod tests {
         drop(b);
         assert_eq!(hub.subscriber_count(), 0);
         hub.publish(&status(1)); // nobody to deliver to
+    }
+
+    #[test]
+    fn a_closed_subscription_keeps_its_queue_and_takes_nothing_more() {
+        let hub = EventHub::new();
+        let s = hub.subscribe(EventFilter::all(), 8, None);
+        hub.publish(&status(1));
+        s.close();
+        assert!(s.is_closed());
+        assert_eq!(hub.subscriber_count(), 0);
+        hub.publish(&status(2));
+        assert_eq!(drain(&s), vec![EventItem::Event(status(1))]);
     }
 
     #[test]

@@ -154,12 +154,6 @@ typedef struct PEER_GROUP_EVENT_DATA PEER_GROUP_EVENT_DATA;
 
 
 /*
- Most `PEER_GROUP_EVENT_REGISTRATION`s one registration may have (there are 9 event types;
- with `pType` filters a few more make sense).
- */
-#define MAX_REGISTRATIONS 256
-
-/*
  `HRESULT`: the same type as the identity layer's.
  */
 typedef int32_t HRESULT;

@@ -39,7 +39,7 @@ use crate::types::{
 
 /// Most `PEER_GROUP_EVENT_REGISTRATION`s one registration may have (there are 9 event types;
 /// with `pType` filters a few more make sense).
-pub const MAX_REGISTRATIONS: usize = 256;
+const MAX_REGISTRATIONS: usize = 256;
 
 /// What the eventfd link of the Linux kernel looks like in `/proc/self/fd`.
 const EVENTFD_LINK: &str = "anon_inode:[eventfd]";

@@ -775,7 +775,9 @@ HRESULT PeerGroupConnectByAddress(HGROUP hGroup,
  is `PEER_E_INVALID_GROUP`. The last handle to a group takes it offline (peers are told,
  bounded in time) and the transport releases its port when no group is left online.
  A handle whose group was deleted with `PeerGroupDelete` is released too, and the call
- returns `PEER_E_INVALID_GROUP`, as for any call on such a handle.
+ returns `PEER_E_INVALID_GROUP`, as for any call on such a handle. Event registrations
+ made through the handle end once the close is done: their last events (the group going
+ offline) stay readable, then `PeerGroupGetEventData` says `PEER_S_NO_EVENT_DATA`.
  */
 HRESULT PeerGroupClose(HGROUP hGroup);
 

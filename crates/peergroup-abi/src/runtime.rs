@@ -160,21 +160,24 @@ impl Runtime {
         }
     }
 
-    /// Takes an `HGROUP` out of the table (as [`Runtime::group`] checks it) and ends the
-    /// event registrations made through it (what they queued stays readable).
+    /// Takes an `HGROUP` out of the table (as [`Runtime::group`] checks it).
     pub fn remove_group(&mut self, h: *const c_void) -> Result<Arc<GroupHandle>, HRESULT> {
         self.group(h)?;
-        let key = from_handle(h).expect("checked to be a group just above");
+        match from_handle(h).and_then(|k| self.handles.remove(k)) {
+            Some(Object::Group(g)) => Ok(g),
+            _ => unreachable!("checked to be a group just above"),
+        }
+    }
+
+    /// Ends the event registrations made through the `HGROUP` with this key (closed): they
+    /// take no more events, and what they queued stays readable.
+    pub fn end_registrations_of(&self, group: DefaultKey) {
         for object in self.handles.values() {
             if let Object::Event(r) = object {
-                if r.group == key {
+                if r.group == group {
                     r.end();
                 }
             }
-        }
-        match self.handles.remove(key) {
-            Some(Object::Group(g)) => Ok(g),
-            _ => unreachable!("checked to be a group just above"),
         }
     }
 

@@ -218,19 +218,26 @@ pub unsafe extern "C" fn PeerGroupGetEventData(
         // SAFETY: checked non-null; the caller promises it is writable.
         unsafe { ppEventData.write(std::ptr::null_mut()) };
         let registration = lock().event(hPeerEvent)?;
-        match registration.subscription.try_next() {
-            None => Ok(hresult::PEER_S_NO_EVENT_DATA),
-            Some(EventItem::Lagged(_)) => {
-                registration.signal.signal();
-                Err(hresult::E_OUTOFMEMORY)
-            }
-            Some(EventItem::Event(e)) => {
-                // SAFETY: checked non-null; the caller promises it is writable.
-                unsafe { ppEventData.write(event_block(&e)) };
-                Ok(hresult::S_OK)
-            }
-        }
+        let (hr, data) = registration.take();
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { ppEventData.write(data) };
+        Ok(hr)
     })
+}
+
+impl EventRegistration {
+    /// The next queued item as `PeerGroupGetEventData` returns it: `S_OK` and a block,
+    /// `PEER_S_NO_EVENT_DATA`, or for a loss `E_OUTOFMEMORY` with the eventfd signalled again.
+    fn take(&self) -> (HRESULT, *mut PEER_GROUP_EVENT_DATA) {
+        match self.subscription.try_next() {
+            None => (hresult::PEER_S_NO_EVENT_DATA, std::ptr::null_mut()),
+            Some(EventItem::Lagged(_)) => {
+                self.signal.signal();
+                (hresult::E_OUTOFMEMORY, std::ptr::null_mut())
+            }
+            Some(EventItem::Event(e)) => (hresult::S_OK, event_block(&e)),
+        }
+    }
 }
 
 fn connection_status(s: ConnectionStatus) -> i32 {
@@ -373,6 +380,83 @@ mod tests {
             )
         };
         assert_eq!((n, count), (8, 2));
+    }
+
+    fn new_eventfd() -> OwnedFd {
+        // SAFETY: creating a fresh, non-blocking eventfd.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(raw > 0);
+        // SAFETY: `raw` is ours.
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    }
+
+    fn counter(fd: &OwnedFd) -> u64 {
+        let mut count = 0u64;
+        // SAFETY: reads 8 bytes into a live u64 from a descriptor we own.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut count as *mut u64).cast::<libc::c_void>(),
+                8,
+            )
+        };
+        if n == 8 {
+            count
+        } else {
+            0
+        }
+    }
+
+    #[test]
+    fn a_loss_is_one_e_outofmemory_in_place_and_a_new_signal() {
+        use peergroup_core::events::EventHub;
+        let efd = new_eventfd();
+        let signal = Arc::new(EventFd::from_handle(efd.as_raw_fd() as isize as HANDLE).unwrap());
+        let notify = signal.clone();
+        let hub = EventHub::new();
+        let registration = EventRegistration {
+            group: DefaultKey::default(),
+            subscription: hub.subscribe(
+                EventFilter::all(),
+                2,
+                Some(Box::new(move || notify.signal())),
+            ),
+            signal,
+        };
+        for s in 1..=5 {
+            hub.publish(&Event::StatusChanged(s));
+        }
+        assert_eq!(counter(&efd), 1, "one signal for the first event");
+        let mut results = Vec::new();
+        loop {
+            let (hr, p) = registration.take();
+            if !p.is_null() {
+                // SAFETY: a live block from take(); STATUS_CHANGED sets dwStatus.
+                unsafe {
+                    results.push((hr, (*p).u.dwStatus));
+                    assert!(free_block(p.cast()));
+                }
+            } else {
+                results.push((hr, -1));
+            }
+            if hr == hresult::PEER_S_NO_EVENT_DATA {
+                break;
+            }
+        }
+        assert_eq!(
+            results,
+            vec![
+                (hresult::S_OK, 1),
+                (hresult::S_OK, 2),
+                (hresult::E_OUTOFMEMORY, -1),
+                (hresult::PEER_S_NO_EVENT_DATA, -1),
+            ]
+        );
+        assert_eq!(counter(&efd), 1, "signalled again at the loss");
+        registration.end();
+        hub.publish(&Event::StatusChanged(6));
+        assert_eq!(registration.take().0, hresult::PEER_S_NO_EVENT_DATA);
+        assert_eq!(counter(&efd), 0, "no signal after the end");
     }
 
     fn tempfile_fd() -> std::fs::File {

@@ -938,7 +938,7 @@ impl GroupHandle {
     /// Hands records stored here by this process (added, updated, deleted, imported) to the
     /// running group, which floods them to its neighbours and reports them as record events.
     /// Does nothing while the group is offline: the next connection reconciles them.
-    #[allow(dead_code, reason = "the seam replication fills in; nothing calls it yet")]
+    #[allow(dead_code, reason = "replication calls this seam")]
     pub(crate) fn publish_local(&self, records: &[Record]) {
         // Replication lands next; until then the records stay local.
         let _ = records;

@@ -22,6 +22,8 @@ typedef char16_t WCHAR;
 typedef char16_t WCHAR;
 #endif
 typedef struct sockaddr_in6 SOCKADDR_IN6;
+/* Defined at the end, with its anonymous union. */
+typedef struct PEER_GROUP_EVENT_DATA PEER_GROUP_EVENT_DATA;
 
 #define WINAPI
 #define SUCCEEDED(hr) (((HRESULT)(hr)) >= 0)
@@ -172,14 +174,24 @@ typedef uint32_t ULONG;
 typedef void *PVOID;
 
 /*
+ A group handle.
+ */
+typedef void *HGROUP;
+
+/*
+ `HANDLE`: for events, an eventfd descriptor cast with `(HANDLE)(intptr_t)fd`.
+ */
+typedef void *HANDLE;
+
+/*
  `DWORD`.
  */
 typedef uint32_t DWORD;
 
 /*
- `PWSTR`.
+ `PEER_GROUP_EVENT_TYPE`.
  */
-typedef WCHAR *PWSTR;
+typedef int32_t PEER_GROUP_EVENT_TYPE;
 
 /*
  `GUID`, with the Windows layout.
@@ -190,6 +202,24 @@ typedef struct {
   uint16_t Data3;
   uint8_t Data4[8];
 } GUID;
+
+/*
+ `PEER_GROUP_EVENT_REGISTRATION`.
+ */
+typedef struct {
+  PEER_GROUP_EVENT_TYPE eventType;
+  GUID *pType;
+} PEER_GROUP_EVENT_REGISTRATION;
+
+/*
+ An event registration handle.
+ */
+typedef void *HPEEREVENT;
+
+/*
+ `PWSTR`.
+ */
+typedef WCHAR *PWSTR;
 
 /*
  `PEER_ROLE_ID`.
@@ -214,11 +244,6 @@ typedef struct {
   PWSTR pwzGroupPassword;
   PEER_ROLE_ID groupPasswordRole;
 } PEER_GROUP_PROPERTIES;
-
-/*
- A group handle.
- */
-typedef void *HGROUP;
 
 /*
  `PCWSTR`.
@@ -365,11 +390,6 @@ typedef struct {
 } PEER_VERSION_DATA;
 
 /*
- `PEER_GROUP_EVENT_TYPE`.
- */
-typedef int32_t PEER_GROUP_EVENT_TYPE;
-
-/*
  `PEER_GROUP_STATUS`.
  */
 typedef int32_t PEER_GROUP_STATUS;
@@ -482,14 +502,6 @@ typedef struct {
 } PEER_EVENT_MEMBER_CHANGE_DATA;
 
 /*
- `PEER_GROUP_EVENT_REGISTRATION`.
- */
-typedef struct {
-  PEER_GROUP_EVENT_TYPE eventType;
-  GUID *pType;
-} PEER_GROUP_EVENT_REGISTRATION;
-
-/*
  `PEER_CREDENTIAL_INFO`.
  */
 typedef struct {
@@ -518,16 +530,6 @@ typedef struct {
   PEER_ADDRESS *pAddresses;
   PEER_CREDENTIAL_INFO *pCredentialInfo;
 } PEER_MEMBER;
-
-/*
- An event registration handle.
- */
-typedef void *HPEEREVENT;
-
-/*
- `HANDLE`: for events, an eventfd descriptor cast with `(HANDLE)(intptr_t)fd`.
- */
-typedef void *HANDLE;
 
 /*
  `MAKEWORD(1,1)`: the Grouping version this library implements.
@@ -656,6 +658,46 @@ HRESULT PeerGetNextItem(HPEERENUM hPeerEnum,
 HRESULT PeerEndEnumeration(HPEERENUM hPeerEnum);
 
 /*
+ Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
+ when events are queued. `pType` filters record changes by record type (NULL: all). Event
+ types this library does not raise yet (member changes, direct connections, incoming data,
+ authentication failures) may be registered and simply never arrive.
+
+ `E_POINTER` for a NULL `phPeerEvent`; `E_INVALIDARG` for a NULL array, a count of 0 or
+ over 256, an unknown event type, or an `hEvent` that is not an open, writable eventfd;
+ `PEER_E_INVALID_GROUP` for a bad `hGroup`.
+
+ # Safety
+ `pEventRegistrations` NULL or readable for `cEventRegistration` structures, each `pType`
+ NULL or a readable `GUID`; `phPeerEvent` NULL or writable.
+ */
+HRESULT PeerGroupRegisterEvent(HGROUP hGroup,
+                               HANDLE hEvent,
+                               DWORD cEventRegistration,
+                               PEER_GROUP_EVENT_REGISTRATION *pEventRegistrations,
+                               HPEEREVENT *phPeerEvent);
+
+/*
+ Ends a registration: no more events are queued or signalled, and the handle becomes
+ invalid. `E_INVALIDARG` for a NULL, forged, stale or other-kind handle. The eventfd stays
+ the caller's to close.
+ */
+HRESULT PeerGroupUnregisterEvent(HPEEREVENT hPeerEvent);
+
+/*
+ Takes the oldest queued event as one `PeerFreeData` block: `S_OK` with the event, or
+ `PEER_S_NO_EVENT_DATA` (a success code) with `*ppEventData` NULL when none is queued.
+ Where events were lost to a full queue, one call returns `E_OUTOFMEMORY` (with NULL) and
+ signals the eventfd again. `E_POINTER` for a NULL `ppEventData`; `E_INVALIDARG` for a
+ NULL, forged, stale or other-kind handle.
+
+ # Safety
+ `ppEventData` NULL or writable.
+ */
+HRESULT PeerGroupGetEventData(HPEEREVENT hPeerEvent,
+                              PEER_GROUP_EVENT_DATA **ppEventData);
+
+/*
  Creates a group from `pProperties` and returns an offline handle; the creator (NULL
  `pwzCreatorPeerName`: the default identity) is its administrator. `pwzGroupPeerName`
  must be NULL or empty (`PEER_E_INVALID_GROUP_PROPERTIES`): the name is generated.
@@ -733,7 +775,9 @@ HRESULT PeerGroupConnectByAddress(HGROUP hGroup,
  is `PEER_E_INVALID_GROUP`. The last handle to a group takes it offline (peers are told,
  bounded in time) and the transport releases its port when no group is left online.
  A handle whose group was deleted with `PeerGroupDelete` is released too, and the call
- returns `PEER_E_INVALID_GROUP`, as for any call on such a handle.
+ returns `PEER_E_INVALID_GROUP`, as for any call on such a handle. Event registrations
+ made through the handle end once the close is done: their last events (the group going
+ offline) stay readable, then `PeerGroupGetEventData` says `PEER_S_NO_EVENT_DATA`.
  */
 HRESULT PeerGroupClose(HGROUP hGroup);
 
@@ -1062,7 +1106,7 @@ HRESULT PeerGroupShutdown(void);
 
 /* PEER_GROUP_EVENT_DATA, with the anonymous union Windows code relies on
  * (pEventData->incomingData). Same layout as the library's definition. */
-typedef struct PEER_GROUP_EVENT_DATA {
+struct PEER_GROUP_EVENT_DATA {
   PEER_GROUP_EVENT_TYPE eventType;
   union {
     PEER_GROUP_STATUS dwStatus;
@@ -1072,7 +1116,8 @@ typedef struct PEER_GROUP_EVENT_DATA {
     PEER_EVENT_MEMBER_CHANGE_DATA memberChangeData;
     HRESULT hrConnectionFailedReason;
   };
-} PEER_GROUP_EVENT_DATA, *PPEER_GROUP_EVENT_DATA;
+};
+typedef PEER_GROUP_EVENT_DATA *PPEER_GROUP_EVENT_DATA;
 
 typedef PEER_DATA *PPEER_DATA;
 typedef const PEER_DATA *PCPEER_DATA;

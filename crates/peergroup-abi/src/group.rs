@@ -15,7 +15,8 @@ use peergroup_core::GroupHandle;
 use crate::convert::{properties_block, read_properties, socket_addr_from_peer_address};
 use crate::identity::require_out;
 use crate::runtime::{
-    entry, exclusive, group_and_network, lock, started_network, ToHresult, EXCLUSIVE_WAIT,
+    entry, exclusive, from_handle, group_and_network, lock, started_network, ToHresult,
+    EXCLUSIVE_WAIT,
 };
 use crate::types::{DWORD, HGROUP, PCWSTR, PEER_ADDRESS, PEER_GROUP_PROPERTIES, ULONG};
 use crate::wstr::{read_opt, read_req};
@@ -238,7 +239,9 @@ pub unsafe extern "C" fn PeerGroupConnectByAddress(
 /// is `PEER_E_INVALID_GROUP`. The last handle to a group takes it offline (peers are told,
 /// bounded in time) and the transport releases its port when no group is left online.
 /// A handle whose group was deleted with `PeerGroupDelete` is released too, and the call
-/// returns `PEER_E_INVALID_GROUP`, as for any call on such a handle.
+/// returns `PEER_E_INVALID_GROUP`, as for any call on such a handle. Event registrations
+/// made through the handle end once the close is done: their last events (the group going
+/// offline) stay readable, then `PeerGroupGetEventData` says `PEER_S_NO_EVENT_DATA`.
 #[no_mangle]
 pub extern "C" fn PeerGroupClose(hGroup: HGROUP) -> HRESULT {
     entry(|| {
@@ -249,10 +252,15 @@ pub extern "C" fn PeerGroupClose(hGroup: HGROUP) -> HRESULT {
         };
         // Another thread may be in a call on this handle right now; wait (bounded) until it
         // lets go. If it does not, the last user's drop takes the handle offline.
-        let Some(group) = exclusive(shared, Instant::now() + EXCLUSIVE_WAIT) else {
-            return Ok(hresult::S_OK);
+        let closed = match exclusive(shared, Instant::now() + EXCLUSIVE_WAIT) {
+            Some(group) => net.rt.block_on(group.close()),
+            None => Ok(()),
         };
-        net.rt.block_on(group.close()).hr()?;
+        // Registrations made through this handle end after its last events (going offline).
+        if let Some(key) = from_handle(hGroup) {
+            lock().end_registrations_of(key);
+        }
+        closed.hr()?;
         Ok(hresult::S_OK)
     })
 }

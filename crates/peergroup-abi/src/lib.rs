@@ -12,6 +12,7 @@
 pub mod alloc;
 pub mod convert;
 pub mod enumeration;
+pub mod events;
 pub mod group;
 pub mod identity;
 pub mod invitation;

@@ -1,7 +1,7 @@
 //! The library's process-wide state: the startup count, the identity store, the async
 //! runtime with the group layer, and the handle table.
 //!
-//! Handles (`HPEERENUM`, `HCRYPTPROV`, `HGROUP`, later `HPEEREVENT`) are slotmap keys packed
+//! Handles (`HPEERENUM`, `HCRYPTPROV`, `HGROUP`, `HPEEREVENT`) are slotmap keys packed
 //! into a non-null pointer value. A closed handle's slot gets a new version, so a stale handle
 //! never reaches the object that reused its slot, and a forged value finds nothing; both are
 //! answered with the function's documented error. One table holds every kind, so a handle of
@@ -21,6 +21,8 @@ use peergroup_core::records::record::Record;
 use peergroup_core::{CoreError, GroupHandle, Peergroup};
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 
+use crate::events::EventRegistration;
+
 /// Worker threads of the library's tokio runtime.
 pub(crate) const WORKER_THREADS: usize = 2;
 /// How long the last `PeerGroupShutdown` waits for the groups still open to close.
@@ -39,6 +41,8 @@ pub enum Object {
     CryptKey(PrivateKey),
     /// An open group (`HGROUP`). Shared so a call can use it without the global lock.
     Group(Arc<GroupHandle>),
+    /// An event registration (`HPEEREVENT`).
+    Event(Arc<EventRegistration>),
 }
 
 /// The async side of a started library: the tokio runtime and the group layer on it.
@@ -162,6 +166,37 @@ impl Runtime {
         match from_handle(h).and_then(|k| self.handles.remove(k)) {
             Some(Object::Group(g)) => Ok(g),
             _ => unreachable!("checked to be a group just above"),
+        }
+    }
+
+    /// Ends the event registrations made through the `HGROUP` with this key (closed): they
+    /// take no more events, and what they queued stays readable.
+    pub fn end_registrations_of(&self, group: DefaultKey) {
+        for object in self.handles.values() {
+            if let Object::Event(r) = object {
+                if r.group == group {
+                    r.end();
+                }
+            }
+        }
+    }
+
+    /// The registration behind an `HPEEREVENT`: `PEER_E_NOT_INITIALIZED` before startup,
+    /// `E_INVALIDARG` for NULL, forged, unregistered, stale or other-kind handles.
+    pub fn event(&self, h: *const c_void) -> Result<Arc<EventRegistration>, HRESULT> {
+        self.store()?;
+        match from_handle(h).and_then(|k| self.handles.get(k)) {
+            Some(Object::Event(r)) => Ok(r.clone()),
+            _ => Err(hresult::E_INVALIDARG),
+        }
+    }
+
+    /// Takes an `HPEEREVENT` out of the table (as [`Runtime::event`] checks it).
+    pub fn remove_event(&mut self, h: *const c_void) -> Result<Arc<EventRegistration>, HRESULT> {
+        self.event(h)?;
+        match from_handle(h).and_then(|k| self.handles.remove(k)) {
+            Some(Object::Event(r)) => Ok(r),
+            _ => unreachable!("checked to be a registration just above"),
         }
     }
 

@@ -228,6 +228,9 @@ fn lossy(members: usize, writes: usize, seed: u64) -> Outcome {
     }
 }
 
+/// A scenario run with a seed.
+type Scenario = Box<dyn Fn(u64) -> Outcome>;
+
 fn pct(v: &[u64], p: f64) -> String {
     if v.is_empty() {
         return "-".into();
@@ -250,7 +253,7 @@ fn main() {
             wanted.push(a);
         }
     }
-    let scenarios: Vec<(&str, Box<dyn Fn(u64) -> Outcome>)> = vec![
+    let scenarios: Vec<(&str, Scenario)> = vec![
         ("flood-100", Box::new(|s| flood("flood-100", 100, 50, s))),
         ("flood-1000", Box::new(|s| flood("flood-1000", 1000, 50, s))),
         ("partition-heal", Box::new(|s| partition(200, 50, s))),

@@ -828,6 +828,7 @@ impl Driver {
                 if let GroupEvent::StatusChanged(s) = e {
                     let _ = self.status.send(s);
                 }
+                self.inner.events.publish_group_event(&e);
                 tracing::debug!(group = %self.inner.key.1, event = ?e, "group event");
             }
             Output::Persist(p) => {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::clock::unix_now;
 use crate::driver::{self, Network};
 use crate::error::{CoreError, Result};
+use crate::events::{EventFilter, EventHub, EventSubscription, Notifier, DEFAULT_QUEUE};
 use crate::group_store::{GroupStore, StoredConfig};
 use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Member, Role};
 use crate::identity::{documents, Identity, IdentityStore, PeerName};
@@ -53,6 +54,8 @@ pub struct GroupInner {
     pub(crate) state: Mutex<GroupState>,
     /// The record database, once a record call opened it. Lock order: `state`, then this.
     pub(crate) records: Mutex<Option<RecordStore>>,
+    /// The group's events, fanned out to its subscriptions; closed with the group.
+    pub(crate) events: EventHub,
 }
 
 /// The file of a group's record database, in its group directory.
@@ -237,6 +240,7 @@ impl Peergroup {
                 driver: None,
             }),
             records: Mutex::new(None),
+            events: EventHub::new(),
         });
         open.insert(key, inner.clone());
         Ok(GroupHandle {
@@ -400,6 +404,7 @@ impl Peergroup {
             if let Some(d) = driver {
                 d.close().await;
             }
+            inner.events.close();
             inner.close_records();
             self.shared.network.release_if_idle().await;
         }
@@ -645,6 +650,26 @@ impl GroupHandle {
             .unwrap_or_default())
     }
 
+    /// Subscribes to this group's events that `filter` matches (`PeerGroupRegisterEvent`),
+    /// with a queue of [`DEFAULT_QUEUE`] items. The subscription lasts until it is dropped or
+    /// the group closes for good (its last handle closed, or deleted); it sees the events of
+    /// every handle to the group, since they share one network presence.
+    pub fn subscribe(&self, filter: EventFilter) -> Result<EventSubscription> {
+        self.subscribe_with(filter, DEFAULT_QUEUE, None)
+    }
+
+    /// [`GroupHandle::subscribe`] with a queue of `capacity` items and a `notifier` called
+    /// each time the queue goes from empty to non-empty (the C ABI signals an eventfd).
+    pub fn subscribe_with(
+        &self,
+        filter: EventFilter,
+        capacity: usize,
+        notifier: Option<Notifier>,
+    ) -> Result<EventSubscription> {
+        let _st = self.live()?;
+        Ok(self.inner.events.subscribe(filter, capacity, notifier))
+    }
+
     /// `PeerGroupConnect`: brings the group online; the outcome arrives as status changes.
     pub async fn connect(&self) -> Result<()> {
         self.connect_by_address(&[]).await
@@ -707,6 +732,7 @@ impl GroupHandle {
         if let Some(d) = driver {
             d.close().await;
         }
+        self.inner.events.close();
         self.inner.close_records();
         self.pg.shared.network.release_if_idle().await;
         Ok(())
@@ -735,6 +761,7 @@ impl Drop for GroupHandle {
         if let Some(d) = driver {
             d.abort();
         }
+        self.inner.events.close();
     }
 }
 

@@ -12,6 +12,7 @@ mod clock;
 #[cfg(feature = "net")]
 mod driver;
 pub mod error;
+pub mod events;
 #[cfg(feature = "net")]
 pub mod group;
 pub mod group_store;
@@ -31,6 +32,7 @@ pub mod wire;
 #[cfg(feature = "net")]
 pub use driver::{reachable_addrs, server_name_of, Neighbour};
 pub use error::{CoreError, Result};
+pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
 pub use group::{GroupHandle, NewRecord, Peergroup};
 pub use peergroup_transport as transport;

@@ -24,6 +24,10 @@ commands:
   header [--check]           regenerate crates/peergroup-abi/include/p2p.h (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
   bench [NAME]               run the benchmarks (or NAME: connect, reconcile); they print figures
+  sim [SCENARIO...] [--seed N]
+                             whole-group scenarios in the simulator (release build): flood-100,
+                             flood-1000, partition-heal, churn, lossy; prints delivery times,
+                             messages per member and whether every database is identical
   fuzz [--smoke] [TARGET] [-- LIBFUZZER_ARGS...]
                              run every fuzz target (or TARGET): 60 s each, or
                              FUZZ_SMOKE_SECONDS (default 5) with --smoke
@@ -65,6 +69,19 @@ fn dispatch(args: &[String]) -> Result<()> {
             [name] => bench::run(Some(name)),
             _ => bail!("usage: cargo xtask bench [NAME]"),
         },
+        "sim" => {
+            let mut cmd = cargo([
+                "run",
+                "--release",
+                "-p",
+                "peergroup-core",
+                "--example",
+                "simulate",
+                "--",
+            ]);
+            cmd.args(rest);
+            run(&mut cmd)
+        }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(())

@@ -234,6 +234,9 @@ pub struct Group {
     properties: Option<SignedProperties>,
     next_maintenance: Option<Millis>,
     next_anti_entropy: Option<Millis>,
+    /// Members learned since `known` was last persisted (written on maintenance and close,
+    /// not on every message).
+    known_dirty: bool,
     repl: Option<Replication>,
     rng: Rng,
     out: VecDeque<Output>,
@@ -266,6 +269,7 @@ impl Group {
             properties,
             next_maintenance: None,
             next_anti_entropy: None,
+            known_dirty: false,
             repl: None,
             rng,
             out: VecDeque::new(),
@@ -321,6 +325,11 @@ impl Group {
         self.neighbours
             .iter()
             .map(|(c, n)| (*c, n.member.as_str(), n.node_id, n.remote, n.outbound))
+    }
+
+    /// Dials in flight and connections awaiting their `Hello`: (dialing, pending).
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.dialing.len(), self.pending.len())
     }
 
     /// Members and addresses known.
@@ -454,7 +463,16 @@ impl Group {
         }
     }
 
+    fn persist_known(&mut self) {
+        if std::mem::take(&mut self.known_dirty) {
+            let all = self.known.values().cloned().collect();
+            self.out
+                .push_back(Output::Persist(Persist::KnownPeers(all)));
+        }
+    }
+
     fn close(&mut self) {
+        self.persist_known();
         for conn in self.pending.keys().chain(self.neighbours.keys()) {
             self.out
                 .push_back(Output::Disconnect(*conn, CloseReason::GroupClosed));
@@ -514,12 +532,7 @@ impl Group {
                 }
                 if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
                     // Refer the newcomer to the members we know, then let it go.
-                    let entries: Vec<PeerEntry> = self
-                        .known
-                        .values()
-                        .take(MAX_PEER_ENTRIES)
-                        .cloned()
-                        .collect();
+                    let entries = self.sample_known();
                     self.learn(PeerEntry {
                         member: p.member,
                         node_id: h.node_id,
@@ -559,12 +572,7 @@ impl Group {
                     node_id: h.node_id,
                 });
                 self.update_status();
-                let entries: Vec<PeerEntry> = self
-                    .known
-                    .values()
-                    .take(MAX_PEER_ENTRIES)
-                    .cloned()
-                    .collect();
+                let entries = self.sample_known();
                 self.out
                     .push_back(Output::Send(conn, Message::Peers(entries)));
                 if let Some(props) = &self.properties {
@@ -602,9 +610,6 @@ impl Group {
                                 .push_back(Output::Send(*other, Message::Peers(news.clone())));
                         }
                     }
-                    let all = self.known.values().cloned().collect();
-                    self.out
-                        .push_back(Output::Persist(Persist::KnownPeers(all)));
                 }
             }
             Message::Properties(_) => {
@@ -652,6 +657,20 @@ impl Group {
         }
     }
 
+    /// Up to [`MAX_PEER_ENTRIES`] known members, a random sample when there are more: every
+    /// member must get to be known, and dialed, not only the first names in order.
+    fn sample_known(&mut self) -> Vec<PeerEntry> {
+        let mut all: Vec<&PeerEntry> = self.known.values().collect();
+        if all.len() > MAX_PEER_ENTRIES {
+            for i in 0..MAX_PEER_ENTRIES {
+                let j = self.rng.range(i as u64, all.len() as u64) as usize;
+                all.swap(i, j);
+            }
+            all.truncate(MAX_PEER_ENTRIES);
+        }
+        all.into_iter().cloned().collect()
+    }
+
     /// Records a member's addresses; true when that changed what we knew.
     fn learn(&mut self, mut entry: PeerEntry) -> bool {
         entry.addrs.truncate(MAX_ADDRS);
@@ -664,10 +683,12 @@ impl Group {
                 }
                 known.addrs = entry.addrs;
                 known.node_id = entry.node_id;
+                self.known_dirty = true;
                 true
             }
             None => {
                 self.known.insert(entry.member.clone(), entry);
+                self.known_dirty = true;
                 true
             }
         }
@@ -682,6 +703,7 @@ impl Group {
             self.next_maintenance = Some(now + self.cfg.maintenance_interval);
             self.dial_more();
             self.dial_random();
+            self.persist_known();
             if let Some(r) = self.repl.as_mut() {
                 r.expire(now as i64, &mut self.out);
             }

@@ -94,6 +94,10 @@ pub struct Sim {
     next_conn: ConnId,
     /// Messages delivered so far.
     pub messages: u64,
+    /// Members' deadlines (simulated time), earliest first; stale entries are skipped.
+    timers: BinaryHeap<Reverse<(Millis, usize)>>,
+    /// Each member's current deadline.
+    armed: Vec<Option<Millis>>,
     /// Each member's clock: simulated time plus this.
     offsets: Vec<Millis>,
     /// Partition side of each member; links between sides fail while `partitioned`.
@@ -228,6 +232,8 @@ impl Sim {
             listening: vec![false; cfg.members],
             side: vec![0; cfg.members],
             partitioned: false,
+            timers: BinaryHeap::new(),
+            armed: vec![None; cfg.members],
             offsets,
             identities,
             deliveries: BTreeMap::new(),
@@ -271,7 +277,13 @@ impl Sim {
     pub fn run_until(&mut self, until: Millis) {
         loop {
             // Timers: tick every machine whose deadline passed, in index order.
-            let next_timer = (0..self.nodes.len()).filter_map(|i| self.deadline(i)).min();
+            while let Some(Reverse((t, i))) = self.timers.peek().copied() {
+                if self.armed[i] == Some(t) {
+                    break;
+                }
+                self.timers.pop(); // re-armed since
+            }
+            let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
             let next_event = self.queue.peek().map(|Reverse((t, _))| *t);
             let next = match (next_timer, next_event) {
                 (Some(a), Some(b)) => a.min(b),
@@ -288,10 +300,21 @@ impl Sim {
                 let Action::Input(i, input) = self.actions.remove(&seq).expect("scheduled");
                 self.feed(i, input);
             } else {
-                for i in 0..self.nodes.len() {
-                    if self.deadline(i).is_some_and(|t| t <= next) {
-                        self.feed(i, Input::Tick);
+                let mut due = Vec::new();
+                while let Some(Reverse((t, i))) = self.timers.peek().copied() {
+                    if t > next {
+                        break;
                     }
+                    self.timers.pop();
+                    if self.armed[i] == Some(t) {
+                        self.armed[i] = None;
+                        due.push(i);
+                    }
+                }
+                due.sort_unstable();
+                due.dedup();
+                for i in due {
+                    self.feed(i, Input::Tick);
                 }
             }
         }
@@ -318,6 +341,18 @@ impl Sim {
         self.nodes[i].handle(now, input);
         while let Some(out) = self.nodes[i].poll_output() {
             self.output(i, out);
+        }
+        self.rearm(i);
+    }
+
+    /// Notes member `i`'s next deadline (the timer heap keeps stale entries and skips them).
+    fn rearm(&mut self, i: usize) {
+        let d = self.deadline(i);
+        if d != self.armed[i] {
+            self.armed[i] = d;
+            if let Some(t) = d {
+                self.timers.push(Reverse((t, i)));
+            }
         }
     }
 
@@ -363,6 +398,9 @@ impl Sim {
                     Action::Input(j, up(i, cj, addr_of(i), false)),
                 );
                 self.schedule(self.now + 2 * lat, Action::Input(i, up(j, ci, addr, true)));
+                // Nothing the dialed side sends may land before the dialer saw the
+                // connection up (in QUIC the handshake completes first).
+                self.link_clock.insert((j, cj), self.now + 2 * lat);
             }
             Output::Send(conn, msg) => {
                 if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
@@ -561,12 +599,16 @@ impl Sim {
         *clock
     }
 
-    /// True when the neighbour graph connects every member.
+    /// True when the neighbour graph (connections both ends count as neighbours) connects
+    /// every member.
     pub fn connected(&self) -> bool {
         let n = self.nodes.len();
         let mut adj = vec![Vec::new(); n];
-        for (&(i, _), &(j, _)) in &self.links {
-            adj[i].push(j);
+        for (&(i, ci), &(j, cj)) in &self.links {
+            let up = |k: usize, c: ConnId| self.nodes[k].neighbours().any(|nb| nb.0 == c);
+            if up(i, ci) && up(j, cj) {
+                adj[i].push(j);
+            }
         }
         let mut seen = vec![false; n];
         let mut stack = vec![0];

@@ -21,7 +21,7 @@
 //! real signatures in the driver, memory (and the same signatures) in the simulator. The
 //! machine calls it synchronously; it never does I/O of its own.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
@@ -81,8 +81,9 @@ struct Session {
     responder: Option<Reconciler>,
     /// Start another reconciliation when this one ends.
     rerun: bool,
-    /// Ids to request from this peer.
+    /// Ids to request from this peer, in order, and the same as a set.
     want: VecDeque<[u8; 16]>,
+    wanted: HashSet<[u8; 16]>,
     /// Requests sent and not fully answered: ids still expected.
     outstanding: BTreeSet<[u8; 16]>,
 }
@@ -193,6 +194,15 @@ impl Replication {
     /// Timers: the reconciliation wave after pulled records.
     pub(crate) fn tick(&mut self, now_ms: Millis, out: &mut VecDeque<Output>) {
         if self.wave_at.is_some_and(|t| t <= now_ms) {
+            if self
+                .sessions
+                .values()
+                .any(|s| !s.want.is_empty() || !s.outstanding.is_empty())
+            {
+                // Still pulling: reconcile once that is done, not on every batch.
+                self.wave_at = Some(now_ms + SETTLE_MS);
+                return;
+            }
             self.wave_at = None;
             let conns: Vec<ConnId> = self.sessions.keys().copied().collect();
             for conn in conns {
@@ -403,7 +413,7 @@ impl Replication {
         }
         let session = self.sessions.get_mut(&conn).expect("caller checked");
         for id in wanted {
-            if !session.want.contains(&id) {
+            if session.wanted.insert(id) {
                 session.want.push_back(id);
             }
         }
@@ -422,6 +432,7 @@ impl Replication {
                 let Some(id) = session.want.pop_front() else {
                     break;
                 };
+                session.wanted.remove(&id);
                 if self.requested.contains_key(&id) {
                     continue;
                 }
@@ -528,10 +539,34 @@ impl Verifier {
         self
     }
 
-    /// [`Record::verify`] of each record at `now`.
+    /// [`Record::verify`] of each record at `now`; a large batch is split over the
+    /// machine's cores (a joiner verifies every record of the group once).
     pub fn verify(&self, records: &[Record], now: i64) -> Vec<Result<()>> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        records
+        const PER_THREAD: usize = 16;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || records.len() < 2 * PER_THREAD {
+            return self.verify_here(records, now);
+        }
+        let chunk = records.len().div_ceil(threads).max(PER_THREAD);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = records
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || self.verify_here(part, now)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| {
+                    p.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+
+    fn verify_here(&self, records: &[Record], now: i64) -> Vec<Result<()>> {
+        // Each thread keeps its own chain cache for the batch, seeded from the shared one.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let results = records
             .iter()
             .map(|r| {
                 let Some(memo) = &self.memo else {
@@ -554,7 +589,12 @@ impl Verifier {
                 memo.lock().unwrap_or_else(|p| p.into_inner()).insert(hash);
                 Ok(())
             })
-            .collect()
+            .collect();
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .absorb(cache);
+        results
     }
 }
 

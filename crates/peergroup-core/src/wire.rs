@@ -43,7 +43,7 @@ pub const KIND_RECORDS: u8 = 9;
 pub const MAX_OFFER_ITEMS: usize = 4096;
 /// Most record ids one [`Message::Request`] asks for, and most records or missing ids one
 /// [`Message::Records`] carries.
-pub const MAX_REQUEST_IDS: usize = 128;
+pub const MAX_REQUEST_IDS: usize = 512;
 /// Largest reconciliation message (negentropy's frame limit, and some room).
 pub const MAX_RECONCILE_BYTES: usize = crate::reconcile::MAX_MESSAGE as usize + 1024;
 /// Largest [`Message::Records`] payload: one transport frame.

@@ -468,7 +468,7 @@ impl Record {
 /// prove. A hit counts only at a time inside the membership's validity (which lies within
 /// every issuer's and the root's); anything else is validated in full again. Bounded: the
 /// cache empties itself when full.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ChainCache {
     members: std::collections::HashMap<Vec<u8>, Member>,
 }
@@ -482,6 +482,16 @@ impl ChainCache {
             .get(key)
             .filter(|m| m.not_before() <= at_unix && at_unix <= m.not_after())
             .cloned()
+    }
+
+    /// Takes in what `other` learned (a worker's copy, back into the shared cache).
+    pub fn absorb(&mut self, other: ChainCache) {
+        for (k, m) in other.members {
+            if self.members.len() >= Self::CAPACITY {
+                break;
+            }
+            self.members.entry(k).or_insert(m);
+        }
     }
 
     fn insert(&mut self, key: &[u8], member: &Member) {

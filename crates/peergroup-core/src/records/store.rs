@@ -13,7 +13,8 @@
 //! records(id BLOB PRIMARY KEY, type BLOB, version INTEGER, flags INTEGER, creator TEXT,
 //!         modifier TEXT, created INTEGER, expires INTEGER, modified INTEGER, encoded BLOB,
 //!         digest BLOB)
-//!   index records_type(type), records_expires(expires)
+//!   index records_type(type), records_expires(expires),
+//!         records_items(expires, id, version, digest) (covers the reconciliation items)
 //! attributes(record_id BLOB → records(id) ON DELETE CASCADE, name TEXT, type TEXT, value)
 //!   index attributes_name_value(name COLLATE NOCASE, value), attributes_record(record_id)
 //! ```
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_type ON records(type);
 CREATE INDEX IF NOT EXISTS records_expires ON records(expires);
+CREATE INDEX IF NOT EXISTS records_items ON records(expires, id, version, digest);
 CREATE TABLE IF NOT EXISTS attributes (
     record_id BLOB NOT NULL REFERENCES records(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
@@ -289,66 +291,65 @@ fn put_in(
     record: &Record,
     attributes: &[IndexedAttribute],
 ) -> Result<PutOutcome> {
-    {
-        let encoded = record.encode();
-        let stored: Option<Vec<u8>> = tx
-            .query_row(
-                "SELECT encoded FROM records WHERE id = ?1",
-                [&record.id[..]],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(db)?;
-        let outcome = match stored {
-            None => PutOutcome::Inserted,
-            Some(bytes) => {
-                let old = decode_stored(path, &bytes)?;
-                if !record.wins_over(&old) {
-                    return Ok(PutOutcome::Ignored);
-                }
-                tx.execute("DELETE FROM records WHERE id = ?1", [&record.id[..]])
-                    .map_err(db)?;
-                PutOutcome::Replaced
-            }
-        };
-        tx.execute(
-            "INSERT INTO records (id, type, version, flags, creator, modifier, created, \
-             expires, modified, encoded, digest) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                &record.id[..],
-                &record.record_type[..],
-                record.version,
-                record.flags,
-                record.creator,
-                record.modifier,
-                record.created,
-                record.expires,
-                record.modified,
-                &encoded,
-                &digest_of(&encoded)[..],
-            ],
-        )
+    let encoded = record.encode();
+    let stored: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT encoded FROM records WHERE id = ?1")
+        .map_err(db)?
+        .query_row([&record.id[..]], |row| row.get(0))
+        .optional()
         .map_err(db)?;
-        if !record.is_deleted() {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO attributes (record_id, name, type, value) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(db)?;
-            for a in attributes {
-                let value = match &a.value {
-                    IndexValue::Integer(i) => rusqlite::types::Value::Integer(*i),
-                    IndexValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
-                };
-                insert
-                    .execute(params![&record.id[..], a.name, a.type_name, value])
-                    .map_err(db)?;
+    let outcome = match stored {
+        None => PutOutcome::Inserted,
+        Some(bytes) => {
+            let old = decode_stored(path, &bytes)?;
+            if !record.wins_over(&old) {
+                return Ok(PutOutcome::Ignored);
             }
+            tx.prepare_cached("DELETE FROM records WHERE id = ?1")
+                .map_err(db)?
+                .execute([&record.id[..]])
+                .map_err(db)?;
+            PutOutcome::Replaced
         }
-        Ok(outcome)
+    };
+    tx.prepare_cached(
+        "INSERT INTO records (id, type, version, flags, creator, modifier, created, \
+         expires, modified, encoded, digest) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .map_err(db)?
+    .execute(params![
+        &record.id[..],
+        &record.record_type[..],
+        record.version,
+        record.flags,
+        record.creator,
+        record.modifier,
+        record.created,
+        record.expires,
+        record.modified,
+        &encoded,
+        &digest_of(&encoded)[..],
+    ])
+    .map_err(db)?;
+    if !record.is_deleted() {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO attributes (record_id, name, type, value) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(db)?;
+        for a in attributes {
+            let value = match &a.value {
+                IndexValue::Integer(i) => rusqlite::types::Value::Integer(*i),
+                IndexValue::Text(s) => rusqlite::types::Value::Text(s.clone()),
+            };
+            insert
+                .execute(params![&record.id[..], a.name, a.type_name, value])
+                .map_err(db)?;
+        }
     }
+    Ok(outcome)
 }
 
 impl RecordStore {
@@ -480,6 +481,17 @@ impl RecordStore {
             out.push((id, version));
         }
         Ok(out)
+    }
+
+    /// How many live records there are (not tombstones, not expired at `now_ms`).
+    pub fn count_live(&self, now_ms: i64) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM records WHERE flags & ?1 = 0 AND expires > ?2",
+                params![FLAG_DELETED, now_ms],
+                |row| row.get(0),
+            )
+            .map_err(db)
     }
 
     /// How many records are stored, tombstones and not yet removed expired ones included.

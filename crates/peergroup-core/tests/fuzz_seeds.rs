@@ -8,8 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::properties::GroupProperties;
+use peergroup_core::reconcile::{ItemKey, Reconciler};
 use peergroup_core::records::dbfile;
 use peergroup_core::records::record::Record;
+use peergroup_core::wire::Message;
 use peergroup_core::{NewRecord, Peergroup};
 
 fn seeds(target: &str) -> PathBuf {
@@ -37,6 +39,68 @@ fn database_import_seeds_parse() {
     assert_eq!(dbfile::encode(&f.group, &f.member, &f.records), two);
     let empty = std::fs::read(seeds("database_import").join("empty.pgdb")).unwrap();
     assert!(dbfile::parse(&empty).unwrap().records.is_empty());
+}
+
+/// Items like the `reconcile_message` target's, with some differences.
+fn items(skip: u32) -> Vec<ItemKey> {
+    (0u32..300)
+        .filter(|i| i % 50 != skip)
+        .map(|i| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            ItemKey::synthetic(id, 1 + i % 3)
+        })
+        .collect()
+}
+
+/// A frame of the `replication` target: kind, u16 length, payload.
+fn frame(msg: &Message) -> Vec<u8> {
+    let (kind, payload) = msg.encode();
+    let mut out = vec![kind];
+    out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+#[ignore = "writes the fuzz seeds; run by hand when a format changes"]
+fn write_reconciliation_seeds() {
+    let query = Reconciler::new(items(7)).unwrap().initiate().unwrap();
+    let answer = Reconciler::new(items(9)).unwrap().respond(&query).unwrap();
+    let dir = seeds("reconcile_message");
+    std::fs::write(dir.join("query.bin"), [&[0u8][..], &query].concat()).unwrap();
+    std::fs::write(dir.join("answer.bin"), [&[1u8][..], &answer].concat()).unwrap();
+    let offer = Message::Offer {
+        items: items(3)[..5].to_vec(),
+        done: true,
+    };
+    let request = Message::Request(vec![[1; 16], [2; 16], [40; 16]]);
+    let session = [
+        frame(&Message::ReconcileQuery(query)),
+        frame(&offer),
+        frame(&request),
+    ]
+    .concat();
+    std::fs::write(seeds("replication").join("session.bin"), session).unwrap();
+}
+
+#[test]
+fn reconciliation_seeds_are_messages() {
+    let query = std::fs::read(seeds("reconcile_message").join("query.bin")).unwrap();
+    assert!(Reconciler::new(items(9))
+        .unwrap()
+        .respond(&query[1..])
+        .is_ok());
+    let session = std::fs::read(seeds("replication").join("session.bin")).unwrap();
+    let mut rest = &session[..];
+    let mut n = 0;
+    while rest.len() >= 3 {
+        let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
+        Message::decode(rest[0], &rest[3..3 + len]).unwrap();
+        rest = &rest[3 + len..];
+        n += 1;
+    }
+    assert_eq!(n, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,24 @@
 
 static HANDLE as_handle(int fd) { return (HANDLE)(intptr_t)fd; }
 
+/* The record type both members use. */
+static const GUID NOTE = {0x0badcafe, 0x1234, 0x4321, {0x80, 1, 2, 3, 4, 5, 6, 7}};
+
+/* An hour from now as a FILETIME (100 ns ticks since 1601). */
+static FILETIME in_an_hour(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  unsigned long long ms = (unsigned long long)ts.tv_sec * 1000ULL + 3600ULL * 1000ULL;
+  unsigned long long ticks = (ms + 11644473600000ULL) * 10000ULL;
+  FILETIME ft = {(DWORD)ticks, (DWORD)(ticks >> 32)};
+  return ft;
+}
+
+static void guid_hex(const GUID *g, char out[33]) {
+  const unsigned char *b = (const unsigned char *)g;
+  for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+}
+
 /* 1 when `fd` is readable within `ms` milliseconds. */
 static int readable(int fd, int ms) {
   struct pollfd p = {fd, POLLIN, 0};
@@ -189,6 +207,26 @@ static int child(int in, int out, const char *home) {
   }
 
   char *m = recv_msg(in);
+  if (m && strcmp(m, "add") == 0) {
+    /* Bob adds a record: it replicates to Alice, who is told by a RECORD_CHANGED event. */
+    BYTE data[] = "a note from bob";
+    PEER_RECORD r;
+    memset(&r, 0, sizeof r);
+    r.dwSize = sizeof r;
+    r.type = NOTE;
+    r.ftExpiration = in_an_hour();
+    r.data.cbData = sizeof data;
+    r.data.pbData = data;
+    GUID id;
+    memset(&id, 0, sizeof id);
+    CHECK_HR(PeerGroupAddRecord(g, &r, &id), S_OK);
+    char hex[33], msg[64];
+    guid_hex(&id, hex);
+    snprintf(msg, sizeof msg, "added %s", hex);
+    send_msg(out, msg);
+    free(m);
+    m = recv_msg(in);
+  }
   CHECK(m && strcmp(m, "close") == 0);
   free(m);
   /* Closing the HGROUP ends the registration: what was queued can still be read (the group
@@ -362,6 +400,52 @@ static void parent(int in, int out) {
     PeerFreeData(p);
     PEER_GROUP_EVENT_DATA *d = next_event(all, efd_all, "alice: property");
     CHECK(d && d->eventType == PEER_GROUP_EVENT_PROPERTY_CHANGED);
+    PeerFreeData(d);
+    PEER_GROUP_EVENT_DATA *none = NULL;
+    CHECK_HR(PeerGroupGetEventData(statuses, &none), PEER_S_NO_EVENT_DATA);
+  }
+
+  /* Records replicate: Bob adds one; Alice hears RECORD_CHANGED (added, with its id and
+   * type) and reads the same record. Then Alice adds one: a local change is an event too. */
+  {
+    send_msg(out, "add");
+    char *added = recv_msg(in);
+    char want[40] = "";
+    CHECK(added && sscanf(added, "added %32s", want) == 1);
+    free(added);
+    PEER_GROUP_EVENT_DATA *d = next_event(all, efd_all, "alice: bob's record");
+    CHECK(d && d->eventType == PEER_GROUP_EVENT_RECORD_CHANGED);
+    GUID id;
+    memset(&id, 0, sizeof id);
+    if (d && d->eventType == PEER_GROUP_EVENT_RECORD_CHANGED) {
+      char got[33];
+      guid_hex(&d->recordChangeData.recordId, got);
+      CHECK(strcmp(got, want) == 0);
+      CHECK(d->recordChangeData.changeType == PEER_RECORD_ADDED);
+      CHECK(memcmp(&d->recordChangeData.recordType, &NOTE, sizeof(GUID)) == 0);
+      id = d->recordChangeData.recordId;
+    }
+    PeerFreeData(d);
+    PEER_RECORD *rec = NULL;
+    CHECK_HR(PeerGroupGetRecord(g, &id, &rec), S_OK);
+    CHECK(rec && rec->data.cbData == sizeof "a note from bob" &&
+          memcmp(rec->data.pbData, "a note from bob", rec->data.cbData) == 0);
+    PeerFreeData(rec);
+
+    BYTE data[] = "alice's own";
+    PEER_RECORD r;
+    memset(&r, 0, sizeof r);
+    r.dwSize = sizeof r;
+    r.type = NOTE;
+    r.ftExpiration = in_an_hour();
+    r.data.cbData = sizeof data;
+    r.data.pbData = data;
+    GUID mine;
+    CHECK_HR(PeerGroupAddRecord(g, &r, &mine), S_OK);
+    d = next_event(all, efd_all, "alice: her own record");
+    CHECK(d && d->eventType == PEER_GROUP_EVENT_RECORD_CHANGED &&
+          d->recordChangeData.changeType == PEER_RECORD_ADDED &&
+          memcmp(&d->recordChangeData.recordId, &mine, sizeof(GUID)) == 0);
     PeerFreeData(d);
     PEER_GROUP_EVENT_DATA *none = NULL;
     CHECK_HR(PeerGroupGetEventData(statuses, &none), PEER_S_NO_EVENT_DATA);

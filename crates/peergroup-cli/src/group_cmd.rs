@@ -73,7 +73,7 @@ pub struct As {
     pub identity: Option<String>,
 }
 
-fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
+pub(crate) fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
     a.identity
         .as_deref()
         .map(|s| s.parse::<PeerName>().map_err(CliError::from))
@@ -91,11 +91,11 @@ fn role(text: &str) -> Result<Role, CliError> {
     }
 }
 
-fn group_name(s: &str) -> Result<PeerName, CliError> {
+pub(crate) fn group_name(s: &str) -> Result<PeerName, CliError> {
     Ok(s.parse::<PeerName>()?)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -253,7 +253,7 @@ pub struct InviteArgs {
     expires_in: Option<i64>,
 }
 
-fn read_input(path: &PathBuf) -> Result<String, CliError> {
+pub(crate) fn read_input(path: &PathBuf) -> Result<String, CliError> {
     if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
             .map_err(|e| CliError::usage(format!("reading standard input: {e}")))

@@ -4,6 +4,7 @@
 //! its handle. `connect` stays online until its time is up or standard input closes, printing
 //! status changes.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -356,7 +357,9 @@ pub fn connect(
             match args.seconds {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
                 None => {
-                    let _ = tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin())).await;
+                    let _ =
+                        tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+                            .await;
                 }
             }
         };
@@ -366,18 +369,19 @@ pub fn connect(
             let status = h.status()?;
             let members: Vec<String> = h.neighbours()?.into_iter().map(|n| n.member).collect();
             if (status, members.clone()) != last {
-                if as_json {
-                    println!(
-                        "{}",
-                        json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
-                    );
+                let line = if as_json {
+                    json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
+                        .to_string()
                 } else {
-                    println!(
+                    format!(
                         "status {status:#x} listening on {:?}, neighbours: {}",
                         h.listen_addrs()?,
                         members.join(", ")
-                    );
-                }
+                    )
+                };
+                // The reader may be gone (a closed pipe): the group stays online regardless,
+                // until its time is up or standard input closes.
+                let _ = writeln!(std::io::stdout(), "{line}");
                 last = (status, members);
             }
             tokio::select! {

@@ -9,6 +9,7 @@
 //! group next connects (reconciliation). `db export|import` always run offline: the core
 //! refuses them once a group is online in the process.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -491,7 +492,6 @@ pub fn run(
             | RecordCommand::Update { group, .. }
             | RecordCommand::Delete { group, .. } => group_name(group)?,
         };
-        // Check the input before going online.
         let h = pg.open_group(me.as_ref(), &group)?;
         let result = run_open(&h, cmd, as_json).await;
         let closed = h.close().await;
@@ -805,10 +805,14 @@ pub fn watch(
             tokio::select! {
                 item = sub.next() => {
                     let Some(item) = item else { break };
-                    if as_json {
-                        println!("{}", event_json(&item));
+                    let line = if as_json {
+                        event_json(&item).to_string()
                     } else {
-                        println!("{}", event_line(&item));
+                        event_line(&item)
+                    };
+                    // Nobody reads any more (a closed pipe): stop watching, as `head` would.
+                    if writeln!(std::io::stdout(), "{line}").is_err() {
+                        break;
                     }
                     printed += 1;
                 }

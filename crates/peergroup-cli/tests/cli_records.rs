@@ -145,7 +145,8 @@ impl Background {
 }
 
 /// Alice watches her group; Bob, a member, adds a record from a process of its own; Alice's
-/// `watch --json` prints the record event, and Alice's `record list --json` then holds it.
+/// `watch --json` prints the record events (added, then updated), and Alice's
+/// `record list --json` then holds the latest version.
 #[test]
 fn a_record_added_by_one_member_reaches_the_other() {
     let tmp = tempfile::tempdir().unwrap();
@@ -209,19 +210,44 @@ fn a_record_added_by_one_member_reaches_the_other() {
         })
         .expect("Alice's watch prints the record event");
     assert_eq!(event["change"], "added");
+
+    // Bob, the creator, updates it from another process; the new version floods too.
+    let updated = json(&ok(peergroup(
+        &b,
+        &[
+            "--json",
+            "record",
+            "update",
+            &group,
+            &id,
+            "--data",
+            "v2 from bob",
+            "--wait",
+            "20",
+        ],
+    )));
+    assert_eq!(updated["version"], 2);
+    alice
+        .wait_for(Duration::from_secs(20), |v| {
+            v["event"] == "record_changed" && v["id"] == id.as_str() && v["change"] == "updated"
+        })
+        .expect("Alice's watch prints the update");
     assert!(alice.finish(), "watch exits cleanly at end of input");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let record = loop {
         let listed = json_lines(&ok(peergroup(&a, &["--json", "record", "list", &group])));
-        if let Some(r) = listed.into_iter().find(|r| r["id"] == id.as_str()) {
+        if let Some(r) = listed
+            .into_iter()
+            .find(|r| r["id"] == id.as_str() && r["version"] == 2)
+        {
             break r;
         }
         assert!(Instant::now() < deadline, "the record reaches Alice's list");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(record["data"], "hello from bob");
-    assert_eq!(record["version"], 1);
+    assert_eq!(record["data"], "v2 from bob");
+    assert_eq!(record["version"], 2);
     assert!(record["attributes"]
         .as_str()
         .unwrap()

@@ -95,3 +95,9 @@ impl fmt::Display for CliError {
         Ok(())
     }
 }
+
+impl fmt::Debug for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}

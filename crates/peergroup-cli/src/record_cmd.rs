@@ -827,3 +827,58 @@ pub fn watch(
     rt.shutdown_timeout(Duration::from_millis(100));
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guid_text_round_trips() {
+        let g = parse_guid(NOTE_TYPE).unwrap();
+        assert_eq!(guid_text(&g), NOTE_TYPE);
+        assert_eq!(
+            parse_guid("8b5c2e1a-6f3d-4c7e-9a41-6e6f74657321").unwrap(),
+            g
+        );
+        assert_eq!(g[0], 0x1A, "Data1 is little-endian");
+        for bad in [
+            "",
+            "{}",
+            "8B5C2E1A6F3D4C7E9A416E6F74657321",
+            "{8B5C2E1A-6F3D-4C7E-9A41-6E6F7465732G}",
+        ] {
+            assert!(parse_guid(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("30m").unwrap(), 1_800_000);
+        assert_eq!(parse_duration_ms("1d").unwrap(), 86_400_000);
+        assert_eq!(parse_duration_ms("90").unwrap(), 90_000);
+        for bad in ["", "0h", "-1h", "1y", "h", "99999999999999999w"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn attribute_and_search_documents_are_escaped() {
+        let xml = attributes_xml(&["T=string:a<&>\"'".into(), "N=int:1".into()]).unwrap();
+        assert_eq!(
+            xml,
+            "<attributes><attribute name=\"T\" type=\"string\">a&lt;&amp;&gt;&quot;&apos;</attribute>\
+             <attribute name=\"N\" type=\"int\">1</attribute></attributes>"
+        );
+        assert_eq!(attributes_xml(&[]).unwrap(), "");
+        let q = search_xml(&["T=string:a*?\\<".into()]).unwrap();
+        assert!(q.contains(">a\\*\\?\\\\&lt;</clause>"), "{q}");
+        assert!(!q.contains("<and>"));
+        assert!(search_xml(&["A=int:1".into(), "B=int:2".into()])
+            .unwrap()
+            .contains("<and>"));
+        assert!(search_xml(&[]).is_err());
+        for bad in ["T", "T=string", "T=float:1", "=string:x", "a-b=string:x"] {
+            assert!(attributes_xml(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+}

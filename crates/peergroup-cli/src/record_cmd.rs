@@ -635,11 +635,17 @@ pub fn db(
         let h = pg.open_group(me.as_ref(), &group_name(group)?)?;
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.enable_steady_tick(Duration::from_millis(100));
-        spinner.set_message(format!(
-            "{} {} …",
-            if export { "exporting to" } else { "importing" },
-            file.display()
-        ));
+        spinner.set_message(if export {
+            match h.record_count() {
+                Ok(n) => format!(
+                    "exporting {n} live records (and tombstones) to {} …",
+                    file.display()
+                ),
+                Err(_) => format!("exporting to {} …", file.display()),
+            }
+        } else {
+            format!("importing {} …", file.display())
+        });
         let result = if export {
             h.export_database(file)
         } else {

@@ -4,6 +4,7 @@
 //! its handle. `connect` stays online until its time is up or standard input closes, printing
 //! status changes.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,7 +74,7 @@ pub struct As {
     pub identity: Option<String>,
 }
 
-fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
+pub(crate) fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
     a.identity
         .as_deref()
         .map(|s| s.parse::<PeerName>().map_err(CliError::from))
@@ -91,11 +92,11 @@ fn role(text: &str) -> Result<Role, CliError> {
     }
 }
 
-fn group_name(s: &str) -> Result<PeerName, CliError> {
+pub(crate) fn group_name(s: &str) -> Result<PeerName, CliError> {
     Ok(s.parse::<PeerName>()?)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -253,7 +254,7 @@ pub struct InviteArgs {
     expires_in: Option<i64>,
 }
 
-fn read_input(path: &PathBuf) -> Result<String, CliError> {
+pub(crate) fn read_input(path: &PathBuf) -> Result<String, CliError> {
     if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
             .map_err(|e| CliError::usage(format!("reading standard input: {e}")))
@@ -356,7 +357,9 @@ pub fn connect(
             match args.seconds {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
                 None => {
-                    let _ = tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin())).await;
+                    let _ =
+                        tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
+                            .await;
                 }
             }
         };
@@ -366,18 +369,19 @@ pub fn connect(
             let status = h.status()?;
             let members: Vec<String> = h.neighbours()?.into_iter().map(|n| n.member).collect();
             if (status, members.clone()) != last {
-                if as_json {
-                    println!(
-                        "{}",
-                        json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
-                    );
+                let line = if as_json {
+                    json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
+                        .to_string()
                 } else {
-                    println!(
+                    format!(
                         "status {status:#x} listening on {:?}, neighbours: {}",
                         h.listen_addrs()?,
                         members.join(", ")
-                    );
-                }
+                    )
+                };
+                // The reader may be gone (a closed pipe): the group stays online regardless,
+                // until its time is up or standard input closes.
+                let _ = writeln!(std::io::stdout(), "{line}");
                 last = (status, members);
             }
             tokio::select! {

@@ -4,6 +4,7 @@ mod demo;
 mod group_cmd;
 mod identity_cmd;
 mod output;
+mod record_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,14 @@ enum Command {
     Join(group_cmd::JoinArgs),
     /// Bring a group online and report its status as it changes.
     Connect(group_cmd::ConnectArgs),
+    /// Add, read, search, update and delete a group's records.
+    #[command(subcommand)]
+    Record(record_cmd::RecordCommand),
+    /// Export or import a group's record database (offline).
+    #[command(subcommand)]
+    Db(record_cmd::DbCommand),
+    /// Bring a group online and print its events as they happen.
+    Watch(record_cmd::WatchArgs),
     /// Walk through what Peergroup does, in a temporary home, and exit.
     Demo,
 }
@@ -76,6 +85,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Invite(args) => group_cmd::invite(&store, &cli.who, args),
                 Command::Join(args) => group_cmd::join(&store, &cli.who, args, cli.json),
                 Command::Connect(args) => group_cmd::connect(&store, &cli.who, args, cli.json),
+                Command::Record(cmd) => record_cmd::run(&store, &cli.who, cmd, cli.json),
+                Command::Db(cmd) => record_cmd::db(&store, &cli.who, cmd, cli.json),
+                Command::Watch(args) => record_cmd::watch(&store, &cli.who, args, cli.json),
                 Command::Demo => unreachable!("handled above"),
             }
         }

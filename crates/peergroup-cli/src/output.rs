@@ -27,11 +27,28 @@ impl From<peergroup_core::CoreError> for CliError {
     fn from(e: peergroup_core::CoreError) -> Self {
         match e {
             peergroup_core::CoreError::Identity(inner) => inner.into(),
-            other => CliError {
-                message: other.to_string(),
-                hresult: Some(other.hresult()),
-                hint: None,
-            },
+            other => {
+                let hint = match &other {
+                    peergroup_core::CoreError::NotReady => Some(
+                        "the group has not synchronised here yet: connect it while another member is online (`peergroup connect GROUP`)",
+                    ),
+                    peergroup_core::CoreError::RecordNotFound => {
+                        Some("`peergroup record list GROUP` shows the live records")
+                    }
+                    peergroup_core::CoreError::GroupInUse(_) => {
+                        Some("close every process that has the group online, then retry")
+                    }
+                    peergroup_core::CoreError::InvalidDatabaseFile(_) => Some(
+                        "the file is not an intact export of this group and member (`peergroup db export`)",
+                    ),
+                    _ => None,
+                };
+                CliError {
+                    message: other.to_string(),
+                    hresult: Some(other.hresult()),
+                    hint,
+                }
+            }
         }
     }
 }
@@ -76,5 +93,11 @@ impl fmt::Display for CliError {
             write!(f, "\nhint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }

@@ -38,3 +38,19 @@ fn the_same_seed_gives_the_same_run() {
     let c = run(43, 60);
     assert!(a.degrees() != c.degrees() || a.messages != c.messages);
 }
+
+#[test]
+fn a_larger_group_forms_one_connected_mesh_within_the_maximum() {
+    // 300 members joining within 10 s through the creator: random peer samples and the
+    // occasional extra dial make one connected group, with nobody over the maximum.
+    let sim = run(5, 300);
+    assert!(sim.connected(), "one connected group");
+    let degrees = sim.degrees();
+    assert!(degrees.iter().all(|&d| (1..=8).contains(&d)), "{degrees:?}");
+    for (i, g) in sim.nodes.iter().enumerate() {
+        assert!(
+            g.known_peers().count() > 100,
+            "member {i} learned of most members"
+        );
+    }
+}

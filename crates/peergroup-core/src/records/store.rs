@@ -1,6 +1,8 @@
 //! The durable record database of one group for one member: SQLite (bundled) in one file.
 //!
-//! **Durability.** The file is opened in WAL journal mode with `synchronous=FULL`: every
+//! **Durability.** The file is opened in WAL journal mode with `synchronous=FULL` (and a WAL
+//! checkpoint every 10 000 pages rather than 1 000, so that a joiner storing a large group
+//! copies hot index pages into the main file less often): every
 //! change is one transaction, and a transaction that committed has reached the disk (the WAL
 //! is fsynced at each commit) before [`RecordStore::put`] returns `Ok`. A `kill -9` or a
 //! power cut afterwards therefore loses nothing that was acknowledged; one during a put loses
@@ -121,8 +123,10 @@ impl RecordStore {
                 "journal mode {mode} instead of WAL"
             )));
         }
-        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=10000;",
+        )
+        .map_err(db)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(db)?;

@@ -23,6 +23,7 @@ use crate::identity::gmc::{
 };
 use crate::identity::{Authority, IdentityCertificate, IdentityError, PeerName};
 use crate::machine::{CloseReason, Config, ConnId, Group, GroupEvent, Input, Output, Persist};
+use crate::replication::Verifier;
 use crate::store_port::StorePort;
 use crate::transport::{
     CertificateDer, CloseCode, Connection, CredentialResolver, Credentials, Frame, Node,
@@ -448,12 +449,14 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
                 net: net_tx.clone(),
             },
         );
+    // One verifier per running group, shared by its connections' readers and its machine.
+    let verifier = Verifier::new(inner.grc.clone()).with_memo();
     let mut cfg = Config::new(pg.shared.network.node_id, &inner.key.0.to_string());
     cfg.creator = config.properties.creator_peer_name == inner.key.0.to_string();
     cfg.synced_before = config.synced;
     cfg.seed = random_u64();
     let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
-        .with_records(Box::new(StorePort::new(inner.clone())));
+        .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())));
     machine.add_bootstrap(&inner.store.load_bootstrap()?);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(0);
@@ -473,6 +476,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         addrs: addrs.clone(),
         disconnects: disconnects.clone(),
         neighbours: neighbours.clone(),
+        verifier,
     };
     let task = tokio::spawn(driver.run(control_rx, net_rx));
     Ok(DriverHandle {
@@ -498,6 +502,7 @@ struct Driver {
     addrs: Arc<Mutex<Vec<SocketAddr>>>,
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
+    verifier: Verifier,
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -688,10 +693,15 @@ impl Driver {
         });
         let reader_conn = conn.clone();
         let net = self.net_tx.clone();
+        let verifier = self.verifier.clone();
         tokio::spawn(async move {
             loop {
                 match reader_conn.recv().await {
                     Ok(frame) => {
+                        // Records are verified here, on the blocking pool, before the driver
+                        // sees them: the next batch is checked while the driver stores the
+                        // last, and the machine's own check then finds them verified.
+                        preverify(&verifier, &frame).await;
                         if net.send(NetEvent::Frame(id, frame)).await.is_err() {
                             break;
                         }
@@ -894,6 +904,32 @@ impl Driver {
         let _ = self.status.send(0);
         tracing::info!(group = %self.inner.key.1, "group offline");
     }
+}
+
+/// Verifies the records a `Record` or `Records` frame carries (the verifier remembers
+/// those that passed); anything else, or anything that does not decode, is left to the
+/// machine, which checks it again either way.
+async fn preverify(verifier: &Verifier, frame: &Frame) {
+    use crate::records::record::Record;
+    let Ok(kind) = u8::try_from(frame.kind()) else {
+        return;
+    };
+    if kind != crate::wire::KIND_RECORDS && kind != crate::wire::KIND_RECORD {
+        return;
+    }
+    let records: Vec<Record> = match Message::decode(kind, frame.payload()) {
+        Ok(Message::Record(bytes)) => Record::decode(&bytes).into_iter().collect(),
+        Ok(Message::Records { records, .. }) => records
+            .iter()
+            .filter_map(|b| Record::decode(b).ok())
+            .collect(),
+        _ => return,
+    };
+    let verifier = verifier.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let _ = tokio::task::spawn_blocking(move || verifier.verify(&records, now)).await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

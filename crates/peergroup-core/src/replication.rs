@@ -521,6 +521,9 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// Most encodings a memo keeps.
+    pub const MEMO_CAPACITY: usize = 200_000;
+
     /// A verifier for the group of `grc`.
     pub fn new(grc: crate::identity::gmc::GroupRootCertificate) -> Self {
         Verifier {
@@ -531,9 +534,11 @@ impl Verifier {
     }
 
     /// Remembers every encoding that verified, so that the same bytes verify at once the
-    /// next time (only the time bound is checked again). For the simulator, where a
-    /// thousand members share one verifier: the answer depends only on the bytes, the root
-    /// and the time.
+    /// next time (only the time bound is checked again): the answer depends only on the
+    /// bytes, the root and the time. The simulator shares one among a thousand members; a
+    /// running group shares one between the connections' readers, which verify records as
+    /// they arrive, and its machine. At most [`Verifier::MEMO_CAPACITY`] encodings are
+    /// remembered (the memo empties itself when full; a miss only costs a full check).
     pub fn with_memo(mut self) -> Self {
         self.memo = Some(Arc::default());
         self
@@ -586,7 +591,11 @@ impl Verifier {
                     return Ok(());
                 }
                 r.verify_cached(&self.grc, now, &mut cache)?;
-                memo.lock().unwrap_or_else(|p| p.into_inner()).insert(hash);
+                let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
+                if memo.len() >= Self::MEMO_CAPACITY {
+                    memo.clear();
+                }
+                memo.insert(hash);
                 Ok(())
             })
             .collect();

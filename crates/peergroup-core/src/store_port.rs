@@ -19,8 +19,9 @@ pub(crate) struct StorePort {
 }
 
 impl StorePort {
-    pub(crate) fn new(inner: Arc<GroupInner>) -> Self {
-        let verifier = Verifier::new(inner.grc.clone());
+    /// The port of a running group; `verifier` is shared with the connections' readers,
+    /// which verify records before they reach the machine.
+    pub(crate) fn new(inner: Arc<GroupInner>, verifier: Verifier) -> Self {
         StorePort { inner, verifier }
     }
 }

@@ -53,6 +53,39 @@ fn base(members: usize, seed: u64) -> SimConfig {
     }
 }
 
+/// A scenario's simulator, its message count when the measured part began, and its start.
+struct Run {
+    sim: Sim,
+    before: u64,
+    wall: Instant,
+}
+
+impl Run {
+    /// The outcome over every member; with `converge`, first runs until every database is
+    /// identical (at most 5 simulated minutes) and reports how long that took.
+    fn finish(mut self, name: &'static str, records: usize, converge: bool) -> Outcome {
+        let members = self.sim.nodes.len();
+        let all: Vec<usize> = (0..members).collect();
+        let converged_after = if converge {
+            until_identical(&mut self.sim, &all, 300_000)
+        } else {
+            None
+        };
+        let (delivery, undelivered) = deliveries(&self.sim, &vec![true; members]);
+        Outcome {
+            name,
+            members,
+            records,
+            delivery,
+            undelivered,
+            messages_per_member: (self.sim.messages - self.before) as f64 / members as f64,
+            identical: self.sim.identical(&all),
+            converged_after,
+            wall_ms: self.wall.elapsed().as_millis(),
+        }
+    }
+}
+
 /// Delivery times of every tracked record over the members in `online`.
 fn deliveries(sim: &Sim, online: &[bool]) -> (Vec<u64>, usize) {
     let mut times = Vec::new();
@@ -105,19 +138,8 @@ fn flood(name: &'static str, members: usize, writers: usize, seed: u64) -> Outco
     }
     let t = sim.now();
     sim.run_until(t + 10_000);
-    let all: Vec<usize> = (0..members).collect();
-    let (delivery, undelivered) = deliveries(&sim, &vec![true; members]);
-    Outcome {
-        name,
-        members,
-        records: writers,
-        delivery,
-        undelivered,
-        messages_per_member: (sim.messages - before) as f64 / members as f64,
-        identical: sim.identical(&all),
-        converged_after: None,
-        wall_ms: wall.elapsed().as_millis(),
-    }
+    let run = Run { sim, before, wall };
+    run.finish(name, writers, false)
 }
 
 fn partition(members: usize, per_side: usize, seed: u64) -> Outcome {
@@ -137,20 +159,8 @@ fn partition(members: usize, per_side: usize, seed: u64) -> Outcome {
     let t = sim.now();
     sim.run_until(t + 10_000);
     sim.heal();
-    let all: Vec<usize> = (0..members).collect();
-    let converged_after = until_identical(&mut sim, &all, 300_000);
-    let (delivery, undelivered) = deliveries(&sim, &vec![true; members]);
-    Outcome {
-        name: "partition-heal",
-        members,
-        records: 2 * per_side,
-        delivery,
-        undelivered,
-        messages_per_member: (sim.messages - before) as f64 / members as f64,
-        identical: sim.identical(&all),
-        converged_after,
-        wall_ms: wall.elapsed().as_millis(),
-    }
+    let run = Run { sim, before, wall };
+    run.finish("partition-heal", 2 * per_side, true)
 }
 
 fn churn(members: usize, writes: usize, seed: u64) -> Outcome {
@@ -183,20 +193,8 @@ fn churn(members: usize, writes: usize, seed: u64) -> Outcome {
     for &i in &away {
         sim.rejoin(i);
     }
-    let all: Vec<usize> = (0..members).collect();
-    let converged_after = until_identical(&mut sim, &all, 300_000);
-    let (delivery, undelivered) = deliveries(&sim, &vec![true; members]);
-    Outcome {
-        name: "churn",
-        members,
-        records: writes,
-        delivery,
-        undelivered,
-        messages_per_member: (sim.messages - before) as f64 / members as f64,
-        identical: sim.identical(&all),
-        converged_after,
-        wall_ms: wall.elapsed().as_millis(),
-    }
+    let run = Run { sim, before, wall };
+    run.finish("churn", writes, true)
 }
 
 fn lossy(members: usize, writes: usize, seed: u64) -> Outcome {
@@ -212,20 +210,8 @@ fn lossy(members: usize, writes: usize, seed: u64) -> Outcome {
         let t = sim.now();
         sim.run_until(t + 300);
     }
-    let all: Vec<usize> = (0..members).collect();
-    let converged_after = until_identical(&mut sim, &all, 300_000);
-    let (delivery, undelivered) = deliveries(&sim, &vec![true; members]);
-    Outcome {
-        name: "loss5%-skew2min",
-        members,
-        records: writes,
-        delivery,
-        undelivered,
-        messages_per_member: (sim.messages - before) as f64 / members as f64,
-        identical: sim.identical(&all),
-        converged_after,
-        wall_ms: wall.elapsed().as_millis(),
-    }
+    let run = Run { sim, before, wall };
+    run.finish("loss5%-skew2min", writes, true)
 }
 
 /// A scenario run with a seed.

@@ -17,6 +17,11 @@
 //!   [`MAX_REQUEST_IDS`] ids, at most [`REQUEST_WINDOW`] requests outstanding per
 //!   connection), so a late joiner syncing 100k records never floods a send queue.
 //!
+//! **Limit.** Nothing times out a reconciliation or a request: a neighbour that stops
+//! answering (but keeps its connection up) stalls replication with itself, and the ids
+//! requested from it are not asked of others, until the connection ends (the transport's
+//! idle timeout, or a close). Anti-entropy with the other neighbours is not affected.
+//!
 //! Storage and verification are the [`RecordPort`] the host gives the machine: SQLite and
 //! real signatures in the driver, memory (and the same signatures) in the simulator. The
 //! machine calls it synchronously; it never does I/O of its own.

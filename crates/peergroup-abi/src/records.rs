@@ -194,6 +194,28 @@ unsafe fn read_path(p: PCWSTR) -> Result<std::path::PathBuf, HRESULT> {
     Ok(path.into())
 }
 
+/// The body of the two database file calls: a NULL path is `E_INVALIDARG` (checked before
+/// the handle, as Windows does), then the group, then `f` with the path.
+///
+/// # Safety
+/// `pwzFilePath` NULL or NUL-terminated UTF-16.
+unsafe fn with_group_file(
+    hGroup: HGROUP,
+    pwzFilePath: PCWSTR,
+    f: impl FnOnce(&peergroup_core::GroupHandle, &std::path::Path) -> peergroup_core::Result<()>,
+) -> HRESULT {
+    entry(|| {
+        if pwzFilePath.is_null() {
+            return Err(hresult::E_INVALIDARG);
+        }
+        let group = lock().group(hGroup)?;
+        // SAFETY: checked non-null; per the caller's contract.
+        let path = unsafe { read_path(pwzFilePath) }?;
+        f(&group, &path).hr()?;
+        Ok(hresult::S_OK)
+    })
+}
+
 /// Writes a snapshot of this member's database of the group (live records and tombstones,
 /// not expired ones) to `pwzFilePath`, replacing the file atomically. Only before
 /// `PeerGroupConnect`: `PEER_E_GROUP_IN_USE` once the group is online. File-system errors
@@ -203,16 +225,12 @@ unsafe fn read_path(p: PCWSTR) -> Result<std::path::PathBuf, HRESULT> {
 /// `pwzFilePath` NULL or NUL-terminated UTF-16.
 #[no_mangle]
 pub unsafe extern "C" fn PeerGroupExportDatabase(hGroup: HGROUP, pwzFilePath: PCWSTR) -> HRESULT {
-    entry(|| {
-        if pwzFilePath.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
-        let group = lock().group(hGroup)?;
-        // SAFETY: checked non-null; per this function's contract.
-        let path = unsafe { read_path(pwzFilePath) }?;
-        group.export_database(&path).hr()?;
-        Ok(hresult::S_OK)
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        with_group_file(hGroup, pwzFilePath, |g, path| {
+            g.export_database(path).map(|_| ())
+        })
+    }
 }
 
 /// Imports a file `PeerGroupExportDatabase` wrote for this group and this member: each record
@@ -226,14 +244,10 @@ pub unsafe extern "C" fn PeerGroupExportDatabase(hGroup: HGROUP, pwzFilePath: PC
 /// `pwzFilePath` NULL or NUL-terminated UTF-16.
 #[no_mangle]
 pub unsafe extern "C" fn PeerGroupImportDatabase(hGroup: HGROUP, pwzFilePath: PCWSTR) -> HRESULT {
-    entry(|| {
-        if pwzFilePath.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
-        let group = lock().group(hGroup)?;
-        // SAFETY: checked non-null; per this function's contract.
-        let path = unsafe { read_path(pwzFilePath) }?;
-        group.import_database(&path).hr()?;
-        Ok(hresult::S_OK)
-    })
+    // SAFETY: per this function's contract.
+    unsafe {
+        with_group_file(hGroup, pwzFilePath, |g, path| {
+            g.import_database(path).map(|_| ())
+        })
+    }
 }

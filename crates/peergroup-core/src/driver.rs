@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::clock::unix_now;
+use crate::direct::{
+    ConnectionInfo, DirectContext, Directs, PEER_CONNECTION_DIRECT, PEER_CONNECTION_NEIGHBOR,
+};
 use crate::error::Result;
 use crate::group::{verify_properties, GroupInner, Peergroup};
 use crate::identity::gmc::{
@@ -73,6 +76,15 @@ struct Hosted {
 #[derive(Default)]
 pub struct Registry {
     groups: RwLock<HashMap<String, Hosted>>,
+}
+
+/// The group server name a connection's server name stands for: itself, or the group of a
+/// direct connection's name.
+fn canonical(server_name: &str) -> std::borrow::Cow<'_, str> {
+    match crate::direct::group_of_direct_name(server_name) {
+        Some(group) => std::borrow::Cow::Owned(group),
+        None => std::borrow::Cow::Borrowed(server_name),
+    }
 }
 
 impl Registry {
@@ -133,7 +145,7 @@ impl TrustPolicy for Registry {
         chain: &[CertificateDer<'_>],
     ) -> std::result::Result<(), TrustError> {
         let name = match (peer_side, server_name) {
-            (Side::Server, Some(name)) => name.to_owned(),
+            (Side::Server, Some(name)) => canonical(name).into_owned(),
             _ => {
                 // As a server we do not see the SNI here: take the group the chain names;
                 // the pairing is checked again once the connection is up.
@@ -173,7 +185,7 @@ impl CredentialResolver for Registry {
     fn resolve(&self, server_name: &str) -> Option<Credentials> {
         let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
         groups
-            .get(server_name)
+            .get(canonical(server_name).as_ref())
             .filter(|h| h.listening)
             .map(|h| h.credentials.clone())
     }
@@ -289,16 +301,23 @@ impl Network {
 
 async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
     while let Some(conn) = node.accept().await {
-        let name = conn.server_name().to_owned();
+        let direct = crate::direct::group_of_direct_name(conn.server_name());
+        let name = direct
+            .clone()
+            .unwrap_or_else(|| conn.server_name().to_owned());
         match registry.validate(&name, conn.peer_chain()) {
             Ok(member) => {
                 let net = registry.events_of(&name);
                 match net {
                     Some(net) => {
-                        let up = NetEvent::Up {
-                            conn,
-                            member: member.peer_name().to_string(),
-                            outbound: false,
+                        let member = member.peer_name().to_string();
+                        let up = match direct {
+                            Some(_) => NetEvent::DirectUp { conn, member },
+                            None => NetEvent::Up {
+                                conn,
+                                member,
+                                outbound: false,
+                            },
                         };
                         let _ = net.send(up).await;
                     }
@@ -307,7 +326,10 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
             }
             Err(e) => {
                 let net = registry.events_of(&name);
-                match (registry.password_candidate(&name, conn.peer_chain()), net) {
+                let candidate = registry
+                    .password_candidate(&name, conn.peer_chain())
+                    .filter(|_| direct.is_none());
+                match (candidate, net) {
                     (Some(subject), Some(net)) => {
                         let _ = net
                             .send(NetEvent::PasswordCandidate { conn, subject })
@@ -325,6 +347,12 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
 
 enum Control {
     Connect(Vec<SocketAddr>),
+    /// Dial a direct connection under a reserved id.
+    OpenDirect {
+        id: u64,
+        member: String,
+        addr: SocketAddr,
+    },
     LocalProperties(crate::wire::SignedProperties),
     LocalRecords(Vec<crate::records::record::Record>),
     Close(oneshot::Sender<()>),
@@ -336,6 +364,8 @@ enum NetEvent {
         member: String,
         outbound: bool,
     },
+    /// A member's direct connection to us is up (authenticated, not yet greeted).
+    DirectUp { conn: Connection, member: String },
     Down(ConnId, crate::transport::CloseReason),
     Frame(ConnId, Frame),
     DialFailed(SocketAddr, i32),
@@ -355,6 +385,8 @@ pub(crate) struct DriverHandle {
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
     task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    node: Arc<Node>,
+    directs: Arc<Directs>,
 }
 
 impl DriverHandle {
@@ -386,6 +418,65 @@ impl DriverHandle {
 
     pub(crate) fn local_properties(&self, signed: crate::wire::SignedProperties) {
         let _ = self.control.send(Control::LocalProperties(signed));
+    }
+
+    /// `PeerGroupOpenDirectConnection`: reserves the connection's id and has the driver
+    /// dial; the outcome comes as a direct connection event for that id.
+    pub(crate) fn open_direct(&self, member: &str, addr: SocketAddr) -> Result<u64> {
+        let id = self.node.reserve_connection_id();
+        self.directs.dialing(id, member, addr)?;
+        let open = Control::OpenDirect {
+            id,
+            member: member.to_owned(),
+            addr,
+        };
+        if self.control.send(open).is_err() {
+            self.directs.close_all(CloseCode::GroupClosed);
+            return Err(crate::error::CoreError::InvalidGroup);
+        }
+        Ok(id)
+    }
+
+    /// `PeerGroupCloseDirectConnection`.
+    pub(crate) fn close_direct(&self, id: u64) -> Result<()> {
+        self.directs.close(id)
+    }
+
+    /// `PeerGroupEnumConnections`: the neighbour and/or direct connections (`flags`).
+    pub(crate) fn connections(&self, flags: u32) -> Vec<ConnectionInfo> {
+        let mut out = Vec::new();
+        if flags & PEER_CONNECTION_NEIGHBOR != 0 {
+            out.extend(self.neighbours().into_iter().map(|n| ConnectionInfo {
+                flags: PEER_CONNECTION_NEIGHBOR,
+                connection_id: n.connection_id,
+                node_id: n.node_id,
+                member: n.member,
+                address: n.address,
+            }));
+        }
+        if flags & PEER_CONNECTION_DIRECT != 0 {
+            out.extend(self.directs.list());
+        }
+        out
+    }
+
+    /// `PeerGroupSendData` on a neighbour or direct connection of this group.
+    pub(crate) async fn send_data(&self, id: u64, data_type: &[u8; 16], data: &[u8]) -> Result<()> {
+        let neighbours: Vec<u64> = self
+            .neighbours()
+            .into_iter()
+            .map(|n| n.connection_id)
+            .collect();
+        let conn = match self.directs.connection(id) {
+            Some(c) => c,
+            None if neighbours.contains(&id) => self
+                .node
+                .connection(id)
+                .map_err(|_| crate::error::CoreError::ConnectionNotFound(id))?,
+            None => return Err(crate::error::CoreError::ConnectionNotFound(id)),
+        };
+        let live = |k: u64| neighbours.contains(&k);
+        crate::direct::send_data(&self.directs, &conn, live, data_type, data).await
     }
 
     /// Records this process stored: the machine reports and floods them.
@@ -463,6 +554,12 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
     let addrs = Arc::new(Mutex::new(Vec::new()));
     let disconnects = Arc::new(Mutex::new(Vec::new()));
     let neighbours = Arc::new(Mutex::new(Vec::new()));
+    let directs = Arc::new(Directs::default());
+    let direct = Arc::new(DirectContext {
+        directs: directs.clone(),
+        events: inner.clone(),
+        node_id: pg.shared.network.node_id,
+    });
     let driver = Driver {
         machine,
         inner: inner.clone(),
@@ -477,7 +574,9 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         disconnects: disconnects.clone(),
         neighbours: neighbours.clone(),
         verifier,
+        direct,
     };
+    let driver_node = driver.node.clone();
     let task = tokio::spawn(driver.run(control_rx, net_rx));
     Ok(DriverHandle {
         control: control_tx,
@@ -486,6 +585,8 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         disconnects,
         neighbours,
         task: Arc::new(Mutex::new(Some(task))),
+        node: driver_node,
+        directs,
     })
 }
 
@@ -503,6 +604,7 @@ struct Driver {
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
     verifier: Verifier,
+    direct: Arc<DirectContext>,
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -543,6 +645,7 @@ impl Driver {
                     }
                     Some(Control::LocalProperties(p)) => self.feed(Input::LocalProperties(p)),
                     Some(Control::LocalRecords(r)) => self.feed(Input::LocalRecords(r)),
+                    Some(Control::OpenDirect { id, member, addr }) => self.open_direct(id, member, addr),
                     Some(Control::Close(ack)) => {
                         self.shutdown().await;
                         let _ = ack.send(());
@@ -579,6 +682,13 @@ impl Driver {
                     remote,
                     outbound,
                 });
+            }
+            NetEvent::DirectUp { conn, member } => {
+                if !self.machine.is_online() {
+                    conn.close(CloseCode::GroupClosed, "group offline");
+                    return;
+                }
+                tokio::spawn(self.direct.clone().run_accepted(conn, member));
             }
             NetEvent::Down(id, reason) => {
                 {
@@ -661,6 +771,40 @@ impl Driver {
         });
     }
 
+    /// Dials a direct connection to `member` at `addr` under the reserved `id`; the member
+    /// answering must be the one asked for.
+    fn open_direct(&mut self, id: u64, member: String, addr: SocketAddr) {
+        let node = self.node.clone();
+        let name = crate::direct::direct_server_name_of(&self.server_name);
+        let group_name = self.server_name.clone();
+        let creds = self.credentials.clone();
+        let registry = self.registry.clone();
+        let direct = self.direct.clone();
+        tokio::spawn(async move {
+            let trust: Arc<dyn TrustPolicy> = registry.clone();
+            let conn = match node.connect_as(id, addr, &name, &creds, trust).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "direct dial failed");
+                    direct.dial_failed(id, e.hresult());
+                    return;
+                }
+            };
+            match registry.validate(&group_name, conn.peer_chain()) {
+                Ok(m) if m.peer_name().to_string() == member => {
+                    direct.run_dialed(conn, member).await;
+                }
+                _ => {
+                    conn.close(CloseCode::NotAuthorized, "not the member asked for");
+                    direct.dial_failed(
+                        id,
+                        crate::identity::hresult::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+                    );
+                }
+            }
+        });
+    }
+
     fn violation(&mut self, id: ConnId, why: &str) {
         tracing::info!(conn = id, why, "protocol violation");
         if let Some(w) = self.conns.remove(&id) {
@@ -694,9 +838,21 @@ impl Driver {
         let reader_conn = conn.clone();
         let net = self.net_tx.clone();
         let verifier = self.verifier.clone();
+        let group = self.inner.clone();
         tokio::spawn(async move {
+            let mut parts = crate::data::Reassembler::new();
             loop {
                 match reader_conn.recv().await {
+                    Ok(frame) if frame.kind() == u16::from(crate::data::KIND_DATA) => {
+                        // Application data goes to the subscribers from here, not through
+                        // the machine; a slow subscriber slows this peer down only.
+                        let delivered =
+                            crate::direct::deliver(&group.events, id, &mut parts, &frame).await;
+                        if let Err(why) = delivered {
+                            tracing::info!(conn = id, why, "protocol violation in data");
+                            reader_conn.close(CloseCode::ProtocolViolation, "protocol violation");
+                        }
+                    }
                     Ok(frame) => {
                         // Records are verified here, on the blocking pool, before the driver
                         // sees them: the next batch is checked while the driver stores the
@@ -886,10 +1042,11 @@ impl Driver {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.server_name);
-        let conns: Vec<Connection> = self.conns.drain().map(|(_, w)| w.conn).collect();
+        let mut conns: Vec<Connection> = self.conns.drain().map(|(_, w)| w.conn).collect();
         for c in &conns {
             c.close(CloseCode::GroupClosed, "group closed");
         }
+        conns.extend(self.direct.directs.close_all(CloseCode::GroupClosed));
         let wait = async {
             for c in &conns {
                 c.closed().await;

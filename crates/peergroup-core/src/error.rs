@@ -106,6 +106,21 @@ pub enum CoreError {
     /// group or member (`records::dbfile`).
     #[error("invalid database file: {0}")]
     InvalidDatabaseFile(String),
+    /// No open neighbour or direct connection of the group has this id.
+    #[error("no connection {0} in this group")]
+    ConnectionNotFound(u64),
+    /// A direct connection to oneself.
+    #[error("cannot open a direct connection to oneself")]
+    ConnectToSelf,
+    /// `PeerGroupSendData` with more than `data::MAX_DATA_LEN` bytes.
+    #[error("{0} bytes of data is more than one message may carry")]
+    DataTooLarge(usize),
+    /// Flags with bits the function does not define, or none of those it needs.
+    #[error("invalid flags {0:#x}")]
+    InvalidFlags(u32),
+    /// No address is known for the member a direct connection was asked to.
+    #[error("no address known for member {0}")]
+    NoAddress(String),
 }
 
 /// Result alias of the group layer.
@@ -145,6 +160,11 @@ impl CoreError {
             Database(_) => hresult::PEER_E_DBINITIALIZATION_FAILED,
             GroupInUse(_) => hresult::PEER_E_GROUP_IN_USE,
             InvalidDatabaseFile(_) => hresult::PEER_E_INVALID_DATABASE,
+            ConnectionNotFound(_) => hresult::PEER_E_CONNECTION_NOT_FOUND,
+            ConnectToSelf => hresult::PEER_E_CONNECT_SELF,
+            DataTooLarge(_) => hresult::E_INVALIDARG,
+            NoAddress(_) => hresult::PEER_E_NODE_NOT_FOUND,
+            InvalidFlags(_) => hresult::E_INVALIDARG,
         }
     }
 }

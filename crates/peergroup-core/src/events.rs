@@ -33,12 +33,17 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
+
 use crate::machine::{ConnectionStatus, GroupEvent, RecordChange};
 
 /// How many undelivered items a subscription holds by default.
 pub const DEFAULT_QUEUE: usize = 1024;
 /// The smallest queue a subscription may have: room for a lag report and one event.
 pub const MIN_QUEUE: usize = 2;
+/// Bytes of incoming data a subscription queues before [`EventHub::publish_waiting`] waits
+/// for the reader (one message is always let in, whatever its size).
+pub const DATA_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// `PEER_GROUP_EVENT_TYPE`: the kinds of group event, with Windows' numbers (7 and 9 unused).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,11 +54,11 @@ pub enum EventKind {
     PropertyChanged = 2,
     /// `PEER_GROUP_EVENT_RECORD_CHANGED` (3).
     RecordChanged = 3,
-    /// `PEER_GROUP_EVENT_DIRECT_CONNECTION` (4); not raised yet.
+    /// `PEER_GROUP_EVENT_DIRECT_CONNECTION` (4).
     DirectConnection = 4,
     /// `PEER_GROUP_EVENT_NEIGHBOR_CONNECTION` (5).
     NeighborConnection = 5,
-    /// `PEER_GROUP_EVENT_INCOMING_DATA` (6); not raised yet.
+    /// `PEER_GROUP_EVENT_INCOMING_DATA` (6).
     IncomingData = 6,
     /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (8); not raised yet.
     MemberChanged = 8,
@@ -122,6 +127,19 @@ pub enum Event {
     },
     /// `PEER_GROUP_EVENT_NEIGHBOR_CONNECTION` (`PEER_EVENT_CONNECTION_CHANGE_DATA`).
     NeighborConnection(ConnectionChange),
+    /// `PEER_GROUP_EVENT_DIRECT_CONNECTION` (`PEER_EVENT_CONNECTION_CHANGE_DATA`): a direct
+    /// connection opened here or by the peer is up, went down, or could not be made.
+    DirectConnection(ConnectionChange),
+    /// `PEER_GROUP_EVENT_INCOMING_DATA` (`PEER_EVENT_INCOMING_DATA`): one whole message of
+    /// `PeerGroupSendData`, in the order the connection delivered it.
+    IncomingData {
+        /// `ullConnectionId`: the neighbour or direct connection it came on.
+        connection_id: u64,
+        /// `type`: the GUID the sender tagged it with (Windows byte order).
+        data_type: [u8; 16],
+        /// `data`.
+        data: Bytes,
+    },
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED`: the group could not connect (its HRESULT).
     ConnectionFailed(i32),
 }
@@ -134,18 +152,22 @@ impl Event {
             Event::PropertyChanged => EventKind::PropertyChanged,
             Event::RecordChanged { .. } => EventKind::RecordChanged,
             Event::NeighborConnection(_) => EventKind::NeighborConnection,
+            Event::DirectConnection(_) => EventKind::DirectConnection,
+            Event::IncomingData { .. } => EventKind::IncomingData,
             Event::ConnectionFailed(_) => EventKind::ConnectionFailed,
         }
     }
 
     /// The type GUID a registration's `pType` is compared with: the record type of a record
-    /// change (later: the data type of incoming data); none for the other events.
+    /// change, the data type of incoming data; none for the other events.
     pub fn type_guid(&self) -> Option<[u8; 16]> {
         match self {
             Event::RecordChanged { record_type, .. } => Some(*record_type),
+            Event::IncomingData { data_type, .. } => Some(*data_type),
             Event::StatusChanged(_)
             | Event::PropertyChanged
             | Event::NeighborConnection(_)
+            | Event::DirectConnection(_)
             | Event::ConnectionFailed(_) => None,
         }
     }
@@ -260,6 +282,42 @@ struct Queue {
     lost: u64,
     closed: bool,
     waker: Option<Waker>,
+    /// Bytes of incoming data in `items`.
+    data_bytes: usize,
+    /// Publishers waiting for room ([`EventHub::publish_waiting`]).
+    room_wakers: Vec<Waker>,
+}
+
+impl Queue {
+    fn push(&mut self, item: EventItem) {
+        self.data_bytes += data_len(&item);
+        self.items.push_back(item);
+    }
+
+    /// The next item; publishers waiting for room are handed back to be woken.
+    fn pop(&mut self) -> (Option<EventItem>, Vec<Waker>) {
+        let item = match self.items.pop_front() {
+            Some(item) => {
+                self.data_bytes -= data_len(&item);
+                Some(item)
+            }
+            None if self.lost > 0 => Some(EventItem::Lagged(std::mem::take(&mut self.lost))),
+            None => None,
+        };
+        let wakers = if item.is_some() {
+            std::mem::take(&mut self.room_wakers)
+        } else {
+            Vec::new()
+        };
+        (item, wakers)
+    }
+}
+
+fn data_len(item: &EventItem) -> usize {
+    match item {
+        EventItem::Event(Event::IncomingData { data, .. }) => data.len(),
+        _ => 0,
+    }
 }
 
 struct Subscriber {
@@ -285,14 +343,14 @@ impl Subscriber {
         if q.lost > 0 {
             if len + 2 <= self.capacity {
                 let lost = std::mem::take(&mut q.lost);
-                q.items.push_back(EventItem::Lagged(lost));
-                q.items.push_back(EventItem::Event(event.clone()));
+                q.push(EventItem::Lagged(lost));
+                q.push(EventItem::Event(event.clone()));
             } else {
                 q.lost += 1;
                 return (false, None);
             }
         } else if len < self.capacity {
-            q.items.push_back(EventItem::Event(event.clone()));
+            q.push(EventItem::Event(event.clone()));
         } else {
             q.lost = 1;
             return (false, None);
@@ -300,10 +358,50 @@ impl Subscriber {
         (was_empty, q.waker.take())
     }
 
-    fn close(&self) -> Option<Waker> {
+    /// Queues `event` if there is room for it, else registers `cx` to be woken when the
+    /// reader takes an item (or the subscription ends, which drops the event).
+    fn offer_or_wait(&self, event: &Event, cx: &mut Context<'_>) -> Poll<(bool, Option<Waker>)> {
+        let mut q = lock(&self.queue);
+        if q.closed {
+            return Poll::Ready((false, None));
+        }
+        let size = match event {
+            Event::IncomingData { data, .. } => data.len(),
+            _ => 0,
+        };
+        let lag_slot = usize::from(q.lost > 0);
+        let fits = q.items.len() + lag_slot < self.capacity
+            && (q.data_bytes == 0 || q.data_bytes + size <= DATA_QUEUE_BYTES);
+        if !fits {
+            q.room_wakers.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let was_empty = q.items.is_empty();
+        if q.lost > 0 {
+            let lost = std::mem::take(&mut q.lost);
+            q.push(EventItem::Lagged(lost));
+        }
+        q.push(EventItem::Event(event.clone()));
+        Poll::Ready((was_empty, q.waker.take()))
+    }
+
+    fn close(&self) -> Vec<Waker> {
         let mut q = lock(&self.queue);
         q.closed = true;
-        q.waker.take()
+        let mut wakers = std::mem::take(&mut q.room_wakers);
+        wakers.extend(q.waker.take());
+        wakers
+    }
+
+    fn delivered(&self, became_ready: bool, waker: Option<Waker>) {
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if became_ready {
+            if let Some(n) = &self.notifier {
+                n();
+            }
+        }
     }
 }
 
@@ -343,6 +441,8 @@ impl EventHub {
                 lost: 0,
                 closed: false,
                 waker: None,
+                data_bytes: 0,
+                room_wakers: Vec::new(),
             }),
         });
         let mut st = lock(&self.state);
@@ -367,14 +467,26 @@ impl EventHub {
             .collect();
         for s in targets {
             let (became_ready, waker) = s.offer(event);
-            if let Some(w) = waker {
-                w.wake();
-            }
-            if became_ready {
-                if let Some(n) = &s.notifier {
-                    n();
-                }
-            }
+            s.delivered(became_ready, waker);
+        }
+    }
+
+    /// Delivers an event like [`EventHub::publish`], but where a matching subscription's
+    /// queue is full, waits until its reader makes room instead of counting the event lost.
+    ///
+    /// For incoming data: a reader that does not keep up slows the sender down (through
+    /// QUIC's flow control) rather than losing messages, and memory stays bounded by the
+    /// queue's length and [`DATA_QUEUE_BYTES`]. A subscription that ends meanwhile is skipped.
+    pub async fn publish_waiting(&self, event: &Event) {
+        let targets: Vec<Arc<Subscriber>> = lock(&self.state)
+            .subscribers
+            .iter()
+            .filter(|s| s.filter.matches(event))
+            .cloned()
+            .collect();
+        for s in targets {
+            let (became_ready, waker) = poll_fn(|cx| s.offer_or_wait(event, cx)).await;
+            s.delivered(became_ready, waker);
         }
     }
 
@@ -397,9 +509,7 @@ impl EventHub {
             std::mem::take(&mut st.subscribers)
         };
         for s in subs {
-            if let Some(w) = s.close() {
-                w.wake();
-            }
+            s.close().into_iter().for_each(Waker::wake);
         }
     }
 }
@@ -414,18 +524,9 @@ pub struct EventSubscription {
 impl EventSubscription {
     /// The next item if one is queued, without waiting.
     pub fn try_next(&self) -> Option<EventItem> {
-        let mut q = lock(&self.sub.queue);
-        Self::pop(&mut q)
-    }
-
-    fn pop(q: &mut Queue) -> Option<EventItem> {
-        if let Some(item) = q.items.pop_front() {
-            return Some(item);
-        }
-        if q.lost > 0 {
-            return Some(EventItem::Lagged(std::mem::take(&mut q.lost)));
-        }
-        None
+        let (item, wakers) = lock(&self.sub.queue).pop();
+        wakers.into_iter().for_each(Waker::wake);
+        item
     }
 
     /// The next item, waiting for one; `None` once the group closed and the queue is drained.
@@ -435,7 +536,10 @@ impl EventSubscription {
 
     fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Option<EventItem>> {
         let mut q = lock(&self.sub.queue);
-        if let Some(item) = Self::pop(&mut q) {
+        let (item, wakers) = q.pop();
+        if let Some(item) = item {
+            drop(q);
+            wakers.into_iter().for_each(Waker::wake);
             return Poll::Ready(Some(item));
         }
         if q.closed {
@@ -467,9 +571,7 @@ impl EventSubscription {
                 .subscribers
                 .retain(|s| !Arc::ptr_eq(s, &self.sub));
         }
-        if let Some(w) = self.sub.close() {
-            w.wake();
-        }
+        self.sub.close().into_iter().for_each(Waker::wake);
     }
 }
 

@@ -87,7 +87,7 @@ pub(crate) struct GroupState {
 
 /// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
 pub struct GroupHandle {
-    inner: Arc<GroupInner>,
+    pub(crate) inner: Arc<GroupInner>,
     pg: Peergroup,
     closed: bool,
 }
@@ -478,7 +478,7 @@ pub(crate) fn verify_properties(
 }
 
 impl GroupHandle {
-    fn live(&self) -> Result<MutexGuard<'_, GroupState>> {
+    pub(crate) fn live(&self) -> Result<MutexGuard<'_, GroupState>> {
         let st = lock(&self.inner.state);
         if self.closed || st.deleted {
             return Err(CoreError::InvalidGroup);

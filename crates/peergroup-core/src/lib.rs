@@ -9,6 +9,9 @@
 
 #[cfg(feature = "net")]
 mod clock;
+pub mod data;
+#[cfg(feature = "net")]
+pub mod direct;
 #[cfg(feature = "net")]
 mod driver;
 pub mod error;

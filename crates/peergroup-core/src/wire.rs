@@ -70,6 +70,9 @@ pub enum WireError {
     /// A boolean byte other than 0 or 1.
     #[error("flag byte {0} is neither 0 nor 1")]
     BadFlag(u8),
+    /// Fields that contradict each other (say, a data part of another type than its message).
+    #[error("inconsistent message: {0}")]
+    Inconsistent(&'static str),
     /// A frame kind this version does not know.
     #[error("unknown message kind {0}")]
     UnknownKind(u8),

@@ -103,8 +103,12 @@ pub(crate) struct Established {
 
 impl Connection {
     /// Starts the connection's writer and monitor tasks and registers it with the node.
-    pub(crate) fn start(est: Established, limits: &Limits, registry: &Arc<Registry>) -> Self {
-        let id = registry.next_id();
+    pub(crate) fn start(
+        est: Established,
+        id: u64,
+        limits: &Limits,
+        registry: &Arc<Registry>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             id,

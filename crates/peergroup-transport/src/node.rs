@@ -271,6 +271,29 @@ impl Node {
         credentials: &Credentials,
         trust: Arc<dyn TrustPolicy>,
     ) -> Result<Connection> {
+        let id = self.reserve_connection_id();
+        self.connect_as(id, addr, server_name, credentials, trust)
+            .await
+    }
+
+    /// A connection id no connection of this node has or will be given: for a caller that
+    /// must name a connection before it exists (Windows' `PeerGroupOpenDirectConnection`
+    /// returns the id at once and reports the outcome later). Pass it to
+    /// [`Node::connect_as`].
+    pub fn reserve_connection_id(&self) -> u64 {
+        self.inner.registry.next_id()
+    }
+
+    /// [`Node::connect`], giving the connection the id `id` from
+    /// [`Node::reserve_connection_id`]. Ids not reserved on this node may clash with others.
+    pub async fn connect_as(
+        &self,
+        id: u64,
+        addr: SocketAddr,
+        server_name: &str,
+        credentials: &Credentials,
+        trust: Arc<dyn TrustPolicy>,
+    ) -> Result<Connection> {
         tls::check_server_name(server_name)?;
         let config = tls::client_config(credentials, trust, &self.inner.limits)?;
         let connecting = {
@@ -328,6 +351,7 @@ impl Node {
                 peer_chain,
                 peer_side: Side::Server,
             },
+            id,
             &self.inner.limits,
             &self.inner.registry,
         ))
@@ -502,6 +526,7 @@ async fn accept_one(
             server_name,
             peer_side: Side::Client,
         },
+        registry.next_id(),
         limits,
         registry,
     ))

@@ -1,0 +1,297 @@
+//! Direct connections and application data over real QUIC on loopback
+//! (`PeerGroupOpenDirectConnection`, `CloseDirectConnection`, `EnumConnections`, `SendData`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peergroup_core::data::MAX_DATA_LEN;
+use peergroup_core::direct::{ConnectionInfo, PEER_CONNECTION_DIRECT, PEER_CONNECTION_NEIGHBOR};
+use peergroup_core::events::ConnectionChange;
+use peergroup_core::identity::{hresult, IdentityStore, PeerName};
+use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::properties::GroupProperties;
+use peergroup_core::{
+    CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Peergroup,
+};
+
+/// An upper bound for an event to arrive: a missing event fails the test instead of hanging.
+const WAIT: Duration = Duration::from_secs(30);
+const BOTH: u32 = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
+const CHAT: [u8; 16] = [0x11; 16];
+const FILE: [u8; 16] = [0x22; 16];
+
+struct Member {
+    _home: tempfile::TempDir,
+    pg: Peergroup,
+    id: PeerName,
+}
+
+fn member(name: &str) -> Member {
+    let home = tempfile::tempdir().unwrap();
+    let store = IdentityStore::open(home.path()).unwrap();
+    let id = store.create(Some(name), Some(name), None).unwrap();
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    Member {
+        pg: Peergroup::new(store, Some(listen)),
+        _home: home,
+        id,
+    }
+}
+
+/// Alice's group with Bob joined, both online and neighbours.
+async fn pair(alice: &Member, bob: &Member) -> (GroupHandle, GroupHandle) {
+    let group = alice
+        .pg
+        .create_group(GroupProperties {
+            classifier: "direct".into(),
+            friendly_name: "Direct".into(),
+            creator_peer_name: alice.id.to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+    group.connect().await.unwrap();
+    // The invitation carries the addresses the group listens at: wait until it does.
+    assert_eq!(
+        group.wait_status(STATUS_LISTENING, WAIT).await.unwrap(),
+        STATUS_LISTENING
+    );
+    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
+    let invitation = group.create_invitation(&bob_xml, None, &[]).unwrap();
+    let joined = bob.pg.join(Some(&bob.id), &invitation).unwrap();
+    joined.connect().await.unwrap();
+    assert_eq!(joined.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
+    assert_eq!(group.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
+    // Both may have dialed; wait until the duplicate is gone and one neighbour remains.
+    for g in [&group, &joined] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while g.connections(PEER_CONNECTION_NEIGHBOR).unwrap().len() != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "no single neighbour");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    (group, joined)
+}
+
+fn data_events() -> EventFilter {
+    EventFilter::kinds(&[EventKind::DirectConnection, EventKind::IncomingData])
+}
+
+async fn next_event(sub: &mut EventSubscription) -> Event {
+    match tokio::time::timeout(WAIT, sub.next()).await {
+        Ok(Some(EventItem::Event(e))) => e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+async fn next_direct(sub: &mut EventSubscription) -> ConnectionChange {
+    match next_event(sub).await {
+        Event::DirectConnection(c) => c,
+        other => panic!("expected a direct connection event, got {other:?}"),
+    }
+}
+
+async fn next_data(sub: &mut EventSubscription) -> (u64, [u8; 16], bytes::Bytes) {
+    match next_event(sub).await {
+        Event::IncomingData {
+            connection_id,
+            data_type,
+            data,
+        } => (connection_id, data_type, data),
+        other => panic!("expected incoming data, got {other:?}"),
+    }
+}
+
+fn directs(g: &GroupHandle) -> Vec<ConnectionInfo> {
+    g.connections(PEER_CONNECTION_DIRECT).unwrap()
+}
+
+/// A message whose bytes depend on its sequence number, so order and content both show.
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_connection_carries_data_in_order_and_closes_on_both_sides() {
+    let alice = member("alice");
+    let bob = member("bob");
+    let (a, b) = pair(&alice, &bob).await;
+    let mut a_events = a.subscribe(data_events()).unwrap();
+    let mut b_events = b.subscribe(data_events()).unwrap();
+
+    // Alice opens; the id she gets is the one her connected event names.
+    let id = a.open_direct_connection(&bob.id, None).unwrap();
+    let up = next_direct(&mut a_events).await;
+    assert_eq!(up.status, ConnectionStatus::Connected);
+    assert_eq!(up.connection_id, id);
+    assert_ne!(up.node_id, 0);
+    let b_up = next_direct(&mut b_events).await;
+    assert_eq!(b_up.status, ConnectionStatus::Connected);
+    let b_id = b_up.connection_id;
+
+    // Both list it, with the other member's name; neighbours are listed apart.
+    let listed = directs(&a);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].connection_id, id);
+    assert_eq!(listed[0].member, bob.id.to_string());
+    assert_eq!(listed[0].flags, PEER_CONNECTION_DIRECT);
+    assert_eq!(directs(&b)[0].member, alice.id.to_string());
+    assert_eq!(directs(&b)[0].connection_id, b_id);
+    let neighbours = a.connections(PEER_CONNECTION_NEIGHBOR).unwrap();
+    assert_eq!(neighbours.len(), 1);
+    assert_ne!(neighbours[0].connection_id, id);
+    let both = a
+        .connections(PEER_CONNECTION_NEIGHBOR | PEER_CONNECTION_DIRECT)
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    assert!(matches!(a.connections(0), Err(CoreError::InvalidFlags(0))));
+    assert!(matches!(a.connections(4), Err(CoreError::InvalidFlags(4))));
+
+    // Messages of 64 KiB, one of several frames, and an empty one: whole and in order.
+    let sizes = [64 * 1024, 3 * 1024 * 1024 + 7, 0, 1, 64 * 1024];
+    for (seq, len) in sizes.iter().enumerate() {
+        a.send_data(id, &CHAT, &message(seq as u64, *len))
+            .await
+            .unwrap();
+    }
+    for (seq, len) in sizes.iter().enumerate() {
+        let (conn, ty, data) = next_data(&mut b_events).await;
+        assert_eq!((conn, ty), (b_id, CHAT));
+        assert_eq!(data.len(), *len);
+        assert!(data[..] == message(seq as u64, *len)[..], "message {seq}");
+    }
+    // And the other way.
+    b.send_data(b_id, &FILE, b"pong").await.unwrap();
+    assert_eq!(
+        next_data(&mut a_events).await,
+        (id, FILE, bytes::Bytes::from_static(b"pong"))
+    );
+
+    // Too large a message is refused and nothing is sent.
+    let huge = vec![0u8; MAX_DATA_LEN + 1];
+    let err = a.send_data(id, &CHAT, &huge).await.unwrap_err();
+    assert_eq!(err.hresult(), hresult::E_INVALIDARG);
+
+    // Bob closes: both see it go, and sending on it is refused.
+    b.close_direct_connection(b_id).unwrap();
+    let down = next_direct(&mut b_events).await;
+    assert_eq!((down.status, down.connection_id), (ConnectionStatus::Disconnected, b_id));
+    let down = next_direct(&mut a_events).await;
+    assert_eq!((down.status, down.connection_id), (ConnectionStatus::Disconnected, id));
+    assert!(directs(&a).is_empty() && directs(&b).is_empty());
+    let err = a.send_data(id, &CHAT, b"late").await.unwrap_err();
+    assert_eq!(err.hresult(), hresult::PEER_E_CONNECTION_NOT_FOUND);
+    let err = a.close_direct_connection(id).unwrap_err();
+    assert_eq!(err.hresult(), hresult::PEER_E_CONNECTION_NOT_FOUND);
+
+    // The neighbour connection still stands.
+    assert_eq!(a.status().unwrap(), BOTH);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_on_a_neighbour_connection_and_type_filters() {
+    let alice = member("alice");
+    let bob = member("bob");
+    let (a, b) = pair(&alice, &bob).await;
+    let mut chat_only = b
+        .subscribe(EventFilter::new(vec![peergroup_core::events::Registration {
+            kind: EventKind::IncomingData,
+            type_filter: Some(CHAT),
+        }]))
+        .unwrap();
+    let mut every = b.subscribe(data_events()).unwrap();
+    let neighbour = a.connections(PEER_CONNECTION_NEIGHBOR).unwrap()[0].connection_id;
+    let b_neighbour = b.connections(PEER_CONNECTION_NEIGHBOR).unwrap()[0].connection_id;
+
+    a.send_data(neighbour, &FILE, b"file part").await.unwrap();
+    a.send_data(neighbour, &CHAT, b"hello").await.unwrap();
+    assert_eq!(
+        next_data(&mut every).await,
+        (b_neighbour, FILE, bytes::Bytes::from_static(b"file part"))
+    );
+    assert_eq!(
+        next_data(&mut every).await,
+        (b_neighbour, CHAT, bytes::Bytes::from_static(b"hello"))
+    );
+    // The filtered subscription saw the chat message only.
+    assert_eq!(
+        next_data(&mut chat_only).await,
+        (b_neighbour, CHAT, bytes::Bytes::from_static(b"hello"))
+    );
+    assert!(chat_only.try_next().is_none());
+
+    // Ids that are no connection of the group.
+    let err = a.send_data(neighbour + 1000, &CHAT, b"x").await.unwrap_err();
+    assert_eq!(err.hresult(), hresult::PEER_E_CONNECTION_NOT_FOUND);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_reported_as_events() {
+    let alice = member("alice");
+    let bob = member("bob");
+    let carol = member("carol");
+    let (a, b) = pair(&alice, &bob).await;
+    let mut a_events = a.subscribe(data_events()).unwrap();
+
+    // Oneself: refused at once.
+    let err = a.open_direct_connection(&alice.id, None).unwrap_err();
+    assert_eq!(err.hresult(), hresult::PEER_E_CONNECT_SELF);
+    // A member nobody has seen: no address.
+    let err = a.open_direct_connection(&carol.id, None).unwrap_err();
+    assert_eq!(err.hresult(), hresult::PEER_E_NODE_NOT_FOUND);
+
+    // Bob's address, asking for Carol: the member that answers is not the one asked for.
+    let bob_addr = a.connections(PEER_CONNECTION_NEIGHBOR).unwrap()[0].address;
+    let id = a.open_direct_connection(&carol.id, Some(bob_addr)).unwrap();
+    let failed = next_direct(&mut a_events).await;
+    assert_eq!(failed.status, ConnectionStatus::Failed);
+    assert_eq!(failed.connection_id, id);
+    assert_eq!(
+        failed.failed_reason,
+        hresult::PEER_E_CONNECTION_NOT_AUTHENTICATED
+    );
+
+    // Nobody at the address: the call succeeds, the event reports the failure.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nobody = silent.local_addr().unwrap();
+    drop(silent);
+    let id = a.open_direct_connection(&bob.id, Some(nobody)).unwrap();
+    let failed = next_direct(&mut a_events).await;
+    assert_eq!((failed.status, failed.connection_id), (ConnectionStatus::Failed, id));
+    assert_ne!(failed.failed_reason, 0);
+    assert!(directs(&a).is_empty());
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_group_closes_its_direct_connections() {
+    let alice = member("alice");
+    let bob = member("bob");
+    let (a, b) = pair(&alice, &bob).await;
+    let mut b_events = b.subscribe(data_events()).unwrap();
+    let id = a.open_direct_connection(&bob.id, None).unwrap();
+    let up = next_direct(&mut b_events).await;
+    assert_eq!(up.status, ConnectionStatus::Connected);
+    a.close().await.unwrap();
+    let down = next_direct(&mut b_events).await;
+    assert_eq!(
+        (down.status, down.connection_id),
+        (ConnectionStatus::Disconnected, up.connection_id)
+    );
+    assert!(directs(&b).is_empty());
+    let _ = id;
+    b.close().await.unwrap();
+}

@@ -159,9 +159,47 @@ typedef struct PEER_GROUP_EVENT_DATA PEER_GROUP_EVENT_DATA;
 typedef int32_t HRESULT;
 
 /*
+ A group handle.
+ */
+typedef void *HGROUP;
+
+/*
+ `PCWSTR`.
+ */
+typedef const WCHAR *PCWSTR;
+
+/*
+ `DWORD`.
+ */
+typedef uint32_t DWORD;
+
+/*
+ `PEER_ADDRESS`.
+ */
+typedef struct {
+  DWORD dwSize;
+  SOCKADDR_IN6 sin6;
+} PEER_ADDRESS;
+
+/*
+ `ULONGLONG`.
+ */
+typedef uint64_t ULONGLONG;
+
+/*
  An enumeration handle.
  */
 typedef void *HPEERENUM;
+
+/*
+ `GUID`, with the Windows layout.
+ */
+typedef struct {
+  uint32_t Data1;
+  uint16_t Data2;
+  uint16_t Data3;
+  uint8_t Data4[8];
+} GUID;
 
 /*
  `ULONG`.
@@ -174,34 +212,14 @@ typedef uint32_t ULONG;
 typedef void *PVOID;
 
 /*
- A group handle.
- */
-typedef void *HGROUP;
-
-/*
  `HANDLE`: for events, an eventfd descriptor cast with `(HANDLE)(intptr_t)fd`.
  */
 typedef void *HANDLE;
 
 /*
- `DWORD`.
- */
-typedef uint32_t DWORD;
-
-/*
  `PEER_GROUP_EVENT_TYPE`.
  */
 typedef int32_t PEER_GROUP_EVENT_TYPE;
-
-/*
- `GUID`, with the Windows layout.
- */
-typedef struct {
-  uint32_t Data1;
-  uint16_t Data2;
-  uint16_t Data3;
-  uint8_t Data4[8];
-} GUID;
 
 /*
  `PEER_GROUP_EVENT_REGISTRATION`.
@@ -244,19 +262,6 @@ typedef struct {
   PWSTR pwzGroupPassword;
   PEER_ROLE_ID groupPasswordRole;
 } PEER_GROUP_PROPERTIES;
-
-/*
- `PCWSTR`.
- */
-typedef const WCHAR *PCWSTR;
-
-/*
- `PEER_ADDRESS`.
- */
-typedef struct {
-  DWORD dwSize;
-  SOCKADDR_IN6 sin6;
-} PEER_ADDRESS;
 
 /*
  `HCRYPTPROV`: a handle on an identity's key pair.
@@ -444,11 +449,6 @@ typedef struct {
 } PEER_NAME_PAIR;
 
 /*
- `ULONGLONG`.
- */
-typedef uint64_t ULONGLONG;
-
-/*
  `PEER_CONNECTION_INFO`.
  */
 typedef struct {
@@ -622,6 +622,66 @@ extern const GUID PEER_GROUP_ROLE_MEMBER;
  `PEER_GROUP_ROLE_INVITING_MEMBER` {4370fd89-dc18-4cfb-8dbf-9853a8a9f905}.
  */
 extern const GUID PEER_GROUP_ROLE_INVITING_MEMBER;
+
+/*
+ Starts a direct connection to the member `pwzIdentity` and writes its connection id at
+ once. The id is usable when a `PEER_GROUP_EVENT_DIRECT_CONNECTION` event for it reports
+ `PEER_CONNECTED`; a failed attempt still returns `S_OK` and the event reports
+ `PEER_CONNECTION_FAILED` with `hrConnectionFailedReason` (as on Windows). `pAddress` may
+ be NULL here (Windows requires it): the member's address as a neighbour or as last seen.
+
+ Errors: `E_INVALIDARG` (NULL identity, a name that is not a peer name, a bad
+ `PEER_ADDRESS`), `E_POINTER` (NULL `pullConnectionId`), `PEER_E_CONNECT_SELF`,
+ `PEER_E_GROUP_NOT_READY` (not connected), `PEER_E_NODE_NOT_FOUND` (no address given and
+ none known), `E_HANDLE`.
+
+ # Safety
+ `pwzIdentity` NULL or NUL-terminated UTF-16; `pAddress` NULL or a readable
+ `PEER_ADDRESS`; `pullConnectionId` NULL or writable.
+ */
+HRESULT PeerGroupOpenDirectConnection(HGROUP hGroup,
+                                      PCWSTR pwzIdentity,
+                                      PEER_ADDRESS *pAddress,
+                                      ULONGLONG *pullConnectionId);
+
+/*
+ Closes a direct connection (or stops one being made); both sides then get a
+ `PEER_DISCONNECTED` direct connection event. `PEER_E_CONNECTION_NOT_FOUND` for an id that
+ is not an open direct connection of the group.
+ */
+HRESULT PeerGroupCloseDirectConnection(HGROUP hGroup,
+                                       ULONGLONG ullConnectionId);
+
+/*
+ Enumerates the group's connections; items are `PEER_CONNECTION_INFO`. `dwFlags` is
+ `PEER_CONNECTION_NEIGHBOR`, `PEER_CONNECTION_DIRECT` or both; anything else is
+ `E_INVALIDARG`. An offline group has none.
+
+ # Safety
+ `phPeerEnum` NULL or writable.
+ */
+HRESULT PeerGroupEnumConnections(HGROUP hGroup,
+                                 DWORD dwFlags,
+                                 HPEERENUM *phPeerEnum);
+
+/*
+ Sends `cbData` bytes at `pvData`, tagged with `*pType`, on a neighbour or direct
+ connection of the group. The other member gets them whole, in the order sent on that
+ connection, as one `PEER_GROUP_EVENT_INCOMING_DATA` event. Returns once the message is
+ queued; waits while the receiver does not keep up.
+
+ Errors: `PEER_E_CONNECTION_NOT_FOUND` (no open connection of the group with that id, also
+ once it closed), `E_INVALIDARG` (NULL `pType`, NULL `pvData` with `cbData` > 0, or more
+ than 16 MiB in one message), `E_HANDLE`.
+
+ # Safety
+ `pType` NULL or a readable GUID; `pvData` NULL or readable for `cbData` bytes.
+ */
+HRESULT PeerGroupSendData(HGROUP hGroup,
+                          ULONGLONG ullConnectionId,
+                          const GUID *pType,
+                          ULONG cbData,
+                          PVOID pvData);
 
 /*
  Frees memory the library returned (strings, structures, item arrays, event data).

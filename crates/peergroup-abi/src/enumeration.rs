@@ -6,6 +6,7 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 
 use crate::alloc::{free_block, CBlock};
 use crate::convert::record_child;
+use crate::direct::connection_child;
 use crate::runtime::{entry, from_handle, lock, EnumItem, Object};
 use crate::types::{HPEERENUM, PEER_NAME_PAIR, PVOID, ULONG};
 
@@ -92,6 +93,7 @@ pub unsafe extern "C" fn PeerGetNextItem(
                     }) as PVOID
                 }
                 EnumItem::Record(rec) => record_child(&mut block, rec) as PVOID,
+                EnumItem::Connection(c) => connection_child(&mut block, c) as PVOID,
             };
             // SAFETY: `array` has room for n pointers.
             unsafe { array.add(i).write(p) };

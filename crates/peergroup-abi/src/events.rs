@@ -31,10 +31,10 @@ use crate::convert::{guid_bytes, guid_from_bytes};
 use crate::identity::require_out;
 use crate::runtime::{entry, from_handle, lock, Object, ToHresult};
 use crate::types::{
-    DWORD, HANDLE, HGROUP, HPEEREVENT, PEER_CONNECTED, PEER_CONNECTION_FAILED, PEER_DISCONNECTED,
-    PEER_EVENT_CONNECTION_CHANGE_DATA, PEER_EVENT_RECORD_CHANGE_DATA, PEER_GROUP_EVENT_DATA,
-    PEER_GROUP_EVENT_REGISTRATION, PEER_RECORD_ADDED, PEER_RECORD_DELETED, PEER_RECORD_EXPIRED,
-    PEER_RECORD_UPDATED,
+    DWORD, HANDLE, HGROUP, HPEEREVENT, PEER_CONNECTED, PEER_CONNECTION_FAILED, PEER_DATA,
+    PEER_DISCONNECTED, PEER_EVENT_CONNECTION_CHANGE_DATA, PEER_EVENT_INCOMING_DATA,
+    PEER_EVENT_RECORD_CHANGE_DATA, PEER_GROUP_EVENT_DATA, PEER_GROUP_EVENT_REGISTRATION,
+    PEER_RECORD_ADDED, PEER_RECORD_DELETED, PEER_RECORD_EXPIRED, PEER_RECORD_UPDATED, ULONG,
 };
 
 /// Most `PEER_GROUP_EVENT_REGISTRATION`s one registration may have (there are 9 event types;
@@ -259,7 +259,12 @@ fn record_change(c: RecordChange) -> i32 {
 
 /// An event as a zeroed `PEER_GROUP_EVENT_DATA` block with its union member filled.
 pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
-    let (block, p) = CBlock::for_array::<PEER_GROUP_EVENT_DATA>(1);
+    let (mut block, p) = CBlock::for_array::<PEER_GROUP_EVENT_DATA>(1);
+    // Incoming data is copied into the same block, so one PeerFreeData frees both.
+    let data = match e {
+        Event::IncomingData { data, .. } => block.bytes(data),
+        _ => std::ptr::null_mut(),
+    };
     // SAFETY: `p` is zeroed, aligned memory for one PEER_GROUP_EVENT_DATA owned by `block`;
     // every write below is a plain field of it (the union's bytes are all initialised).
     unsafe {
@@ -279,7 +284,7 @@ pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
                     recordType: guid_from_bytes(record_type),
                 }
             }
-            Event::NeighborConnection(c) => {
+            Event::NeighborConnection(c) | Event::DirectConnection(c) => {
                 (*p).u.connectionChangeData = PEER_EVENT_CONNECTION_CHANGE_DATA {
                     dwSize: std::mem::size_of::<PEER_EVENT_CONNECTION_CHANGE_DATA>() as DWORD,
                     status: connection_status(c.status),
@@ -287,6 +292,21 @@ pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
                     ullNodeId: c.node_id,
                     ullNextConnectionId: c.next_connection_id,
                     hrConnectionFailedReason: c.failed_reason,
+                }
+            }
+            Event::IncomingData {
+                connection_id,
+                data_type,
+                data: bytes,
+            } => {
+                (*p).u.incomingData = PEER_EVENT_INCOMING_DATA {
+                    dwSize: std::mem::size_of::<PEER_EVENT_INCOMING_DATA>() as DWORD,
+                    ullConnectionId: *connection_id,
+                    r#type: guid_from_bytes(data_type),
+                    data: PEER_DATA {
+                        cbData: bytes.len() as ULONG,
+                        pbData: data,
+                    },
                 }
             }
             Event::ConnectionFailed(hr) => (*p).u.hrConnectionFailedReason = *hr,

@@ -11,6 +11,7 @@
 
 pub mod alloc;
 pub mod convert;
+pub mod direct;
 pub mod enumeration;
 pub mod events;
 pub mod group;

@@ -67,6 +67,8 @@ pub enum EnumItem {
     NamePair(NamePair),
     /// `PEER_RECORD` (records of a group).
     Record(Box<Record>),
+    /// `PEER_CONNECTION_INFO` (connections of a group).
+    Connection(peergroup_core::direct::ConnectionInfo),
 }
 
 /// Everything the library keeps between calls.

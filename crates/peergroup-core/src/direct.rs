@@ -36,7 +36,12 @@ pub const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server name (SNI) direct connections of a group ask for: the group's
 /// [`crate::server_name_of`] with `d` for its leading `g`.
 pub fn direct_server_name_of(group_server_name: &str) -> String {
-    format!("d{}", group_server_name.strip_prefix('g').unwrap_or(group_server_name))
+    format!(
+        "d{}",
+        group_server_name
+            .strip_prefix('g')
+            .unwrap_or(group_server_name)
+    )
 }
 
 /// The group server name a direct server name stands for, or `None` for any other name.
@@ -230,13 +235,14 @@ impl DirectContext {
     }
 
     fn report(&self, status: ConnectionStatus, id: u64, node_id: u64, failed_reason: i32) {
-        self.hub().publish(&Event::DirectConnection(ConnectionChange {
-            status,
-            connection_id: id,
-            node_id,
-            next_connection_id: 0,
-            failed_reason,
-        }));
+        self.hub()
+            .publish(&Event::DirectConnection(ConnectionChange {
+                status,
+                connection_id: id,
+                node_id,
+                next_connection_id: 0,
+                failed_reason,
+            }));
     }
 
     /// The end of a dial that did not give a connection: a failed event for the id.
@@ -315,7 +321,10 @@ async fn greet(conn: &Connection, node_id: u64) -> std::result::Result<u64, i32>
     match tokio::time::timeout(GREETING_TIMEOUT, exchange).await {
         Ok(Ok(peer)) => Ok(peer),
         Ok(Err(hr)) => {
-            conn.close(CloseCode::ProtocolViolation, "bad direct connection greeting");
+            conn.close(
+                CloseCode::ProtocolViolation,
+                "bad direct connection greeting",
+            );
             Err(hr)
         }
         Err(_) => {
@@ -406,7 +415,11 @@ impl crate::group::GroupHandle {
         driver.open_direct(&name, address)
     }
 
-    fn last_address_of(&self, driver: &crate::driver::DriverHandle, member: &str) -> Result<SocketAddr> {
+    fn last_address_of(
+        &self,
+        driver: &crate::driver::DriverHandle,
+        member: &str,
+    ) -> Result<SocketAddr> {
         if let Some(n) = driver.neighbours().into_iter().find(|n| n.member == member) {
             return Ok(n.address);
         }

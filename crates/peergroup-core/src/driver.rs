@@ -365,7 +365,10 @@ enum NetEvent {
         outbound: bool,
     },
     /// A member's direct connection to us is up (authenticated, not yet greeted).
-    DirectUp { conn: Connection, member: String },
+    DirectUp {
+        conn: Connection,
+        member: String,
+    },
     Down(ConnId, crate::transport::CloseReason),
     Frame(ConnId, Frame),
     DialFailed(SocketAddr, i32),

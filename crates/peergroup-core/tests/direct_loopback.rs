@@ -65,7 +65,10 @@ async fn pair(alice: &Member, bob: &Member) -> (GroupHandle, GroupHandle) {
     for g in [&group, &joined] {
         let deadline = tokio::time::Instant::now() + WAIT;
         while g.connections(PEER_CONNECTION_NEIGHBOR).unwrap().len() != 1 {
-            assert!(tokio::time::Instant::now() < deadline, "no single neighbour");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no single neighbour"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -183,9 +186,15 @@ async fn a_direct_connection_carries_data_in_order_and_closes_on_both_sides() {
     // Bob closes: both see it go, and sending on it is refused.
     b.close_direct_connection(b_id).unwrap();
     let down = next_direct(&mut b_events).await;
-    assert_eq!((down.status, down.connection_id), (ConnectionStatus::Disconnected, b_id));
+    assert_eq!(
+        (down.status, down.connection_id),
+        (ConnectionStatus::Disconnected, b_id)
+    );
     let down = next_direct(&mut a_events).await;
-    assert_eq!((down.status, down.connection_id), (ConnectionStatus::Disconnected, id));
+    assert_eq!(
+        (down.status, down.connection_id),
+        (ConnectionStatus::Disconnected, id)
+    );
     assert!(directs(&a).is_empty() && directs(&b).is_empty());
     let err = a.send_data(id, &CHAT, b"late").await.unwrap_err();
     assert_eq!(err.hresult(), hresult::PEER_E_CONNECTION_NOT_FOUND);
@@ -204,10 +213,12 @@ async fn data_on_a_neighbour_connection_and_type_filters() {
     let bob = member("bob");
     let (a, b) = pair(&alice, &bob).await;
     let mut chat_only = b
-        .subscribe(EventFilter::new(vec![peergroup_core::events::Registration {
-            kind: EventKind::IncomingData,
-            type_filter: Some(CHAT),
-        }]))
+        .subscribe(EventFilter::new(vec![
+            peergroup_core::events::Registration {
+                kind: EventKind::IncomingData,
+                type_filter: Some(CHAT),
+            },
+        ]))
         .unwrap();
     let mut every = b.subscribe(data_events()).unwrap();
     let neighbour = a.connections(PEER_CONNECTION_NEIGHBOR).unwrap()[0].connection_id;
@@ -231,7 +242,10 @@ async fn data_on_a_neighbour_connection_and_type_filters() {
     assert!(chat_only.try_next().is_none());
 
     // Ids that are no connection of the group.
-    let err = a.send_data(neighbour + 1000, &CHAT, b"x").await.unwrap_err();
+    let err = a
+        .send_data(neighbour + 1000, &CHAT, b"x")
+        .await
+        .unwrap_err();
     assert_eq!(err.hresult(), hresult::PEER_E_CONNECTION_NOT_FOUND);
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -269,7 +283,10 @@ async fn failed_attempts_are_reported_as_events() {
     drop(silent);
     let id = a.open_direct_connection(&bob.id, Some(nobody)).unwrap();
     let failed = next_direct(&mut a_events).await;
-    assert_eq!((failed.status, failed.connection_id), (ConnectionStatus::Failed, id));
+    assert_eq!(
+        (failed.status, failed.connection_id),
+        (ConnectionStatus::Failed, id)
+    );
     assert_ne!(failed.failed_reason, 0);
     assert!(directs(&a).is_empty());
     a.close().await.unwrap();
@@ -293,5 +310,65 @@ async fn closing_the_group_closes_its_direct_connections() {
     );
     assert!(directs(&b).is_empty());
     let _ = id;
+    b.close().await.unwrap();
+}
+
+/// Bytes the big transfer sends: 1 GiB as the issue asks, unless
+/// `PEERGROUP_DIRECT_TEST_BYTES` says otherwise.
+fn transfer_bytes() -> u64 {
+    std::env::var("PEERGROUP_DIRECT_TEST_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1 << 30)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gibibyte_arrives_intact_and_in_order() {
+    const MSG: usize = 64 * 1024;
+    let alice = member("alice");
+    let bob = member("bob");
+    let (a, b) = pair(&alice, &bob).await;
+    let mut a_events = a.subscribe(data_events()).unwrap();
+    let mut b_events = b.subscribe(data_events()).unwrap();
+    let id = a.open_direct_connection(&bob.id, None).unwrap();
+    assert_eq!(
+        next_direct(&mut a_events).await.status,
+        ConnectionStatus::Connected
+    );
+    let b_id = next_direct(&mut b_events).await.connection_id;
+
+    let total = transfer_bytes();
+    let count = total.div_ceil(MSG as u64);
+    let sender = tokio::spawn(async move {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; MSG];
+        for seq in 0..count {
+            let len = (total - seq * MSG as u64).min(MSG as u64) as usize;
+            // Each message: its sequence number, then a fill that depends on it.
+            buf[..len].fill(seq as u8 ^ 0x5A);
+            buf[..8.min(len)].copy_from_slice(&seq.to_be_bytes()[..8.min(len)]);
+            digest.update(&buf[..len]);
+            a.send_data(id, &FILE, &buf[..len]).await.unwrap();
+        }
+        (a, digest.finish())
+    });
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut received = 0u64;
+    for seq in 0..count {
+        let (conn, ty, data) = next_data(&mut b_events).await;
+        assert_eq!((conn, ty), (b_id, FILE));
+        assert!(data.len() >= 8);
+        assert_eq!(data[..8], seq.to_be_bytes(), "message {seq} out of order");
+        assert!(
+            data[8..].iter().all(|&x| x == seq as u8 ^ 0x5A),
+            "message {seq} damaged"
+        );
+        digest.update(&data);
+        received += data.len() as u64;
+    }
+    let (a, sent) = sender.await.unwrap();
+    assert_eq!(received, total);
+    assert_eq!(digest.finish().as_ref(), sent.as_ref());
+    a.close().await.unwrap();
     b.close().await.unwrap();
 }

@@ -29,7 +29,6 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -585,7 +584,7 @@ impl Drop for EventSubscription {
 impl futures_core::Stream for EventSubscription {
     type Item = EventItem;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EventItem>> {
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EventItem>> {
         self.poll_item(cx)
     }
 }

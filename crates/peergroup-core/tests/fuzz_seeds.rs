@@ -155,3 +155,25 @@ async fn write_seeds() {
     }
     g.close().await.unwrap();
 }
+
+#[test]
+fn data_message_seed_is_a_greeting_and_two_messages() {
+    use peergroup_core::data::{decode_direct_hello, Reassembler, KIND_DATA, KIND_DIRECT_HELLO};
+    let session = std::fs::read(seeds("data_message").join("session.bin")).unwrap();
+    let mut rest = &session[..];
+    let mut parts = Reassembler::new();
+    let mut messages = Vec::new();
+    while rest.len() >= 3 {
+        let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
+        let payload = bytes::Bytes::copy_from_slice(&rest[3..3 + len]);
+        match rest[0] {
+            KIND_DIRECT_HELLO => assert_eq!(decode_direct_hello(&payload), Ok(0x12_3456_7890)),
+            KIND_DATA => messages.extend(parts.push(&payload).unwrap()),
+            other => panic!("unexpected kind {other}"),
+        }
+        rest = &rest[3 + len..];
+    }
+    assert!(rest.is_empty());
+    let data: Vec<&[u8]> = messages.iter().map(|m| &m.data[..]).collect();
+    assert_eq!(data, [&b"first second last"[..], &b""[..]]);
+}

@@ -1,0 +1,32 @@
+//! What a peer sends on a direct connection or as application data: greetings and the parts
+//! of `PeerGroupSendData` messages, as a sequence of frames (kind, u16 length, payload).
+//! Nothing may panic; every message handed on is whole and within the size limit.
+#![no_main]
+
+use bytes::Bytes;
+use libfuzzer_sys::fuzz_target;
+use peergroup_core::data::{
+    decode_direct_hello, Reassembler, KIND_DATA, KIND_DIRECT_HELLO, MAX_DATA_LEN,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let mut parts = Reassembler::new();
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let len = usize::from(u16::from_be_bytes([rest[1], rest[2]])).min(rest.len() - 3);
+        let payload = Bytes::copy_from_slice(&rest[3..3 + len]);
+        match rest[0] {
+            KIND_DIRECT_HELLO => {
+                let _ = decode_direct_hello(&payload);
+            }
+            KIND_DATA => match parts.push(&payload) {
+                Ok(Some(msg)) => assert!(msg.data.len() <= MAX_DATA_LEN),
+                Ok(None) => assert!(parts.in_progress()),
+                // A violation closes the connection: start over, as a new one would.
+                Err(_) => parts = Reassembler::new(),
+            },
+            _ => {}
+        }
+        rest = &rest[3 + len..];
+    }
+});

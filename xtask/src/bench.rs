@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 /// Each benchmark: its name, the package and the bench target that runs it.
 const BENCHES: &[(&str, &str, &str)] = &[
     ("connect", "peergroup-transport", "connect"),
+    ("direct", "peergroup-core", "direct"),
     ("reconcile", "peergroup-core", "reconcile"),
     ("records", "peergroup-core", "records"),
 ];

@@ -28,6 +28,10 @@ pub fn run(name: Option<&str>) -> Result<()> {
         crate::run(&mut crate::cargo([
             "bench", "-p", package, "--bench", target,
         ]))?;
+        if *bench == "direct" {
+            println!("==> bench direct: C ABI per call");
+            abi_calls()?;
+        }
         if *bench == "records" {
             // The same run: floods of 100 and 1000 members in the simulator, and the
             // reconciliation table.
@@ -56,4 +60,34 @@ pub fn run(name: Option<&str>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Builds `crates/peergroup-abi/benches/c/abi_calls.c` with -O2 against the release static
+/// library and runs it in a temporary `PEERGROUP_HOME`: the per-call cost of the C ABI.
+fn abi_calls() -> Result<()> {
+    use anyhow::Context;
+    let root = crate::workspace_root();
+    crate::run(&mut crate::cargo([
+        "build",
+        "--release",
+        "-p",
+        "peergroup-abi",
+    ]))?;
+    let target = crate::target_dir()?;
+    let program = target.join("release/abi_calls");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    crate::run(
+        std::process::Command::new(cc)
+            .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-I"])
+            .arg(root.join("crates/peergroup-abi/include"))
+            .arg(root.join("crates/peergroup-abi/benches/c/abi_calls.c"))
+            .arg(target.join("release/libpeergroup.a"))
+            .args(["-lpthread", "-ldl", "-lm", "-o"])
+            .arg(&program),
+    )?;
+    let home = tempfile::Builder::new()
+        .prefix("peergroup-bench-")
+        .tempdir()
+        .context("creating a temporary PEERGROUP_HOME")?;
+    crate::run(std::process::Command::new(&program).env("PEERGROUP_HOME", home.path()))
 }

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "net")]
 mod clock;
+pub mod config_export;
 #[cfg(feature = "net")]
 mod driver;
 pub mod error;

@@ -87,12 +87,12 @@ pub(crate) struct GroupState {
 
 /// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
 pub struct GroupHandle {
-    inner: Arc<GroupInner>,
-    pg: Peergroup,
+    pub(crate) inner: Arc<GroupInner>,
+    pub(crate) pg: Peergroup,
     closed: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -478,7 +478,7 @@ pub(crate) fn verify_properties(
 }
 
 impl GroupHandle {
-    fn live(&self) -> Result<MutexGuard<'_, GroupState>> {
+    pub(crate) fn live(&self) -> Result<MutexGuard<'_, GroupState>> {
         let st = lock(&self.inner.state);
         if self.closed || st.deleted {
             return Err(CoreError::InvalidGroup);

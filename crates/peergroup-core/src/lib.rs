@@ -11,6 +11,8 @@
 mod clock;
 pub mod config_export;
 #[cfg(feature = "net")]
+mod config_transfer;
+#[cfg(feature = "net")]
 mod driver;
 pub mod error;
 pub mod events;

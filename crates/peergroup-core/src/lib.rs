@@ -23,6 +23,8 @@ pub mod invitation;
 pub mod machine;
 #[cfg(feature = "net")]
 pub mod password;
+#[cfg(feature = "net")]
+mod peer_time;
 pub mod properties;
 pub mod reconcile;
 pub mod records;

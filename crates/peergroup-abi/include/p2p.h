@@ -159,6 +159,39 @@ typedef struct PEER_GROUP_EVENT_DATA PEER_GROUP_EVENT_DATA;
 typedef int32_t HRESULT;
 
 /*
+ A group handle.
+ */
+typedef void *HGROUP;
+
+/*
+ `PCWSTR`.
+ */
+typedef const WCHAR *PCWSTR;
+
+/*
+ `PWSTR`.
+ */
+typedef WCHAR *PWSTR;
+
+/*
+ `BOOL`.
+ */
+typedef int32_t BOOL;
+
+/*
+ `DWORD`.
+ */
+typedef uint32_t DWORD;
+
+/*
+ `FILETIME`: 100 ns ticks since 1601-01-01 UTC, split in two halves.
+ */
+typedef struct {
+  DWORD dwLowDateTime;
+  DWORD dwHighDateTime;
+} FILETIME;
+
+/*
  An enumeration handle.
  */
 typedef void *HPEERENUM;
@@ -174,19 +207,9 @@ typedef uint32_t ULONG;
 typedef void *PVOID;
 
 /*
- A group handle.
- */
-typedef void *HGROUP;
-
-/*
  `HANDLE`: for events, an eventfd descriptor cast with `(HANDLE)(intptr_t)fd`.
  */
 typedef void *HANDLE;
-
-/*
- `DWORD`.
- */
-typedef uint32_t DWORD;
 
 /*
  `PEER_GROUP_EVENT_TYPE`.
@@ -217,11 +240,6 @@ typedef struct {
 typedef void *HPEEREVENT;
 
 /*
- `PWSTR`.
- */
-typedef WCHAR *PWSTR;
-
-/*
  `PEER_ROLE_ID`.
  */
 typedef GUID PEER_ROLE_ID;
@@ -246,11 +264,6 @@ typedef struct {
 } PEER_GROUP_PROPERTIES;
 
 /*
- `PCWSTR`.
- */
-typedef const WCHAR *PCWSTR;
-
-/*
  `PEER_ADDRESS`.
  */
 typedef struct {
@@ -262,19 +275,6 @@ typedef struct {
  `HCRYPTPROV`: a handle on an identity's key pair.
  */
 typedef size_t HCRYPTPROV;
-
-/*
- `BOOL`.
- */
-typedef int32_t BOOL;
-
-/*
- `FILETIME`: 100 ns ticks since 1601-01-01 UTC, split in two halves.
- */
-typedef struct {
-  DWORD dwLowDateTime;
-  DWORD dwHighDateTime;
-} FILETIME;
 
 /*
  `BYTE`.
@@ -622,6 +622,59 @@ extern const GUID PEER_GROUP_ROLE_MEMBER;
  `PEER_GROUP_ROLE_INVITING_MEMBER` {4370fd89-dc18-4cfb-8dbf-9853a8a9f905}.
  */
 extern const GUID PEER_GROUP_ROLE_INVITING_MEMBER;
+
+/*
+ Exports this identity's membership of the group as XML sealed under `pwzPassword` (any
+ password, even empty, as on Windows). The owner's export carries the group root key.
+ `E_POINTER` for a NULL `ppwzXML`, `E_INVALIDARG` for a NULL password.
+
+ # Safety
+ `pwzPassword` NULL or NUL-terminated UTF-16; `ppwzXML` NULL or writable.
+ */
+HRESULT PeerGroupExportConfig(HGROUP hGroup,
+                              PCWSTR pwzPassword,
+                              PWSTR *ppwzXML);
+
+/*
+ Imports a configuration `PeerGroupExportConfig` wrote and returns the identity and group
+ peer names to pass to `PeerGroupOpen`. The identity must exist here (`PEER_E_NOT_FOUND`:
+ import it first with `PeerIdentityImport`); a group it already holds is
+ `PEER_E_ALREADY_EXISTS` unless `fOverwrite`, and `PEER_E_GROUP_IN_USE` while open. A
+ wrong password is `0x80070056`, a malformed, truncated or altered document the identity
+ import's codes; any refusal leaves the disk as it was.
+
+ # Safety
+ String arguments NULL or NUL-terminated UTF-16; out-pointers NULL or writable.
+ */
+HRESULT PeerGroupImportConfig(PCWSTR pwzXML,
+                              PCWSTR pwzPassword,
+                              BOOL fOverwrite,
+                              PWSTR *ppwzIdentity,
+                              PWSTR *ppwzGroup);
+
+/*
+ Converts a peer time (the group's clock) to UTC. Peer time here is the members' shared
+ wall clock, so the value comes back unchanged; `PEER_E_GROUP_NOT_READY` before the
+ member synchronised with its group once, `E_INVALIDARG` for a NULL input, `E_POINTER`
+ for a NULL output.
+
+ # Safety
+ `pftPeerTime` NULL or readable; `pftUniversalTime` NULL or writable.
+ */
+HRESULT PeerGroupPeerTimeToUniversalTime(HGROUP hGroup,
+                                         FILETIME *pftPeerTime,
+                                         FILETIME *pftUniversalTime);
+
+/*
+ Converts UTC to peer time: the inverse of `PeerGroupPeerTimeToUniversalTime`, with its
+ errors.
+
+ # Safety
+ `pftUniversalTime` NULL or readable; `pftPeerTime` NULL or writable.
+ */
+HRESULT PeerGroupUniversalTimeToPeerTime(HGROUP hGroup,
+                                         FILETIME *pftUniversalTime,
+                                         FILETIME *pftPeerTime);
 
 /*
  Frees memory the library returned (strings, structures, item arrays, event data).

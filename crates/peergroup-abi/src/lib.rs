@@ -10,6 +10,7 @@
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 pub mod alloc;
+pub mod config;
 pub mod convert;
 pub mod enumeration;
 pub mod events;

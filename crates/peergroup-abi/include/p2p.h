@@ -713,8 +713,11 @@ HRESULT PeerEndEnumeration(HPEERENUM hPeerEnum);
 /*
  Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
  when events are queued. `pType` filters record changes by record type (NULL: all). Event
- types this library does not raise yet (member changes, direct connections, incoming data,
- authentication failures) may be registered and simply never arrive.
+ types this library does not raise yet (member changes, direct connections, incoming data)
+ may be registered and simply never arrive. A registration listing
+ `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` takes part in password authentication: after a
+ failure at this member, password joiners are refused until the application calls
+ `PeerGroupResumePasswordAuthentication` with it (or unregisters it).
 
  `E_POINTER` for a NULL `phPeerEvent`; `E_INVALIDARG` for a NULL array, a count of 0 or
  over 256, an unknown event type, or an `hEvent` that is not an open, writable eventfd;
@@ -1040,6 +1043,18 @@ HRESULT PeerGroupCreatePasswordInvitation(HGROUP hGroup,
  */
 HRESULT PeerGroupParseInvitation(PCWSTR pwzInvitation,
                                  PEER_INVITATION_INFO **ppInvitationInfo);
+
+/*
+ Lets password authentication at this member go on after a failure suspended it. A
+ registration listing `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` suspends password
+ authentication when a joiner fails it (joiners are then refused with
+ `PEER_E_NOT_AUTHORIZED`); the application handles the event, then calls this with that
+ registration. `E_INVALIDARG` for a bad `hPeerEventHandle`, or a registration that is not
+ for authentication failures of this group; `PEER_E_INVALID_GROUP` for a bad `hGroup`;
+ `PEER_E_NOT_FOUND` when nothing is suspended.
+ */
+HRESULT PeerGroupResumePasswordAuthentication(HGROUP hGroup,
+                                              HPEEREVENT hPeerEventHandle);
 
 /*
  Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be

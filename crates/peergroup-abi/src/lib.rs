@@ -17,6 +17,7 @@ pub mod events;
 pub mod group;
 pub mod identity;
 pub mod invitation;
+pub mod password_auth;
 pub mod records;
 pub mod runtime;
 pub mod spki;

@@ -106,6 +106,14 @@ pub enum CoreError {
     /// group or member (`records::dbfile`).
     #[error("invalid database file: {0}")]
     InvalidDatabaseFile(String),
+    /// An event registration that does not fit the call (another group's, or not one for
+    /// authentication failures).
+    #[error("invalid event registration: {0}")]
+    InvalidRegistration(String),
+    /// `PeerGroupResumePasswordAuthentication` while password authentication is not
+    /// suspended.
+    #[error("password authentication is not suspended: nothing to resume")]
+    NothingToResume,
 }
 
 /// Result alias of the group layer.
@@ -145,6 +153,8 @@ impl CoreError {
             Database(_) => hresult::PEER_E_DBINITIALIZATION_FAILED,
             GroupInUse(_) => hresult::PEER_E_GROUP_IN_USE,
             InvalidDatabaseFile(_) => hresult::PEER_E_INVALID_DATABASE,
+            InvalidRegistration(_) => hresult::E_INVALIDARG,
+            NothingToResume => hresult::PEER_E_NOT_FOUND,
         }
     }
 }

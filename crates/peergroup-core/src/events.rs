@@ -59,7 +59,7 @@ pub enum EventKind {
     MemberChanged = 8,
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED` (10).
     ConnectionFailed = 10,
-    /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` (11); not raised yet.
+    /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` (11).
     AuthenticationFailed = 11,
 }
 
@@ -124,6 +124,10 @@ pub enum Event {
     NeighborConnection(ConnectionChange),
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED`: the group could not connect (its HRESULT).
     ConnectionFailed(i32),
+    /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED`: a password joiner failed authentication at
+    /// this member; the HRESULT says why (`0x80070056`: wrong password). Windows defines no
+    /// structure for it; the C ABI puts the reason in `hrConnectionFailedReason`.
+    AuthenticationFailed(i32),
 }
 
 impl Event {
@@ -135,6 +139,7 @@ impl Event {
             Event::RecordChanged { .. } => EventKind::RecordChanged,
             Event::NeighborConnection(_) => EventKind::NeighborConnection,
             Event::ConnectionFailed(_) => EventKind::ConnectionFailed,
+            Event::AuthenticationFailed(_) => EventKind::AuthenticationFailed,
         }
     }
 
@@ -146,7 +151,8 @@ impl Event {
             Event::StatusChanged(_)
             | Event::PropertyChanged
             | Event::NeighborConnection(_)
-            | Event::ConnectionFailed(_) => None,
+            | Event::ConnectionFailed(_)
+            | Event::AuthenticationFailed(_) => None,
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct GroupInner {
     pub(crate) records: Mutex<Option<RecordStore>>,
     /// The group's events, fanned out to its subscriptions; closed with the group.
     pub(crate) events: EventHub,
+    /// Whether password authentication is suspended after a failure (`password_gate`).
+    pub(crate) password_gate: crate::password_gate::PasswordGate,
 }
 
 /// The file of a group's record database, in its group directory.
@@ -241,6 +243,7 @@ impl Peergroup {
             }),
             records: Mutex::new(None),
             events: EventHub::new(),
+            password_gate: Default::default(),
         });
         open.insert(key, inner.clone());
         Ok(GroupHandle {

@@ -24,6 +24,8 @@ pub mod machine;
 #[cfg(feature = "net")]
 pub mod password;
 #[cfg(feature = "net")]
+mod password_gate;
+#[cfg(feature = "net")]
 mod peer_time;
 pub mod properties;
 pub mod reconcile;
@@ -40,5 +42,7 @@ pub use error::{CoreError, Result};
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
 pub use group::{GroupHandle, NewRecord, Peergroup};
+#[cfg(feature = "net")]
+pub use password_gate::PasswordHold;
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

@@ -738,6 +738,11 @@ pub fn event_json(item: &EventItem) -> serde_json::Value {
                 "hresult": format!("0x{:08X}", *hr as u32),
                 "name": peergroup_core::identity::hresult::name(*hr),
             }),
+            Event::AuthenticationFailed(hr) => json!({
+                "event": "authentication_failed",
+                "hresult": format!("0x{:08X}", *hr as u32),
+                "name": peergroup_core::identity::hresult::name(*hr),
+            }),
         },
     }
 }
@@ -764,6 +769,11 @@ fn event_line(item: &EventItem) -> String {
             ),
             Event::ConnectionFailed(hr) => format!(
                 "connection failed: {} (0x{:08X})",
+                peergroup_core::identity::hresult::name(*hr).unwrap_or("HRESULT"),
+                *hr as u32
+            ),
+            Event::AuthenticationFailed(hr) => format!(
+                "password authentication failed: {} (0x{:08X})",
                 peergroup_core::identity::hresult::name(*hr).unwrap_or("HRESULT"),
                 *hr as u32
             ),

@@ -128,7 +128,7 @@ impl GroupConfig {
     }
 
     /// Reads a plaintext payload for `identity` and `group`: strict JSON, bounded fields.
-    /// Checks structure only; [`crate::Peergroup::import_config`] checks the certificates.
+    /// Checks structure only; `Peergroup::import_config` checks the certificates.
     pub fn decode_payload(identity: PeerName, group: PeerName, bytes: &[u8]) -> Result<Self> {
         let mut p: Payload =
             serde_json::from_slice(bytes).map_err(|e| bad(format!("payload: {e}")))?;

@@ -68,7 +68,11 @@ pub fn status(
             let listen = h.listen_addrs()?;
             let neighbours = h.neighbours()?;
             // Before the first synchronisation the database is not the group's yet.
-            let records = h.record_count().ok();
+            let records = match h.record_count() {
+                Ok(n) => Some(n),
+                Err(peergroup_core::CoreError::NotReady) => None,
+                Err(e) => return Err(e.into()),
+            };
             Ok::<_, CliError>((status, listen, neighbours, records))
         }
         .await;

@@ -124,13 +124,15 @@ impl Peergroup {
             .groups(&identity)?
             .iter()
             .any(|g| g.peer_name == group.to_string());
-        if lock(&self.shared.open).contains_key(&(identity.clone(), group.clone())) {
+        if held && !overwrite {
+            return Err(CoreError::AlreadyMember(group.to_string()));
+        }
+        // Held while writing, so no `open_group` in this process reads half an import.
+        let open = lock(&self.shared.open);
+        if open.contains_key(&(identity.clone(), group.clone())) {
             return Err(CoreError::GroupInUse(
                 "the group is open: close it before importing over it".into(),
             ));
-        }
-        if held && !overwrite {
-            return Err(CoreError::AlreadyMember(group.to_string()));
         }
         let friendly = config.properties.friendly_name.clone();
         let store = GroupStore::new(identities.register_group(&identity, &group, &friendly)?);
@@ -151,6 +153,7 @@ impl Peergroup {
             config.root_key.as_deref().map(|k| k.as_slice()),
             &config.addresses,
         )?;
+        drop(open);
         tracing::info!(group = %group, identity = %identity, overwrite, "group configuration imported");
         Ok((identity, group))
     }

@@ -46,8 +46,9 @@ fn generate() -> Result<Vec<u8>> {
     Ok(text)
 }
 
-/// `cargo xtask header`: (re)writes `include/p2p.h`.
+/// `cargo xtask header`: (re)writes `include/p2p.h` and `peergroup.pc`.
 pub fn write() -> Result<()> {
+    crate::pkgconfig::write()?;
     let text = generate()?;
     let path = header_path();
     let unchanged = fs::read(&path).is_ok_and(|old| old == text);
@@ -65,8 +66,10 @@ pub fn write() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask header --check`: fails when the checked-in header differs from a fresh one.
+/// `cargo xtask header --check`: fails when the checked-in header (or `peergroup.pc`)
+/// differs from a fresh one.
 pub fn check() -> Result<()> {
+    crate::pkgconfig::check()?;
     let text = generate()?;
     let path = header_path();
     match fs::read(&path) {

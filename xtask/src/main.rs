@@ -9,6 +9,7 @@ mod ci;
 mod ctest;
 mod fuzz;
 mod header;
+mod pkgconfig;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ usage: cargo xtask <command>
 
 commands:
   ci                         fmt, clippy, tests, header check, C tests, docs, fuzz smoke
-  header [--check]           regenerate crates/peergroup-abi/include/p2p.h (--check: fail if stale)
+  header [--check]           regenerate crates/peergroup-abi/include/p2p.h and peergroup.pc (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
   bench [NAME]               run the benchmarks (or NAME: connect, reconcile); they print figures
   sim [SCENARIO...] [--seed N]

@@ -169,9 +169,27 @@ typedef void *HGROUP;
 typedef const WCHAR *PCWSTR;
 
 /*
+ `PWSTR`.
+ */
+typedef WCHAR *PWSTR;
+
+/*
+ `BOOL`.
+ */
+typedef int32_t BOOL;
+
+/*
  `DWORD`.
  */
 typedef uint32_t DWORD;
+
+/*
+ `FILETIME`: 100 ns ticks since 1601-01-01 UTC, split in two halves.
+ */
+typedef struct {
+  DWORD dwLowDateTime;
+  DWORD dwHighDateTime;
+} FILETIME;
 
 /*
  `PEER_ADDRESS`.
@@ -235,11 +253,6 @@ typedef struct {
 typedef void *HPEEREVENT;
 
 /*
- `PWSTR`.
- */
-typedef WCHAR *PWSTR;
-
-/*
  `PEER_ROLE_ID`.
  */
 typedef GUID PEER_ROLE_ID;
@@ -267,19 +280,6 @@ typedef struct {
  `HCRYPTPROV`: a handle on an identity's key pair.
  */
 typedef size_t HCRYPTPROV;
-
-/*
- `BOOL`.
- */
-typedef int32_t BOOL;
-
-/*
- `FILETIME`: 100 ns ticks since 1601-01-01 UTC, split in two halves.
- */
-typedef struct {
-  DWORD dwLowDateTime;
-  DWORD dwHighDateTime;
-} FILETIME;
 
 /*
  `BYTE`.
@@ -624,6 +624,59 @@ extern const GUID PEER_GROUP_ROLE_MEMBER;
 extern const GUID PEER_GROUP_ROLE_INVITING_MEMBER;
 
 /*
+ Exports this identity's membership of the group as XML sealed under `pwzPassword` (any
+ password, even empty, as on Windows). The owner's export carries the group root key.
+ `E_POINTER` for a NULL `ppwzXML`, `E_INVALIDARG` for a NULL password.
+
+ # Safety
+ `pwzPassword` NULL or NUL-terminated UTF-16; `ppwzXML` NULL or writable.
+ */
+HRESULT PeerGroupExportConfig(HGROUP hGroup,
+                              PCWSTR pwzPassword,
+                              PWSTR *ppwzXML);
+
+/*
+ Imports a configuration `PeerGroupExportConfig` wrote and returns the identity and group
+ peer names to pass to `PeerGroupOpen`. The identity must exist here (`PEER_E_NOT_FOUND`:
+ import it first with `PeerIdentityImport`); a group it already holds is
+ `PEER_E_ALREADY_EXISTS` unless `fOverwrite`, and `PEER_E_GROUP_IN_USE` while open. A
+ wrong password is `0x80070056`, a malformed, truncated or altered document the identity
+ import's codes; any refusal leaves the disk as it was.
+
+ # Safety
+ String arguments NULL or NUL-terminated UTF-16; out-pointers NULL or writable.
+ */
+HRESULT PeerGroupImportConfig(PCWSTR pwzXML,
+                              PCWSTR pwzPassword,
+                              BOOL fOverwrite,
+                              PWSTR *ppwzIdentity,
+                              PWSTR *ppwzGroup);
+
+/*
+ Converts a peer time (the group's clock) to UTC. Peer time here is the members' shared
+ wall clock, so the value comes back unchanged; `PEER_E_GROUP_NOT_READY` before the
+ member synchronised with its group once, `E_INVALIDARG` for a NULL input, `E_POINTER`
+ for a NULL output.
+
+ # Safety
+ `pftPeerTime` NULL or readable; `pftUniversalTime` NULL or writable.
+ */
+HRESULT PeerGroupPeerTimeToUniversalTime(HGROUP hGroup,
+                                         FILETIME *pftPeerTime,
+                                         FILETIME *pftUniversalTime);
+
+/*
+ Converts UTC to peer time: the inverse of `PeerGroupPeerTimeToUniversalTime`, with its
+ errors.
+
+ # Safety
+ `pftUniversalTime` NULL or readable; `pftPeerTime` NULL or writable.
+ */
+HRESULT PeerGroupUniversalTimeToPeerTime(HGROUP hGroup,
+                                         FILETIME *pftUniversalTime,
+                                         FILETIME *pftPeerTime);
+
+/*
  Starts a direct connection to the member `pwzIdentity` and writes its connection id at
  once. The id is usable when a `PEER_GROUP_EVENT_DIRECT_CONNECTION` event for it reports
  `PEER_CONNECTED`; a failed attempt still returns `S_OK` and the event reports
@@ -720,8 +773,11 @@ HRESULT PeerEndEnumeration(HPEERENUM hPeerEnum);
 /*
  Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
  when events are queued. `pType` filters record changes by record type (NULL: all). Event
- types this library does not raise yet (member changes, direct connections, incoming data,
- authentication failures) may be registered and simply never arrive.
+ types this library does not raise yet (member changes, direct connections, incoming data)
+ may be registered and simply never arrive. A registration listing
+ `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` takes part in password authentication: after a
+ failure at this member, password joiners are refused until the application calls
+ `PeerGroupResumePasswordAuthentication` with it (or unregisters it).
 
  `E_POINTER` for a NULL `phPeerEvent`; `E_INVALIDARG` for a NULL array, a count of 0 or
  over 256, an unknown event type, or an `hEvent` that is not an open, writable eventfd;
@@ -1047,6 +1103,18 @@ HRESULT PeerGroupCreatePasswordInvitation(HGROUP hGroup,
  */
 HRESULT PeerGroupParseInvitation(PCWSTR pwzInvitation,
                                  PEER_INVITATION_INFO **ppInvitationInfo);
+
+/*
+ Lets password authentication at this member go on after a failure suspended it. A
+ registration listing `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` suspends password
+ authentication when a joiner fails it (joiners are then refused with
+ `PEER_E_NOT_AUTHORIZED`); the application handles the event, then calls this with that
+ registration. `E_INVALIDARG` for a bad `hPeerEventHandle`, or a registration that is not
+ for authentication failures of this group; `PEER_E_INVALID_GROUP` for a bad `hGroup`;
+ `PEER_E_NOT_FOUND` when nothing is suspended.
+ */
+HRESULT PeerGroupResumePasswordAuthentication(HGROUP hGroup,
+                                              HPEEREVENT hPeerEventHandle);
 
 /*
  Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be

@@ -24,6 +24,7 @@ use peergroup_core::events::{
 use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::machine::ConnectionStatus;
 use peergroup_core::machine::RecordChange;
+use peergroup_core::PasswordHold;
 use slotmap::DefaultKey;
 
 use crate::alloc::CBlock;
@@ -99,12 +100,20 @@ pub struct EventRegistration {
     pub group: DefaultKey,
     subscription: EventSubscription,
     signal: Arc<EventFd>,
+    /// For a registration listing `PEER_GROUP_EVENT_AUTHENTICATION_FAILED`: its claim to
+    /// resume password authentication after a failure (`password_auth.rs`).
+    password_hold: Option<PasswordHold>,
 }
 
 impl EventRegistration {
     /// Stops delivery; what is queued stays readable.
     pub fn end(&self) {
         self.subscription.close();
+    }
+
+    /// The password hold of a registration for authentication failures.
+    pub fn password_hold(&self) -> Option<&PasswordHold> {
+        self.password_hold.as_ref()
     }
 }
 
@@ -134,8 +143,11 @@ unsafe fn read_filter(
 
 /// Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
 /// when events are queued. `pType` filters record changes by record type (NULL: all). Event
-/// types this library does not raise yet (member changes, direct connections, incoming data,
-/// authentication failures) may be registered and simply never arrive.
+/// types this library does not raise yet (member changes, direct connections, incoming data)
+/// may be registered and simply never arrive. A registration listing
+/// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` takes part in password authentication: after a
+/// failure at this member, password joiners are refused until the application calls
+/// `PeerGroupResumePasswordAuthentication` with it (or unregisters it).
 ///
 /// `E_POINTER` for a NULL `phPeerEvent`; `E_INVALIDARG` for a NULL array, a count of 0 or
 /// over 256, an unknown event type, or an `hEvent` that is not an open, writable eventfd;
@@ -171,10 +183,21 @@ pub unsafe extern "C" fn PeerGroupRegisterEvent(
                 Some(Box::new(move || notify.signal())),
             )
             .hr()?;
+        let wants_failures = subscription
+            .filter()
+            .registrations()
+            .iter()
+            .any(|r| r.kind == EventKind::AuthenticationFailed);
+        let password_hold = if wants_failures {
+            Some(group.hold_password_authentication().hr()?)
+        } else {
+            None
+        };
         let registration = EventRegistration {
             group: group_key,
             subscription,
             signal,
+            password_hold,
         };
         let h = {
             let mut rt = lock();
@@ -310,6 +333,8 @@ pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
                 }
             }
             Event::ConnectionFailed(hr) => (*p).u.hrConnectionFailedReason = *hr,
+            // Windows has no structure for it: the reason goes in the same union slot.
+            Event::AuthenticationFailed(hr) => (*p).u.hrConnectionFailedReason = *hr,
         }
     }
     block.into_raw() as *mut PEER_GROUP_EVENT_DATA
@@ -350,6 +375,15 @@ mod tests {
             assert_eq!(r.changeType, 4);
             assert_eq!(guid_bytes(&r.recordType), [1; 16]);
             assert_eq!(guid_bytes(&r.recordId), [2; 16]);
+            assert!(free_block(p.cast()));
+        }
+        let p = event_block(&Event::AuthenticationFailed(
+            hresult::HRESULT_INVALID_PASSWORD,
+        ));
+        // SAFETY: as above; the reason is in the hrConnectionFailedReason slot.
+        unsafe {
+            assert_eq!((*p).eventType, 11);
+            assert_eq!((*p).u.hrConnectionFailedReason as u32, 0x8007_0056);
             assert!(free_block(p.cast()));
         }
         let p = event_block(&Event::PropertyChanged);
@@ -442,6 +476,7 @@ mod tests {
                 Some(Box::new(move || notify.signal())),
             ),
             signal,
+            password_hold: None,
         };
         for s in 1..=5 {
             hub.publish(&Event::StatusChanged(s));

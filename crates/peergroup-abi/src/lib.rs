@@ -10,6 +10,7 @@
 #![allow(non_snake_case, clippy::missing_safety_doc)]
 
 pub mod alloc;
+pub mod config;
 pub mod convert;
 pub mod direct;
 pub mod enumeration;
@@ -17,6 +18,7 @@ pub mod events;
 pub mod group;
 pub mod identity;
 pub mod invitation;
+pub mod password_auth;
 pub mod records;
 pub mod runtime;
 pub mod spki;

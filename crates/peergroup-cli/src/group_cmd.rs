@@ -64,6 +64,27 @@ pub enum GroupCommand {
         /// Group peer name.
         group: String,
     },
+    /// Export this identity's membership of a group, password-protected (PeerGroupExportConfig).
+    ExportConfig {
+        /// Group peer name.
+        group: String,
+        #[command(flatten)]
+        password: crate::identity_cmd::Password,
+        /// Write to this file (mode 0600) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Import an exported group configuration (PeerGroupImportConfig); the identity must be
+    /// imported first.
+    ImportConfig {
+        /// The configuration file ("-" for standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        password: crate::identity_cmd::Password,
+        /// Replace the group's configuration if this identity already has the group.
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 /// Which identity a group command acts as.
@@ -145,8 +166,29 @@ pub fn run(
     cmd: GroupCommand,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
     let me = identity(who)?;
+    match cmd {
+        GroupCommand::ExportConfig {
+            group,
+            password,
+            output,
+        } => {
+            return crate::config_cmd::export(
+                store,
+                me.as_ref(),
+                &group,
+                &password,
+                output.as_deref(),
+            )
+        }
+        GroupCommand::ImportConfig {
+            file,
+            password,
+            overwrite,
+        } => return crate::config_cmd::import(store, &file, &password, overwrite, as_json),
+        _ => {}
+    }
+    let pg = Peergroup::new(store.clone(), None);
     let rt = runtime()?;
     rt.block_on(async {
         match cmd {
@@ -219,6 +261,9 @@ pub fn run(
                 h.set_properties(&p)?;
                 print_properties(&h, as_json)?;
                 h.close().await?;
+            }
+            GroupCommand::ExportConfig { .. } | GroupCommand::ImportConfig { .. } => {
+                unreachable!("handled above")
             }
             GroupCommand::Delete { group } => {
                 let g = group_name(&group)?;

@@ -72,7 +72,8 @@ pub struct Password {
 }
 
 impl Password {
-    fn get(&self) -> Result<String, CliError> {
+    /// The password, from the flag, the file's first line or `$PEERGROUP_PASSWORD`.
+    pub(crate) fn get(&self) -> Result<String, CliError> {
         match (&self.password, &self.password_file) {
             (Some(p), _) => Ok(p.clone()),
             (None, Some(f)) => {

@@ -1,10 +1,12 @@
 //! `peergroup`: the command line of Peergroup.
 
+mod config_cmd;
 mod demo;
 mod group_cmd;
 mod identity_cmd;
 mod output;
 mod record_cmd;
+mod status_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +40,7 @@ enum Command {
     /// Manage identities: create, list, show, rename, export, import, delete.
     #[command(subcommand)]
     Identity(identity_cmd::IdentityCommand),
-    /// Manage groups: create, list, show, set, delete.
+    /// Manage groups: create, list, show, set, delete, export-config, import-config.
     #[command(subcommand)]
     Group(group_cmd::GroupCommand),
     /// Invite an identity (or anyone with the password) into a group.
@@ -55,6 +57,8 @@ enum Command {
     Db(record_cmd::DbCommand),
     /// Bring a group online and print its events as they happen.
     Watch(record_cmd::WatchArgs),
+    /// Report a group's status: status bits, neighbours, listen addresses, record count.
+    Status(status_cmd::StatusArgs),
     /// Walk through what Peergroup does, in a temporary home, and exit.
     Demo,
 }
@@ -88,6 +92,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Record(cmd) => record_cmd::run(&store, &cli.who, cmd, cli.json),
                 Command::Db(cmd) => record_cmd::db(&store, &cli.who, cmd, cli.json),
                 Command::Watch(args) => record_cmd::watch(&store, &cli.who, args, cli.json),
+                Command::Status(args) => status_cmd::status(&store, &cli.who, args, cli.json),
                 Command::Demo => unreachable!("handled above"),
             }
         }

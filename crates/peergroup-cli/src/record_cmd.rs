@@ -675,7 +675,8 @@ pub struct WatchArgs {
     /// Addresses of members to connect to (PeerGroupConnectByAddress).
     #[arg(long = "address")]
     addresses: Vec<SocketAddr>,
-    /// Only these kinds: status, property, record, neighbor, connection-failed (repeatable).
+    /// Only these kinds: status, property, record, neighbor, connection-failed, direct, data,
+    /// auth-failed (repeatable).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Exit after printing this many events.
@@ -690,8 +691,12 @@ fn kind(text: &str) -> Result<EventKind, CliError> {
         "record" => Ok(EventKind::RecordChanged),
         "neighbor" | "neighbour" => Ok(EventKind::NeighborConnection),
         "connection-failed" => Ok(EventKind::ConnectionFailed),
+        "direct" => Ok(EventKind::DirectConnection),
+        "data" => Ok(EventKind::IncomingData),
+        "auth-failed" => Ok(EventKind::AuthenticationFailed),
         other => Err(CliError::usage(format!(
-            "unknown event kind {other:?}: status, property, record, neighbor or connection-failed"
+            "unknown event kind {other:?}: status, property, record, neighbor, \
+             connection-failed, direct, data or auth-failed"
         ))),
     }
 }
@@ -703,6 +708,20 @@ fn change_name(c: RecordChange) -> &'static str {
         RecordChange::Deleted => "deleted",
         RecordChange::Expired => "expired",
     }
+}
+
+fn connection_json(event: &str, c: &peergroup_core::events::ConnectionChange) -> serde_json::Value {
+    json!({
+        "event": event,
+        "status": match c.status {
+            ConnectionStatus::Connected => "connected",
+            ConnectionStatus::Disconnected => "disconnected",
+            ConnectionStatus::Failed => "failed",
+        },
+        "connection_id": c.connection_id,
+        "node_id": c.node_id,
+        "failed_reason": c.failed_reason,
+    })
 }
 
 /// One event as a JSON object.
@@ -722,19 +741,25 @@ pub fn event_json(item: &EventItem) -> serde_json::Value {
                 "type": guid_text(record_type),
                 "id": guid_text(id),
             }),
-            Event::NeighborConnection(c) => json!({
-                "event": "neighbor_connection",
-                "status": match c.status {
-                    ConnectionStatus::Connected => "connected",
-                    ConnectionStatus::Disconnected => "disconnected",
-                    ConnectionStatus::Failed => "failed",
-                },
-                "connection_id": c.connection_id,
-                "node_id": c.node_id,
-                "failed_reason": c.failed_reason,
+            Event::NeighborConnection(c) => connection_json("neighbor_connection", c),
+            Event::DirectConnection(c) => connection_json("direct_connection", c),
+            Event::IncomingData {
+                connection_id,
+                data_type,
+                data,
+            } => json!({
+                "event": "incoming_data",
+                "connection_id": connection_id,
+                "type": guid_text(data_type),
+                "bytes": data.len(),
             }),
             Event::ConnectionFailed(hr) => json!({
                 "event": "connection_failed",
+                "hresult": format!("0x{:08X}", *hr as u32),
+                "name": peergroup_core::identity::hresult::name(*hr),
+            }),
+            Event::AuthenticationFailed(hr) => json!({
+                "event": "authentication_failed",
                 "hresult": format!("0x{:08X}", *hr as u32),
                 "name": peergroup_core::identity::hresult::name(*hr),
             }),
@@ -762,8 +787,26 @@ fn event_line(item: &EventItem) -> String {
                 "neighbour {:?}: connection {} node {:#x}",
                 c.status, c.connection_id, c.node_id
             ),
+            Event::DirectConnection(c) => format!(
+                "direct connection {:?}: connection {} node {:#x}",
+                c.status, c.connection_id, c.node_id
+            ),
+            Event::IncomingData {
+                connection_id,
+                data_type,
+                data,
+            } => format!(
+                "data on connection {connection_id}: {} bytes of type {}",
+                data.len(),
+                guid_text(data_type)
+            ),
             Event::ConnectionFailed(hr) => format!(
                 "connection failed: {} (0x{:08X})",
+                peergroup_core::identity::hresult::name(*hr).unwrap_or("HRESULT"),
+                *hr as u32
+            ),
+            Event::AuthenticationFailed(hr) => format!(
+                "password authentication failed: {} (0x{:08X})",
                 peergroup_core::identity::hresult::name(*hr).unwrap_or("HRESULT"),
                 *hr as u32
             ),

@@ -19,7 +19,7 @@ use crate::clock::unix_now;
 use crate::direct::{
     ConnectionInfo, DirectContext, Directs, PEER_CONNECTION_DIRECT, PEER_CONNECTION_NEIGHBOR,
 };
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::group::{verify_properties, GroupInner, Peergroup};
 use crate::identity::gmc::{
     issue_gmc_at, role::roles_may_issue, validate_chain, Gmc, GroupRootCertificate, Member,
@@ -753,6 +753,14 @@ impl Driver {
             );
             return;
         }
+        if self.inner.password_gate.is_suspended() {
+            conn.close(
+                CloseCode::NotAuthorized,
+                "password authentication is suspended",
+            );
+            return;
+        }
+        let inner = self.inner.clone();
         let identity = self.inner.identity.clone();
         let group = self.inner.key.1.clone();
         let role = props.group_password_role;
@@ -768,9 +776,16 @@ impl Driver {
                     unix_now(),
                 )?)
             };
-            let _ =
+            let result =
                 crate::password::authenticate(&conn, &password, &group, &own_leaf, &subject, issue)
                     .await;
+            if let Err(e @ CoreError::PasswordRejected) = result {
+                // Suspend first (when held), so a handler of the event can resume at once.
+                inner.password_gate.failed();
+                inner
+                    .events
+                    .publish(&crate::events::Event::AuthenticationFailed(e.hresult()));
+            }
         });
     }
 

@@ -121,6 +121,14 @@ pub enum CoreError {
     /// No address is known for the member a direct connection was asked to.
     #[error("no address known for member {0}")]
     NoAddress(String),
+    /// An event registration that does not fit the call (another group's, or not one for
+    /// authentication failures).
+    #[error("invalid event registration: {0}")]
+    InvalidRegistration(String),
+    /// `PeerGroupResumePasswordAuthentication` while password authentication is not
+    /// suspended.
+    #[error("password authentication is not suspended: nothing to resume")]
+    NothingToResume,
 }
 
 /// Result alias of the group layer.
@@ -165,6 +173,8 @@ impl CoreError {
             DataTooLarge(_) => hresult::E_INVALIDARG,
             NoAddress(_) => hresult::PEER_E_NODE_NOT_FOUND,
             InvalidFlags(_) => hresult::E_INVALIDARG,
+            InvalidRegistration(_) => hresult::E_INVALIDARG,
+            NothingToResume => hresult::PEER_E_NOT_FOUND,
         }
     }
 }

@@ -63,7 +63,7 @@ pub enum EventKind {
     MemberChanged = 8,
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED` (10).
     ConnectionFailed = 10,
-    /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` (11); not raised yet.
+    /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` (11).
     AuthenticationFailed = 11,
 }
 
@@ -141,6 +141,10 @@ pub enum Event {
     },
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED`: the group could not connect (its HRESULT).
     ConnectionFailed(i32),
+    /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED`: a password joiner failed authentication at
+    /// this member; the HRESULT says why (`0x80070056`: wrong password). Windows defines no
+    /// structure for it; the C ABI puts the reason in `hrConnectionFailedReason`.
+    AuthenticationFailed(i32),
 }
 
 impl Event {
@@ -154,6 +158,7 @@ impl Event {
             Event::DirectConnection(_) => EventKind::DirectConnection,
             Event::IncomingData { .. } => EventKind::IncomingData,
             Event::ConnectionFailed(_) => EventKind::ConnectionFailed,
+            Event::AuthenticationFailed(_) => EventKind::AuthenticationFailed,
         }
     }
 
@@ -167,7 +172,8 @@ impl Event {
             | Event::PropertyChanged
             | Event::NeighborConnection(_)
             | Event::DirectConnection(_)
-            | Event::ConnectionFailed(_) => None,
+            | Event::ConnectionFailed(_)
+            | Event::AuthenticationFailed(_) => None,
         }
     }
 }

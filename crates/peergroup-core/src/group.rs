@@ -56,6 +56,8 @@ pub struct GroupInner {
     pub(crate) records: Mutex<Option<RecordStore>>,
     /// The group's events, fanned out to its subscriptions; closed with the group.
     pub(crate) events: EventHub,
+    /// Whether password authentication is suspended after a failure (`password_gate`).
+    pub(crate) password_gate: crate::password_gate::PasswordGate,
 }
 
 /// The file of a group's record database, in its group directory.
@@ -88,11 +90,11 @@ pub(crate) struct GroupState {
 /// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
 pub struct GroupHandle {
     pub(crate) inner: Arc<GroupInner>,
-    pg: Peergroup,
+    pub(crate) pg: Peergroup,
     closed: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -241,6 +243,7 @@ impl Peergroup {
             }),
             records: Mutex::new(None),
             events: EventHub::new(),
+            password_gate: Default::default(),
         });
         open.insert(key, inner.clone());
         Ok(GroupHandle {

@@ -162,6 +162,17 @@ impl GroupStore {
         Ok(self.read(ROOT_KEY)?.map(zeroize::Zeroizing::new))
     }
 
+    /// Removes the group root key, if held (a configuration import of a non-owner over an
+    /// owner's files).
+    pub fn remove_root_key(&self) -> Result<()> {
+        let path = self.dir.join(ROOT_KEY);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(fsutil::fsync_dir(&self.dir)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.corrupted(ROOT_KEY, e)),
+        }
+    }
+
     /// Members and addresses last seen.
     pub fn load_peers(&self) -> Result<Vec<PeerEntry>> {
         let Some(bytes) = self.read(PEERS)? else {

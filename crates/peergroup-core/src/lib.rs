@@ -9,6 +9,9 @@
 
 #[cfg(feature = "net")]
 mod clock;
+pub mod config_export;
+#[cfg(feature = "net")]
+mod config_transfer;
 pub mod data;
 #[cfg(feature = "net")]
 pub mod direct;
@@ -23,6 +26,10 @@ pub mod invitation;
 pub mod machine;
 #[cfg(feature = "net")]
 pub mod password;
+#[cfg(feature = "net")]
+mod password_gate;
+#[cfg(feature = "net")]
+mod peer_time;
 pub mod properties;
 pub mod reconcile;
 pub mod records;
@@ -38,5 +45,7 @@ pub use error::{CoreError, Result};
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
 pub use group::{GroupHandle, NewRecord, Peergroup};
+#[cfg(feature = "net")]
+pub use password_gate::PasswordHold;
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

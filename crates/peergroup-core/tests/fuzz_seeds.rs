@@ -177,3 +177,54 @@ fn data_message_seed_is_a_greeting_and_two_messages() {
     let data: Vec<&[u8]> = messages.iter().map(|m| &m.data[..]).collect();
     assert_eq!(data, [&b"first second last"[..], &b""[..]]);
 }
+
+/// The names the `config_import` target decodes payloads for.
+const FUZZ_IDENTITY: &str = "0000000000000000000000000000000000000000.fuzz";
+const FUZZ_GROUP: &str = "1111111111111111111111111111111111111111.fuzz";
+
+#[test]
+fn config_import_seeds_open() {
+    use peergroup_core::config_export::GroupConfig;
+    let dir = seeds("config_import");
+    let doc = std::fs::read_to_string(dir.join("config.xml")).unwrap();
+    let config = GroupConfig::open(&doc, "password").unwrap();
+    assert!(config.root_key.is_some(), "the owner's export");
+    let payload = std::fs::read(dir.join("payload.json")).unwrap();
+    let decoded = GroupConfig::decode_payload(
+        FUZZ_IDENTITY.parse().unwrap(),
+        FUZZ_GROUP.parse().unwrap(),
+        &payload,
+    )
+    .unwrap();
+    assert_eq!(*decoded.encode_payload(), payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the fuzz seeds; run by hand when a format changes"]
+async fn write_config_seeds() {
+    use peergroup_core::config_export::GroupConfig;
+    let home = tempfile::tempdir().unwrap();
+    let store = IdentityStore::open(home.path()).unwrap();
+    let me = store.create(Some("seed"), Some("Seed"), None).unwrap();
+    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
+    let g = pg
+        .create_group(GroupProperties {
+            classifier: "seeds".into(),
+            friendly_name: "Seeds".into(),
+            creator_peer_name: me.to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+    let doc = g
+        .export_config_with_rounds("password", peergroup_core::identity::export::MIN_ITERATIONS)
+        .unwrap();
+    let dir = seeds("config_import");
+    std::fs::write(dir.join("config.xml"), &doc).unwrap();
+    let mut config = GroupConfig::open(&doc, "password").unwrap();
+    config.identity = FUZZ_IDENTITY.parse().unwrap();
+    config.group = FUZZ_GROUP.parse().unwrap();
+    config.properties.group_peer_name = FUZZ_GROUP.into();
+    config.addresses = vec!["127.0.0.1:4000".parse().unwrap()];
+    std::fs::write(dir.join("payload.json"), &*config.encode_payload()).unwrap();
+    g.close().await.unwrap();
+}

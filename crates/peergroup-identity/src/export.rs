@@ -166,6 +166,15 @@ impl<'a> SealedExport<'a> {
 
     /// Decrypts with `password`; `peer_name` must be the name the export was made for.
     pub fn open(&self, peer_name: &str, password: &str) -> Result<ExportPayload> {
+        let plain = self.open_bytes(peer_name, password)?;
+        ExportPayload::decode(&plain).map_err(|_| IdentityError::Tampered)
+    }
+
+    /// Decrypts any payload sealed with [`seal_bytes`] for `context` (the group layer's
+    /// configuration export reuses this protection). A wrong password or context is
+    /// [`IdentityError::WrongPassword`]; altered ciphertext is [`IdentityError::Tampered`].
+    pub fn open_bytes(&self, context: &str, password: &str) -> Result<Zeroizing<Vec<u8>>> {
+        let peer_name = context;
         let keys = derive(password, self.salt, self.iterations);
         let check = hmac::Key::new(hmac::HMAC_SHA256, &keys[32..]);
         let mut signed = Vec::with_capacity(HEADER_LEN + peer_name.len());
@@ -179,8 +188,10 @@ impl<'a> SealedExport<'a> {
                 Aad::from(associated_data(self.header, peer_name)),
                 &mut buf,
             )
-            .map_err(|_| IdentityError::Tampered)?;
-        ExportPayload::decode(plain).map_err(|_| IdentityError::Tampered)
+            .map_err(|_| IdentityError::Tampered)?
+            .len();
+        buf.truncate(plain);
+        Ok(buf)
     }
 }
 
@@ -191,6 +202,18 @@ pub fn seal(
     password: &str,
     iterations: u32,
 ) -> Result<Vec<u8>> {
+    seal_bytes(peer_name, &payload.encode(), password, iterations)
+}
+
+/// Encrypts any `plaintext` under `password`, bound to `context` (which the importer must
+/// name again): the blob format of identity exports, for other exports of secrets.
+pub fn seal_bytes(
+    context: &str,
+    plaintext: &[u8],
+    password: &str,
+    iterations: u32,
+) -> Result<Vec<u8>> {
+    let peer_name = context;
     if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
         return Err(IdentityError::BadEncoding(format!(
             "{iterations} rounds is outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"
@@ -214,7 +237,7 @@ pub fn seal(
     let check = hmac::Key::new(hmac::HMAC_SHA256, &keys[32..]);
     blob.extend_from_slice(hmac::sign(&check, &signed).as_ref());
     blob.extend_from_slice(&nonce);
-    let mut body = payload.encode();
+    let mut body = Zeroizing::new(plaintext.to_vec());
     let aad = associated_data(&blob, peer_name);
     aead_key(&keys[..32])?
         .seal_in_place_append_tag(

@@ -1,0 +1,60 @@
+//! `peergroup group export-config` and `group import-config`: moving one identity's membership
+//! of a group to another home (`PeerGroupExportConfig`/`PeerGroupImportConfig`).
+
+use std::path::{Path, PathBuf};
+
+use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::Peergroup;
+use serde_json::json;
+
+use crate::group_cmd::{group_name, read_input, runtime};
+use crate::identity_cmd::Password;
+use crate::output::CliError;
+
+/// Writes the group's configuration, sealed under the password, to `output` (or stdout).
+pub fn export(
+    store: &IdentityStore,
+    me: Option<&PeerName>,
+    group: &str,
+    password: &Password,
+    output: Option<&Path>,
+) -> Result<(), CliError> {
+    let password = password.get()?;
+    let pg = Peergroup::new(store.clone(), None);
+    runtime()?.block_on(async {
+        let h = pg.open_group(me, &group_name(group)?)?;
+        let xml = h.export_config(&password).map_err(CliError::from);
+        h.close().await?;
+        let xml = xml?;
+        match output {
+            Some(path) => {
+                peergroup_core::identity::fsutil::write_atomic(path, xml.as_bytes(), 0o600)?
+            }
+            None => println!("{xml}"),
+        }
+        Ok(())
+    })
+}
+
+/// Imports a configuration file and prints the identity and group to open.
+pub fn import(
+    store: &IdentityStore,
+    file: &PathBuf,
+    password: &Password,
+    overwrite: bool,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let password = password.get()?;
+    let text = read_input(file)?;
+    let pg = Peergroup::new(store.clone(), None);
+    let (identity, group) = pg.import_config(text.trim(), &password, overwrite)?;
+    if as_json {
+        println!(
+            "{}",
+            json!({"identity": identity.to_string(), "group": group.to_string()})
+        );
+    } else {
+        println!("imported {group} for {identity}");
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `peergroup status GROUP`: a group's status as this home sees it — status bits, neighbours,
+//! listen addresses and record count.
+//!
+//! The command is one process, so it brings the group online (`PeerGroupConnect`) and waits
+//! until it has a neighbour or `--wait` seconds pass, then reports and closes; `--offline`
+//! reports without connecting.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use peergroup_core::identity::IdentityStore;
+use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::Peergroup;
+use serde_json::json;
+
+use crate::group_cmd::{group_name, identity, runtime, As};
+use crate::output::CliError;
+
+/// `peergroup status GROUP [--wait SECONDS] [--offline]`.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Group peer name.
+    group: String,
+    /// Longest wait for a first neighbour before reporting.
+    #[arg(long, default_value_t = 3)]
+    wait: u64,
+    /// Report without bringing the group online.
+    #[arg(long)]
+    offline: bool,
+}
+
+/// The names of the `PEER_GROUP_STATUS` bits that are set.
+fn status_names(status: u32) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if status & STATUS_LISTENING != 0 {
+        names.push("LISTENING");
+    }
+    if status & STATUS_HAS_CONNECTIONS != 0 {
+        names.push("HAS_CONNECTIONS");
+    }
+    names
+}
+
+/// Reports a group's status once.
+pub fn status(
+    store: &IdentityStore,
+    who: &As,
+    args: StatusArgs,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let pg = Peergroup::new(store.clone(), None);
+    let me = identity(who)?;
+    runtime()?.block_on(async {
+        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+        let report = async {
+            if !args.offline {
+                h.connect().await?;
+                // The status bits and the neighbour list are published separately: wait for
+                // both to show the first neighbour (bounded).
+                let deadline = Instant::now() + Duration::from_secs(args.wait);
+                while Instant::now() < deadline
+                    && (h.status()? & STATUS_HAS_CONNECTIONS == 0 || h.neighbours()?.is_empty())
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let status = h.status()?;
+            let listen = h.listen_addrs()?;
+            let neighbours = h.neighbours()?;
+            // Before the first synchronisation the database is not the group's yet.
+            let records = match h.record_count() {
+                Ok(n) => Some(n),
+                Err(peergroup_core::CoreError::NotReady) => None,
+                Err(e) => return Err(e.into()),
+            };
+            Ok::<_, CliError>((status, listen, neighbours, records))
+        }
+        .await;
+        h.close().await?;
+        let (status, listen, neighbours, records) = report?;
+        if as_json {
+            let ns: Vec<_> = neighbours
+                .iter()
+                .map(|n| {
+                    json!({
+                        "member": n.member,
+                        "node_id": n.node_id,
+                        "address": n.address.to_string(),
+                        "outbound": n.outbound,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({
+                    "group": args.group,
+                    "status": status,
+                    "status_names": status_names(status),
+                    "listen": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "neighbours": ns,
+                    "records": records,
+                })
+            );
+        } else {
+            println!(
+                "status:     {status:#x} ({})",
+                status_names(status).join(" | ")
+            );
+            let listen: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
+            println!("listening:  {}", listen.join(", "));
+            println!("neighbours: {}", neighbours.len());
+            for n in &neighbours {
+                let dir = if n.outbound { "out" } else { "in" };
+                println!("  {} at {} ({dir})", n.member, n.address);
+            }
+            match records {
+                Some(n) => println!("records:    {n}"),
+                None => println!("records:    (not synchronised yet)"),
+            }
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,119 @@
+//! Authentication failures at a password authenticator, and resuming after them
+//! (`PEER_GROUP_EVENT_AUTHENTICATION_FAILED`, `PeerGroupResumePasswordAuthentication`).
+//!
+//! Microsoft documents no behaviour for `PeerGroupResumePasswordAuthentication`; this is
+//! ours. When a password joiner fails the proof at this member, the group raises
+//! [`crate::Event::AuthenticationFailed`] with the reason (`0x80070056`, a wrong password).
+//! An application that wants to decide what happens next takes a [`PasswordHold`]
+//! ([`GroupHandle::hold_password_authentication`]; the C ABI takes one for each registration
+//! that lists `PEER_GROUP_EVENT_AUTHENTICATION_FAILED`). While any hold exists, a failure
+//! *suspends* password authentication at this member: later password joiners are refused
+//! (their connection is closed with `NotAuthorized`) until the application calls
+//! [`GroupHandle::resume_password_authentication`]. That stops online guessing at the
+//! speed of the network and leaves the policy (resume at once, after a delay, after asking
+//! someone, never) to the application. Without holds, failures are only reported. When the
+//! last hold goes, a suspension ends with it.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::error::{CoreError, Result};
+use crate::group::{lock, GroupHandle, GroupInner};
+
+/// Whether password authentication is suspended, and how many holds ask for suspension.
+#[derive(Default)]
+pub(crate) struct PasswordGate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    holds: usize,
+    suspended: bool,
+}
+
+impl PasswordGate {
+    /// True while password joiners are refused.
+    pub(crate) fn is_suspended(&self) -> bool {
+        lock(&self.state).suspended
+    }
+
+    /// A joiner failed the proof: suspend, if anyone holds the gate.
+    pub(crate) fn failed(&self) {
+        let mut st = lock(&self.state);
+        if st.holds > 0 {
+            st.suspended = true;
+        }
+    }
+
+    fn hold(&self) {
+        lock(&self.state).holds += 1;
+    }
+
+    fn release(&self) {
+        let mut st = lock(&self.state);
+        st.holds = st.holds.saturating_sub(1);
+        if st.holds == 0 {
+            st.suspended = false;
+        }
+    }
+
+    /// Ends a suspension; false when there was none.
+    fn resume(&self) -> bool {
+        std::mem::take(&mut lock(&self.state).suspended)
+    }
+}
+
+/// An application's claim to decide when password authentication goes on after a failure.
+/// Dropping it gives the claim up (and ends the suspension if it was the last one).
+pub struct PasswordHold {
+    group: Weak<GroupInner>,
+}
+
+impl Drop for PasswordHold {
+    fn drop(&mut self) {
+        if let Some(inner) = self.group.upgrade() {
+            inner.password_gate.release();
+        }
+    }
+}
+
+impl GroupHandle {
+    /// Takes a [`PasswordHold`]: from now on a failed password authentication at this
+    /// member suspends password authentication until
+    /// [`GroupHandle::resume_password_authentication`].
+    pub fn hold_password_authentication(&self) -> Result<PasswordHold> {
+        let _st = self.live()?;
+        self.inner.password_gate.hold();
+        Ok(PasswordHold {
+            group: Arc::downgrade(&self.inner),
+        })
+    }
+
+    /// `PeerGroupResumePasswordAuthentication`: ends the suspension that a failed password
+    /// authentication caused, so password joiners are served again. `hold` must be of this
+    /// group (`E_INVALIDARG`); `PEER_E_NOT_FOUND` when nothing is suspended.
+    pub fn resume_password_authentication(&self, hold: &PasswordHold) -> Result<()> {
+        let _st = self.live()?;
+        let same = hold
+            .group
+            .upgrade()
+            .is_some_and(|g| Arc::ptr_eq(&g, &self.inner));
+        if !same {
+            return Err(CoreError::InvalidRegistration(
+                "the registration is not of this group".into(),
+            ));
+        }
+        if self.inner.password_gate.resume() {
+            tracing::info!(group = %self.inner.key.1, "password authentication resumed");
+            Ok(())
+        } else {
+            Err(CoreError::NothingToResume)
+        }
+    }
+
+    /// True while password authentication at this member is suspended after a failure.
+    pub fn password_authentication_suspended(&self) -> Result<bool> {
+        let _st = self.live()?;
+        Ok(self.inner.password_gate.is_suspended())
+    }
+}

@@ -1,0 +1,120 @@
+//! Authentication-failed events at a password authenticator, and
+//! `PeerGroupResumePasswordAuthentication`: with a hold, a failure suspends password
+//! authentication until the application resumes it; without one, failures are only reported.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use peergroup_core::events::{Event, EventFilter, EventItem, EventKind};
+use peergroup_core::identity::gmc::Role;
+use peergroup_core::identity::hresult::*;
+use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::machine::STATUS_LISTENING;
+use peergroup_core::properties::{
+    GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
+};
+use peergroup_core::{EventSubscription, Peergroup};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn instance(name: &str) -> (tempfile::TempDir, Peergroup, PeerName) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IdentityStore::open(dir.path()).unwrap();
+    let id = store.create(Some(name), Some(name), None).unwrap();
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    (dir, Peergroup::new(store, Some(listen)), id)
+}
+
+fn password_group(creator: &PeerName, classifier: &str) -> GroupProperties {
+    GroupProperties {
+        classifier: classifier.into(),
+        creator_peer_name: creator.to_string(),
+        authentication_schemes: PEER_GROUP_GMC_AUTHENTICATION | PEER_GROUP_PASSWORD_AUTHENTICATION,
+        group_password: Some("correct horse".into()),
+        group_password_role: Role::Member,
+        ..Default::default()
+    }
+}
+
+async fn next_event(sub: &mut EventSubscription) -> Event {
+    match tokio::time::timeout(WAIT, sub.next()).await {
+        Ok(Some(EventItem::Event(e))) => e,
+        other => panic!("no event: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_suspends_password_authentication_until_resumed() {
+    let (_a, a, alice) = instance("alice");
+    let (_b, b, bob) = instance("bob");
+    let (_c, c, carol) = instance("carol");
+    let group = a.create_group(password_group(&alice, "club")).unwrap();
+    let other = a.create_group(password_group(&alice, "other")).unwrap();
+    group.connect().await.unwrap();
+    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let invitation = group.create_password_invitation().unwrap();
+    let mut failures = group
+        .subscribe(EventFilter::kinds(&[EventKind::AuthenticationFailed]))
+        .unwrap();
+    let hold = group.hold_password_authentication().unwrap();
+    let foreign = other.hold_password_authentication().unwrap();
+
+    // Nothing to resume yet; a hold of another group is a bad argument.
+    let code = |r: peergroup_core::Result<()>| r.unwrap_err().hresult();
+    assert_eq!(
+        code(group.resume_password_authentication(&hold)),
+        PEER_E_NOT_FOUND
+    );
+    assert_eq!(
+        code(group.resume_password_authentication(&foreign)),
+        E_INVALIDARG
+    );
+
+    // A wrong password: the joiner is refused, the authenticator reports it and suspends.
+    let wrong = b.password_join(Some(&bob), &invitation, "battery").await;
+    assert_eq!(wrong.err().unwrap().hresult() as u32, 0x8007_0056);
+    assert_eq!(
+        next_event(&mut failures).await,
+        Event::AuthenticationFailed(0x8007_0056_u32 as i32)
+    );
+    assert!(group.password_authentication_suspended().unwrap());
+
+    // Suspended: even the right password is refused, and nothing is stored.
+    let refused = b
+        .password_join(Some(&bob), &invitation, "correct horse")
+        .await;
+    assert_eq!(
+        refused.err().unwrap().hresult(),
+        PEER_E_NOT_AUTHORIZED,
+        "the authenticator closed with NotAuthorized"
+    );
+    assert!(b.identities().groups(&bob).unwrap().is_empty());
+
+    // Resumed: the right password joins.
+    group.resume_password_authentication(&hold).unwrap();
+    assert!(!group.password_authentication_suspended().unwrap());
+    let (joined, already) = b
+        .password_join(Some(&bob), &invitation, "correct horse")
+        .await
+        .unwrap();
+    assert!(!already);
+    joined.close().await.unwrap();
+
+    // Without holds a failure is reported but suspends nothing.
+    drop(hold);
+    let wrong = c.password_join(Some(&carol), &invitation, "battery").await;
+    assert_eq!(wrong.err().unwrap().hresult() as u32, 0x8007_0056);
+    assert_eq!(
+        next_event(&mut failures).await,
+        Event::AuthenticationFailed(0x8007_0056_u32 as i32)
+    );
+    assert!(!group.password_authentication_suspended().unwrap());
+    let (carol_group, _) = c
+        .password_join(Some(&carol), &invitation, "correct horse")
+        .await
+        .unwrap();
+    carol_group.close().await.unwrap();
+    drop(foreign);
+    other.close().await.unwrap();
+    group.close().await.unwrap();
+}

@@ -462,15 +462,20 @@ impl EventHub {
         }
     }
 
-    /// Delivers an event to every subscription whose filter matches it.
-    pub fn publish(&self, event: &Event) {
-        let targets: Vec<Arc<Subscriber>> = lock(&self.state)
+    /// The subscriptions whose filters take `event` (taken out of the lock, so delivery runs
+    /// without it).
+    fn matching(&self, event: &Event) -> Vec<Arc<Subscriber>> {
+        lock(&self.state)
             .subscribers
             .iter()
             .filter(|s| s.filter.matches(event))
             .cloned()
-            .collect();
-        for s in targets {
+            .collect()
+    }
+
+    /// Delivers an event to every subscription whose filter matches it.
+    pub fn publish(&self, event: &Event) {
+        for s in self.matching(event) {
             let (became_ready, waker) = s.offer(event);
             s.delivered(became_ready, waker);
         }
@@ -483,13 +488,7 @@ impl EventHub {
     /// QUIC's flow control) rather than losing messages, and memory stays bounded by the
     /// queue's length and [`DATA_QUEUE_BYTES`]. A subscription that ends meanwhile is skipped.
     pub async fn publish_waiting(&self, event: &Event) {
-        let targets: Vec<Arc<Subscriber>> = lock(&self.state)
-            .subscribers
-            .iter()
-            .filter(|s| s.filter.matches(event))
-            .cloned()
-            .collect();
-        for s in targets {
+        for s in self.matching(event) {
             let (became_ready, waker) = poll_fn(|cx| s.offer_or_wait(event, cx)).await;
             s.delivered(became_ready, waker);
         }
@@ -856,5 +855,71 @@ mod tests {
             id: [2; 16],
         });
         assert_eq!(r.type_guid(), Some([1; 16]));
+    }
+
+    fn data(n: u8, len: usize) -> Event {
+        Event::IncomingData {
+            connection_id: 7,
+            data_type: [n; 16],
+            data: Bytes::from(vec![n; len]),
+        }
+    }
+
+    #[tokio::test]
+    async fn incoming_data_waits_for_room_instead_of_being_lost() {
+        let hub = Arc::new(EventHub::new());
+        let mut sub = hub.subscribe(EventFilter::kinds(&[EventKind::IncomingData]), 2, None);
+        hub.publish_waiting(&data(1, 10)).await;
+        hub.publish_waiting(&data(2, 10)).await;
+        // The queue is full: the third waits until the reader takes one.
+        let third = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish_waiting(&data(3, 10)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        for n in 1..=3u8 {
+            assert_eq!(sub.next().await, Some(EventItem::Event(data(n, 10))));
+        }
+        third.await.unwrap();
+        assert!(sub.try_next().is_none());
+    }
+
+    #[tokio::test]
+    async fn queued_data_is_bounded_in_bytes_but_one_message_always_fits() {
+        let hub = Arc::new(EventHub::new());
+        let sub = hub.subscribe(EventFilter::kinds(&[EventKind::IncomingData]), 1024, None);
+        // A message larger than the byte bound still goes into an empty queue.
+        hub.publish_waiting(&data(1, DATA_QUEUE_BYTES + 1)).await;
+        let second = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish_waiting(&data(2, 1)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished(), "over the byte bound: waits");
+        assert!(matches!(sub.try_next(), Some(EventItem::Event(_))));
+        second.await.unwrap();
+        assert_eq!(sub.try_next(), Some(EventItem::Event(data(2, 1))));
+    }
+
+    #[tokio::test]
+    async fn a_subscription_that_ends_releases_a_waiting_publisher() {
+        let hub = Arc::new(EventHub::new());
+        let sub = hub.subscribe(EventFilter::kinds(&[EventKind::IncomingData]), 2, None);
+        hub.publish_waiting(&data(1, 1)).await;
+        hub.publish_waiting(&data(2, 1)).await;
+        let third = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish_waiting(&data(3, 1)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!third.is_finished());
+        drop(sub);
+        third.await.unwrap();
+        // A subscription that does not take data never holds a publisher up.
+        let _status = hub.subscribe(EventFilter::kinds(&[EventKind::StatusChanged]), 2, None);
+        for n in 0..10 {
+            hub.publish_waiting(&data(n, 1)).await;
+        }
     }
 }

@@ -32,16 +32,7 @@
 static const GUID FILE_PART = {0x5eedf11e, 0x0001, 0x4000, {0x80, 1, 2, 3, 4, 5, 6, 7}};
 static const GUID CHAT = {0x5eedc4a7, 0x0002, 0x4000, {0x80, 1, 2, 3, 4, 5, 6, 8}};
 
-static HANDLE as_handle(int fd) { return (HANDLE)(intptr_t)fd; }
 
-static int readable(int fd, int ms) {
-  struct pollfd p = {fd, POLLIN, 0};
-  int r;
-  do {
-    r = poll(&p, 1, ms);
-  } while (r < 0 && errno == EINTR);
-  return r > 0 && (p.revents & POLLIN);
-}
 
 static PEER_GROUP_EVENT_DATA *next_event(HPEEREVENT h, int efd, const char *what) {
   for (;;) {
@@ -92,33 +83,7 @@ static int check_fill(const BYTE *buf, size_t len, uint32_t seq) {
   return 1;
 }
 
-/* A PEER_ADDRESS for 127.0.0.1:port. */
-static PEER_ADDRESS loopback(int port) {
-  PEER_ADDRESS addr;
-  memset(&addr, 0, sizeof addr);
-  addr.dwSize = sizeof(PEER_ADDRESS);
-  addr.sin6.sin6_family = AF_INET6;
-  addr.sin6.sin6_port = htons((uint16_t)port);
-  addr.sin6.sin6_addr.s6_addr[10] = 0xff;
-  addr.sin6.sin6_addr.s6_addr[11] = 0xff;
-  addr.sin6.sin6_addr.s6_addr[12] = 127;
-  addr.sin6.sin6_addr.s6_addr[15] = 1;
-  return addr;
-}
 
-static int invitation_port(const WCHAR *invitation) {
-  char *s = narrow(invitation);
-  int port = 0;
-  char *a = strstr(s, "<ADDRESS>");
-  char *end = a ? strstr(a, "</ADDRESS>") : NULL;
-  if (end) {
-    *end = 0;
-    char *colon = strrchr(a, ':');
-    if (colon) port = atoi(colon + 1);
-  }
-  free(s);
-  return port;
-}
 
 /* Connections of `flags`: their count, and the first one copied to `*first` (its peer id
  * narrowed into `peer`). */
@@ -174,7 +139,7 @@ static int child(int in, int out, const char *home) {
       {PEER_GROUP_EVENT_INCOMING_DATA, NULL},
   };
   CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd), 2, regs, &h), S_OK);
-  PEER_ADDRESS addr = loopback(invitation_port(invitation));
+  PEER_ADDRESS addr = loopback_address(invitation_port(invitation));
   CHECK_HR(PeerGroupConnectByAddress(g, 1, &addr), S_OK);
   CHECK(wait_status(g, is_both) == BOTH);
   send_msg(out, "connected");
@@ -255,7 +220,7 @@ done:
 static void refusals(HGROUP g, PCWSTR self) {
   ULONGLONG id = 0;
   HPEERENUM e = NULL;
-  PEER_ADDRESS bad = loopback(1);
+  PEER_ADDRESS bad = loopback_address(1);
   bad.dwSize = 3;
   CHECK_HR(PeerGroupOpenDirectConnection(g, NULL, NULL, &id), E_INVALIDARG);
   CHECK_HR(PeerGroupOpenDirectConnection(g, self, NULL, NULL), E_POINTER);
@@ -405,63 +370,4 @@ static void parent(int in, int out) {
   PeerFreeData(alice);
 }
 
-int main(void) {
-  const char *base = getenv("PEERGROUP_HOME");
-  char home[4096];
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  if (!base) {
-    fprintf(stderr, "PEERGROUP_HOME is not set\n");
-    return 2;
-  }
-  snprintf(home, sizeof home, "%s/joiner", base);
-  mkdir(home, 0700);
-
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
-    perror("pipe");
-    return 2;
-  }
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    return 2;
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], home);
-    close(to_child[0]);
-    close(to_parent[1]);
-    return rc;
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
-
-  parent(to_parent[0], to_child[1]);
-
-  char *result = recv_msg(to_parent[0]);
-  int child_passed = 0, child_failed = 0;
-  if (result && sscanf(result, "%d %d", &child_passed, &child_failed) == 2) {
-    g_passed += child_passed;
-    g_failed += child_failed;
-  } else {
-    fprintf(stderr, "direct: no result from the child\n");
-    g_failed++;
-  }
-  free(result);
-  close(to_child[1]);
-  close(to_parent[0]);
-  int wstatus = 0;
-  int expected = child_failed > 0 ? 1 : 0;
-  if (waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
-      WEXITSTATUS(wstatus) != expected) {
-    fprintf(stderr, "direct: the child ended badly (status 0x%x)\n", wstatus);
-    g_failed++;
-  } else {
-    g_passed++;
-  }
-  return summary("direct");
-}
+int main(void) { return run_pair("direct", child, parent); }

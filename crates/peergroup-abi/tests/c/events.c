@@ -33,7 +33,6 @@
 /* Upper bound for an expected event: reaching it is a failure, not a measurement. */
 #define EVENT_WAIT_MS 30000
 
-static HANDLE as_handle(int fd) { return (HANDLE)(intptr_t)fd; }
 
 /* The record type both members use. */
 static const GUID NOTE = {0x0badcafe, 0x1234, 0x4321, {0x80, 1, 2, 3, 4, 5, 6, 7}};
@@ -53,15 +52,6 @@ static void guid_hex(const GUID *g, char out[33]) {
   for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
-/* 1 when `fd` is readable within `ms` milliseconds. */
-static int readable(int fd, int ms) {
-  struct pollfd p = {fd, POLLIN, 0};
-  int r;
-  do {
-    r = poll(&p, 1, ms);
-  } while (r < 0 && errno == EINTR);
-  return r > 0 && (p.revents & POLLIN);
-}
 
 /* Resets a (non-blocking) eventfd; returns its counter (0 if it was not signalled). */
 static uint64_t reset(int fd) {
@@ -141,20 +131,6 @@ static seen_t until_connection_and_status(HPEEREVENT h, int efd, PEER_CONNECTION
   return s;
 }
 
-/* The port of the first <ADDRESS>ip:port</ADDRESS> of an invitation, or 0. */
-static int invitation_port(const WCHAR *invitation) {
-  char *s = narrow(invitation);
-  int port = 0;
-  char *a = strstr(s, "<ADDRESS>");
-  char *end = a ? strstr(a, "</ADDRESS>") : NULL;
-  if (end) {
-    *end = 0;
-    char *colon = strrchr(a, ':');
-    if (colon) port = atoi(colon + 1);
-  }
-  free(s);
-  return port;
-}
 
 /* ====================================================================================== */
 /* The child: joins, registers, connects; reports the node it sees; closes when told.     */
@@ -186,15 +162,7 @@ static int child(int in, int out, const char *home) {
   };
   CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd), 2, regs, &h), S_OK);
 
-  PEER_ADDRESS addr;
-  memset(&addr, 0, sizeof addr);
-  addr.dwSize = sizeof(PEER_ADDRESS);
-  addr.sin6.sin6_family = AF_INET6;
-  addr.sin6.sin6_port = htons((uint16_t)invitation_port(invitation));
-  addr.sin6.sin6_addr.s6_addr[10] = 0xff;
-  addr.sin6.sin6_addr.s6_addr[11] = 0xff;
-  addr.sin6.sin6_addr.s6_addr[12] = 127;
-  addr.sin6.sin6_addr.s6_addr[15] = 1;
+  PEER_ADDRESS addr = loopback_address(invitation_port(invitation));
   CHECK_HR(PeerGroupConnectByAddress(g, 1, &addr), S_OK);
 
   seen_t up = until_connection_and_status(h, efd, PEER_CONNECTED, BOTH, "bob: connect");
@@ -526,68 +494,11 @@ static void parent(int in, int out) {
 }
 
 int main(void) {
-  const char *base = getenv("PEERGROUP_HOME");
-  char home[4096];
   {
     PEER_GROUP_EVENT_DATA *d = NULL;
     CHECK_HR(PeerGroupGetEventData((HPEEREVENT)(intptr_t)0x1234, &d), PEER_E_NOT_INITIALIZED);
     CHECK_HR(PeerGroupUnregisterEvent((HPEEREVENT)(intptr_t)0x1234), PEER_E_NOT_INITIALIZED);
   }
 
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  if (!base) {
-    fprintf(stderr, "PEERGROUP_HOME is not set\n");
-    return 2;
-  }
-  snprintf(home, sizeof home, "%s/joiner", base);
-  mkdir(home, 0700);
-
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
-    perror("pipe");
-    return 2;
-  }
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    return 2;
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], home);
-    close(to_child[0]);
-    close(to_parent[1]);
-    return rc;
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
-
-  parent(to_parent[0], to_child[1]);
-
-  char *result = recv_msg(to_parent[0]);
-  int child_passed = 0, child_failed = 0;
-  if (result && sscanf(result, "%d %d", &child_passed, &child_failed) == 2) {
-    g_passed += child_passed;
-    g_failed += child_failed;
-  } else {
-    fprintf(stderr, "events: no result from the child\n");
-    g_failed++;
-  }
-  free(result);
-  close(to_child[1]);
-  close(to_parent[0]);
-  int wstatus = 0;
-  int expected = child_failed > 0 ? 1 : 0;
-  if (waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
-      WEXITSTATUS(wstatus) != expected) {
-    fprintf(stderr, "events: the child ended badly (status 0x%x)\n", wstatus);
-    g_failed++;
-  } else {
-    g_passed++;
-  }
-  return summary("events");
+  return run_pair("events", child, parent);
 }

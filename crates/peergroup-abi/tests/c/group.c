@@ -25,20 +25,6 @@
 
 #include "procs.h"
 
-/* The port of the first <ADDRESS>ip:port</ADDRESS> of an invitation, or 0. */
-static int invitation_port(const WCHAR *invitation) {
-  char *s = narrow(invitation);
-  int port = 0;
-  char *a = strstr(s, "<ADDRESS>");
-  char *end = a ? strstr(a, "</ADDRESS>") : NULL;
-  if (end) {
-    *end = 0;
-    char *colon = strrchr(a, ':');
-    if (colon) port = atoi(colon + 1);
-  }
-  free(s);
-  return port;
-}
 
 static int guid_eq(const GUID *a, const GUID *b) { return memcmp(a, b, sizeof(GUID)) == 0; }
 
@@ -121,15 +107,7 @@ static int child(int in, int out, const char *home) {
   }
   int port = invitation_port(invitation);
   CHECK(port > 0);
-  PEER_ADDRESS addr;
-  memset(&addr, 0, sizeof addr);
-  addr.dwSize = sizeof(PEER_ADDRESS);
-  addr.sin6.sin6_family = AF_INET6;
-  addr.sin6.sin6_port = htons((uint16_t)port);
-  addr.sin6.sin6_addr.s6_addr[10] = 0xff;
-  addr.sin6.sin6_addr.s6_addr[11] = 0xff;
-  addr.sin6.sin6_addr.s6_addr[12] = 127;
-  addr.sin6.sin6_addr.s6_addr[15] = 1;
+  PEER_ADDRESS addr = loopback_address(port);
   CHECK_HR(PeerGroupConnectByAddress(g, 0, &addr), E_INVALIDARG);
   CHECK_HR(PeerGroupConnectByAddress(g, 1, NULL), E_INVALIDARG);
   {
@@ -509,8 +487,6 @@ int main(void) {
   HGROUP g = NULL;
   DWORD status = 0;
   PEER_GROUP_PROPERTIES props = club_properties(NULL);
-  const char *base = getenv("PEERGROUP_HOME");
-  char home[4096];
 
   /* Before startup: pointer checks first, then PEER_E_NOT_INITIALIZED. */
   CHECK_HR(PeerGroupCreate(&props, NULL), E_POINTER);
@@ -522,64 +498,5 @@ int main(void) {
     CHECK_HR(PeerGroupParseInvitation(u"x", &info), PEER_E_NOT_INITIALIZED);
   }
 
-  /* Both processes bind loopback; the child gets a home of its own. */
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  if (!base) {
-    fprintf(stderr, "PEERGROUP_HOME is not set\n");
-    return 2;
-  }
-  snprintf(home, sizeof home, "%s/joiner", base);
-  mkdir(home, 0700);
-
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
-    perror("pipe");
-    return 2;
-  }
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    return 2;
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a parent killed by the timeout */
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], home);
-    close(to_child[0]);
-    close(to_parent[1]);
-    return rc;
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
-
-  parent(to_parent[0], to_child[1]);
-
-  /* The child's counts, then its exit status (sanitizers report through it). */
-  char *result = recv_msg(to_parent[0]);
-  int child_passed = 0, child_failed = 0;
-  if (result && sscanf(result, "%d %d", &child_passed, &child_failed) == 2) {
-    g_passed += child_passed;
-    g_failed += child_failed;
-  } else {
-    fprintf(stderr, "group: no result from the child\n");
-    g_failed++;
-  }
-  free(result);
-  close(to_child[1]);
-  close(to_parent[0]);
-  /* Exit code 1 is the child's own failed checks, counted above; anything else (a crash,
-   * a sanitizer report, a leak) is one more failure. */
-  int wstatus = 0;
-  int expected = child_failed > 0 ? 1 : 0;
-  if (waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
-      WEXITSTATUS(wstatus) != expected) {
-    fprintf(stderr, "group: the child ended badly (status 0x%x)\n", wstatus);
-    g_failed++;
-  } else {
-    g_passed++;
-  }
-  return summary("group");
+  return run_pair("group", child, parent);
 }

@@ -14,7 +14,6 @@
 #include <sys/wait.h>
 #include "procs.h"
 
-static HANDLE as_handle(int fd) { return (HANDLE)(intptr_t)fd; }
 
 static int child(int in, int out, const char *home) {
   PEER_VERSION_DATA v;

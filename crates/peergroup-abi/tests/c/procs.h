@@ -3,8 +3,14 @@
 #ifndef PEERGROUP_TEST_PROCS_H
 #define PEERGROUP_TEST_PROCS_H
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "harness.h"
@@ -85,6 +91,113 @@ static inline void send_wide(int fd, const WCHAR *w) {
   char *s = narrow(w);
   send_msg(fd, s);
   free(s);
+}
+
+/* An eventfd (or any descriptor) as the HANDLE PeerGroupRegisterEvent takes. */
+static inline HANDLE as_handle(int fd) { return (HANDLE)(intptr_t)fd; }
+
+/* 1 when `fd` is readable within `ms` milliseconds. */
+static inline int readable(int fd, int ms) {
+  struct pollfd p = {fd, POLLIN, 0};
+  int r;
+  do {
+    r = poll(&p, 1, ms);
+  } while (r < 0 && errno == EINTR);
+  return r > 0 && (p.revents & POLLIN);
+}
+
+/* The port of the first <ADDRESS>ip:port</ADDRESS> of an invitation, or 0. */
+static inline int invitation_port(const WCHAR *invitation) {
+  char *s = narrow(invitation);
+  int port = 0;
+  char *a = strstr(s, "<ADDRESS>");
+  char *end = a ? strstr(a, "</ADDRESS>") : NULL;
+  if (end) {
+    *end = 0;
+    char *colon = strrchr(a, ':');
+    if (colon) port = atoi(colon + 1);
+  }
+  free(s);
+  return port;
+}
+
+/* A PEER_ADDRESS for 127.0.0.1:port (v4-mapped, as Windows' IPv6-only PEER_ADDRESS needs). */
+static inline PEER_ADDRESS loopback_address(int port) {
+  PEER_ADDRESS addr;
+  memset(&addr, 0, sizeof addr);
+  addr.dwSize = sizeof(PEER_ADDRESS);
+  addr.sin6.sin6_family = AF_INET6;
+  addr.sin6.sin6_port = htons((uint16_t)port);
+  addr.sin6.sin6_addr.s6_addr[10] = 0xff;
+  addr.sin6.sin6_addr.s6_addr[11] = 0xff;
+  addr.sin6.sin6_addr.s6_addr[12] = 127;
+  addr.sin6.sin6_addr.s6_addr[15] = 1;
+  return addr;
+}
+
+/* Runs `parent` in this process and `child` in a forked one whose PEERGROUP_HOME is
+ * $PEERGROUP_HOME/joiner (it starts the library after the fork), both bound to loopback and
+ * joined by two pipes (`in` reads from the other side, `out` writes to it). The child's last
+ * message must be its counts, "passed failed"; they are added to ours, and its exit status
+ * must be 0, or 1 when it counted failures (a crash or a sanitizer report is one more
+ * failure). Returns summary(name). */
+static inline int run_pair(const char *name, int (*child)(int in, int out, const char *home),
+                           void (*parent)(int in, int out)) {
+  const char *base = getenv("PEERGROUP_HOME");
+  char home[4096];
+  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
+  if (!base) {
+    fprintf(stderr, "PEERGROUP_HOME is not set\n");
+    return 2;
+  }
+  snprintf(home, sizeof home, "%s/joiner", base);
+  mkdir(home, 0700);
+  int to_child[2], to_parent[2];
+  if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
+    perror("pipe");
+    return 2;
+  }
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    return 2;
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a parent killed by the timeout */
+    close(to_child[1]);
+    close(to_parent[0]);
+    int rc = child(to_child[0], to_parent[1], home);
+    close(to_child[0]);
+    close(to_parent[1]);
+    exit(rc);
+  }
+  close(to_child[0]);
+  close(to_parent[1]);
+  parent(to_parent[0], to_child[1]);
+  char *result = recv_msg(to_parent[0]);
+  int child_passed = 0, child_failed = 0;
+  if (result && sscanf(result, "%d %d", &child_passed, &child_failed) == 2) {
+    g_passed += child_passed;
+    g_failed += child_failed;
+  } else {
+    fprintf(stderr, "%s: no result from the child\n", name);
+    g_failed++;
+  }
+  free(result);
+  close(to_child[1]);
+  close(to_parent[0]);
+  int wstatus = 0;
+  int expected = child_failed > 0 ? 1 : 0;
+  if (waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
+      WEXITSTATUS(wstatus) != expected) {
+    fprintf(stderr, "%s: the child ended badly (status 0x%x)\n", name, wstatus);
+    g_failed++;
+  } else {
+    g_passed++;
+  }
+  return summary(name);
 }
 
 #endif

@@ -12,7 +12,8 @@
  * ids on both sides, PROPERTY_CHANGED after SetProperties, a status-only registration that
  * gets status changes only and, once unregistered, no more signals; closing the HGROUP ends
  * its registrations (queued events stay readable, then PEER_S_NO_EVENT_DATA); shutdown with
- * a registration open. Record-changed events need replication and are not tested here. */
+ * a registration open; RECORD_CHANGED for a record added by the other process and locally;
+ * INCOMING_DATA from the other process's PeerGroupSendData on its neighbour connection. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -195,6 +196,23 @@ static int child(int in, int out, const char *home) {
     free(m);
     m = recv_msg(in);
   }
+  if (m && strcmp(m, "data") == 0) {
+    /* Bob sends data on his neighbour connection: Alice hears INCOMING_DATA. */
+    HPEERENUM e = NULL;
+    ULONG n = 1;
+    PEER_CONNECTION_INFO **conns = NULL;
+    CHECK_HR(PeerGroupEnumConnections(g, PEER_CONNECTION_NEIGHBOR, &e), S_OK);
+    CHECK_HR(PeerGetNextItem(e, &n, (PVOID **)&conns), S_OK);
+    CHECK(n == 1 && conns != NULL);
+    if (n == 1 && conns) {
+      CHECK_HR(PeerGroupSendData(g, conns[0]->ullConnectionId, &NOTE, 14, "data from bob"), S_OK);
+    }
+    PeerFreeData(conns);
+    CHECK_HR(PeerEndEnumeration(e), S_OK);
+    send_msg(out, "sent");
+    free(m);
+    m = recv_msg(in);
+  }
   CHECK(m && strcmp(m, "close") == 0);
   free(m);
   /* Closing the HGROUP ends the registration: what was queued can still be read (the group
@@ -302,14 +320,15 @@ static void parent(int in, int out) {
 
   /* Two registrations, made while offline: one for most kinds (member changes are accepted
    * and never come yet), one for status changes only. */
-  PEER_GROUP_EVENT_REGISTRATION regs[5] = {
+  PEER_GROUP_EVENT_REGISTRATION regs[6] = {
       {PEER_GROUP_EVENT_STATUS_CHANGED, NULL},
       {PEER_GROUP_EVENT_NEIGHBOR_CONNECTION, NULL},
       {PEER_GROUP_EVENT_PROPERTY_CHANGED, NULL},
       {PEER_GROUP_EVENT_RECORD_CHANGED, NULL},
       {PEER_GROUP_EVENT_MEMBER_CHANGED, NULL},
+      {PEER_GROUP_EVENT_INCOMING_DATA, NULL},
   };
-  CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd_all), 5, regs, &all), S_OK);
+  CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd_all), 6, regs, &all), S_OK);
   PEER_GROUP_EVENT_REGISTRATION status_only = {PEER_GROUP_EVENT_STATUS_CHANGED, NULL};
   CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd_status), 1, &status_only, &statuses), S_OK);
   CHECK(all != NULL && statuses != NULL && all != statuses);
@@ -417,6 +436,25 @@ static void parent(int in, int out) {
     PeerFreeData(d);
     PEER_GROUP_EVENT_DATA *none = NULL;
     CHECK_HR(PeerGroupGetEventData(statuses, &none), PEER_S_NO_EVENT_DATA);
+  }
+
+  /* Data from Bob on the neighbour connection: INCOMING_DATA with the connection Alice
+   * knows him by, the type and the bytes (inside the event's block). */
+  {
+    send_msg(out, "data");
+    char *sent = recv_msg(in);
+    CHECK(sent && strcmp(sent, "sent") == 0);
+    free(sent);
+    PEER_GROUP_EVENT_DATA *d = next_event(all, efd_all, "alice: bob's data");
+    CHECK(d && d->eventType == PEER_GROUP_EVENT_INCOMING_DATA);
+    if (d && d->eventType == PEER_GROUP_EVENT_INCOMING_DATA) {
+      CHECK(d->incomingData.dwSize == sizeof(PEER_EVENT_INCOMING_DATA));
+      CHECK(d->incomingData.ullConnectionId == up.connection.ullConnectionId);
+      CHECK(memcmp(&d->incomingData.type, &NOTE, sizeof(GUID)) == 0);
+      CHECK(d->incomingData.data.cbData == 14 &&
+            memcmp(d->incomingData.data.pbData, "data from bob", 14) == 0);
+    }
+    PeerFreeData(d);
   }
 
   /* Unregistering the status-only registration: the handle is gone, and the status change

@@ -49,7 +49,7 @@ pub fn write() -> Result<()> {
     Ok(())
 }
 
-/// Fails when the checked-in `peergroup.pc` is not what [`write`] would write.
+/// Fails when the checked-in `peergroup.pc` is not what [`write()`] would write.
 pub fn check() -> Result<()> {
     let path = pc_path();
     match fs::read_to_string(&path) {

@@ -20,7 +20,8 @@ use peergroup_core::machine::{ConnectionStatus, RecordChange, STATUS_HAS_CONNECT
 use peergroup_core::records::record::Record;
 use peergroup_core::records::view::guid_text;
 use peergroup_core::{
-    CoreError, Event, EventFilter, EventItem, EventKind, GroupHandle, NewRecord, Peergroup,
+    CoreError, DatabaseProgress, DatabaseStage, Event, EventFilter, EventItem, EventKind,
+    GroupHandle, NewRecord, Peergroup,
 };
 use serde_json::json;
 
@@ -618,7 +619,26 @@ pub enum DbCommand {
     },
 }
 
-/// Runs a `db` subcommand: offline, with a spinner on a terminal, then the record count.
+/// A progress bar for `db export|import` (drawn only on a terminal: indicatif hides it
+/// otherwise): the stage, records done of the stage's total, and the rate.
+fn db_progress_bar(export: bool, file: &std::path::Path) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:>9} {msg} [{bar:30}] {pos}/{len} records ({per_sec}, {eta} left)",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(format!(
+        "{} {}",
+        if export { "export to" } else { "import of" },
+        file.display()
+    ));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// Runs a `db` subcommand: offline, with a progress bar on a terminal, then the record count.
 pub fn db(
     store: &peergroup_core::identity::IdentityStore,
     who: &As,
@@ -633,25 +653,26 @@ pub fn db(
             DbCommand::Import { group, file } => (group, file, false),
         };
         let h = pg.open_group(me.as_ref(), &group_name(group)?)?;
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.enable_steady_tick(Duration::from_millis(100));
-        spinner.set_message(if export {
-            match h.record_count() {
-                Ok(n) => format!(
-                    "exporting {n} live records (and tombstones) to {} …",
-                    file.display()
-                ),
-                Err(_) => format!("exporting to {} …", file.display()),
+        let bar = db_progress_bar(export, file);
+        let report = |p: DatabaseProgress| {
+            let stage = match p.stage {
+                DatabaseStage::Reading => "reading",
+                DatabaseStage::Writing => "writing",
+                DatabaseStage::Verifying => "verifying",
+                DatabaseStage::Storing => "storing",
+            };
+            bar.set_prefix(stage);
+            if p.total > 0 {
+                bar.set_length(p.total);
+                bar.set_position(p.done);
             }
-        } else {
-            format!("importing {} …", file.display())
-        });
-        let result = if export {
-            h.export_database(file)
-        } else {
-            h.import_database(file)
         };
-        spinner.finish_and_clear();
+        let result = if export {
+            h.export_database_with(file, report)
+        } else {
+            h.import_database_with(file, report)
+        };
+        bar.finish_and_clear();
         let closed = h.close().await;
         let n = result?;
         closed?;

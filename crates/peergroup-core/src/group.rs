@@ -60,6 +60,31 @@ pub struct GroupInner {
     pub(crate) password_gate: crate::password_gate::PasswordGate,
 }
 
+/// Where a database export or import is ([`GroupHandle::export_database_with`],
+/// [`GroupHandle::import_database_with`]), for a progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatabaseProgress {
+    /// The stage it is in.
+    pub stage: DatabaseStage,
+    /// Records done in this stage.
+    pub done: u64,
+    /// Records in this stage (0 while not known yet).
+    pub total: u64,
+}
+
+/// The stages of a database export or import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseStage {
+    /// Reading the database (export) or the file (import).
+    Reading,
+    /// Writing the file (export).
+    Writing,
+    /// Checking each record's signature, membership and rights (import).
+    Verifying,
+    /// Storing the records in one transaction (import).
+    Storing,
+}
+
 /// The file of a group's record database, in its group directory.
 pub const RECORDS_FILE: &str = "records.db";
 
@@ -1019,7 +1044,21 @@ impl GroupHandle {
     /// expired ones) to `path`, atomically; returns how many. `PEER_E_GROUP_IN_USE` once the
     /// group is online; file-system errors as Windows reports them.
     pub fn export_database(&self, path: &std::path::Path) -> Result<u64> {
+        self.export_database_with(path, |_| {})
+    }
+
+    /// [`GroupHandle::export_database`], telling `progress` how far it got.
+    pub fn export_database_with(
+        &self,
+        path: &std::path::Path,
+        mut progress: impl FnMut(DatabaseProgress),
+    ) -> Result<u64> {
         let _st = self.offline("database export")?;
+        progress(DatabaseProgress {
+            stage: DatabaseStage::Reading,
+            done: 0,
+            total: 0,
+        });
         let now = now_ms();
         let mut records = self.with_records(|db| {
             let mut all = db.list(None, now)?;
@@ -1027,13 +1066,24 @@ impl GroupHandle {
             Ok(all)
         })?;
         records.sort_by_key(|r| r.id);
+        let total = records.len() as u64;
+        progress(DatabaseProgress {
+            stage: DatabaseStage::Writing,
+            done: 0,
+            total,
+        });
         crate::records::dbfile::write(
             path,
             &self.inner.key.1.to_string(),
             &self.inner.key.0.to_string(),
             &records,
         )?;
-        Ok(records.len() as u64)
+        progress(DatabaseProgress {
+            stage: DatabaseStage::Writing,
+            done: total,
+            total,
+        });
+        Ok(total)
     }
 
     /// `PeerGroupImportDatabase`: stores the records of a file [`GroupHandle::export_database`]
@@ -1043,14 +1093,42 @@ impl GroupHandle {
     /// or the failing record's error). Expired records are skipped. `PEER_E_GROUP_IN_USE`
     /// once the group is online.
     pub fn import_database(&self, path: &std::path::Path) -> Result<u64> {
+        self.import_database_with(path, |_| {})
+    }
+
+    /// [`GroupHandle::import_database`], telling `progress` how far it got: reading the
+    /// file, verifying each record (the long part), storing them in one transaction.
+    pub fn import_database_with(
+        &self,
+        path: &std::path::Path,
+        mut progress: impl FnMut(DatabaseProgress),
+    ) -> Result<u64> {
         let st = self.offline("database import")?;
         let now = now_ms();
-        let records = crate::records::dbfile::read(path)?.records_to_import(
+        progress(DatabaseProgress {
+            stage: DatabaseStage::Reading,
+            done: 0,
+            total: 0,
+        });
+        let records = crate::records::dbfile::read(path)?.records_to_import_with(
             &self.inner.key.1.to_string(),
             &self.inner.key.0.to_string(),
             &self.inner.grc,
             now,
+            &mut |done, total| {
+                progress(DatabaseProgress {
+                    stage: DatabaseStage::Verifying,
+                    done,
+                    total,
+                })
+            },
         )?;
+        let total = records.len() as u64;
+        progress(DatabaseProgress {
+            stage: DatabaseStage::Storing,
+            done: 0,
+            total,
+        });
         let batch = records
             .into_iter()
             .map(|r| {
@@ -1064,6 +1142,11 @@ impl GroupHandle {
             .collect::<Result<Vec<_>>>()?;
         let outcomes = self.with_records(|db| db.put_many(&batch))?;
         drop(st);
+        progress(DatabaseProgress {
+            stage: DatabaseStage::Storing,
+            done: total,
+            total,
+        });
         let changed: Vec<Record> = batch
             .into_iter()
             .zip(outcomes)

@@ -44,7 +44,7 @@ pub use driver::{reachable_addrs, server_name_of, Neighbour};
 pub use error::{CoreError, Result};
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
-pub use group::{GroupHandle, NewRecord, Peergroup};
+pub use group::{DatabaseProgress, DatabaseStage, GroupHandle, NewRecord, Peergroup};
 #[cfg(feature = "net")]
 pub use password_gate::PasswordHold;
 pub use peergroup_transport as transport;

@@ -262,3 +262,56 @@ async fn export_and_import_are_refused_once_online() {
     assert_eq!(code(group.import_database(&file)), PEER_E_GROUP_IN_USE);
     group.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn export_and_import_report_their_progress_stage_by_stage() {
+    use peergroup_core::{DatabaseProgress, DatabaseStage};
+    let alice = member("alice");
+    let group = create(&alice, "club");
+    let later = now_ms() + 3_600_000;
+    let batch: Vec<NewRecord> = (0..600).map(|_| note(MENU, later)).collect();
+    group.add_records(batch).unwrap();
+    let file = alice.home.path().join("progress.pgdb");
+
+    let mut seen: Vec<DatabaseProgress> = Vec::new();
+    assert_eq!(
+        group.export_database_with(&file, |p| seen.push(p)).unwrap(),
+        600
+    );
+    assert_eq!(seen.first().map(|p| p.stage), Some(DatabaseStage::Reading));
+    let last = *seen.last().unwrap();
+    assert_eq!(
+        (last.stage, last.done, last.total),
+        (DatabaseStage::Writing, 600, 600)
+    );
+
+    let group = wipe(&alice, group).await;
+    let mut seen: Vec<DatabaseProgress> = Vec::new();
+    assert_eq!(
+        group.import_database_with(&file, |p| seen.push(p)).unwrap(),
+        600
+    );
+    let stages: Vec<DatabaseStage> = seen.iter().map(|p| p.stage).collect();
+    let mut order = stages.clone();
+    order.dedup();
+    assert_eq!(
+        order,
+        [
+            DatabaseStage::Reading,
+            DatabaseStage::Verifying,
+            DatabaseStage::Storing
+        ]
+    );
+    // Verification reports as it goes (every 256 records), never going back.
+    let verifying: Vec<u64> = seen
+        .iter()
+        .filter(|p| p.stage == DatabaseStage::Verifying)
+        .map(|p| p.done)
+        .collect();
+    assert!(verifying.len() >= 3, "{verifying:?}");
+    assert!(verifying.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(*verifying.last().unwrap(), 600);
+    let last = *seen.last().unwrap();
+    assert_eq!((last.done, last.total), (600, 600));
+    group.close().await.unwrap();
+}

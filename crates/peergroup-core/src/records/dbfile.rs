@@ -59,6 +59,9 @@ pub struct DatabaseFile {
     pub records: Vec<Record>,
 }
 
+/// How many records pass between two progress reports.
+const PROGRESS_EVERY: usize = 256;
+
 /// The file bytes for `records` of `group` as exported by `member`.
 pub fn encode(group: &str, member: &str, records: &[Record]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
@@ -194,6 +197,19 @@ impl DatabaseFile {
         grc: &GroupRootCertificate,
         now_ms: i64,
     ) -> Result<Vec<Record>> {
+        self.records_to_import_with(group, member, grc, now_ms, &mut |_, _| {})
+    }
+
+    /// [`DatabaseFile::records_to_import`], calling `progress(verified, total)` as the
+    /// records are verified (the long part of an import: one signature check each).
+    pub fn records_to_import_with(
+        self,
+        group: &str,
+        member: &str,
+        grc: &GroupRootCertificate,
+        now_ms: i64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Vec<Record>> {
         if self.group != group {
             return Err(bad(format!(
                 "the file is a database of group {:?}, not of {group:?}",
@@ -206,8 +222,12 @@ impl DatabaseFile {
                 self.member
             )));
         }
+        let total = self.records.len() as u64;
         let mut out = Vec::with_capacity(self.records.len());
         for (i, record) in self.records.into_iter().enumerate() {
+            if i % PROGRESS_EVERY == 0 {
+                progress(i as u64, total);
+            }
             record.verify(grc, now_ms).map_err(|e| {
                 tracing::warn!(record = i, error = %e, "database import: a record fails verification");
                 e
@@ -216,6 +236,7 @@ impl DatabaseFile {
                 out.push(record);
             }
         }
+        progress(total, total);
         Ok(out)
     }
 }

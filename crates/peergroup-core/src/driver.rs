@@ -37,6 +37,9 @@ pub const GROUP_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const NODE_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a refused newcomer's connection may take to receive its referral before closing.
 pub const REFERRAL_LINGER: Duration = Duration::from_millis(500);
+/// How long a group's close lets each connection flush what was queued (its presence
+/// tombstone) before closing it.
+pub const CLOSE_FLUSH: Duration = Duration::from_millis(1500);
 /// Frames queued for one connection before it counts as stalled.
 pub const CONNECTION_QUEUE: usize = 256;
 /// How many connection ends a group remembers for [`crate::GroupHandle::recent_disconnects`].
@@ -456,7 +459,11 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
     cfg.synced_before = config.synced;
     cfg.seed = random_u64();
     let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
-        .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())));
+        .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())))
+        .with_members(
+            Box::new(crate::members::handle::GroupPublisher::new(inner.clone())),
+            crate::members::duties::MemberSettings::from_properties(&config.properties),
+        );
     machine.add_bootstrap(&inner.store.load_bootstrap()?);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(0);
@@ -477,6 +484,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         disconnects: disconnects.clone(),
         neighbours: neighbours.clone(),
         verifier,
+        closing: Vec::new(),
     };
     let task = tokio::spawn(driver.run(control_rx, net_rx));
     Ok(DriverHandle {
@@ -503,6 +511,8 @@ struct Driver {
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
     verifier: Verifier,
+    /// Connections closing after their queued frames, which the shutdown waits for.
+    closing: Vec<Connection>,
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -804,8 +814,9 @@ impl Driver {
             Output::Disconnect(id, reason) => {
                 if let Some(w) = self.conns.remove(&id) {
                     let (code, text, linger) = match reason {
+                        // After what was queued (the presence tombstone), bounded.
                         CloseReason::GroupClosed => {
-                            (CloseCode::GroupClosed, "group closed", Duration::ZERO)
+                            (CloseCode::GroupClosed, "group closed", CLOSE_FLUSH)
                         }
                         CloseReason::ProtocolViolation => (
                             CloseCode::ProtocolViolation,
@@ -832,6 +843,9 @@ impl Driver {
                     if !queued {
                         w.conn.close(code, text);
                     }
+                    if reason == CloseReason::GroupClosed {
+                        self.closing.push(w.conn);
+                    }
                 }
             }
             Output::Event(e) => {
@@ -857,6 +871,9 @@ impl Driver {
                 self.inner.store.save_config(&st.config)
             }
             Persist::KnownPeers(peers) => self.inner.store.save_peers(&peers),
+            Persist::Credentials(chain) => {
+                crate::members::handle::adopt(&self.inner, &chain).map(|_| ())
+            }
             Persist::Properties(signed) => {
                 let props = verify_properties(&self.inner.grc, &signed)?;
                 if let Some(h) = self
@@ -886,10 +903,12 @@ impl Driver {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.server_name);
-        let conns: Vec<Connection> = self.conns.drain().map(|(_, w)| w.conn).collect();
+        let mut conns: Vec<Connection> = self.conns.drain().map(|(_, w)| w.conn).collect();
         for c in &conns {
             c.close(CloseCode::GroupClosed, "group closed");
         }
+        // Those the machine closed flush their queues first (their writers close them).
+        conns.append(&mut self.closing);
         let wait = async {
             for c in &conns {
                 c.closed().await;

@@ -106,6 +106,13 @@ pub enum CoreError {
     /// group or member (`records::dbfile`).
     #[error("invalid database file: {0}")]
     InvalidDatabaseFile(String),
+    /// No member with this peer name is known (`PeerGroupEnumMembers` with an identity,
+    /// `PeerGroupIssueCredentials` without credential information).
+    #[error("member not found: {0}")]
+    MemberNotFound(String),
+    /// An argument outside what the call takes (unknown flags).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 /// Result alias of the group layer.
@@ -145,6 +152,8 @@ impl CoreError {
             Database(_) => hresult::PEER_E_DBINITIALIZATION_FAILED,
             GroupInUse(_) => hresult::PEER_E_GROUP_IN_USE,
             InvalidDatabaseFile(_) => hresult::PEER_E_INVALID_DATABASE,
+            MemberNotFound(_) => hresult::PEER_E_IDENTITY_NOT_FOUND,
+            InvalidArgument(_) => hresult::E_INVALIDARG,
         }
     }
 }

@@ -55,7 +55,7 @@ pub enum EventKind {
     NeighborConnection = 5,
     /// `PEER_GROUP_EVENT_INCOMING_DATA` (6); not raised yet.
     IncomingData = 6,
-    /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (8); not raised yet.
+    /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (8).
     MemberChanged = 8,
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED` (10).
     ConnectionFailed = 10,
@@ -124,6 +124,13 @@ pub enum Event {
     NeighborConnection(ConnectionChange),
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED`: the group could not connect (its HRESULT).
     ConnectionFailed(i32),
+    /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (`PEER_EVENT_MEMBER_CHANGE_DATA`).
+    MemberChanged {
+        /// `changeType`.
+        change: crate::members::MemberChange,
+        /// `pwzIdentity`: the member's peer name.
+        identity: String,
+    },
 }
 
 impl Event {
@@ -135,6 +142,7 @@ impl Event {
             Event::RecordChanged { .. } => EventKind::RecordChanged,
             Event::NeighborConnection(_) => EventKind::NeighborConnection,
             Event::ConnectionFailed(_) => EventKind::ConnectionFailed,
+            Event::MemberChanged { .. } => EventKind::MemberChanged,
         }
     }
 
@@ -146,7 +154,8 @@ impl Event {
             Event::StatusChanged(_)
             | Event::PropertyChanged
             | Event::NeighborConnection(_)
-            | Event::ConnectionFailed(_) => None,
+            | Event::ConnectionFailed(_)
+            | Event::MemberChanged { .. } => None,
         }
     }
 }
@@ -168,6 +177,10 @@ impl From<&GroupEvent> for Event {
                 failed_reason: 0,
             }),
             GroupEvent::ConnectionFailed(hr) => Event::ConnectionFailed(*hr),
+            GroupEvent::MemberChanged { change, identity } => Event::MemberChanged {
+                change: *change,
+                identity: identity.clone(),
+            },
             GroupEvent::RecordChanged {
                 change,
                 record_type,

@@ -92,6 +92,7 @@ pub unsafe extern "C" fn PeerGetNextItem(
                     }) as PVOID
                 }
                 EnumItem::Record(rec) => record_child(&mut block, rec) as PVOID,
+                EnumItem::Member(m) => crate::members::member_child(&mut block, m) as PVOID,
             };
             // SAFETY: `array` has room for n pointers.
             unsafe { array.add(i).write(p) };

@@ -259,7 +259,7 @@ fn record_change(c: RecordChange) -> i32 {
 
 /// An event as a zeroed `PEER_GROUP_EVENT_DATA` block with its union member filled.
 pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
-    let (block, p) = CBlock::for_array::<PEER_GROUP_EVENT_DATA>(1);
+    let (mut block, p) = CBlock::for_array::<PEER_GROUP_EVENT_DATA>(1);
     // SAFETY: `p` is zeroed, aligned memory for one PEER_GROUP_EVENT_DATA owned by `block`;
     // every write below is a plain field of it (the union's bytes are all initialised).
     unsafe {
@@ -290,6 +290,15 @@ pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
                 }
             }
             Event::ConnectionFailed(hr) => (*p).u.hrConnectionFailedReason = *hr,
+            Event::MemberChanged { change, identity } => {
+                let identity = block.wstr(identity);
+                (*p).u.memberChangeData = crate::types::PEER_EVENT_MEMBER_CHANGE_DATA {
+                    dwSize: std::mem::size_of::<crate::types::PEER_EVENT_MEMBER_CHANGE_DATA>()
+                        as DWORD,
+                    changeType: *change as i32,
+                    pwzIdentity: identity,
+                }
+            }
         }
     }
     block.into_raw() as *mut PEER_GROUP_EVENT_DATA

@@ -16,6 +16,7 @@ pub mod events;
 pub mod group;
 pub mod identity;
 pub mod invitation;
+pub mod members;
 pub mod records;
 pub mod runtime;
 pub mod spki;

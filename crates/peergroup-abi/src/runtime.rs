@@ -67,6 +67,8 @@ pub enum EnumItem {
     NamePair(NamePair),
     /// `PEER_RECORD` (records of a group).
     Record(Box<Record>),
+    /// `PEER_MEMBER` (members of a group).
+    Member(Box<peergroup_core::members::Member>),
 }
 
 /// Everything the library keeps between calls.

@@ -107,3 +107,45 @@ fn a_member_cut_off_is_disconnected_when_its_presence_expires() {
     }
     assert!(!saw(&sim, MemberChange::Connected, &who, t).is_empty());
 }
+
+#[test]
+fn with_member_data_optional_a_member_publishes_it_when_it_first_acts() {
+    use peergroup_core::members::MEMBER_DATA_TYPE;
+    let n = 6;
+    let mut sim = Sim::new(SimConfig {
+        members: n,
+        seed: 3,
+        records: true,
+        member_duties: Some(MemberSettings {
+            data_optional: true,
+            ..MemberSettings::default()
+        }),
+        ..SimConfig::default()
+    });
+    sim.run_until(90_000);
+    let member_data = |sim: &mut Sim, i: usize| {
+        let now = sim.clock(i) as i64;
+        sim.nodes[i]
+            .record_port()
+            .unwrap()
+            .of_type(&MEMBER_DATA_TYPE, now)
+            .unwrap()
+    };
+    assert!(member_data(&mut sim, 0).is_empty(), "nobody acted yet");
+    assert_eq!(
+        sim.present(0).len(),
+        n,
+        "presence is published all the same"
+    );
+
+    let t = sim.now();
+    sim.add_record(4, [0x42; 16], b"hello".to_vec());
+    sim.run_until(t + 10_000);
+    let who = sim.member_name(4).unwrap().to_owned();
+    for i in 0..n {
+        let data = member_data(&mut sim, i);
+        assert_eq!(data.len(), 1, "member {i} holds member 4's data only");
+        assert_eq!(data[0].creator, who);
+    }
+    assert_eq!(saw(&sim, MemberChange::Joined, &who, t).len(), n);
+}

@@ -184,3 +184,6 @@ pub fn member_event(record: &Record, change: RecordChange) -> Option<GroupEvent>
     };
     Some(GroupEvent::MemberChanged { change, identity })
 }
+
+#[cfg(test)]
+mod tests;

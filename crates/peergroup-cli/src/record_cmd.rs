@@ -675,7 +675,8 @@ pub struct WatchArgs {
     /// Addresses of members to connect to (PeerGroupConnectByAddress).
     #[arg(long = "address")]
     addresses: Vec<SocketAddr>,
-    /// Only these kinds: status, property, record, neighbor, connection-failed (repeatable).
+    /// Only these kinds: status, property, record, neighbor, member, connection-failed
+    /// (repeatable).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Exit after printing this many events.
@@ -690,8 +691,9 @@ fn kind(text: &str) -> Result<EventKind, CliError> {
         "record" => Ok(EventKind::RecordChanged),
         "neighbor" | "neighbour" => Ok(EventKind::NeighborConnection),
         "connection-failed" => Ok(EventKind::ConnectionFailed),
+        "member" => Ok(EventKind::MemberChanged),
         other => Err(CliError::usage(format!(
-            "unknown event kind {other:?}: status, property, record, neighbor or connection-failed"
+            "unknown event kind {other:?}: status, property, record, neighbor, member or connection-failed"
         ))),
     }
 }
@@ -702,6 +704,17 @@ fn change_name(c: RecordChange) -> &'static str {
         RecordChange::Updated => "updated",
         RecordChange::Deleted => "deleted",
         RecordChange::Expired => "expired",
+    }
+}
+
+fn member_change_name(c: peergroup_core::members::MemberChange) -> &'static str {
+    use peergroup_core::members::MemberChange;
+    match c {
+        MemberChange::Connected => "connected",
+        MemberChange::Disconnected => "disconnected",
+        MemberChange::Updated => "updated",
+        MemberChange::Joined => "joined",
+        MemberChange::Left => "left",
     }
 }
 
@@ -738,6 +751,11 @@ pub fn event_json(item: &EventItem) -> serde_json::Value {
                 "hresult": format!("0x{:08X}", *hr as u32),
                 "name": peergroup_core::identity::hresult::name(*hr),
             }),
+            Event::MemberChanged { change, identity } => json!({
+                "event": "member_changed",
+                "change": member_change_name(*change),
+                "identity": identity,
+            }),
         },
     }
 }
@@ -767,6 +785,9 @@ fn event_line(item: &EventItem) -> String {
                 peergroup_core::identity::hresult::name(*hr).unwrap_or("HRESULT"),
                 *hr as u32
             ),
+            Event::MemberChanged { change, identity } => {
+                format!("member {} {identity}", member_change_name(*change))
+            }
         },
     }
 }

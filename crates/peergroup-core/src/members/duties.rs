@@ -77,8 +77,14 @@ pub struct MemberDuties {
     /// The application acted (for `PEER_MEMBER_DATA_OPTIONAL`).
     acted: bool,
     addrs: Vec<std::net::SocketAddr>,
+    /// When the next refresh is due, set after each round of duties.
+    next: Option<Millis>,
     rng: Rng,
 }
+
+/// How long after a round that could not publish (a signing failure, a chain that ends
+/// within the lifetime) the duties try again, rather than at once and forever.
+pub const RETRY_MS: i64 = 60_000;
 
 impl MemberDuties {
     /// Duties of member `me` on node `node_id`.
@@ -99,26 +105,37 @@ impl MemberDuties {
             started: false,
             acted: false,
             addrs: Vec::new(),
+            next: None,
             rng: Rng::new(node_id ^ 0x6d65_6d62_6572_7321),
         }
     }
 
     /// When the next refresh is due (half of each lifetime), on the machine's clock.
     pub fn timeout(&self) -> Option<Millis> {
-        if !self.started {
-            return None;
+        if self.started {
+            self.next
+        } else {
+            None
         }
+    }
+
+    /// The half-life of each own record, and never earlier than [`RETRY_MS`] from `now` when
+    /// one is already past (what could not be refreshed now is retried later, not in a loop).
+    fn schedule(&mut self, now: i64) {
         let half = |r: &Option<Record>, lifetime: i64| {
             r.as_ref()
-                .map(|r| (r.expires - lifetime / 2).max(0) as Millis)
+                .filter(|r| !r.is_deleted())
+                .map(|r| r.expires - lifetime / 2)
         };
-        [
+        self.next = [
             half(&self.presence, self.settings.presence_lifetime_ms),
             half(&self.member_data, self.settings.member_data_lifetime_ms),
         ]
         .into_iter()
         .flatten()
         .min()
+        .map(|t| if t <= now { now + RETRY_MS } else { t })
+        .map(|t| t.max(0) as Millis);
     }
 
     /// The member synchronised and listens at `addrs`: publish (or update) member data and
@@ -207,6 +224,7 @@ impl MemberDuties {
         } else {
             out.extend(self.publish_presence(now));
         }
+        self.schedule(now);
         out
     }
 

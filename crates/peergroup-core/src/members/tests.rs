@@ -2,6 +2,7 @@ use super::*;
 use crate::identity::gmc::{GroupRoot, Subject};
 use crate::identity::{IdentityCertificate, KeyAlgorithm, PrivateKey};
 use crate::records::record::derive_id;
+use std::net::SocketAddr;
 
 const NOW_MS: i64 = 1_750_000_000_000;
 
@@ -208,4 +209,102 @@ fn the_list_puts_the_local_member_first_and_takes_the_newest_chain() {
     let b = list.iter().find(|m| m.identity == bob.name).unwrap();
     assert_eq!(b.credential.roles, vec![Role::Admin]);
     assert_eq!(b.credential.issuer_peer_name, admin.name);
+}
+
+struct TestPublisher {
+    key: PrivateKey,
+    chain: GmcChain,
+    fail: bool,
+}
+
+impl duties::Publisher for TestPublisher {
+    fn chain(&self) -> GmcChain {
+        self.chain.clone()
+    }
+    fn sign(&self, record: &mut Record) -> Result<()> {
+        if self.fail {
+            return Err(CoreError::InvalidRecord("no key today".into()));
+        }
+        record.sign(&self.key, &self.chain)
+    }
+}
+
+fn duties_of(p: &Someone, fail: bool) -> duties::MemberDuties {
+    let publisher = TestPublisher {
+        key: PrivateKey::from_pkcs8(p.key.pkcs8_der()).unwrap(),
+        chain: p.chain.clone(),
+        fail,
+    };
+    duties::MemberDuties::new(
+        Box::new(publisher),
+        duties::MemberSettings::default(),
+        &p.name,
+        77,
+    )
+}
+
+#[test]
+fn duties_publish_refresh_update_and_delete_presence() {
+    use crate::replication::{MemoryPort, RecordPort, Verifier};
+    let (root, _, bob, _) = group();
+    let mut port = MemoryPort::new(Verifier::new(root.certificate().clone()));
+    let mut d = duties_of(&bob, false);
+    let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let made = d.start(NOW_MS, &[a], &mut port);
+    let types: Vec<[u8; 16]> = made.iter().map(|r| r.record_type).collect();
+    assert_eq!(types, vec![MEMBER_DATA_TYPE, PRESENCE_TYPE]);
+    port.put(&made).unwrap();
+    let lifetime = duties::MemberSettings::default().presence_lifetime_ms;
+    let half = (NOW_MS + lifetime / 2) as u64;
+    assert_eq!(d.timeout(), Some(half));
+    assert!(d.tick(NOW_MS + 1000).is_empty(), "nothing due yet");
+
+    // At half-life a refresh: next version, same content, `changed` kept.
+    let refresh = d.tick(half as i64);
+    assert_eq!(refresh.len(), 1);
+    assert_eq!(refresh[0].version, 2);
+    assert_eq!(
+        member_event(&refresh[0], RecordChange::Updated),
+        None,
+        "a refresh raises nothing"
+    );
+
+    // New addresses: an update others see as UPDATED.
+    let b: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    let moved = d.start(half as i64 + 10, &[b], &mut port);
+    assert_eq!(moved.len(), 1);
+    assert!(matches!(
+        member_event(&moved[0], RecordChange::Updated),
+        Some(GroupEvent::MemberChanged {
+            change: MemberChange::Updated,
+            ..
+        })
+    ));
+
+    // Presence switched off: a tombstone, and nothing more to refresh for it.
+    let off = d.settings(
+        duties::MemberSettings {
+            disable_presence: true,
+            ..duties::MemberSettings::default()
+        },
+        half as i64 + 20,
+    );
+    assert_eq!(off.len(), 1);
+    assert!(off[0].is_deleted() && off[0].record_type == PRESENCE_TYPE);
+    assert!(d.close(half as i64 + 30).is_empty(), "already deleted");
+}
+
+#[test]
+fn duties_that_cannot_sign_retry_later_not_in_a_loop() {
+    use crate::replication::{MemoryPort, Verifier};
+    let (root, _, bob, _) = group();
+    let mut port = MemoryPort::new(Verifier::new(root.certificate().clone()));
+    let mut good = duties_of(&bob, false);
+    let made = good.start(NOW_MS, &[], &mut port);
+    crate::replication::RecordPort::put(&mut port, &made).unwrap();
+    // A later session whose signing fails: its old records are past half-life.
+    let mut bad = duties_of(&bob, true);
+    let later = NOW_MS + 290_000;
+    assert!(bad.start(later, &[], &mut port).is_empty());
+    assert_eq!(bad.timeout(), Some((later + duties::RETRY_MS) as u64));
 }

@@ -21,7 +21,7 @@
 //!
 //! Every `PEER_GROUP_EVENT_TYPE` has its [`EventKind`], so a registration for an event this
 //! library does not raise yet is accepted and simply receives none. [`Event`] only has the
-//! variants something produces; a new one (member changed, direct connection, incoming data,
+//! variants something produces; a new one (direct connection, incoming data,
 //! authentication failed) gets its variant here with its kind in [`Event::kind`] (and its
 //! type GUID in [`Event::type_guid`] if `pType` filters it), a producer calling
 //! [`EventHub::publish`], and its C structure in the ABI's `events.rs`. The matches on

@@ -263,7 +263,14 @@ async fn a_member_promoted_by_issue_credentials_can_set_properties() {
     })
     .await;
 
-    for g in [c, b, a] {
+    // The adopted credentials are Carol's from now on: reopened, she is still an administrator.
+    let group = c.group_name().clone();
+    c.close().await.unwrap();
+    let again = carol.pg.open_group(Some(&carol.id), &group).unwrap();
+    assert!(again.roles().unwrap().contains(&Role::Admin));
+    again.close().await.unwrap();
+
+    for g in [b, a] {
         g.close().await.unwrap();
     }
 }

@@ -660,7 +660,7 @@ HRESULT PeerEndEnumeration(HPEERENUM hPeerEnum);
 /*
  Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
  when events are queued. `pType` filters record changes by record type (NULL: all). Event
- types this library does not raise yet (member changes, direct connections, incoming data,
+ types this library does not raise yet (direct connections, incoming data,
  authentication failures) may be registered and simply never arrive.
 
  `E_POINTER` for a NULL `phPeerEvent`; `E_INVALIDARG` for a NULL array, a count of 0 or

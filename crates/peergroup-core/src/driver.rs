@@ -863,7 +863,7 @@ impl Driver {
         }
     }
 
-    fn persist(&self, p: Persist) -> Result<()> {
+    fn persist(&mut self, p: Persist) -> Result<()> {
         match p {
             Persist::Synced => {
                 let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -872,7 +872,10 @@ impl Driver {
             }
             Persist::KnownPeers(peers) => self.inner.store.save_peers(&peers),
             Persist::Credentials(chain) => {
-                crate::members::handle::adopt(&self.inner, &chain).map(|_| ())
+                if crate::members::handle::adopt(&self.inner, &chain)? {
+                    self.present_current_chain()?;
+                }
+                Ok(())
             }
             Persist::Properties(signed) => {
                 let props = verify_properties(&self.inner.grc, &signed)?;
@@ -892,6 +895,35 @@ impl Driver {
                 self.inner.store.save_config(&st.config)
             }
         }
+    }
+
+    /// Presents the member's current chain from the next connection on (dialed or accepted),
+    /// after it adopted new credentials; connections up now keep the chain they showed.
+    fn present_current_chain(&mut self) -> Result<()> {
+        let chain = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .chain
+            .clone();
+        let der: Vec<CertificateDer<'static>> = chain
+            .to_der_list()
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+        let credentials = Credentials::from_identity(self.inner.identity.private_key(), der)?;
+        if let Some(h) = self
+            .registry
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&self.server_name)
+        {
+            h.credentials = credentials.clone();
+        }
+        self.credentials = credentials;
+        Ok(())
     }
 
     /// The group's part of the close cascade: tell every neighbour, leave the registry,

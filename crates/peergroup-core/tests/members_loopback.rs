@@ -263,6 +263,19 @@ async fn a_member_promoted_by_issue_credentials_can_set_properties() {
     })
     .await;
 
+    // As an administrator Carol grants the administrator role to a newcomer, who connects
+    // through her (she now presents her new chain).
+    let dave = home("dave");
+    let xml = dave.pg.identities().public_xml(&dave.id).unwrap();
+    let invitation = c.create_invitation(&xml, None, &[Role::Admin]).unwrap();
+    let d = online(dave.pg.join(Some(&dave.id), &invitation).unwrap()).await;
+    assert_eq!(d.roles().unwrap(), vec![Role::Admin]);
+    until("Dave knows four members", || {
+        d.members(0, None).is_ok_and(|m| m.len() == 4)
+    })
+    .await;
+    d.close().await.unwrap();
+
     // The adopted credentials are Carol's from now on: reopened, she is still an administrator.
     let group = c.group_name().clone();
     c.close().await.unwrap();

@@ -350,6 +350,22 @@ typedef struct {
 } PEER_INVITATION_INFO;
 
 /*
+ `PEER_CREDENTIAL_INFO`.
+ */
+typedef struct {
+  DWORD dwSize;
+  DWORD dwFlags;
+  PWSTR pwzFriendlyName;
+  CERT_PUBLIC_KEY_INFO *pPublicKey;
+  PWSTR pwzIssuerPeerName;
+  PWSTR pwzIssuerFriendlyName;
+  FILETIME ftValidityStart;
+  FILETIME ftValidityEnd;
+  ULONG cRoles;
+  PEER_ROLE_ID *pRoles;
+} PEER_CREDENTIAL_INFO;
+
+/*
  `PBYTE`.
  */
 typedef BYTE *PBYTE;
@@ -500,22 +516,6 @@ typedef struct {
   PEER_MEMBER_CHANGE_TYPE changeType;
   PWSTR pwzIdentity;
 } PEER_EVENT_MEMBER_CHANGE_DATA;
-
-/*
- `PEER_CREDENTIAL_INFO`.
- */
-typedef struct {
-  DWORD dwSize;
-  DWORD dwFlags;
-  PWSTR pwzFriendlyName;
-  CERT_PUBLIC_KEY_INFO *pPublicKey;
-  PWSTR pwzIssuerPeerName;
-  PWSTR pwzIssuerFriendlyName;
-  FILETIME ftValidityStart;
-  FILETIME ftValidityEnd;
-  ULONG cRoles;
-  PEER_ROLE_ID *pRoles;
-} PEER_CREDENTIAL_INFO;
 
 /*
  `PEER_MEMBER`.
@@ -773,8 +773,8 @@ HRESULT PeerEndEnumeration(HPEERENUM hPeerEnum);
 /*
  Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
  when events are queued. `pType` filters record changes by record type (NULL: all). Event
- types this library does not raise yet (member changes, direct connections, incoming data)
- may be registered and simply never arrive. A registration listing
+ types may be registered; `PEER_GROUP_EVENT_INCOMING_DATA` is never dropped (the sender
+ waits instead, see docs/c-api.md). A registration listing
  `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` takes part in password authentication: after a
  failure at this member, password joiners are refused until the application calls
  `PeerGroupResumePasswordAuthentication` with it (or unregisters it).
@@ -1115,6 +1115,39 @@ HRESULT PeerGroupParseInvitation(PCWSTR pwzInvitation,
  */
 HRESULT PeerGroupResumePasswordAuthentication(HGROUP hGroup,
                                               HPEEREVENT hPeerEventHandle);
+
+/*
+ Enumerates the group's known members; items are `PEER_MEMBER`. `dwFlags` 0: every known
+ member, `PEER_MEMBER_PRESENT`: those online (other flags: `E_INVALIDARG`). With
+ `pwzIdentity`, that member alone, or `PEER_E_IDENTITY_NOT_FOUND` when it is not known
+ (not present, with `PEER_MEMBER_PRESENT`); with NULL the local member comes first.
+
+ # Safety
+ `pwzIdentity` NULL or NUL-terminated UTF-16; `phPeerEnum` NULL or writable.
+ */
+HRESULT PeerGroupEnumMembers(HGROUP hGroup,
+                             DWORD dwFlags,
+                             PCWSTR pwzIdentity,
+                             HPEERENUM *phPeerEnum);
+
+/*
+ Mints new credentials for `pwzSubjectIdentity` (administrators only:
+ `PEER_E_NOT_AUTHORIZED`): with `pCredentialInfo`'s roles, key and validity end, or with
+ NULL the roles of the member's stored member data (`PEER_E_IDENTITY_NOT_FOUND` when there
+ is none) until the issuer's own expiry. `PEER_GROUP_STORE_CREDENTIALS` publishes them in
+ the group database, where the member picks them up; with `dwFlags` 0 they come back as an
+ invitation in `ppwzInvitation` (then required: `E_POINTER`), which is also written when
+ given with the flag.
+
+ # Safety
+ `pwzSubjectIdentity` NULL or NUL-terminated UTF-16; `pCredentialInfo` NULL or a readable
+ `PEER_CREDENTIAL_INFO`; `ppwzInvitation` NULL or writable.
+ */
+HRESULT PeerGroupIssueCredentials(HGROUP hGroup,
+                                  PCWSTR pwzSubjectIdentity,
+                                  PEER_CREDENTIAL_INFO *pCredentialInfo,
+                                  DWORD dwFlags,
+                                  PWSTR *ppwzInvitation);
 
 /*
  Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be

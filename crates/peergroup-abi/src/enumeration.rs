@@ -94,6 +94,7 @@ pub unsafe extern "C" fn PeerGetNextItem(
                 }
                 EnumItem::Record(rec) => record_child(&mut block, rec) as PVOID,
                 EnumItem::Connection(c) => connection_child(&mut block, c) as PVOID,
+                EnumItem::Member(m) => crate::members::member_child(&mut block, m) as PVOID,
             };
             // SAFETY: `array` has room for n pointers.
             unsafe { array.add(i).write(p) };

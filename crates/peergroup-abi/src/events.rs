@@ -143,8 +143,8 @@ unsafe fn read_filter(
 
 /// Registers for the group's events of the listed types; `hEvent` (an eventfd) is signalled
 /// when events are queued. `pType` filters record changes by record type (NULL: all). Event
-/// types this library does not raise yet (member changes, direct connections, incoming data)
-/// may be registered and simply never arrive. A registration listing
+/// types may be registered; `PEER_GROUP_EVENT_INCOMING_DATA` is never dropped (the sender
+/// waits instead, see docs/c-api.md). A registration listing
 /// `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` takes part in password authentication: after a
 /// failure at this member, password joiners are refused until the application calls
 /// `PeerGroupResumePasswordAuthentication` with it (or unregisters it).
@@ -335,6 +335,15 @@ pub fn event_block(e: &Event) -> *mut PEER_GROUP_EVENT_DATA {
             Event::ConnectionFailed(hr) => (*p).u.hrConnectionFailedReason = *hr,
             // Windows has no structure for it: the reason goes in the same union slot.
             Event::AuthenticationFailed(hr) => (*p).u.hrConnectionFailedReason = *hr,
+            Event::MemberChanged { change, identity } => {
+                let identity = block.wstr(identity);
+                (*p).u.memberChangeData = crate::types::PEER_EVENT_MEMBER_CHANGE_DATA {
+                    dwSize: std::mem::size_of::<crate::types::PEER_EVENT_MEMBER_CHANGE_DATA>()
+                        as DWORD,
+                    changeType: *change as i32,
+                    pwzIdentity: identity,
+                }
+            }
         }
     }
     block.into_raw() as *mut PEER_GROUP_EVENT_DATA

@@ -18,6 +18,7 @@ pub mod events;
 pub mod group;
 pub mod identity;
 pub mod invitation;
+pub mod members;
 pub mod password_auth;
 pub mod records;
 pub mod runtime;

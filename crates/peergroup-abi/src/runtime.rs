@@ -69,6 +69,8 @@ pub enum EnumItem {
     Record(Box<Record>),
     /// `PEER_CONNECTION_INFO` (connections of a group).
     Connection(peergroup_core::direct::ConnectionInfo),
+    /// `PEER_MEMBER` (members of a group).
+    Member(Box<peergroup_core::members::Member>),
 }
 
 /// Everything the library keeps between calls.

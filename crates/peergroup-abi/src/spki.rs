@@ -139,9 +139,84 @@ pub fn parse_spki(der: &[u8]) -> Option<Spki<'_>> {
     })
 }
 
+/// One DER element with a definite length (short form, or long form up to four bytes).
+fn tlv(tag: u8, content: &[u8]) -> Option<Vec<u8>> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = u32::try_from(len).ok()?.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (4 - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    Some(out)
+}
+
+/// The content of an OBJECT IDENTIFIER in dotted form; `None` when malformed.
+fn dotted_to_oid(dotted: &str) -> Option<Vec<u8>> {
+    let arcs: Vec<u64> = dotted
+        .split('.')
+        .map(|a| a.parse().ok())
+        .collect::<Option<_>>()?;
+    let (&a, rest) = arcs.split_first()?;
+    let (&b, rest) = rest.split_first()?;
+    if a > 2 || (a < 2 && b >= 40) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for arc in std::iter::once(a.checked_mul(40)?.checked_add(b)?).chain(rest.iter().copied()) {
+        let mut groups = vec![(arc & 0x7f) as u8];
+        let mut v = arc >> 7;
+        while v > 0 {
+            groups.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        out.extend(groups.iter().rev());
+    }
+    (out.len() <= MAX_OID_BYTES).then_some(out)
+}
+
+/// The DER SubjectPublicKeyInfo of the parts a `CERT_PUBLIC_KEY_INFO` holds: the inverse of
+/// [`parse_spki`]. `None` when the parts do not make one it accepts.
+pub fn encode_spki(
+    algorithm: &str,
+    parameters: &[u8],
+    key: &[u8],
+    unused_bits: u8,
+) -> Option<Vec<u8>> {
+    let mut alg = tlv(OBJECT_IDENTIFIER, &dotted_to_oid(algorithm)?)?;
+    alg.extend_from_slice(parameters);
+    let mut body = tlv(SEQUENCE, &alg)?;
+    let mut bits = vec![unused_bits];
+    bits.extend_from_slice(key);
+    body.extend(tlv(BIT_STRING, &bits)?);
+    let der = tlv(SEQUENCE, &body)?;
+    parse_spki(&der)?;
+    Some(der)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_encode_back_to_their_der() {
+        for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::Ed25519] {
+            let key = PrivateKey::generate(alg).unwrap();
+            let der = key.public_key_der().to_vec();
+            let p = parse_spki(&der).unwrap();
+            assert_eq!(
+                encode_spki(&p.algorithm, p.parameters, p.key, p.unused_bits).unwrap(),
+                der
+            );
+        }
+        assert_eq!(dotted_to_oid("2.999.1"), Some(vec![0x88, 0x37, 0x01]));
+        assert!(encode_spki("1", &[], &[1], 0).is_none());
+        assert!(encode_spki("1.2.3", &[], &[1], 9).is_none());
+    }
     use peergroup_core::identity::{KeyAlgorithm, PrivateKey};
 
     const P256_CURVE: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];

@@ -59,6 +59,8 @@ pub enum GroupCommand {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Mint new credentials (roles, renewal) for a member (administrators only).
+    IssueCredentials(crate::members_cmd::IssueCredentialsArgs),
     /// Delete the identity's local data for a group.
     Delete {
         /// Group peer name.
@@ -102,7 +104,7 @@ pub(crate) fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
         .transpose()
 }
 
-fn role(text: &str) -> Result<Role, CliError> {
+pub(crate) fn role(text: &str) -> Result<Role, CliError> {
     match text {
         "admin" => Ok(Role::Admin),
         "inviting-member" => Ok(Role::InvitingMember),
@@ -264,6 +266,9 @@ pub fn run(
             }
             GroupCommand::ExportConfig { .. } | GroupCommand::ImportConfig { .. } => {
                 unreachable!("handled above")
+            }
+            GroupCommand::IssueCredentials(args) => {
+                crate::members_cmd::issue_credentials(&pg, who, args, as_json).await?;
             }
             GroupCommand::Delete { group } => {
                 let g = group_name(&group)?;

@@ -4,6 +4,7 @@ mod config_cmd;
 mod demo;
 mod group_cmd;
 mod identity_cmd;
+mod members_cmd;
 mod output;
 mod record_cmd;
 mod status_cmd;
@@ -49,6 +50,8 @@ enum Command {
     Join(group_cmd::JoinArgs),
     /// Bring a group online and report its status as it changes.
     Connect(group_cmd::ConnectArgs),
+    /// List a group's members as this member knows them (the local one first).
+    Members(members_cmd::MembersArgs),
     /// Add, read, search, update and delete a group's records.
     #[command(subcommand)]
     Record(record_cmd::RecordCommand),
@@ -89,6 +92,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Invite(args) => group_cmd::invite(&store, &cli.who, args),
                 Command::Join(args) => group_cmd::join(&store, &cli.who, args, cli.json),
                 Command::Connect(args) => group_cmd::connect(&store, &cli.who, args, cli.json),
+                Command::Members(args) => members_cmd::members(&store, &cli.who, args, cli.json),
                 Command::Record(cmd) => record_cmd::run(&store, &cli.who, cmd, cli.json),
                 Command::Db(cmd) => record_cmd::db(&store, &cli.who, cmd, cli.json),
                 Command::Watch(args) => record_cmd::watch(&store, &cli.who, args, cli.json),

@@ -696,8 +696,8 @@ pub struct WatchArgs {
     /// Addresses of members to connect to (PeerGroupConnectByAddress).
     #[arg(long = "address")]
     addresses: Vec<SocketAddr>,
-    /// Only these kinds: status, property, record, neighbor, connection-failed, direct, data,
-    /// auth-failed (repeatable).
+    /// Only these kinds: status, property, record, neighbor, member, connection-failed,
+    /// direct, data, auth-failed (repeatable).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Exit after printing this many events.
@@ -715,8 +715,9 @@ fn kind(text: &str) -> Result<EventKind, CliError> {
         "direct" => Ok(EventKind::DirectConnection),
         "data" => Ok(EventKind::IncomingData),
         "auth-failed" => Ok(EventKind::AuthenticationFailed),
+        "member" => Ok(EventKind::MemberChanged),
         other => Err(CliError::usage(format!(
-            "unknown event kind {other:?}: status, property, record, neighbor, \
+            "unknown event kind {other:?}: status, property, record, neighbor, member, \
              connection-failed, direct, data or auth-failed"
         ))),
     }
@@ -743,6 +744,17 @@ fn connection_json(event: &str, c: &peergroup_core::events::ConnectionChange) ->
         "node_id": c.node_id,
         "failed_reason": c.failed_reason,
     })
+}
+
+fn member_change_name(c: peergroup_core::members::MemberChange) -> &'static str {
+    use peergroup_core::members::MemberChange;
+    match c {
+        MemberChange::Connected => "connected",
+        MemberChange::Disconnected => "disconnected",
+        MemberChange::Updated => "updated",
+        MemberChange::Joined => "joined",
+        MemberChange::Left => "left",
+    }
 }
 
 /// One event as a JSON object.
@@ -783,6 +795,11 @@ pub fn event_json(item: &EventItem) -> serde_json::Value {
                 "event": "authentication_failed",
                 "hresult": format!("0x{:08X}", *hr as u32),
                 "name": peergroup_core::identity::hresult::name(*hr),
+            }),
+            Event::MemberChanged { change, identity } => json!({
+                "event": "member_changed",
+                "change": member_change_name(*change),
+                "identity": identity,
             }),
         },
     }
@@ -831,6 +848,9 @@ fn event_line(item: &EventItem) -> String {
                 peergroup_core::identity::hresult::name(*hr).unwrap_or("HRESULT"),
                 *hr as u32
             ),
+            Event::MemberChanged { change, identity } => {
+                format!("member {} {identity}", member_change_name(*change))
+            }
         },
     }
 }

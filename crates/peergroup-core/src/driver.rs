@@ -40,6 +40,9 @@ pub const GROUP_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const NODE_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a refused newcomer's connection may take to receive its referral before closing.
 pub const REFERRAL_LINGER: Duration = Duration::from_millis(500);
+/// How long a group's close lets each connection flush what was queued (its presence
+/// tombstone) before closing it.
+pub const CLOSE_FLUSH: Duration = Duration::from_millis(1500);
 /// Frames queued for one connection before it counts as stalled.
 pub const CONNECTION_QUEUE: usize = 256;
 /// How many connection ends a group remembers for [`crate::GroupHandle::recent_disconnects`].
@@ -550,7 +553,11 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
     cfg.synced_before = config.synced;
     cfg.seed = random_u64();
     let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
-        .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())));
+        .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())))
+        .with_members(
+            Box::new(crate::members::handle::GroupPublisher::new(inner.clone())),
+            crate::members::duties::MemberSettings::from_properties(&config.properties),
+        );
     machine.add_bootstrap(&inner.store.load_bootstrap()?);
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(0);
@@ -578,6 +585,7 @@ pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<Dri
         neighbours: neighbours.clone(),
         verifier,
         direct,
+        closing: Vec::new(),
     };
     let driver_node = driver.node.clone();
     let task = tokio::spawn(driver.run(control_rx, net_rx));
@@ -608,6 +616,8 @@ struct Driver {
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
     verifier: Verifier,
     direct: Arc<DirectContext>,
+    /// Connections closing after their queued frames, which the shutdown waits for.
+    closing: Vec<Connection>,
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -978,8 +988,9 @@ impl Driver {
             Output::Disconnect(id, reason) => {
                 if let Some(w) = self.conns.remove(&id) {
                     let (code, text, linger) = match reason {
+                        // After what was queued (the presence tombstone), bounded.
                         CloseReason::GroupClosed => {
-                            (CloseCode::GroupClosed, "group closed", Duration::ZERO)
+                            (CloseCode::GroupClosed, "group closed", CLOSE_FLUSH)
                         }
                         CloseReason::ProtocolViolation => (
                             CloseCode::ProtocolViolation,
@@ -1006,6 +1017,9 @@ impl Driver {
                     if !queued {
                         w.conn.close(code, text);
                     }
+                    if reason == CloseReason::GroupClosed {
+                        self.closing.push(w.conn);
+                    }
                 }
             }
             Output::Event(e) => {
@@ -1023,7 +1037,7 @@ impl Driver {
         }
     }
 
-    fn persist(&self, p: Persist) -> Result<()> {
+    fn persist(&mut self, p: Persist) -> Result<()> {
         match p {
             Persist::Synced => {
                 let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -1031,6 +1045,12 @@ impl Driver {
                 self.inner.store.save_config(&st.config)
             }
             Persist::KnownPeers(peers) => self.inner.store.save_peers(&peers),
+            Persist::Credentials(chain) => {
+                if crate::members::handle::adopt(&self.inner, &chain)? {
+                    self.present_current_chain()?;
+                }
+                Ok(())
+            }
             Persist::Properties(signed) => {
                 let props = verify_properties(&self.inner.grc, &signed)?;
                 if let Some(h) = self
@@ -1051,6 +1071,35 @@ impl Driver {
         }
     }
 
+    /// Presents the member's current chain from the next connection on (dialed or accepted),
+    /// after it adopted new credentials; connections up now keep the chain they showed.
+    fn present_current_chain(&mut self) -> Result<()> {
+        let chain = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .chain
+            .clone();
+        let der: Vec<CertificateDer<'static>> = chain
+            .to_der_list()
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+        let credentials = Credentials::from_identity(self.inner.identity.private_key(), der)?;
+        if let Some(h) = self
+            .registry
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&self.server_name)
+        {
+            h.credentials = credentials.clone();
+        }
+        self.credentials = credentials;
+        Ok(())
+    }
+
     /// The group's part of the close cascade: tell every neighbour, leave the registry,
     /// make the state durable, and wait (bounded) until the peers were told.
     async fn shutdown(&mut self) {
@@ -1065,6 +1114,8 @@ impl Driver {
             c.close(CloseCode::GroupClosed, "group closed");
         }
         conns.extend(self.direct.directs.close_all(CloseCode::GroupClosed));
+        // Those the machine closed flush their queues first (their writers close them).
+        conns.append(&mut self.closing);
         let wait = async {
             for c in &conns {
                 c.closed().await;

@@ -129,6 +129,13 @@ pub enum CoreError {
     /// suspended.
     #[error("password authentication is not suspended: nothing to resume")]
     NothingToResume,
+    /// No member with this peer name is known (`PeerGroupEnumMembers` with an identity,
+    /// `PeerGroupIssueCredentials` without credential information).
+    #[error("member not found: {0}")]
+    MemberNotFound(String),
+    /// An argument outside what the call takes (unknown flags).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 /// Result alias of the group layer.
@@ -175,6 +182,8 @@ impl CoreError {
             InvalidFlags(_) => hresult::E_INVALIDARG,
             InvalidRegistration(_) => hresult::E_INVALIDARG,
             NothingToResume => hresult::PEER_E_NOT_FOUND,
+            MemberNotFound(_) => hresult::PEER_E_IDENTITY_NOT_FOUND,
+            InvalidArgument(_) => hresult::E_INVALIDARG,
         }
     }
 }

@@ -21,7 +21,7 @@
 //!
 //! Every `PEER_GROUP_EVENT_TYPE` has its [`EventKind`], so a registration for an event this
 //! library does not raise yet is accepted and simply receives none. [`Event`] only has the
-//! variants something produces; a new one (member changed, direct connection, incoming data,
+//! variants something produces; a new one (direct connection, incoming data,
 //! authentication failed) gets its variant here with its kind in [`Event::kind`] (and its
 //! type GUID in [`Event::type_guid`] if `pType` filters it), a producer calling
 //! [`EventHub::publish`], and its C structure in the ABI's `events.rs`. The matches on
@@ -59,7 +59,7 @@ pub enum EventKind {
     NeighborConnection = 5,
     /// `PEER_GROUP_EVENT_INCOMING_DATA` (6).
     IncomingData = 6,
-    /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (8); not raised yet.
+    /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (8).
     MemberChanged = 8,
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED` (10).
     ConnectionFailed = 10,
@@ -145,6 +145,13 @@ pub enum Event {
     /// this member; the HRESULT says why (`0x80070056`: wrong password). Windows defines no
     /// structure for it; the C ABI puts the reason in `hrConnectionFailedReason`.
     AuthenticationFailed(i32),
+    /// `PEER_GROUP_EVENT_MEMBER_CHANGED` (`PEER_EVENT_MEMBER_CHANGE_DATA`).
+    MemberChanged {
+        /// `changeType`.
+        change: crate::members::MemberChange,
+        /// `pwzIdentity`: the member's peer name.
+        identity: String,
+    },
 }
 
 impl Event {
@@ -159,6 +166,7 @@ impl Event {
             Event::IncomingData { .. } => EventKind::IncomingData,
             Event::ConnectionFailed(_) => EventKind::ConnectionFailed,
             Event::AuthenticationFailed(_) => EventKind::AuthenticationFailed,
+            Event::MemberChanged { .. } => EventKind::MemberChanged,
         }
     }
 
@@ -173,7 +181,8 @@ impl Event {
             | Event::NeighborConnection(_)
             | Event::DirectConnection(_)
             | Event::ConnectionFailed(_)
-            | Event::AuthenticationFailed(_) => None,
+            | Event::AuthenticationFailed(_)
+            | Event::MemberChanged { .. } => None,
         }
     }
 }
@@ -195,6 +204,10 @@ impl From<&GroupEvent> for Event {
                 failed_reason: 0,
             }),
             GroupEvent::ConnectionFailed(hr) => Event::ConnectionFailed(*hr),
+            GroupEvent::MemberChanged { change, identity } => Event::MemberChanged {
+                change: *change,
+                identity: identity.clone(),
+            },
             GroupEvent::RecordChanged {
                 change,
                 record_type,

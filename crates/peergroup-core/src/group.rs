@@ -506,6 +506,10 @@ pub(crate) fn verify_properties(
 }
 
 impl GroupHandle {
+    pub(crate) fn inner(&self) -> &Arc<GroupInner> {
+        &self.inner
+    }
+
     pub(crate) fn live(&self) -> Result<MutexGuard<'_, GroupState>> {
         let st = lock(&self.inner.state);
         if self.closed || st.deleted {
@@ -621,7 +625,12 @@ impl GroupHandle {
             .to_xml())
     }
 
-    fn invitation(&self, st: &GroupState, credential: Credential, roles: Vec<Role>) -> Invitation {
+    pub(crate) fn invitation(
+        &self,
+        st: &GroupState,
+        credential: Credential,
+        roles: Vec<Role>,
+    ) -> Invitation {
         let props = &st.config.properties;
         Invitation {
             group_name: self.inner.key.1.clone(),
@@ -828,7 +837,7 @@ fn now_ms() -> i64 {
 
 /// A fresh id nonce from the system's secure random generator (the record id is derived
 /// from it: [`crate::records::record::derive_id`]).
-fn new_id_nonce() -> Result<[u8; 16]> {
+pub(crate) fn new_id_nonce() -> Result<[u8; 16]> {
     use ring::rand::{SecureRandom, SystemRandom};
     let mut nonce = [0u8; 16];
     SystemRandom::new()
@@ -1007,13 +1016,29 @@ impl GroupHandle {
     /// would list), without reading them.
     pub fn record_count(&self) -> Result<u64> {
         let _st = self.ready()?;
-        self.with_records(|db| db.count_live(now_ms()))
+        let now = now_ms();
+        self.with_records(|db| {
+            let mut reserved = 0;
+            for t in [
+                crate::members::MEMBER_DATA_TYPE,
+                crate::members::PRESENCE_TYPE,
+            ] {
+                reserved += db.list(Some(t), now)?.len() as u64;
+            }
+            Ok(db.count_live(now)?.saturating_sub(reserved))
+        })
     }
 
     /// `PeerGroupEnumRecords`: the live records of `record_type` (`None`: every type), by id.
+    /// The library's own member records (reserved types) are listed only when asked for by
+    /// type.
     pub fn enum_records(&self, record_type: Option<[u8; 16]>) -> Result<Vec<Record>> {
         let _st = self.ready()?;
-        self.with_records(|db| db.list(record_type, now_ms()))
+        let mut all = self.with_records(|db| db.list(record_type, now_ms()))?;
+        if record_type.is_none() {
+            all.retain(|r| !is_reserved_type(&r.record_type));
+        }
+        Ok(all)
     }
 
     /// `PeerGroupSearchRecords`: the live records that match `criteria` (a `<peersearch>`
@@ -1021,7 +1046,9 @@ impl GroupHandle {
     pub fn search_records(&self, criteria: &str) -> Result<Vec<Record>> {
         let _st = self.ready()?;
         let criteria = Criteria::parse(criteria)?;
-        self.with_records(|db| db.search(&criteria, now_ms()))
+        let mut found = self.with_records(|db| db.search(&criteria, now_ms()))?;
+        found.retain(|r| !is_reserved_type(&r.record_type));
+        Ok(found)
     }
 }
 

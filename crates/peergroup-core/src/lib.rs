@@ -24,6 +24,7 @@ pub mod group;
 pub mod group_store;
 pub mod invitation;
 pub mod machine;
+pub mod members;
 #[cfg(feature = "net")]
 pub mod password;
 #[cfg(feature = "net")]

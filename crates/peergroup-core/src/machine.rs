@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
+use crate::members::duties::{MemberDuties, MemberSettings, Publisher};
 use crate::records::record::Record;
 use crate::replication::{RecordPort, Replication, ReplicationStats};
 use crate::wire::{Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES};
@@ -82,6 +83,14 @@ pub enum GroupEvent {
     },
     /// `PEER_GROUP_EVENT_CONNECTION_FAILED`, with the reason.
     ConnectionFailed(i32),
+    /// `PEER_GROUP_EVENT_MEMBER_CHANGED`: a member's presence or membership information
+    /// changed (see [`crate::members::member_event`]).
+    MemberChanged {
+        /// What happened.
+        change: crate::members::MemberChange,
+        /// The member's peer name.
+        identity: String,
+    },
     /// `PEER_GROUP_EVENT_RECORD_CHANGED`: a record was added, updated, deleted or expired,
     /// here or by another member.
     RecordChanged {
@@ -103,6 +112,9 @@ pub enum Persist {
     KnownPeers(Vec<PeerEntry>),
     /// New signed properties.
     Properties(SignedProperties),
+    /// A chain an administrator published for this member (member data): the host adopts it
+    /// when it is valid, this member's, and newer than the one held.
+    Credentials(Vec<u8>),
 }
 
 /// What the machine asks of its driver.
@@ -238,6 +250,8 @@ pub struct Group {
     /// not on every message).
     known_dirty: bool,
     repl: Option<Replication>,
+    /// Member data and presence publishing, when the host gave a publisher.
+    duties: Option<MemberDuties>,
     rng: Rng,
     out: VecDeque<Output>,
 }
@@ -271,6 +285,7 @@ impl Group {
             next_anti_entropy: None,
             known_dirty: false,
             repl: None,
+            duties: None,
             rng,
             out: VecDeque::new(),
         }
@@ -279,8 +294,44 @@ impl Group {
     /// Gives the machine a record database: it then replicates records (see
     /// [`crate::replication`]). Without one it runs membership only.
     pub fn with_records(mut self, port: Box<dyn RecordPort>) -> Self {
-        self.repl = Some(Replication::new(port));
+        self.repl = Some(Replication::new(port, &self.cfg.member));
         self
+    }
+
+    /// Makes the member publish its member data and presence (see [`crate::members`]),
+    /// signed by `publisher`, under `settings` (updated when properties arrive). Needs
+    /// [`Group::with_records`].
+    pub fn with_members(mut self, publisher: Box<dyn Publisher>, settings: MemberSettings) -> Self {
+        self.duties = Some(MemberDuties::new(
+            publisher,
+            settings,
+            &self.cfg.member,
+            self.cfg.node_id,
+        ));
+        self
+    }
+
+    /// Stores and floods records the member's duties made.
+    fn publish_own(&mut self, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        if let Some(r) = self.repl.as_mut() {
+            match r.port().put(&records) {
+                Ok(_) => r.local(records, &mut self.out),
+                Err(e) => tracing::warn!(error = %e, "storing member records"),
+            }
+        }
+    }
+
+    /// Runs one duty with the clock and the record port, then publishes what it made.
+    fn duty(&mut self, f: impl FnOnce(&mut MemberDuties, i64, &mut dyn RecordPort) -> Vec<Record>) {
+        let now = self.now as i64;
+        let made = match (self.duties.as_mut(), self.repl.as_mut()) {
+            (Some(d), Some(r)) => f(d, now, r.port()),
+            _ => return,
+        };
+        self.publish_own(made);
     }
 
     /// What replication did so far (zeros without a record database).
@@ -348,6 +399,7 @@ impl Group {
             self.next_maintenance,
             self.next_anti_entropy,
             self.repl.as_ref().and_then(|r| r.timeout()),
+            self.duties.as_ref().and_then(|d| d.timeout()),
         ]
         .into_iter()
         .flatten()
@@ -381,6 +433,10 @@ impl Group {
                 for conn in self.neighbours.keys() {
                     self.out
                         .push_back(Output::Send(*conn, Message::Peers(vec![me.clone()])));
+                }
+                if self.online && self.synced {
+                    let addrs = self.my_addrs.clone();
+                    self.duty(|d, now, port| d.start(now, &addrs, port));
                 }
             }
             Input::ConnectionUp {
@@ -440,6 +496,7 @@ impl Group {
                 if let Some(r) = self.repl.as_mut() {
                     r.local(records, &mut self.out);
                 }
+                self.duty(|d, now, _| d.acted(now));
             }
             Input::Tick => self.maintain(),
             Input::Close => self.close(),
@@ -472,6 +529,8 @@ impl Group {
     }
 
     fn close(&mut self) {
+        // The presence tombstone goes out before the connections close.
+        self.duty(|d, now, _| d.close(now));
         self.persist_known();
         for conn in self.pending.keys().chain(self.neighbours.keys()) {
             self.out
@@ -648,6 +707,12 @@ impl Group {
         self.properties = Some(props.clone());
         self.out
             .push_back(Output::Persist(Persist::Properties(props.clone())));
+        if let Ok(parsed) =
+            serde_json::from_slice::<crate::properties::GroupProperties>(&props.body)
+        {
+            let settings = MemberSettings::from_properties(&parsed);
+            self.duty(|d, now, _| d.settings(settings, now));
+        }
         self.event(GroupEvent::PropertyChanged);
         for conn in self.neighbours.keys() {
             if Some(*conn) != from {
@@ -708,6 +773,7 @@ impl Group {
                 r.expire(now as i64, &mut self.out);
             }
         }
+        self.duty(|d, now, _| d.tick(now));
         if let Some(r) = self.repl.as_mut() {
             r.tick(now, &mut self.out);
             if self.next_anti_entropy.is_some_and(|t| t <= now) {

@@ -60,6 +60,9 @@ pub trait RecordPort: Send {
     fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>>;
     /// Removes every record whose expiration has come and returns them.
     fn expire(&mut self, now: i64) -> Result<Vec<Record>>;
+    /// The live (not deleted, not expired at `now`) records of `record_type`: the member
+    /// records the machine publishes are looked up this way.
+    fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>>;
 }
 
 /// Counters of what replication did, for tests, the simulator and benchmarks.
@@ -109,11 +112,28 @@ pub(crate) struct Replication {
     /// When to reconcile with every neighbour after learning records by pulling.
     wave_at: Option<Millis>,
     stats: ReplicationStats,
+    /// This member's peer name: member data naming it, by someone else, is offered to the
+    /// host as new credentials.
+    member: String,
+}
+
+/// The event a stored change raises: `MEMBER_CHANGED` for the reserved member records
+/// (or nothing), `RECORD_CHANGED` for the application's.
+fn change_event(r: &Record, change: RecordChange) -> Option<GroupEvent> {
+    if crate::records::view::is_reserved_type(&r.record_type) {
+        return crate::members::member_event(r, change);
+    }
+    Some(GroupEvent::RecordChanged {
+        change,
+        record_type: r.record_type,
+        id: r.id,
+    })
 }
 
 impl Replication {
-    pub(crate) fn new(port: Box<dyn RecordPort>) -> Self {
+    pub(crate) fn new(port: Box<dyn RecordPort>, member: &str) -> Self {
         Replication {
+            member: member.to_owned(),
             port,
             sessions: BTreeMap::new(),
             requested: HashMap::new(),
@@ -221,11 +241,9 @@ impl Replication {
         match self.port.expire(now) {
             Ok(gone) => {
                 for r in gone.into_iter().filter(|r| !r.is_deleted()) {
-                    out.push_back(Output::Event(GroupEvent::RecordChanged {
-                        change: RecordChange::Expired,
-                        record_type: r.record_type,
-                        id: r.id,
-                    }));
+                    if let Some(e) = change_event(&r, RecordChange::Expired) {
+                        out.push_back(Output::Event(e));
+                    }
                 }
             }
             Err(e) => {
@@ -238,17 +256,16 @@ impl Replication {
     /// Records the application stored here: report them and flood them.
     pub(crate) fn local(&mut self, records: Vec<Record>, out: &mut VecDeque<Output>) {
         for r in records {
-            out.push_back(Output::Event(GroupEvent::RecordChanged {
-                change: if r.is_deleted() {
-                    RecordChange::Deleted
-                } else if r.version == 1 {
-                    RecordChange::Added
-                } else {
-                    RecordChange::Updated
-                },
-                record_type: r.record_type,
-                id: r.id,
-            }));
+            let change = if r.is_deleted() {
+                RecordChange::Deleted
+            } else if r.version == 1 {
+                RecordChange::Added
+            } else {
+                RecordChange::Updated
+            };
+            if let Some(e) = change_event(&r, change) {
+                out.push_back(Output::Event(e));
+            }
             let bytes = r.encode();
             for conn in self.sessions.keys() {
                 out.push_back(Output::Send(*conn, Message::Record(bytes.clone())));
@@ -502,12 +519,18 @@ impl Replication {
             };
             self.stats.stored += 1;
             stored[i] = true;
-            if let Some(change) = change {
-                out.push_back(Output::Event(GroupEvent::RecordChanged {
-                    change,
-                    record_type: r.record_type,
-                    id: r.id,
-                }));
+            if r.record_type == crate::members::MEMBER_DATA_TYPE
+                && !r.is_deleted()
+                && r.creator != self.member
+                && crate::members::member_data_chain(r)
+                    .is_ok_and(|c| c.leaf().peer_name().to_string() == self.member)
+            {
+                out.push_back(Output::Persist(crate::machine::Persist::Credentials(
+                    r.data.clone(),
+                )));
+            }
+            if let Some(e) = change.and_then(|c| change_event(r, c)) {
+                out.push_back(Output::Event(e));
             }
         }
         stored
@@ -580,7 +603,8 @@ impl Verifier {
             .iter()
             .map(|r| {
                 let Some(memo) = &self.memo else {
-                    return r.verify_cached(&self.grc, now, &mut cache).map(|_| ());
+                    let member = r.verify_cached(&self.grc, now, &mut cache)?;
+                    return crate::members::check_reserved(r, &member, &self.grc);
                 };
                 let hash: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, &r.encode())
                     .as_ref()
@@ -595,7 +619,8 @@ impl Verifier {
                 {
                     return Ok(());
                 }
-                r.verify_cached(&self.grc, now, &mut cache)?;
+                let member = r.verify_cached(&self.grc, now, &mut cache)?;
+                crate::members::check_reserved(r, &member, &self.grc)?;
                 let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
                 if memo.len() >= Self::MEMO_CAPACITY {
                     memo.clear();
@@ -689,6 +714,16 @@ impl RecordPort for MemoryPort {
             r.check()?;
         }
         Ok(records.iter().map(|r| self.store(r.clone())).collect())
+    }
+
+    fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>> {
+        Ok(self
+            .records
+            .values()
+            .map(|(r, _)| r)
+            .filter(|r| &r.record_type == record_type && !r.is_deleted() && !r.is_expired(now))
+            .cloned()
+            .collect())
     }
 
     fn expire(&mut self, now: i64) -> Result<Vec<Record>> {

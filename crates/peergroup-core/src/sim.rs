@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::identity::gmc::{GmcChain, GroupRoot, Role};
 use crate::identity::{IdentityCertificate, PrivateKey};
 use crate::machine::{Config, ConnId, Group, GroupEvent, Input, Millis, Output, RecordChange, Rng};
+use crate::members::duties::{MemberSettings, Publisher};
+use crate::members::{MemberChange, PRESENCE_TYPE};
 use crate::reconcile::ItemKey;
 use crate::records::record::{derive_id, Record};
 use crate::replication::{MemoryPort, Verifier};
@@ -54,6 +56,9 @@ pub struct SimConfig {
     pub records: bool,
     /// Period of each member's anti-entropy reconciliation.
     pub anti_entropy_interval: Millis,
+    /// With [`SimConfig::records`]: members publish member data and presence under these
+    /// settings ([`crate::members`]); `None`: they do not.
+    pub member_duties: Option<MemberSettings>,
 }
 
 impl Default for SimConfig {
@@ -69,6 +74,7 @@ impl Default for SimConfig {
             clock_skew: 0,
             records: false,
             anti_entropy_interval: 30_000,
+            member_duties: None,
         }
     }
 }
@@ -106,6 +112,25 @@ pub struct Sim {
     identities: Option<Arc<Pool>>,
     /// Per record added through [`Sim::add_record`]: when, and when each member stored it.
     deliveries: BTreeMap<[u8; 16], Delivery>,
+    /// Every `MEMBER_CHANGED` event: (member reporting it, simulated time, change, identity).
+    pub member_events: Vec<(usize, Millis, MemberChange, String)>,
+}
+
+/// A pool identity as the machine's [`Publisher`].
+struct PoolPublisher {
+    pool: Arc<Pool>,
+    index: usize,
+}
+
+impl Publisher for PoolPublisher {
+    fn chain(&self) -> GmcChain {
+        self.pool.people[self.index].chain.clone()
+    }
+
+    fn sign(&self, record: &mut Record) -> crate::error::Result<()> {
+        let person = &self.pool.people[self.index];
+        record.sign(&person.key, &person.chain)
+    }
 }
 
 /// When a record was added and when each member first reported it.
@@ -220,6 +245,13 @@ impl Sim {
                 if let Some(v) = &verifier {
                     g = g.with_records(Box::new(MemoryPort::new(v.clone())));
                 }
+                if let (Some(p), Some(settings)) = (&identities, cfg.member_duties) {
+                    let publisher = PoolPublisher {
+                        pool: p.clone(),
+                        index: i,
+                    };
+                    g = g.with_members(Box::new(publisher), settings);
+                }
                 if i != 0 {
                     g.add_bootstrap(&[addr_of(0)]);
                 }
@@ -237,6 +269,7 @@ impl Sim {
             offsets,
             identities,
             deliveries: BTreeMap::new(),
+            member_events: Vec::new(),
             cfg,
             rng,
             now: 0,
@@ -426,6 +459,9 @@ impl Sim {
                     d.seen[i].get_or_insert(self.now);
                 }
             }
+            Output::Event(GroupEvent::MemberChanged { change, identity }) => {
+                self.member_events.push((i, self.now, change, identity));
+            }
             Output::Event(_) | Output::Persist(_) => {}
         }
     }
@@ -574,6 +610,21 @@ impl Sim {
         };
         let want = self.items(first);
         rest.iter().all(|&i| self.items(i) == want)
+    }
+
+    /// The members member `i` holds a live presence record of, by peer name.
+    pub fn present(&mut self, i: usize) -> Vec<String> {
+        let now = self.clock(i) as i64;
+        let mut names: Vec<String> = self.nodes[i]
+            .record_port()
+            .and_then(|p| p.of_type(&PRESENCE_TYPE, now).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.creator)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Add-to-report times of the records added with [`Sim::add_record`].

@@ -72,6 +72,11 @@ impl RecordPort for StorePort {
         self.inner.with_records(|db| db.put_many(&batch))
     }
 
+    fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>> {
+        self.inner
+            .with_records(|db| db.list(Some(*record_type), now))
+    }
+
     fn expire(&mut self, now: i64) -> Result<Vec<Record>> {
         self.inner.with_records(|db| db.expire(now))
     }

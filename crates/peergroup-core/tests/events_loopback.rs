@@ -91,8 +91,17 @@ async fn members_see_status_and_neighbour_connection_events() {
         })
         .unwrap();
 
-    // Subscribed while offline; a second subscription takes status changes only.
-    let mut all = group.subscribe(EventFilter::all()).unwrap();
+    // Subscribed while offline to every kind but member changes (members_loopback.rs
+    // tests those); a second subscription takes status changes only.
+    let mut all = group
+        .subscribe(EventFilter::kinds(&[
+            EventKind::StatusChanged,
+            EventKind::PropertyChanged,
+            EventKind::RecordChanged,
+            EventKind::NeighborConnection,
+            EventKind::ConnectionFailed,
+        ]))
+        .unwrap();
     let mut statuses = group
         .subscribe(EventFilter::kinds(&[EventKind::StatusChanged]))
         .unwrap();

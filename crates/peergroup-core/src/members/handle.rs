@@ -1,0 +1,224 @@
+//! The member calls of an open group (`PeerGroupEnumMembers`, `PeerGroupIssueCredentials`),
+//! the driver's [`Publisher`], and the adoption of credentials an administrator published.
+
+use std::sync::Arc;
+
+use crate::clock::unix_now;
+use crate::error::{CoreError, Result};
+use crate::group::{GroupHandle, GroupInner};
+use crate::identity::gmc::{issue_gmc_at, GmcChain, Role, Subject};
+use crate::identity::PeerName;
+use crate::invitation::Credential;
+use crate::records::record::{derive_id, Record};
+
+use super::duties::{MemberSettings, Publisher};
+use super::list::{build, newest_chains, Member};
+use super::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE};
+
+/// What `PeerGroupIssueCredentials` takes from a `PEER_CREDENTIAL_INFO` (the issuer fields
+/// and the validity start are the issuer's to set, so they are not here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialSpec {
+    /// `pwzFriendlyName`: the subject's friendly name.
+    pub friendly_name: String,
+    /// `pPublicKey`: the subject's public key, DER SubjectPublicKeyInfo; the subject peer
+    /// name must be a name of it.
+    pub public_key_der: Vec<u8>,
+    /// `pRoles`: the roles granted (at least one).
+    pub roles: Vec<Role>,
+    /// `ftValidityEnd`, seconds since the Unix epoch; `None` (a zero `FILETIME`): the
+    /// issuer's remaining lifetime.
+    pub not_after: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl GroupHandle {
+    /// `PeerGroupEnumMembers`: the members this member knows, the local one first (with no
+    /// `identity`). `flags` is 0 (every known member) or [`PEER_MEMBER_PRESENT`] (those
+    /// online). With `identity`, that member alone: `PEER_E_IDENTITY_NOT_FOUND` when it is
+    /// not known (or not present, with [`PEER_MEMBER_PRESENT`]). Unknown flags are
+    /// `E_INVALIDARG`.
+    pub fn members(&self, flags: u32, identity: Option<&PeerName>) -> Result<Vec<Member>> {
+        if flags & !PEER_MEMBER_PRESENT != 0 {
+            return Err(CoreError::InvalidArgument(format!(
+                "unknown member flags {flags:#x}"
+            )));
+        }
+        let chain = self.live()?.chain.clone();
+        let inner = self.inner();
+        let now = now_ms();
+        let (data, presence) = inner.with_records(|db| {
+            Ok((
+                db.list(Some(MEMBER_DATA_TYPE), now)?,
+                db.list(Some(PRESENCE_TYPE), now)?,
+            ))
+        })?;
+        let me = inner.key.0.to_string();
+        let mut list = build(&me, &chain, &inner.grc, &data, &presence);
+        if flags & PEER_MEMBER_PRESENT != 0 {
+            list.retain(|m| m.is_present());
+        }
+        if let Some(who) = identity {
+            let who = who.to_string();
+            list.retain(|m| m.identity == who);
+            if list.is_empty() {
+                return Err(CoreError::MemberNotFound(who));
+            }
+        }
+        Ok(list)
+    }
+
+    /// `PeerGroupIssueCredentials`: an administrator mints a new membership certificate for
+    /// `subject`, with the roles and end given in `info`, or (`None`) with the roles of the
+    /// member's stored member data and the issuer's remaining lifetime
+    /// (`PEER_E_IDENTITY_NOT_FOUND` when none is stored). With
+    /// [`PEER_GROUP_STORE_CREDENTIALS`] in `flags` the new chain is published as the
+    /// member's member data (the subject adopts it when it sees it); either way the
+    /// credentials come back as invitation XML. Errors: `PEER_E_NOT_AUTHORIZED` (not an
+    /// administrator), `PEER_E_GROUP_NOT_READY`, `E_INVALIDARG` (unknown flags), and the
+    /// identity layer's for a key that is not the subject's or a bad validity.
+    pub fn issue_credentials(
+        &self,
+        subject: &PeerName,
+        info: Option<&CredentialSpec>,
+        flags: u32,
+    ) -> Result<String> {
+        if flags & !PEER_GROUP_STORE_CREDENTIALS != 0 {
+            return Err(CoreError::InvalidArgument(format!(
+                "unknown credential flags {flags:#x}"
+            )));
+        }
+        let inner = self.inner();
+        let st = self.live()?;
+        if !st.member.has_role(Role::Admin) {
+            return Err(CoreError::NotAuthorized(
+                "only administrators issue credentials".into(),
+            ));
+        }
+        if !st.config.synced {
+            return Err(CoreError::NotReady);
+        }
+        let (who, roles, not_after) = match info {
+            Some(info) => (
+                Subject::new(subject.clone(), &info.friendly_name, &info.public_key_der)?,
+                info.roles.clone(),
+                info.not_after,
+            ),
+            None => {
+                let now = now_ms();
+                let data = inner.with_records(|db| db.list(Some(MEMBER_DATA_TYPE), now))?;
+                let chains = newest_chains(&data);
+                let chain = chains
+                    .get(&subject.to_string())
+                    .ok_or_else(|| CoreError::MemberNotFound(subject.to_string()))?;
+                let leaf = chain.leaf();
+                (
+                    Subject::new(
+                        leaf.peer_name().clone(),
+                        leaf.friendly_name(),
+                        leaf.public_key_der(),
+                    )?,
+                    leaf.roles().to_vec(),
+                    None,
+                )
+            }
+        };
+        let chain = issue_gmc_at(
+            inner.identity.private_key(),
+            &st.chain,
+            who,
+            &roles,
+            not_after,
+            unix_now(),
+        )?;
+        let invitation = self
+            .invitation(&st, Credential::Gmc(chain.clone()), roles)
+            .to_xml();
+        if flags & PEER_GROUP_STORE_CREDENTIALS == 0 {
+            return Ok(invitation);
+        }
+        let now = now_ms();
+        let me = inner.key.0.to_string();
+        let lifetime =
+            MemberSettings::from_properties(&st.config.properties).member_data_lifetime_ms;
+        let expires = now
+            .saturating_add(lifetime)
+            .min(chain.leaf().not_after().saturating_mul(1000));
+        let nonce = crate::group::new_id_nonce()?;
+        let mut record = Record {
+            record_type: MEMBER_DATA_TYPE,
+            id: derive_id(&me, &MEMBER_DATA_TYPE, now, &nonce),
+            id_nonce: nonce,
+            version: 1,
+            flags: 0,
+            creator: me.clone(),
+            modifier: me,
+            attributes: String::new(),
+            created: now,
+            expires,
+            modified: now,
+            data: chain.to_bytes(),
+            security: Vec::new(),
+        };
+        record.sign(inner.identity.private_key(), &st.chain)?;
+        inner.with_records(|db| db.put(&record))?;
+        drop(st);
+        self.publish_local(std::slice::from_ref(&record));
+        Ok(invitation)
+    }
+}
+
+/// The running group's [`Publisher`]: the identity's key and the member's current chain.
+pub(crate) struct GroupPublisher {
+    inner: Arc<GroupInner>,
+}
+
+impl GroupPublisher {
+    pub(crate) fn new(inner: Arc<GroupInner>) -> Self {
+        GroupPublisher { inner }
+    }
+}
+
+impl Publisher for GroupPublisher {
+    fn chain(&self) -> GmcChain {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .chain
+            .clone()
+    }
+
+    fn sign(&self, record: &mut Record) -> Result<()> {
+        let chain = self.chain();
+        record.sign(self.inner.identity.private_key(), &chain)
+    }
+}
+
+/// Adopts a chain an administrator published for this member, when it validates now, is
+/// this identity's (name and key), differs from the one held and starts no earlier: the
+/// member then holds its roles (and presents the chain from its next connection on). Returns
+/// whether it was adopted.
+pub(crate) fn adopt(inner: &GroupInner, bytes: &[u8]) -> Result<bool> {
+    let chain = GmcChain::from_bytes(bytes)?;
+    let member = chain.validate(&inner.grc, unix_now())?;
+    if member.peer_name() != &inner.key.0
+        || member.public_key_der() != inner.identity.private_key().public_key_der()
+    {
+        return Ok(false);
+    }
+    let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+    if st.chain == chain || chain.leaf().not_before() < st.chain.leaf().not_before() {
+        return Ok(false);
+    }
+    inner.store.save_gmc(&chain.to_bytes())?;
+    tracing::info!(group = %inner.key.1, roles = ?member.roles(), "adopted new credentials");
+    st.chain = chain;
+    st.member = member;
+    Ok(true)
+}

@@ -1,6 +1,7 @@
 //! `peergroup`: the command line of Peergroup.
 
 mod config_cmd;
+mod data_cmd;
 mod demo;
 mod group_cmd;
 mod identity_cmd;
@@ -59,6 +60,10 @@ enum Command {
     Watch(record_cmd::WatchArgs),
     /// Report a group's status: status bits, neighbours, listen addresses, record count.
     Status(status_cmd::StatusArgs),
+    /// Send a file to a member on a direct connection.
+    Send(data_cmd::SendArgs),
+    /// Bring a group online and receive what members send (direct connections).
+    Listen(data_cmd::ListenArgs),
     /// Walk through what Peergroup does, in a temporary home, and exit.
     Demo,
 }
@@ -93,6 +98,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Db(cmd) => record_cmd::db(&store, &cli.who, cmd, cli.json),
                 Command::Watch(args) => record_cmd::watch(&store, &cli.who, args, cli.json),
                 Command::Status(args) => status_cmd::status(&store, &cli.who, args, cli.json),
+                Command::Send(args) => data_cmd::send(&store, &cli.who, args, cli.json),
+                Command::Listen(args) => data_cmd::listen(&store, &cli.who, args, cli.json),
                 Command::Demo => unreachable!("handled above"),
             }
         }

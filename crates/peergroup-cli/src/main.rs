@@ -1,5 +1,6 @@
 //! `peergroup`: the command line of Peergroup.
 
+mod chat;
 mod config_cmd;
 mod data_cmd;
 mod demo;
@@ -64,6 +65,8 @@ enum Command {
     Send(data_cmd::SendArgs),
     /// Bring a group online and receive what members send (direct connections).
     Listen(data_cmd::ListenArgs),
+    /// Chat with the group's members: each line is a record, shown as it arrives.
+    Chat(chat::ChatArgs),
     /// Walk through what Peergroup does, in a temporary home, and exit.
     Demo,
 }
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Status(args) => status_cmd::status(&store, &cli.who, args, cli.json),
                 Command::Send(args) => data_cmd::send(&store, &cli.who, args, cli.json),
                 Command::Listen(args) => data_cmd::listen(&store, &cli.who, args, cli.json),
+                Command::Chat(args) => chat::chat(&store, &cli.who, args),
                 Command::Demo => unreachable!("handled above"),
             }
         }

@@ -41,6 +41,11 @@ const AUTHOR: &str = "Author";
 /// The longest wait for the group to take a line said (its own record event).
 const SAY_BOUND: Duration = Duration::from_secs(2);
 
+/// How often, and how many times, a neighbour connection whose member is not named yet is
+/// looked up again.
+const RESOLVE_EVERY: Duration = Duration::from_millis(20);
+const RESOLVE_TRIES: u32 = 50;
+
 /// What the grace before closing lasts, so neighbours are sent the last lines.
 const FLOOD_GRACE: Duration = Duration::from_millis(500);
 
@@ -117,6 +122,9 @@ struct Roster {
     names: HashMap<String, String>,
     /// The member of each neighbour connection.
     connections: HashMap<u64, String>,
+    /// Connections reported up whose member the group's neighbour table did not name yet
+    /// (it follows the event within a step of the group's driver), with the tries left.
+    unresolved: HashMap<u64, u32>,
 }
 
 impl Roster {
@@ -145,21 +153,51 @@ impl Roster {
         };
         match c.status {
             ConnectionStatus::Connected => {
-                let member = h
-                    .neighbours()
-                    .ok()?
-                    .into_iter()
-                    .find(|n| n.connection_id == c.connection_id)?
-                    .member;
-                let new = !self.is_here(&member);
-                self.connections.insert(c.connection_id, member.clone());
-                new.then(|| format!("* {} is here", self.name(&member)))
+                let line = self.arrived(h, c.connection_id);
+                if line.is_none() && !self.connections.contains_key(&c.connection_id) {
+                    self.unresolved.insert(c.connection_id, RESOLVE_TRIES);
+                }
+                line
             }
             ConnectionStatus::Disconnected | ConnectionStatus::Failed => {
+                self.unresolved.remove(&c.connection_id);
                 let member = self.connections.remove(&c.connection_id)?;
                 (!self.is_here(&member)).then(|| format!("* {} left", self.name(&member)))
             }
         }
+    }
+
+    /// Neighbour connection `id` is up: notes its member, and the line to show when the
+    /// member was not here before. `None` too when the neighbour table does not have it yet.
+    fn arrived(&mut self, h: &GroupHandle, id: u64) -> Option<String> {
+        let member = h
+            .neighbours()
+            .ok()?
+            .into_iter()
+            .find(|n| n.connection_id == id)?
+            .member;
+        let new = !self.is_here(&member);
+        self.connections.insert(id, member.clone());
+        new.then(|| format!("* {} is here", self.name(&member)))
+    }
+
+    /// Tries the unresolved connections again: the lines of those now resolved.
+    fn resolve(&mut self, h: &GroupHandle) -> Vec<String> {
+        let ids: Vec<u64> = self.unresolved.keys().copied().collect();
+        let mut lines = Vec::new();
+        for id in ids {
+            let line = self.arrived(h, id);
+            if self.connections.contains_key(&id) {
+                self.unresolved.remove(&id);
+                lines.extend(line);
+            } else if let Some(left) = self.unresolved.get_mut(&id) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    self.unresolved.remove(&id);
+                }
+            }
+        }
+        lines
     }
 
     /// The `/who` lines.
@@ -386,8 +424,14 @@ impl Chat {
     /// `None` once the group is closed. Cancel-safe: nothing is lost when the future is
     /// dropped.
     pub async fn next(&mut self) -> Option<Vec<String>> {
-        let item = self.sub.next().await?;
-        Some(self.on_event(item))
+        if self.roster.unresolved.is_empty() {
+            let item = self.sub.next().await?;
+            return Some(self.on_event(item));
+        }
+        tokio::select! {
+            item = self.sub.next() => Some(self.on_event(item?)),
+            _ = tokio::time::sleep(RESOLVE_EVERY) => Some(self.roster.resolve(&self.h)),
+        }
     }
 
     /// Leaves: a short grace for the last lines to reach the neighbours, then the group

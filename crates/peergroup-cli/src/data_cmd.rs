@@ -214,7 +214,8 @@ pub fn send(
                        "connection_id": id, "type": guid_text(&data_type)})
             );
         } else {
-            println!("sent {sent} bytes in {messages} messages to {to}");
+            let plural = if messages == 1 { "" } else { "s" };
+            println!("sent {sent} bytes in {messages} message{plural} to {to}");
         }
         Ok(())
     });

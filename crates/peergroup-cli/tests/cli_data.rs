@@ -285,7 +285,7 @@ fn listen_prints_a_line_per_message() {
         stdin.write_all(b"hello over a direct connection").unwrap();
     }
     let out = ok(send.wait_with_output().unwrap());
-    assert!(out.contains("sent 30 bytes in 1 messages"), "{out}");
+    assert!(out.contains("sent 30 bytes in 1 message "), "{out}");
 
     let msg = listener
         .wait_for(Duration::from_secs(30), |v| v["event"] == "data")

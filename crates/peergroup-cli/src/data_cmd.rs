@@ -38,6 +38,9 @@ pub const DATA_TYPE: &str = "{8B5C2E1A-6F3D-4C7E-9A41-646174612121}";
 /// The size of the messages a transfer is split into.
 pub const CHUNK: usize = 1 << 20;
 
+/// How long `listen` waits for its group to listen.
+const LISTEN_BOUND: Duration = Duration::from_secs(10);
+
 /// How long `listen` waits, after its last counted transfer, for the sender to close.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -355,7 +358,7 @@ pub fn listen(
             to_stdout: true,
         },
         Some(p) if p.as_os_str() == "-" => Sinks {
-            data: Some(Box::new(std::io::stdout())),
+            data: Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
             to_stdout: false,
         },
         Some(p) => {
@@ -390,8 +393,13 @@ async fn listen_open(
 ) -> Result<(), CliError> {
     let mut sub = h.subscribe(data_filter(data_type))?;
     h.connect_by_address(&args.addresses).await?;
-    h.wait_status(STATUS_LISTENING, Duration::from_secs(10))
-        .await?;
+    if h.wait_status(STATUS_LISTENING, LISTEN_BOUND).await? & STATUS_LISTENING == 0 {
+        return Err(CliError::with_hresult(
+            format!("the group is not listening after {}s", LISTEN_BOUND.as_secs()),
+            hresult::PEER_E_TIMEOUT,
+            Some("check $PEERGROUP_LISTEN: an address of this machine, with a port no other process uses"),
+        ));
+    }
     let addrs = h.listen_addrs()?;
     sinks.report(&if as_json {
         json!({"event": "listening", "member": me.to_string(), "addresses": addrs,

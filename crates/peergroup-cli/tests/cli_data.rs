@@ -327,3 +327,83 @@ fn listen_prints_a_line_per_message() {
     );
     assert!(listener.exit(), "listen exits 0 after --count transfers");
 }
+
+/// `listen --out -` writes the data, raw, on standard output and nothing else: its report
+/// lines go to standard error.
+#[test]
+fn listen_out_dash_writes_only_the_data_on_standard_output() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let alice = identity(&a);
+    identity(&b);
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let group = group_of_two(tmp.path(), &a, &b, &listen);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(&a)
+        .args(["--json", "listen", &group, "--out", "-", "--count", "1"])
+        .env("PEERGROUP_LISTEN", &listen)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let data_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let (tx, reports) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut child = Killed(child);
+    let ready = reports
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a listening report on standard error");
+    assert_eq!(json(&ready)["event"], "listening", "{ready}");
+
+    let data = content(3 * (1 << 20) + 1);
+    let file = tmp.path().join("file.bin");
+    std::fs::write(&file, &data).unwrap();
+    ok(peergroup(
+        &b,
+        &["send", &group, "--to", &alice, path_str(&file)],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listen did not exit after --count 1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let got = data_thread.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(
+        got == data,
+        "standard output holds the data and nothing else"
+    );
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -249,8 +249,8 @@ fn a_file_sent_to_a_listener_arrives_byte_identical() {
 }
 
 /// Without `--out`, `listen --json` prints one object per message (connection, type, size)
-/// and one at the end; standard input works as `send`'s input, and an empty input is a
-/// transfer of no messages.
+/// and one at the end; standard input works as `send`'s input, an empty input is a transfer
+/// of no messages, and a transfer the listener does not confirm makes `send` fail.
 #[test]
 fn listen_prints_a_line_per_message() {
     let tmp = tempfile::tempdir().unwrap();
@@ -300,6 +300,26 @@ fn listen_prints_a_line_per_message() {
     assert_eq!(
         (end["bytes"].as_u64(), end["messages"].as_u64()),
         (Some(30), Some(1))
+    );
+
+    // A transfer the listener does not take (another type): no receipt, so `send` fails.
+    let out = peergroup(
+        &b,
+        &[
+            "send",
+            &group,
+            "--to",
+            &alice,
+            "--wait",
+            "2",
+            path_str(&tmp.path().join("inv.xml")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {err}");
+    assert!(
+        err.contains("no receipt") && err.contains("PEER_E_TIMEOUT"),
+        "{err}"
     );
 
     // An empty input: a transfer with no message.

@@ -1,17 +1,24 @@
 //! `peergroup demo`: a walk through what works today, in a temporary home, with no set-up.
 //!
-//! It grows with each capability; today: identities, then a group over QUIC on loopback.
+//! It grows with each capability; today: identities, then a group of three members over QUIC
+//! on loopback: create, invite, join, password join, records (added at one member, seen at the
+//! others), search, a direct connection with data, and the close.
 
 use std::time::Duration;
 
 use peergroup_core::identity::{IdentityError, IdentityStore};
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::{
     GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
 };
-use peergroup_core::Peergroup;
+use peergroup_core::records::view::guid_text;
+use peergroup_core::{
+    Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, NewRecord, Peergroup,
+};
 
+use crate::data_cmd::DATA_TYPE;
 use crate::output::CliError;
+use crate::record_cmd::{attributes_xml, parse_guid, search_xml, NOTE_TYPE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -25,7 +32,10 @@ pub fn run() -> Result<(), CliError> {
         tempfile::tempdir().map_err(|e| CliError::usage(format!("temporary directory: {e}")))?;
     let home_a = tmp.path().join("alice-home");
     let home_b = tmp.path().join("bob-home");
-    println!("Peergroup demo: two homes under {}", tmp.path().display());
+    println!(
+        "Peergroup demo: temporary homes under {}",
+        tmp.path().display()
+    );
 
     step(
         1,
@@ -96,7 +106,7 @@ pub fn run() -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::usage(format!("tokio runtime: {e}")))?;
     runtime.block_on(groups(&a, &b, &alice, &bob, &tmp.path().join("carol-home")))?;
-    println!("\nDone. Records, events and direct connections come next (see README.md).");
+    println!("\nDone.");
     Ok(())
 }
 
@@ -178,8 +188,11 @@ async fn groups(
     let sc = carol_group.wait_status(both, WAIT).await?;
     println!("    Carol {sc:#x}, roles {:?}", carol_group.roles()?);
 
+    records(&group, &joined, &carol_group).await?;
+    direct_data(&joined, &carol_group, &carol).await?;
+
     step(
-        10,
+        13,
         "Closing: Alice's last handle closes the group layer by layer",
     );
     let port = pa.local_addr().await.map(|a| a.port());
@@ -207,5 +220,144 @@ async fn groups(
     println!("    Bob saw the connection end with: {seen:?}");
     joined.close().await?;
     carol_group.close().await?;
+    Ok(())
+}
+
+/// The next event of `sub` for which `pick` gives a value, within [`WAIT`].
+async fn wait_for<T>(
+    sub: &mut EventSubscription,
+    what: &str,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> Result<T, CliError> {
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(item) = sub.next().await {
+            if let EventItem::Event(e) = item {
+                if let Some(t) = pick(e) {
+                    return Some(t);
+                }
+            }
+        }
+        None
+    })
+    .await;
+    found
+        .ok()
+        .flatten()
+        .ok_or_else(|| CliError::usage(format!("{what} did not happen within {WAIT:?}")))
+}
+
+/// Steps 10 and 11: a record added at Alice reaches Bob and Carol; Carol searches.
+async fn records(
+    alice: &GroupHandle,
+    bob: &GroupHandle,
+    carol: &GroupHandle,
+) -> Result<(), CliError> {
+    step(
+        10,
+        "Alice adds a record (PeerGroupAddRecord); it floods to Bob and Carol",
+    );
+    let records_only = || EventFilter::kinds(&[EventKind::RecordChanged]);
+    let mut at_bob = bob.subscribe(records_only())?;
+    let mut at_carol = carol.subscribe(records_only())?;
+    let expires_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        + 3_600_000;
+    let id = alice.add_record(NewRecord {
+        record_type: parse_guid(NOTE_TYPE)?,
+        attributes: attributes_xml(&["Title=string:Minutes".into(), "Pages=int:12".into()])?,
+        expires_ms,
+        data: b"see you at 9".to_vec(),
+    })?;
+    println!(
+        "    record {} at Alice: Title=Minutes, Pages=12, \"see you at 9\"",
+        guid_text(&id)
+    );
+    for (who, sub, handle) in [("Bob", &mut at_bob, bob), ("Carol", &mut at_carol, carol)] {
+        wait_for(sub, &format!("the record reaching {who}"), |e| match e {
+            Event::RecordChanged { id: got, .. } if got == id => Some(()),
+            _ => None,
+        })
+        .await?;
+        let r = handle.get_record(&id)?;
+        println!(
+            "    seen at {who} (RECORD_CHANGED): version {}, data {:?}",
+            r.version,
+            String::from_utf8_lossy(&r.data)
+        );
+    }
+
+    step(
+        11,
+        "Carol searches her copy by attributes (PeerGroupSearchRecords)",
+    );
+    for clause in ["Title=string:Minutes", "Pages=int:12", "Pages=int:99"] {
+        let criteria = search_xml(&[clause.into()])?;
+        let found = carol.search_records(&criteria)?;
+        println!("    {clause}: search found {} record(s)", found.len());
+    }
+    Ok(())
+}
+
+/// Step 12: Bob opens a direct connection to Carol and sends her a message.
+async fn direct_data(
+    bob: &GroupHandle,
+    carol: &GroupHandle,
+    carol_name: &peergroup_core::identity::PeerName,
+) -> Result<(), CliError> {
+    step(
+        12,
+        "Bob opens a direct connection to Carol and sends her data (PeerGroupSendData)",
+    );
+    let data_events =
+        || EventFilter::kinds(&[EventKind::DirectConnection, EventKind::IncomingData]);
+    let mut at_bob = bob.subscribe(data_events())?;
+    let mut at_carol = carol.subscribe(data_events())?;
+    let address = carol.listen_addrs()?.first().copied();
+    let id = bob.open_direct_connection(carol_name, address)?;
+    let status = wait_for(&mut at_bob, "Bob's direct connection", |e| match e {
+        Event::DirectConnection(c) if c.connection_id == id => Some(c),
+        _ => None,
+    })
+    .await?;
+    if status.status != ConnectionStatus::Connected {
+        return Err(CliError::with_hresult(
+            "the direct connection failed",
+            status.failed_reason,
+            None,
+        ));
+    }
+    println!("    direct connection {id} to Carol is up (its own QUIC connection)");
+    let data_type = parse_guid(DATA_TYPE)?;
+    bob.send_data(id, &data_type, b"hello Carol, just you")
+        .await?;
+    let (conn, ty, data) = wait_for(&mut at_carol, "Carol's incoming data", |e| match e {
+        Event::IncomingData {
+            connection_id,
+            data_type,
+            data,
+        } => Some((connection_id, data_type, data)),
+        _ => None,
+    })
+    .await?;
+    println!(
+        "    Carol received {} bytes of type {} on connection {conn} (INCOMING_DATA): {:?}",
+        data.len(),
+        guid_text(&ty),
+        String::from_utf8_lossy(&data)
+    );
+    bob.close_direct_connection(id)?;
+    wait_for(
+        &mut at_carol,
+        "Carol seeing the connection close",
+        |e| match e {
+            Event::DirectConnection(c) if c.connection_id == conn => {
+                (c.status == ConnectionStatus::Disconnected).then_some(())
+            }
+            _ => None,
+        },
+    )
+    .await?;
+    println!("    Bob closed it; Carol saw it disconnected");
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `peergroup`: the command line of Peergroup.
 
+mod chat;
 mod config_cmd;
+mod data_cmd;
 mod demo;
 mod group_cmd;
 mod identity_cmd;
@@ -62,6 +64,12 @@ enum Command {
     Watch(record_cmd::WatchArgs),
     /// Report a group's status: status bits, neighbours, listen addresses, record count.
     Status(status_cmd::StatusArgs),
+    /// Send a file to a member on a direct connection.
+    Send(data_cmd::SendArgs),
+    /// Bring a group online and receive what members send (direct connections).
+    Listen(data_cmd::ListenArgs),
+    /// Chat with the group's members: each line is a record, shown as it arrives.
+    Chat(chat::ChatArgs),
     /// Walk through what Peergroup does, in a temporary home, and exit.
     Demo,
 }
@@ -97,6 +105,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Db(cmd) => record_cmd::db(&store, &cli.who, cmd, cli.json),
                 Command::Watch(args) => record_cmd::watch(&store, &cli.who, args, cli.json),
                 Command::Status(args) => status_cmd::status(&store, &cli.who, args, cli.json),
+                Command::Send(args) => data_cmd::send(&store, &cli.who, args, cli.json),
+                Command::Listen(args) => data_cmd::listen(&store, &cli.who, args, cli.json),
+                Command::Chat(args) => chat::chat(&store, &cli.who, args),
                 Command::Demo => unreachable!("handled above"),
             }
         }

@@ -21,6 +21,16 @@ impl CliError {
             hint: None,
         }
     }
+
+    /// A failure the core reported as an HRESULT outside an error value (a failed direct
+    /// connection's reason, a timeout), with what to do about it.
+    pub fn with_hresult(message: impl Into<String>, hr: i32, hint: Option<&'static str>) -> Self {
+        CliError {
+            message: message.into(),
+            hresult: Some(hr),
+            hint,
+        }
+    }
 }
 
 impl From<peergroup_core::CoreError> for CliError {
@@ -34,6 +44,12 @@ impl From<peergroup_core::CoreError> for CliError {
                     ),
                     peergroup_core::CoreError::RecordNotFound => {
                         Some("`peergroup record list GROUP` shows the live records")
+                    }
+                    peergroup_core::CoreError::NoAddress(_) => Some(
+                        "the member is not known here: have it online in the group (`peergroup listen GROUP`), or give --address IP:PORT where it listens",
+                    ),
+                    peergroup_core::CoreError::ConnectToSelf => {
+                        Some("--to names another member of the group, not yourself")
                     }
                     peergroup_core::CoreError::GroupInUse(_) => {
                         Some("close every process that has the group online, then retry")

@@ -135,6 +135,38 @@ fn demo_exits_zero() {
         .unwrap();
     let stdout = ok(out);
     assert!(stdout.contains("a wrong password is refused"));
+    // Three members: Bob invited, Carol joined with the group password.
+    assert!(stdout.contains("Bob 0x3, Alice 0x3"), "{stdout}");
+    assert!(stdout.contains("Carol 0x3"), "{stdout}");
+    // A record added at Alice is seen at the two others.
+    assert!(
+        stdout.contains("seen at Bob (RECORD_CHANGED): version 1, data \"see you at 9\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("seen at Carol (RECORD_CHANGED): version 1, data \"see you at 9\""),
+        "{stdout}"
+    );
+    // Search: the matching criteria find the record, the other finds none.
+    assert!(
+        stdout.contains("Title=string:Minutes: search found 1 record(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Pages=int:12: search found 1 record(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Pages=int:99: search found 0 record(s)"),
+        "{stdout}"
+    );
+    // Data on a direct connection arrives, and its close is seen at the other end.
+    assert!(
+        stdout.contains("(INCOMING_DATA): \"hello Carol, just you\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Carol saw it disconnected"), "{stdout}");
+    assert!(stdout.contains("UDP port released"), "{stdout}");
     assert!(stdout.contains("Done."));
 }
 

@@ -448,7 +448,9 @@ impl crate::group::GroupHandle {
     pub fn connections(&self, flags: u32) -> Result<Vec<ConnectionInfo>> {
         let all = PEER_CONNECTION_NEIGHBOR | PEER_CONNECTION_DIRECT;
         if flags & all == 0 || flags & !all != 0 {
-            return Err(CoreError::InvalidFlags(flags));
+            return Err(CoreError::InvalidArgument(format!(
+                "connection flags {flags:#x}: PEER_CONNECTION_NEIGHBOR and/or PEER_CONNECTION_DIRECT"
+            )));
         }
         let driver = self.live()?.driver.clone();
         Ok(driver.map(|d| d.connections(flags)).unwrap_or_default())

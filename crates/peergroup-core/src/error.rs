@@ -115,9 +115,6 @@ pub enum CoreError {
     /// `PeerGroupSendData` with more than `data::MAX_DATA_LEN` bytes.
     #[error("{0} bytes of data is more than one message may carry")]
     DataTooLarge(usize),
-    /// Flags with bits the function does not define, or none of those it needs.
-    #[error("invalid flags {0:#x}")]
-    InvalidFlags(u32),
     /// No address is known for the member a direct connection was asked to.
     #[error("no address known for member {0}")]
     NoAddress(String),
@@ -179,7 +176,6 @@ impl CoreError {
             ConnectToSelf => hresult::PEER_E_CONNECT_SELF,
             DataTooLarge(_) => hresult::E_INVALIDARG,
             NoAddress(_) => hresult::PEER_E_NODE_NOT_FOUND,
-            InvalidFlags(_) => hresult::E_INVALIDARG,
             InvalidRegistration(_) => hresult::E_INVALIDARG,
             NothingToResume => hresult::PEER_E_NOT_FOUND,
             MemberNotFound(_) => hresult::PEER_E_IDENTITY_NOT_FOUND,

@@ -13,7 +13,8 @@
  * gets status changes only and, once unregistered, no more signals; closing the HGROUP ends
  * its registrations (queued events stay readable, then PEER_S_NO_EVENT_DATA); shutdown with
  * a registration open; RECORD_CHANGED for a record added by the other process and locally;
- * INCOMING_DATA from the other process's PeerGroupSendData on its neighbour connection. */
+ * INCOMING_DATA from the other process's PeerGroupSendData on its neighbour connection;
+ * MEMBER_CHANGED (JOINED and CONNECTED for the other member, DISCONNECTED when it closes). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -61,12 +62,36 @@ static uint64_t reset(int fd) {
   return v;
 }
 
-/* The next event of `h`: drains first, then waits on `efd` (reading it before draining
- * again). NULL, counted as a failure, when nothing comes within EVENT_WAIT_MS. */
+/* MEMBER_CHANGED events of other members, by change type (they come as presence and member
+ * data replicate, in no fixed place among the other events, so they are set aside here and
+ * checked at the end). `g_self` is the local member, whose own changes are events too. */
+static int g_member_changes[6];
+static const WCHAR *g_self;
+
+static void note_member_change(const PEER_GROUP_EVENT_DATA *d) {
+  CHECK(d->memberChangeData.dwSize == sizeof(PEER_EVENT_MEMBER_CHANGE_DATA));
+  CHECK(d->memberChangeData.pwzIdentity != NULL);
+  int change = (int)d->memberChangeData.changeType;
+  CHECK(change >= PEER_MEMBER_CONNECTED && change <= 5);
+  char *who = narrow(d->memberChangeData.pwzIdentity);
+  char *self = g_self ? narrow(g_self) : NULL;
+  if (change >= 1 && change <= 5 && (!self || strcmp(who, self) != 0)) g_member_changes[change]++;
+  free(who);
+  free(self);
+}
+
+/* The next event of `h` other than a member change (those are noted): drains first, then
+ * waits on `efd` (reading it before draining again). NULL, counted as a failure, when
+ * nothing comes within EVENT_WAIT_MS. */
 static PEER_GROUP_EVENT_DATA *next_event(HPEEREVENT h, int efd, const char *what) {
   for (;;) {
     PEER_GROUP_EVENT_DATA *d = NULL;
     HRESULT hr = PeerGroupGetEventData(h, &d);
+    if (hr == S_OK && d != NULL && d->eventType == PEER_GROUP_EVENT_MEMBER_CHANGED) {
+      note_member_change(d);
+      PeerFreeData(d);
+      continue;
+    }
     if (hr == S_OK && d != NULL) return d;
     if (hr != PEER_S_NO_EVENT_DATA || d != NULL) {
       fprintf(stderr, "%s: PeerGroupGetEventData returned 0x%08X\n", what, (unsigned)hr);
@@ -318,16 +343,18 @@ static void parent(int in, int out) {
 
   refusals(g, efd_all);
 
-  /* Two registrations, made while offline: one for most kinds (member changes are
-   * members.c's), one for status changes only. */
-  PEER_GROUP_EVENT_REGISTRATION regs[5] = {
+  /* Two registrations, made while offline: one for most kinds, one for status changes
+   * only. */
+  g_self = alice;
+  PEER_GROUP_EVENT_REGISTRATION regs[6] = {
       {PEER_GROUP_EVENT_STATUS_CHANGED, NULL},
       {PEER_GROUP_EVENT_NEIGHBOR_CONNECTION, NULL},
       {PEER_GROUP_EVENT_PROPERTY_CHANGED, NULL},
       {PEER_GROUP_EVENT_RECORD_CHANGED, NULL},
       {PEER_GROUP_EVENT_INCOMING_DATA, NULL},
+      {PEER_GROUP_EVENT_MEMBER_CHANGED, NULL},
   };
-  CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd_all), 5, regs, &all), S_OK);
+  CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd_all), 6, regs, &all), S_OK);
   PEER_GROUP_EVENT_REGISTRATION status_only = {PEER_GROUP_EVENT_STATUS_CHANGED, NULL};
   CHECK_HR(PeerGroupRegisterEvent(g, as_handle(efd_status), 1, &status_only, &statuses), S_OK);
   CHECK(all != NULL && statuses != NULL && all != statuses);
@@ -474,6 +501,21 @@ static void parent(int in, int out) {
   CHECK(down.last_status == PEER_GROUP_STATUS_LISTENING);
   CHECK(down.connection.ullConnectionId == up.connection.ullConnectionId);
   CHECK(down.connection.ullNodeId == up.connection.ullNodeId);
+  /* Bob's member data and presence reached Alice while he was online (JOINED, CONNECTED);
+   * his clean close deletes his presence: DISCONNECTED (waited for, bounded). */
+  CHECK(g_member_changes[PEER_MEMBER_JOINED] >= 1);
+  CHECK(g_member_changes[PEER_MEMBER_CONNECTED] >= 1);
+  while (g_member_changes[PEER_MEMBER_DISCONNECTED] == 0) {
+    if (!readable(efd_all, EVENT_WAIT_MS)) break;
+    reset(efd_all);
+    PEER_GROUP_EVENT_DATA *d = NULL;
+    while (PeerGroupGetEventData(all, &d) == S_OK && d != NULL) {
+      if (d->eventType == PEER_GROUP_EVENT_MEMBER_CHANGED) note_member_change(d);
+      PeerFreeData(d);
+      d = NULL;
+    }
+  }
+  CHECK(g_member_changes[PEER_MEMBER_DISCONNECTED] >= 1);
   /* Delivery to every registration happens before any sees the event: this is final. */
   CHECK(!readable(efd_status, 0));
   m = recv_msg(in);

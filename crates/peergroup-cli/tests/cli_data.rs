@@ -1,0 +1,429 @@
+//! `send` and `listen` from the command line: real processes, two homes, QUIC on loopback.
+//! Waits are bounded; nothing asserts on timing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn peergroup_on(home: &Path, listen: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("PEERGROUP_LISTEN", listen)
+        .stdin(Stdio::null())
+        .output()
+        .expect("peergroup runs")
+}
+
+fn peergroup(home: &Path, args: &[&str]) -> Output {
+    peergroup_on(home, "127.0.0.1:0", args)
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The default identity of `home` (made on first use), which the other commands act as: its
+/// peer name.
+fn identity(home: &Path) -> String {
+    json(&ok(peergroup(home, &["--json", "identity", "default"])))["peer_name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Alice's group (she listens at `listen`) with Bob joined: the group's peer name.
+fn group_of_two(tmp: &Path, a: &Path, b: &Path, listen: &str) -> String {
+    let group = json(&ok(peergroup(
+        a,
+        &["--json", "group", "create", "--classifier", "club"],
+    )))["group_peer_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_xml = json(&ok(peergroup(b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+    let invitation = ok(peergroup_on(
+        a,
+        listen,
+        &[
+            "invite",
+            &group,
+            "--identity-xml",
+            xml_file.to_str().unwrap(),
+        ],
+    ));
+    let inv_file = tmp.join("inv.xml");
+    std::fs::write(&inv_file, invitation).unwrap();
+    ok(peergroup(b, &["join", inv_file.to_str().unwrap()]));
+    group
+}
+
+/// A background process whose standard output lines arrive on a channel.
+struct Background {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Background {
+    fn spawn(home: &Path, listen: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+            .arg("--home")
+            .arg(home)
+            .args(args)
+            .env("PEERGROUP_LISTEN", listen)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background { child, lines }
+    }
+
+    /// The first JSON line (within `bound`) for which `want` holds.
+    fn wait_for(
+        &self,
+        bound: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + bound;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let v = json(&line);
+                    if want(&v) {
+                        return Some(v);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Its exit status, waiting at most 30 s (then it is killed: a failure).
+    fn exit(mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Bytes that show both order and content: a xorshift stream.
+fn content(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Alice listens with `--out FILE --count 1`; Bob first sends to a member nobody knows
+/// (refused, `PEER_E_NODE_NOT_FOUND`, and the listener is not disturbed), then a file of a
+/// few MiB: it arrives byte-identical, both sides report the same byte and message counts,
+/// and both exit 0.
+#[test]
+fn a_file_sent_to_a_listener_arrives_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let alice = identity(&a);
+    identity(&b);
+    let stranger = identity(&c);
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let group = group_of_two(tmp.path(), &a, &b, &listen);
+
+    let received = tmp.path().join("received.bin");
+    let listener = Background::spawn(
+        &a,
+        &listen,
+        &[
+            "--json",
+            "listen",
+            &group,
+            "--out",
+            path_str(&received),
+            "--count",
+            "1",
+        ],
+    );
+    let ready = listener
+        .wait_for(Duration::from_secs(20), |v| v["event"] == "listening")
+        .expect("the listener comes online");
+    assert_eq!(ready["member"], alice.as_str());
+
+    // A member nobody in the group knows: refused, naming the HRESULT.
+    let out = peergroup(
+        &b,
+        &["send", &group, "--to", &stranger, "--wait", "20", "-"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {err}");
+    assert!(err.contains("PEER_E_NODE_NOT_FOUND"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+
+    // Five whole messages of 1 MiB and a partial one.
+    let data = content(5 * (1 << 20) + 12345);
+    let file = tmp.path().join("file.bin");
+    std::fs::write(&file, &data).unwrap();
+    let sent = json(&ok(peergroup(
+        &b,
+        &["--json", "send", &group, "--to", &alice, path_str(&file)],
+    )));
+    assert_eq!(sent["sent"], data.len() as u64);
+    assert_eq!(sent["messages"], 6);
+    assert_eq!(sent["to"], alice.as_str());
+
+    let end = listener
+        .wait_for(Duration::from_secs(30), |v| v["event"] == "end")
+        .expect("the listener saw the end of the transfer");
+    assert_eq!(end["bytes"], data.len() as u64);
+    assert_eq!(end["messages"], 6);
+    assert!(listener.exit(), "listen exits 0 after --count transfers");
+    let got = std::fs::read(&received).unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "the file arrived changed");
+}
+
+/// Without `--out`, `listen --json` prints one object per message (connection, type, size)
+/// and one at the end; standard input works as `send`'s input, an empty input is a transfer
+/// of no messages, and a transfer the listener does not confirm makes `send` fail.
+#[test]
+fn listen_prints_a_line_per_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let alice = identity(&a);
+    identity(&b);
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let group = group_of_two(tmp.path(), &a, &b, &listen);
+    let ty = "{01234567-89AB-CDEF-0123-456789ABCDEF}";
+    let listener = Background::spawn(
+        &a,
+        &listen,
+        &["--json", "listen", &group, "--type", ty, "--count", "2"],
+    );
+    listener
+        .wait_for(Duration::from_secs(20), |v| v["event"] == "listening")
+        .expect("the listener comes online");
+
+    let mut send = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(&b)
+        .args(["send", &group, "--to", &alice, "--type", ty, "-"])
+        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = send.stdin.take().unwrap();
+        stdin.write_all(b"hello over a direct connection").unwrap();
+    }
+    let out = ok(send.wait_with_output().unwrap());
+    assert!(out.contains("sent 30 bytes in 1 message "), "{out}");
+
+    let msg = listener
+        .wait_for(Duration::from_secs(30), |v| v["event"] == "data")
+        .expect("a line for the message");
+    assert_eq!(msg["bytes"], 30);
+    assert_eq!(msg["type"], ty);
+    let conn = msg["connection_id"].clone();
+    let end = listener
+        .wait_for(Duration::from_secs(30), |v| v["event"] == "end")
+        .expect("a line for the end");
+    assert_eq!(end["connection_id"], conn);
+    assert_eq!(
+        (end["bytes"].as_u64(), end["messages"].as_u64()),
+        (Some(30), Some(1))
+    );
+
+    // A transfer the listener does not take (another type): no receipt, so `send` fails.
+    let out = peergroup(
+        &b,
+        &[
+            "send",
+            &group,
+            "--to",
+            &alice,
+            "--wait",
+            "2",
+            path_str(&tmp.path().join("inv.xml")),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {err}");
+    assert!(
+        err.contains("no receipt") && err.contains("PEER_E_TIMEOUT"),
+        "{err}"
+    );
+
+    // An empty input: a transfer with no message.
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let out = ok(peergroup(
+        &b,
+        &[
+            "send",
+            &group,
+            "--to",
+            &alice,
+            "--type",
+            ty,
+            path_str(&empty),
+        ],
+    ));
+    assert!(out.contains("sent 0 bytes in 0 messages"), "{out}");
+    let end = listener
+        .wait_for(Duration::from_secs(30), |v| v["event"] == "end")
+        .expect("a line for the second end");
+    assert_eq!(
+        (end["bytes"].as_u64(), end["messages"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(listener.exit(), "listen exits 0 after --count transfers");
+}
+
+/// `listen --out -` writes the data, raw, on standard output and nothing else: its report
+/// lines go to standard error.
+#[test]
+fn listen_out_dash_writes_only_the_data_on_standard_output() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let alice = identity(&a);
+    identity(&b);
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    let group = group_of_two(tmp.path(), &a, &b, &listen);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
+        .arg("--home")
+        .arg(&a)
+        .args(["--json", "listen", &group, "--out", "-", "--count", "1"])
+        .env("PEERGROUP_LISTEN", &listen)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let data_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        stdout.read_to_end(&mut buf).unwrap();
+        buf
+    });
+    let (tx, reports) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut child = Killed(child);
+    let ready = reports
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a listening report on standard error");
+    assert_eq!(json(&ready)["event"], "listening", "{ready}");
+
+    let data = content(3 * (1 << 20) + 1);
+    let file = tmp.path().join("file.bin");
+    std::fs::write(&file, &data).unwrap();
+    ok(peergroup(
+        &b,
+        &["send", &group, "--to", &alice, path_str(&file)],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "listen did not exit after --count 1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let got = data_thread.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert!(
+        got == data,
+        "standard output holds the data and nothing else"
+    );
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::{ConnectionStatus, RecordChange, STATUS_HAS_CONNECTIONS};
+use peergroup_core::machine::{RecordChange, STATUS_HAS_CONNECTIONS};
+use peergroup_core::members::{MemberChange, PEER_MEMBER_PRESENT};
 use peergroup_core::records::record::Record;
 use peergroup_core::{
     CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, NewRecord,
@@ -41,10 +42,8 @@ const AUTHOR: &str = "Author";
 /// The longest wait for the group to take a line said (its own record event).
 const SAY_BOUND: Duration = Duration::from_secs(2);
 
-/// How often, and how many times, a neighbour connection whose member is not named yet is
-/// looked up again.
-const RESOLVE_EVERY: Duration = Duration::from_millis(20);
-const RESOLVE_TRIES: u32 = 50;
+/// The longest wait at start for the other members' presence to arrive.
+const PRESENCE_WAIT: Duration = Duration::from_secs(5);
 
 /// What the grace before closing lasts, so neighbours are sent the last lines.
 const FLOOD_GRACE: Duration = Duration::from_millis(500);
@@ -110,21 +109,15 @@ fn short_name(peer_name: &str) -> String {
     }
 }
 
-/// Who is in the chat, as far as this member can tell.
-///
-/// Today it knows the group's neighbour connections (a member is "here" while it has one)
-/// and names members by the `Author` of their lines. This is the one place to switch to
-/// members and presence (`PeerGroupEnumMembers`, `PEER_GROUP_EVENT_MEMBER_CHANGED`) when the
-/// core has them: [`Roster::presence`] turns an event into the line to show.
+/// Who is in the chat: the group's members with a live presence record (other than this
+/// one), told by `PEER_GROUP_EVENT_MEMBER_CHANGED` as they come and go; named by the `Author`
+/// of their lines once they said something.
 #[derive(Default)]
 struct Roster {
     /// Chat names by peer name, from the lines seen.
     names: HashMap<String, String>,
-    /// The member of each neighbour connection.
-    connections: HashMap<u64, String>,
-    /// Connections reported up whose member the group's neighbour table did not name yet
-    /// (it follows the event within a step of the group's driver), with the tries left.
-    unresolved: HashMap<u64, u32>,
+    /// The members present now, by peer name.
+    present: HashSet<String>,
 }
 
 impl Roster {
@@ -135,10 +128,6 @@ impl Roster {
             .unwrap_or_else(|| short_name(peer_name))
     }
 
-    fn is_here(&self, peer_name: &str) -> bool {
-        self.connections.values().any(|m| m == peer_name)
-    }
-
     /// Notes a line's author.
     fn learn(&mut self, record: &Record) {
         if let Some(a) = author_of(&record.attributes) {
@@ -146,74 +135,51 @@ impl Roster {
         }
     }
 
-    /// A member coming or going, from a neighbour connection event: the line to show, if any.
+    /// The members present now (from the member list), with the lines for those new here.
+    fn refresh(&mut self, h: &GroupHandle) -> Result<Vec<String>, CliError> {
+        let me = h.identity().to_string();
+        let mut lines = Vec::new();
+        for m in h.members(PEER_MEMBER_PRESENT, None)? {
+            if m.identity != me && self.present.insert(m.identity.clone()) {
+                lines.push(format!("* {} is here", self.name(&m.identity)));
+            }
+        }
+        Ok(lines)
+    }
+
+    /// A member coming or going, from a member-changed event: the line to show, if any.
     fn presence(&mut self, h: &GroupHandle, event: &Event) -> Option<String> {
-        let Event::NeighborConnection(c) = event else {
+        let Event::MemberChanged { change, identity } = event else {
             return None;
         };
-        match c.status {
-            ConnectionStatus::Connected => {
-                let line = self.arrived(h, c.connection_id);
-                if line.is_none() && !self.connections.contains_key(&c.connection_id) {
-                    self.unresolved.insert(c.connection_id, RESOLVE_TRIES);
-                }
-                line
-            }
-            ConnectionStatus::Disconnected | ConnectionStatus::Failed => {
-                self.unresolved.remove(&c.connection_id);
-                let member = self.connections.remove(&c.connection_id)?;
-                (!self.is_here(&member)).then(|| format!("* {} left", self.name(&member)))
-            }
+        if *identity == h.identity().to_string() {
+            return None;
         }
-    }
-
-    /// Neighbour connection `id` is up: notes its member, and the line to show when the
-    /// member was not here before. `None` too when the neighbour table does not have it yet.
-    fn arrived(&mut self, h: &GroupHandle, id: u64) -> Option<String> {
-        let member = h
-            .neighbours()
-            .ok()?
-            .into_iter()
-            .find(|n| n.connection_id == id)?
-            .member;
-        let new = !self.is_here(&member);
-        self.connections.insert(id, member.clone());
-        new.then(|| format!("* {} is here", self.name(&member)))
-    }
-
-    /// Tries the unresolved connections again: the lines of those now resolved.
-    fn resolve(&mut self, h: &GroupHandle) -> Vec<String> {
-        let ids: Vec<u64> = self.unresolved.keys().copied().collect();
-        let mut lines = Vec::new();
-        for id in ids {
-            let line = self.arrived(h, id);
-            if self.connections.contains_key(&id) {
-                self.unresolved.remove(&id);
-                lines.extend(line);
-            } else if let Some(left) = self.unresolved.get_mut(&id) {
-                *left = left.saturating_sub(1);
-                if *left == 0 {
-                    self.unresolved.remove(&id);
-                }
-            }
+        match change {
+            MemberChange::Connected => self
+                .present
+                .insert(identity.clone())
+                .then(|| format!("* {} is here", self.name(identity))),
+            MemberChange::Disconnected | MemberChange::Left => self
+                .present
+                .remove(identity)
+                .then(|| format!("* {} left", self.name(identity))),
+            MemberChange::Updated | MemberChange::Joined => None,
         }
-        lines
     }
 
     /// The `/who` lines.
     fn who(&self) -> Vec<String> {
         let mut here: Vec<String> = self
-            .connections
-            .values()
-            .collect::<HashSet<_>>()
-            .into_iter()
+            .present
+            .iter()
             .map(|m| format!("*   {} ({m})", self.name(m)))
             .collect();
         here.sort();
         if here.is_empty() {
-            vec!["* nobody else is connected".to_owned()]
+            vec!["* nobody else is here".to_owned()]
         } else {
-            let mut out = vec!["* connected:".to_owned()];
+            let mut out = vec!["* here:".to_owned()];
             out.extend(here);
             out
         }
@@ -283,10 +249,21 @@ impl Chat {
     ) -> Result<EventSubscription, CliError> {
         let sub = h.subscribe(EventFilter::kinds(&[
             EventKind::RecordChanged,
-            EventKind::NeighborConnection,
+            EventKind::MemberChanged,
         ]))?;
         h.connect_by_address(addresses).await?;
         h.wait_status(STATUS_HAS_CONNECTIONS, wait).await?;
+        // Presence records come with the first synchronisation: wait a little (bounded; a
+        // group may have presence turned off) so the roster starts with who is here.
+        let me = h.identity().to_string();
+        let deadline = Instant::now() + wait.min(PRESENCE_WAIT);
+        while Instant::now() < deadline {
+            let others = h.members(PEER_MEMBER_PRESENT, None)?;
+            if others.iter().any(|m| m.identity != me) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(sub)
     }
 
@@ -315,15 +292,7 @@ impl Chat {
             ),
             Err(e) => return Err(e.into()),
         }
-        for n in self.h.neighbours()? {
-            let new = !self.roster.is_here(&n.member);
-            self.roster
-                .connections
-                .insert(n.connection_id, n.member.clone());
-            if new {
-                lines.push(format!("* {} is here", self.roster.name(&n.member)));
-            }
-        }
+        lines.extend(self.roster.refresh(&self.h)?);
         Ok(lines)
     }
 
@@ -424,14 +393,8 @@ impl Chat {
     /// `None` once the group is closed. Cancel-safe: nothing is lost when the future is
     /// dropped.
     pub async fn next(&mut self) -> Option<Vec<String>> {
-        if self.roster.unresolved.is_empty() {
-            let item = self.sub.next().await?;
-            return Some(self.on_event(item));
-        }
-        tokio::select! {
-            item = self.sub.next() => Some(self.on_event(item?)),
-            _ = tokio::time::sleep(RESOLVE_EVERY) => Some(self.roster.resolve(&self.h)),
-        }
+        let item = self.sub.next().await?;
+        Some(self.on_event(item))
     }
 
     /// Leaves: a short grace for the last lines to reach the neighbours, then the group

@@ -173,7 +173,7 @@ fn two_members_chat_through_the_binary() {
     );
     let bob_out = ok(bob);
     assert!(bob_out.contains("] Bob: hello from Bob"), "{bob_out}");
-    assert!(bob_out.contains("* connected:"), "{bob_out}");
+    assert!(bob_out.contains("* here:"), "{bob_out}");
     let shown = until("Bob: hello from Bob");
     assert!(shown.starts_with('['), "{shown}");
 

@@ -545,7 +545,7 @@ impl Group {
         self.next_maintenance = None;
         self.next_anti_entropy = None;
         if let Some(r) = self.repl.as_mut() {
-            r.clear();
+            r.clear(self.now as i64, &mut self.out);
         }
         self.update_status();
     }

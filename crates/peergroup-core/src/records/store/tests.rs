@@ -187,3 +187,54 @@ fn garbage_file_is_refused() {
     assert!(matches!(err, CoreError::Database(_)), "{err}");
     assert_eq!(err.hresult(), hresult::PEER_E_DBINITIALIZATION_FAILED);
 }
+
+/// A schema 2 database (with its `records_expires` index) opens: the index is dropped, the
+/// records stay, and the file is schema 3.
+#[test]
+fn schema_2_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    {
+        let mut s = RecordStore::open(&path).unwrap();
+        s.put(&rec(1, 1, NOW + 1_000)).unwrap();
+        s.conn
+            .execute_batch(
+                "CREATE INDEX records_expires ON records(expires); PRAGMA user_version=2;",
+            )
+            .unwrap();
+        s.close().unwrap();
+    }
+    let s = RecordStore::open(&path).unwrap();
+    let version: i64 = s
+        .conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let indexes: Vec<String> = s
+        .conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(
+        !indexes.iter().any(|n| n == "records_expires"),
+        "{indexes:?}"
+    );
+    assert!(indexes.iter().any(|n| n == "records_items"), "{indexes:?}");
+    assert_eq!(
+        s.get(&rec(1, 1, NOW + 1_000).id).unwrap(),
+        rec(1, 1, NOW + 1_000)
+    );
+    // Expiry is served by records_items.
+    let plan: Vec<String> = s
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {EXPIRED}"))
+        .unwrap()
+        .query_map([5], |row| row.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert!(plan.iter().any(|l| l.contains("records_items")), "{plan:?}");
+}

@@ -228,3 +228,13 @@ async fn write_config_seeds() {
     std::fs::write(dir.join("payload.json"), &*config.encode_payload()).unwrap();
     g.close().await.unwrap();
 }
+
+#[test]
+fn presence_seed_decodes_and_round_trips() {
+    use peergroup_core::members::Presence;
+    let bytes = std::fs::read(seeds("presence").join("presence.json")).unwrap();
+    let p = Presence::decode(&bytes).unwrap();
+    assert_eq!(p.node_id, 1_234_567);
+    assert_eq!(p.addrs.len(), 2);
+    assert_eq!(Presence::decode(&p.encode()).unwrap(), p);
+}

@@ -129,6 +129,23 @@ pub enum CoreError {
     /// suspended.
     #[error("password authentication is not suspended: nothing to resume")]
     NothingToResume,
+    /// No Peergroup service (`peergroupd`) answers, or it went away mid-call.
+    #[error("the Peergroup service is not available: {0}")]
+    ServiceNotAvailable(String),
+    /// A service frame is malformed, oversized or breaks a bound (`service::proto`).
+    #[error("bad service message: {0}")]
+    ServiceMessage(String),
+    /// A service frame of a protocol version this build does not speak.
+    #[error("service protocol version {0} is not supported")]
+    ServiceVersion(u8),
+    /// The service refused a request with this HRESULT (the one the in-process call gives).
+    #[error("{message}")]
+    Service {
+        /// The HRESULT the service answered.
+        hresult: HRESULT,
+        /// Its reason text.
+        message: String,
+    },
 }
 
 /// Result alias of the group layer.
@@ -175,6 +192,10 @@ impl CoreError {
             InvalidFlags(_) => hresult::E_INVALIDARG,
             InvalidRegistration(_) => hresult::E_INVALIDARG,
             NothingToResume => hresult::PEER_E_NOT_FOUND,
+            ServiceNotAvailable(_) => hresult::PEER_E_SERVICE_NOT_AVAILABLE,
+            ServiceMessage(_) => hresult::E_INVALIDARG,
+            ServiceVersion(_) => hresult::E_INVALIDARG,
+            Service { hresult, .. } => *hresult,
         }
     }
 }

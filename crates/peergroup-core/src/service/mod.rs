@@ -9,7 +9,7 @@ mod client;
 pub mod proto;
 
 #[cfg(feature = "net")]
-pub use client::{default_socket_path, Client, ServiceSubscription};
+pub use client::{default_socket_path, read_frame, Client, ServiceSubscription};
 
 /// The socket's file name inside the service directory.
 pub const SOCKET_NAME: &str = "peergroupd.sock";

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use peergroup_core::identity::hresult;
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::properties::GroupProperties;
+use peergroup_core::records::record::MAX_RECORD_DATA;
 use peergroup_core::service::Client;
-use peergroup_core::{CoreError, Peergroup};
+use peergroup_core::{CoreError, NewRecord, Peergroup};
 use peergroupd::{bind_socket, current_uid, Daemon};
 
 /// Upper bound for the daemon to notice a connection that ended.
@@ -87,6 +88,18 @@ async fn open_counts_span_connections_and_a_closed_connection_closes_its_handles
     assert_eq!(s.daemon.open_count(&s.key), 2);
     let err = a.close(ha1).await.unwrap_err();
     assert_eq!(err.hresult(), hresult::PEER_E_INVALID_GROUP);
+
+    // A record too large for the service protocol is refused in the client: the connection
+    // and its handles survive.
+    let huge = NewRecord {
+        record_type: *b"daemon-test-type",
+        attributes: String::new(),
+        expires_ms: i64::MAX / 2,
+        data: vec![0; MAX_RECORD_DATA + 1],
+    };
+    let err = a.add_record(ha2, huge).await.unwrap_err();
+    assert_eq!(err.hresult(), hresult::PEER_E_MAX_RECORD_SIZE_EXCEEDED);
+    assert_eq!(a.status(ha2).await.unwrap(), 0);
 
     // a goes away with one handle open: the daemon counts it out.
     drop(a);

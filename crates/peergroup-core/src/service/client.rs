@@ -24,7 +24,7 @@ use crate::error::{CoreError, Result};
 use crate::events::{EventItem, EventKind};
 use crate::group::{lock, NewRecord};
 use crate::identity::PeerName;
-use crate::records::record::Record;
+use crate::records::record::{Record, MAX_RECORD_DATA};
 
 /// How many events a subscription queues in the client before it counts them as lost.
 pub const CLIENT_EVENT_QUEUE: usize = 256;
@@ -238,7 +238,16 @@ impl Client {
         request: Request,
         slot: Option<SubscriptionSlot>,
     ) -> Result<Response> {
+        if let Request::AddRecord { data, .. } = &request {
+            if data.len() > MAX_RECORD_DATA {
+                return Err(CoreError::MaxRecordSize);
+            }
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = ClientFrame { id, request }.encode();
+        // A request the service would refuse as malformed (over a bound) would cost this
+        // process its connection and with it every handle: refuse it here instead.
+        ClientFrame::decode(&bytes[HEADER_LEN..])?;
         let (tx, rx) = oneshot::channel();
         {
             let mut routes = lock(&self.routes);
@@ -247,7 +256,6 @@ impl Client {
             }
             routes.pending.insert(id, Pending { tx, slot });
         }
-        let bytes = ClientFrame { id, request }.encode();
         let sent = self.writer.lock().await.write_all(&bytes).await;
         if let Err(e) = sent {
             lock(&self.routes).pending.remove(&id);

@@ -999,6 +999,20 @@ mod tests {
         }
 
         #[test]
+        fn what_the_decoder_accepts_is_canonical(
+            request in request(),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut bytes = ClientFrame { id: 1, request }.encode();
+            let i = HEADER_LEN + at.index(bytes.len() - HEADER_LEN);
+            bytes[i] = byte;
+            if let Ok(f) = ClientFrame::decode(&bytes[HEADER_LEN..]) {
+                prop_assert_eq!(f.encode(), bytes);
+            }
+        }
+
+        #[test]
         fn request_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = ClientFrame::decode(&bytes);
             let _ = ServerFrame::decode(&bytes);

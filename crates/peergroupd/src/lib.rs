@@ -129,9 +129,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The daemon's handle to one group. Requests hold it shared while they run; closing takes it
+/// exclusively, so the close waits for the requests in flight (each bounded in time).
+type SharedHandle = Arc<tokio::sync::RwLock<Option<GroupHandle>>>;
+
+/// A group handle held for one request.
+type HeldHandle = tokio::sync::OwnedRwLockReadGuard<Option<GroupHandle>, GroupHandle>;
+
 /// One group the daemon holds open, and how many client handles point at it.
 struct OpenGroup {
-    handle: Arc<GroupHandle>,
+    handle: SharedHandle,
     count: usize,
 }
 
@@ -202,7 +209,7 @@ impl Daemon {
         clients.shutdown().await;
         let open: Vec<OpenGroup> = lock(&self.state.groups).drain().map(|(_, g)| g).collect();
         for g in open {
-            close_when_free(g.handle).await;
+            close_group(g.handle).await;
         }
         Ok(())
     }
@@ -268,7 +275,7 @@ impl Daemon {
         let _ = writer.await;
     }
 
-    fn release(&self, key: &GroupKey) -> Option<Arc<GroupHandle>> {
+    fn release(&self, key: &GroupKey) -> Option<SharedHandle> {
         let mut groups = lock(&self.state.groups);
         let g = groups.get_mut(key)?;
         g.count -= 1;
@@ -279,24 +286,15 @@ impl Daemon {
     }
 }
 
-/// Closes `handle` once no request holds it any more (requests hold it for bounded time).
-async fn close_when_free(mut handle: Arc<GroupHandle>) {
-    loop {
-        match Arc::try_unwrap(handle) {
-            Ok(h) => {
-                let name = h.group_name().to_string();
-                if let Err(e) = h.close().await {
-                    tracing::warn!(group = %name, "close: {e}");
-                } else {
-                    tracing::info!(group = %name, "group closed: no client holds it");
-                }
-                return;
-            }
-            Err(still_shared) => {
-                handle = still_shared;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+/// Closes the group once no request holds its handle any more: the layered close.
+async fn close_group(handle: SharedHandle) {
+    let Some(h) = handle.write().await.take() else {
+        return;
+    };
+    let name = h.group_name().to_string();
+    match h.close().await {
+        Ok(()) => tracing::info!(group = %name, "group closed: no client holds it"),
+        Err(e) => tracing::warn!(group = %name, "close: {e}"),
     }
 }
 
@@ -343,16 +341,19 @@ struct Connection {
 type NewSubscription = (u64, u64, EventSubscription);
 
 impl Connection {
-    fn group(&self, handle: u64) -> Result<Arc<GroupHandle>, CoreError> {
+    /// The daemon's handle to the group of this connection's `handle`, held for one request.
+    async fn group(&self, handle: u64) -> Result<HeldHandle, CoreError> {
         let key = &self
             .handles
             .get(&handle)
             .ok_or(CoreError::InvalidGroup)?
             .key;
-        lock(&self.daemon.state.groups)
+        let shared = lock(&self.daemon.state.groups)
             .get(key)
             .map(|g| g.handle.clone())
-            .ok_or(CoreError::InvalidGroup)
+            .ok_or(CoreError::InvalidGroup)?;
+        tokio::sync::OwnedRwLockReadGuard::try_map(shared.read_owned().await, Option::as_ref)
+            .map_err(|_| CoreError::InvalidGroup)
     }
 
     /// Serves one request: the response, a subscription to start, and whether to go on.
@@ -382,7 +383,7 @@ impl Connection {
             };
         }
         if let Request::Subscribe { handle, kinds } = request {
-            return match self.subscribe(handle, &kinds) {
+            return match self.subscribe(handle, &kinds).await {
                 Ok((id, sub)) => (Response::Subscription(id), Some((handle, id, sub)), true),
                 Err(e) => (error(&e), None, true),
             };
@@ -393,7 +394,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(
+    async fn subscribe(
         &mut self,
         handle: u64,
         kinds: &[peergroup_core::EventKind],
@@ -401,7 +402,10 @@ impl Connection {
         if kinds.is_empty() {
             return Err(CoreError::InvalidRegistration("no event kind".into()));
         }
-        let sub = self.group(handle)?.subscribe(EventFilter::kinds(kinds))?;
+        let sub = self
+            .group(handle)
+            .await?
+            .subscribe(EventFilter::kinds(kinds))?;
         let id = self.next_subscription;
         self.next_subscription += 1;
         Ok((id, sub))
@@ -428,17 +432,17 @@ impl Connection {
                 Response::Handle(h)
             }
             Request::Connect { handle, addrs } => {
-                self.group(handle)?.connect_by_address(&addrs).await?;
+                self.group(handle).await?.connect_by_address(&addrs).await?;
                 Response::Ok
             }
-            Request::Status { handle } => Response::Status(self.group(handle)?.status()?),
+            Request::Status { handle } => Response::Status(self.group(handle).await?.status()?),
             Request::WaitStatus {
                 handle,
                 bits,
                 timeout_ms,
             } => {
                 let wait = Duration::from_millis(timeout_ms.into()).min(MAX_WAIT);
-                Response::Status(self.group(handle)?.wait_status(bits, wait).await?)
+                Response::Status(self.group(handle).await?.wait_status(bits, wait).await?)
             }
             Request::Close { handle } => {
                 let h = self
@@ -454,21 +458,22 @@ impl Connection {
                 attributes,
                 expires_ms,
                 data,
-            } => Response::RecordId(self.group(handle)?.add_record(NewRecord {
+            } => Response::RecordId(self.group(handle).await?.add_record(NewRecord {
                 record_type,
                 attributes,
                 expires_ms,
                 data,
             })?),
             Request::GetRecord { handle, id } => {
-                Response::Record(Box::new(self.group(handle)?.get_record(&id)?))
+                Response::Record(Box::new(self.group(handle).await?.get_record(&id)?))
             }
             Request::EnumRecords {
                 handle,
                 record_type,
             } => {
                 let ids: Vec<[u8; 16]> = self
-                    .group(handle)?
+                    .group(handle)
+                    .await?
                     .enum_records(record_type)?
                     .iter()
                     .map(|r| r.id)
@@ -507,7 +512,7 @@ impl Connection {
         groups.insert(
             key.clone(),
             OpenGroup {
-                handle: Arc::new(handle),
+                handle: Arc::new(tokio::sync::RwLock::new(Some(handle))),
                 count: 1,
             },
         );
@@ -517,7 +522,7 @@ impl Connection {
     async fn release(&self, h: ClientHandle) {
         h.forwarders.iter().for_each(|t| t.abort());
         if let Some(last) = self.daemon.release(&h.key) {
-            close_when_free(last).await;
+            close_group(last).await;
         }
     }
 

@@ -12,6 +12,8 @@
 //! daemon runs the group's layered close. Requests of one connection are served in order;
 //! events are pushed as they come, through a bounded queue per connection.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 
 use std::collections::HashMap;

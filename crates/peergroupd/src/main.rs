@@ -7,6 +7,8 @@
 //! Prints `listening <socket path>` on stdout once it accepts connections; SIGTERM or
 //! SIGINT closes every group and exits 0.
 
+#![forbid(unsafe_code)]
+
 fn main() {
     peergroupd::cli::main()
 }

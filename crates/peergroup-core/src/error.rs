@@ -133,6 +133,23 @@ pub enum CoreError {
     /// An argument outside what the call takes (unknown flags).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No Peergroup service (`peergroupd`) answers, or it went away mid-call.
+    #[error("the Peergroup service is not available: {0}")]
+    ServiceNotAvailable(String),
+    /// A service frame is malformed, oversized or breaks a bound (`service::proto`).
+    #[error("bad service message: {0}")]
+    ServiceMessage(String),
+    /// A service frame of a protocol version this build does not speak.
+    #[error("service protocol version {0} is not supported")]
+    ServiceVersion(u8),
+    /// The service refused a request with this HRESULT (the one the in-process call gives).
+    #[error("{message}")]
+    Service {
+        /// The HRESULT the service answered.
+        hresult: HRESULT,
+        /// Its reason text.
+        message: String,
+    },
 }
 
 /// Result alias of the group layer.
@@ -180,6 +197,10 @@ impl CoreError {
             NothingToResume => hresult::PEER_E_NOT_FOUND,
             MemberNotFound(_) => hresult::PEER_E_IDENTITY_NOT_FOUND,
             InvalidArgument(_) => hresult::E_INVALIDARG,
+            ServiceNotAvailable(_) => hresult::PEER_E_SERVICE_NOT_AVAILABLE,
+            ServiceMessage(_) => hresult::E_INVALIDARG,
+            ServiceVersion(_) => hresult::E_INVALIDARG,
+            Service { hresult, .. } => *hresult,
         }
     }
 }

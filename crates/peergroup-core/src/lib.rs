@@ -35,6 +35,7 @@ pub mod properties;
 pub mod reconcile;
 pub mod records;
 pub mod replication;
+pub mod service;
 pub mod sim;
 #[cfg(feature = "net")]
 mod store_port;

@@ -238,3 +238,80 @@ fn presence_seed_decodes_and_round_trips() {
     assert_eq!(p.addrs.len(), 2);
     assert_eq!(Presence::decode(&p.encode()).unwrap(), p);
 }
+
+/// The `service_request` seed: a client session, one frame per request kind.
+fn service_session() -> Vec<peergroup_core::service::proto::ClientFrame> {
+    use peergroup_core::events::EventKind;
+    use peergroup_core::service::proto::{ClientFrame, Request, PROTOCOL_VERSION};
+    let requests = vec![
+        Request::Hello {
+            version: PROTOCOL_VERSION,
+        },
+        Request::OpenGroup {
+            identity: Some(FUZZ_IDENTITY.into()),
+            group: FUZZ_GROUP.into(),
+        },
+        Request::Connect {
+            handle: 1,
+            addrs: vec![
+                "127.0.0.1:4000".parse().unwrap(),
+                "[::1]:4001".parse().unwrap(),
+            ],
+        },
+        Request::Subscribe {
+            handle: 1,
+            kinds: vec![EventKind::StatusChanged, EventKind::RecordChanged],
+        },
+        Request::WaitStatus {
+            handle: 1,
+            bits: 3,
+            timeout_ms: 2000,
+        },
+        Request::AddRecord {
+            handle: 1,
+            record_type: *b"service-request1",
+            attributes: String::new(),
+            expires_ms: 1_900_000_000_000,
+            data: b"hello".to_vec(),
+        },
+        Request::EnumRecords {
+            handle: 1,
+            record_type: None,
+        },
+        Request::GetRecord {
+            handle: 1,
+            id: [7; 16],
+        },
+        Request::Status { handle: 1 },
+        Request::Close { handle: 1 },
+    ];
+    requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, request)| ClientFrame {
+            id: i as u32 + 1,
+            request,
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "writes the fuzz seeds; run by hand when a format changes"]
+fn write_service_request_seed() {
+    let bytes: Vec<u8> = service_session().iter().flat_map(|f| f.encode()).collect();
+    std::fs::write(seeds("service_request").join("session.bin"), bytes).unwrap();
+}
+
+#[test]
+fn service_request_seed_is_a_session() {
+    use peergroup_core::service::proto::{split_frame, ClientFrame};
+    let bytes = std::fs::read(seeds("service_request").join("session.bin")).unwrap();
+    let mut rest = &bytes[..];
+    let mut frames = Vec::new();
+    while let Some((body, used)) = split_frame(rest).unwrap() {
+        frames.push(ClientFrame::decode(body).unwrap());
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+    assert_eq!(frames, service_session());
+}

@@ -1,0 +1,629 @@
+//! `peergroupd` with real processes: the service (`pg-daemon`, the `peergroupd` entry point),
+//! client processes (`pg-service-client`) and a remote member (`pg-peer`), all on loopback.
+//!
+//! - `closing_in_one_process_keeps_the_group_for_the_other`: issue #6's scenario. Two
+//!   clients open one group; the remote sees one connection; one closes and the remote stays
+//!   connected; the other is killed (SIGKILL) and the remote observes `GROUP_CLOSED`; a third
+//!   client opens the group again and reconnects.
+//! - `bad_requests_do_not_disturb_other_clients`: garbage, an oversized frame, a wrong
+//!   version and requests before `Hello` each get an error reply and a closed socket.
+//! - `a_killed_service_is_reported_and_a_restarted_one_serves`.
+//! - `sigterm_closes_groups_and_removes_the_socket`.
+//! - `events_reach_every_subscribed_process`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use peergroup_core::identity::hresult;
+use peergroup_core::service::proto::{
+    split_frame, ClientFrame, Request, Response, ServerFrame, HEADER_LEN, MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
+};
+use serde_json::{json, Value};
+
+/// Upper bound for one answer of a helper process.
+const ANSWER_BOUND: Duration = Duration::from_secs(60);
+/// Upper bound for a process to exit when it should.
+const EXIT_BOUND: Duration = Duration::from_secs(20);
+/// `PEER_GROUP_STATUS_HAS_CONNECTIONS`.
+const HAS_CONNECTIONS: u64 = 0x2;
+/// `PEER_GROUP_STATUS_LISTENING`.
+const LISTENING: u64 = 0x1;
+/// Upper bound, from the issue, for the remote to observe the group closed.
+const GROUP_CLOSED_BOUND: Duration = Duration::from_secs(2);
+
+/// One helper process driven by JSON lines over stdin/stdout.
+struct Proc {
+    label: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(label: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            label: label.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(ANSWER_BOUND)
+            .unwrap_or_else(|e| panic!("{}: no output line: {e}", self.label))
+    }
+
+    fn json_line(&self) -> Value {
+        let line = self.line();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.label))
+    }
+
+    /// Sends one command; returns its answer whatever it is.
+    fn try_call(&mut self, req: Value) -> Value {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{req}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("{}: cannot send {req}: {e}", self.label));
+        self.json_line()
+    }
+
+    /// Sends one command; its answer must be `"ok": true`.
+    fn call(&mut self, req: Value) -> Value {
+        let answer = self.try_call(req.clone());
+        assert_eq!(
+            answer["ok"], true,
+            "{}: {req} refused: {answer}",
+            self.label
+        );
+        answer
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Closes stdin and waits for the exit, which must be a success.
+    fn finish(&mut self) {
+        drop(self.stdin.take());
+        self.wait_success();
+    }
+
+    fn wait_success(&mut self) {
+        let deadline = Instant::now() + EXIT_BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{}: exited with {status}", self.label);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: still running after {EXIT_BOUND:?}",
+                self.label
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn pg_peer(label: &str, home: &Path) -> Proc {
+    Proc::spawn(
+        label,
+        Command::new(env!("CARGO_BIN_EXE_pg-peer"))
+            .arg("--home")
+            .arg(home)
+            .args(["--listen", "127.0.0.1:0"]),
+    )
+}
+
+/// Starts the service on `socket` over `home`; returns once it said it listens.
+fn daemon(home: &Path, socket: &Path) -> Proc {
+    let d = Proc::spawn(
+        "peergroupd",
+        Command::new(env!("CARGO_BIN_EXE_pg-daemon"))
+            .arg("--socket")
+            .arg(socket)
+            .arg("--home")
+            .arg(home)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn"),
+    );
+    assert_eq!(d.line(), format!("listening {}", socket.display()));
+    d
+}
+
+/// A client process connected to the service at `socket`.
+fn client(label: &str, socket: &Path) -> Proc {
+    let c = Proc::spawn(
+        label,
+        Command::new(env!("CARGO_BIN_EXE_pg-service-client"))
+            .arg("--socket")
+            .arg(socket),
+    );
+    let hello = c.json_line();
+    assert_eq!(hello["ok"], true, "{label}: cannot connect: {hello}");
+    c
+}
+
+/// A service home holding one identity and one group it created; returns (identity, group).
+fn home_with_group(home: &Path) -> (String, String) {
+    let mut setup = pg_peer("setup", home);
+    let identity = setup.call(json!({"cmd": "identity", "classifier": "svc"}))["peer_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let group = setup.call(json!({"cmd": "create"}))["group"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    setup.finish();
+    (identity, group)
+}
+
+struct Dirs {
+    _root: tempfile::TempDir,
+    home: PathBuf,
+    socket: PathBuf,
+}
+
+fn dirs() -> Dirs {
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    let socket = root
+        .path()
+        .join("run")
+        .join("peergroup")
+        .join("peergroupd.sock");
+    Dirs {
+        home,
+        socket,
+        _root: root,
+    }
+}
+
+fn open(c: &mut Proc, identity: &str, group: &str) -> u64 {
+    c.call(json!({"cmd": "open", "identity": identity, "group": group}))["handle"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Waits (bounded) until the remote lists `n` neighbours; returns its status answer.
+fn remote_neighbours(remote: &mut Proc, n: usize) -> Value {
+    let deadline = Instant::now() + ANSWER_BOUND;
+    loop {
+        let seen = remote.call(json!({"cmd": "status"}));
+        if seen["neighbours"].as_array().unwrap().len() == n {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "not {n} neighbours: {seen}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn closing_in_one_process_keeps_the_group_for_the_other() {
+    let d = dirs();
+    let remote_home = tempfile::tempdir().unwrap();
+
+    // The remote member creates the group and listens.
+    let mut remote = pg_peer("remote", remote_home.path());
+    remote.call(json!({"cmd": "identity", "classifier": "remote"}));
+    let group = remote.call(json!({"cmd": "create"}))["group"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    remote.call(json!({"cmd": "connect"}));
+    let listening = remote.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
+    let remote_addr = listening["listen"][0].as_str().unwrap().to_owned();
+
+    // The service's identity joins (offline: the invitation is stored, nothing is sent).
+    let mut setup = pg_peer("setup", &d.home);
+    let me = setup.call(json!({"cmd": "identity", "classifier": "svc"}));
+    let identity = me["peer_name"].as_str().unwrap().to_owned();
+    let invitation = remote.call(json!({"cmd": "invite", "xml": me["xml"]}))["invitation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    setup.call(json!({"cmd": "join", "invitation": invitation}));
+    setup.finish();
+
+    let _service = daemon(&d.home, &d.socket);
+
+    // Two processes open the group; both connect.
+    let mut a = client("client A", &d.socket);
+    let mut b = client("client B", &d.socket);
+    let ha = open(&mut a, &identity, &group);
+    let hb = open(&mut b, &identity, &group);
+    a.call(json!({"cmd": "connect", "handle": ha, "addrs": [remote_addr]}));
+    let st =
+        a.call(json!({"cmd": "wait", "handle": ha, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
+    assert_ne!(
+        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
+        0,
+        "A: {st}"
+    );
+    b.call(json!({"cmd": "connect", "handle": hb}));
+    let st =
+        b.call(json!({"cmd": "wait", "handle": hb, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
+    assert_ne!(
+        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
+        0,
+        "B: {st}"
+    );
+
+    // The remote sees one connection: both processes share the service's.
+    let seen = remote_neighbours(&mut remote, 1);
+    let member = seen["neighbours"][0]["member"].clone();
+    assert_eq!(member, json!(identity), "{seen}");
+
+    // A closes: the group stays connected for B.
+    a.call(json!({"cmd": "close", "handle": ha}));
+    let st = b.call(json!({"cmd": "status", "handle": hb}));
+    assert_ne!(
+        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
+        0,
+        "B after A closed: {st}"
+    );
+    let seen = remote.call(json!({"cmd": "status"}));
+    assert_eq!(seen["neighbours"].as_array().unwrap().len(), 1, "{seen}");
+    assert_eq!(seen["disconnects"], json!([]), "{seen}");
+    // A's handle is gone; A's process itself is still a client.
+    let gone = a.try_call(json!({"cmd": "status", "handle": ha}));
+    assert_eq!(
+        gone["hresult"],
+        json!(hresult::PEER_E_INVALID_GROUP),
+        "{gone}"
+    );
+
+    // B dies: its handle was the last, so the group closes and says so.
+    b.kill();
+    let deadline = Instant::now() + GROUP_CLOSED_BOUND;
+    let closed = loop {
+        let seen = remote.call(json!({"cmd": "status"}));
+        let disconnects = seen["disconnects"].as_array().unwrap().clone();
+        if let Some(d) = disconnects.iter().find(|d| d["kind"] == "peer") {
+            break d.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the remote saw no close from the service within {GROUP_CLOSED_BOUND:?}: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = closed["text"].as_str().unwrap();
+    assert!(text.contains("GROUP_CLOSED (1)"), "{closed}");
+
+    // A third process opens the group again: the service reconnects.
+    let mut c = client("client C", &d.socket);
+    let hc = open(&mut c, &identity, &group);
+    c.call(json!({"cmd": "connect", "handle": hc, "addrs": [remote_addr]}));
+    let st =
+        c.call(json!({"cmd": "wait", "handle": hc, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
+    assert_ne!(
+        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
+        0,
+        "C: {st}"
+    );
+    let seen = remote_neighbours(&mut remote, 1);
+    assert_eq!(seen["neighbours"][0]["member"], json!(identity), "{seen}");
+
+    c.finish();
+    a.finish();
+    remote.finish();
+}
+
+/// Sends raw `bytes` on a new connection and reads what comes back until the service closes
+/// it: the frames it answered.
+fn raw_exchange(socket: &Path, bytes: &[u8]) -> Vec<ServerFrame> {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(ANSWER_BOUND)).unwrap();
+    // The service may close before reading everything; what it answered is what counts.
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut got = Vec::new();
+    // Closing with our bytes unread, the service resets the connection: its reply was
+    // delivered before that, and read_to_end keeps what it read.
+    if let Err(e) = s.read_to_end(&mut got) {
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    }
+    let mut frames = Vec::new();
+    let mut rest = &got[..];
+    while let Some((body, used)) = split_frame(rest).unwrap() {
+        frames.push(ServerFrame::decode(body).unwrap());
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty(), "a torn frame from the service: {rest:?}");
+    frames
+}
+
+fn hello() -> Vec<u8> {
+    ClientFrame {
+        id: 1,
+        request: Request::Hello {
+            version: PROTOCOL_VERSION,
+        },
+    }
+    .encode()
+}
+
+/// The frames are exactly one error response with `hr`.
+fn assert_refused(frames: &[ServerFrame], hr: i32, what: &str) {
+    match frames {
+        [ServerFrame::Response {
+            response: Response::Error { hresult, .. },
+            ..
+        }] => assert_eq!(*hresult, hr, "{what}: {frames:?}"),
+        _ => panic!("{what}: expected one error reply, got {frames:?}"),
+    }
+}
+
+#[test]
+fn bad_requests_do_not_disturb_other_clients() {
+    let d = dirs();
+    let (identity, group) = home_with_group(&d.home);
+    let mut service = daemon(&d.home, &d.socket);
+
+    // A well-behaved client, connected before and served after every bad one.
+    let mut good = client("good client", &d.socket);
+    let h = open(&mut good, &identity, &group);
+    let first = good.call(json!({"cmd": "add", "handle": h, "text": "before"}))["id"].clone();
+
+    let garbage = raw_exchange(&d.socket, b"this is not a frame at all, just text\n");
+    assert_refused(&garbage, hresult::E_INVALIDARG, "garbage");
+
+    let mut oversized = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
+    oversized.extend_from_slice(&[0; 64]);
+    assert_refused(
+        &raw_exchange(&d.socket, &oversized),
+        hresult::E_INVALIDARG,
+        "oversized",
+    );
+
+    let mut other_version = hello();
+    other_version[HEADER_LEN] = PROTOCOL_VERSION + 1;
+    assert_refused(
+        &raw_exchange(&d.socket, &other_version),
+        hresult::E_INVALIDARG,
+        "version",
+    );
+
+    let old_hello = ClientFrame {
+        id: 1,
+        request: Request::Hello { version: 0 },
+    }
+    .encode();
+    assert_refused(
+        &raw_exchange(&d.socket, &old_hello),
+        hresult::E_INVALIDARG,
+        "hello v0",
+    );
+
+    let no_hello = ClientFrame {
+        id: 1,
+        request: Request::Status { handle: 1 },
+    }
+    .encode();
+    assert_refused(
+        &raw_exchange(&d.socket, &no_hello),
+        hresult::E_INVALIDARG,
+        "no hello",
+    );
+
+    // A good hello then a torn frame: the hello is answered, the rest refused.
+    let mut torn = hello();
+    torn.extend_from_slice(&[0, 0, 0, 9, PROTOCOL_VERSION, 0, 0]);
+    let frames = raw_exchange(&d.socket, &torn);
+    assert!(
+        matches!(
+            frames.first(),
+            Some(ServerFrame::Response {
+                id: 1,
+                response: Response::Hello { .. }
+            })
+        ),
+        "{frames:?}"
+    );
+    assert_refused(&frames[1..], hresult::E_INVALIDARG, "torn frame");
+
+    // The handle of another connection is not this one's.
+    let mut stranger = hello();
+    stranger.extend(
+        ClientFrame {
+            id: 2,
+            request: Request::Close { handle: h },
+        }
+        .encode(),
+    );
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(ANSWER_BOUND)).unwrap();
+    s.write_all(&stranger).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let answers = loop {
+        let n = s.read(&mut chunk).unwrap();
+        assert_ne!(n, 0, "the service closed a well-formed connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let mut frames = Vec::new();
+        let mut rest = &buf[..];
+        while let Some((body, used)) = split_frame(rest).unwrap() {
+            frames.push(ServerFrame::decode(body).unwrap());
+            rest = &rest[used..];
+        }
+        if frames.len() == 2 {
+            break frames;
+        }
+    };
+    assert_refused(
+        &answers[1..],
+        hresult::PEER_E_INVALID_GROUP,
+        "a stranger's handle",
+    );
+    drop(s);
+
+    // The good client is still served, and its handle still valid.
+    let second = good.call(json!({"cmd": "add", "handle": h, "text": "after"}))["id"].clone();
+    let records = good.call(json!({"cmd": "records", "handle": h}));
+    let ids = records["ids"].as_array().unwrap();
+    assert!(ids.contains(&first) && ids.contains(&second), "{records}");
+    // And new clients are accepted.
+    let mut late = client("late client", &d.socket);
+    let hl = open(&mut late, &identity, &group);
+    let records = late.call(json!({"cmd": "records", "handle": hl}));
+    assert_eq!(records["texts"].as_array().unwrap().len(), 2, "{records}");
+
+    late.finish();
+    good.finish();
+    service.kill();
+}
+
+#[test]
+fn a_killed_service_is_reported_and_a_restarted_one_serves() {
+    let d = dirs();
+    let (identity, group) = home_with_group(&d.home);
+    let mut service = daemon(&d.home, &d.socket);
+    let mut c = client("client", &d.socket);
+    let h = open(&mut c, &identity, &group);
+    let id = c.call(json!({"cmd": "add", "handle": h, "text": "kept"}))["id"].clone();
+
+    service.kill();
+    let answer = c.try_call(json!({"cmd": "status", "handle": h}));
+    assert_eq!(
+        answer["hresult"],
+        json!(hresult::PEER_E_SERVICE_NOT_AVAILABLE),
+        "{answer}"
+    );
+    // A new process cannot connect either; the socket file it finds is stale.
+    assert!(d.socket.exists());
+    let mut refused = Proc::spawn(
+        "refused client",
+        Command::new(env!("CARGO_BIN_EXE_pg-service-client"))
+            .arg("--socket")
+            .arg(&d.socket),
+    );
+    let answer = refused.json_line();
+    assert_eq!(
+        answer["hresult"],
+        json!(hresult::PEER_E_SERVICE_NOT_AVAILABLE),
+        "{answer}"
+    );
+    drop(refused.stdin.take());
+
+    // A restarted service replaces the stale socket and serves the same, intact data.
+    let _service = daemon(&d.home, &d.socket);
+    let mut again = client("client again", &d.socket);
+    let h2 = open(&mut again, &identity, &group);
+    let records = again.call(json!({"cmd": "records", "handle": h2}));
+    assert_eq!(records["ids"], json!([id]), "{records}");
+    assert_eq!(records["texts"], json!(["kept"]), "{records}");
+    again.finish();
+    c.finish();
+}
+
+#[test]
+fn a_second_service_on_a_live_socket_refuses_to_start() {
+    let d = dirs();
+    let _service = daemon(&d.home, &d.socket);
+    let out = Command::new(env!("CARGO_BIN_EXE_pg-daemon"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--home")
+        .arg(&d.home)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already serves"), "{err}");
+    // The first one still serves.
+    let mut c = client("client", &d.socket);
+    c.finish();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.socket.parent().unwrap())
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn sigterm_closes_groups_and_removes_the_socket() {
+    let d = dirs();
+    let (identity, group) = home_with_group(&d.home);
+    let mut service = daemon(&d.home, &d.socket);
+    let mut c = client("client", &d.socket);
+    let h = open(&mut c, &identity, &group);
+    c.call(json!({"cmd": "connect", "handle": h}));
+    c.call(json!({"cmd": "wait", "handle": h, "bits": LISTENING, "timeout_ms": 20_000}));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    service.wait_success();
+    assert!(!d.socket.exists(), "the socket was left behind");
+    let answer = c.try_call(json!({"cmd": "status", "handle": h}));
+    assert_eq!(
+        answer["hresult"],
+        json!(hresult::PEER_E_SERVICE_NOT_AVAILABLE),
+        "{answer}"
+    );
+    c.finish();
+}
+
+#[test]
+fn events_reach_every_subscribed_process() {
+    let d = dirs();
+    let (identity, group) = home_with_group(&d.home);
+    let mut service = daemon(&d.home, &d.socket);
+    let mut a = client("client A", &d.socket);
+    let mut b = client("client B", &d.socket);
+    let ha = open(&mut a, &identity, &group);
+    let hb = open(&mut b, &identity, &group);
+    // Record events come from the running group: bring it online (the creator listens).
+    a.call(json!({"cmd": "connect", "handle": ha}));
+    a.call(json!({"cmd": "wait", "handle": ha, "bits": LISTENING, "timeout_ms": 20_000}));
+    a.call(json!({"cmd": "subscribe", "handle": ha}));
+    b.call(json!({"cmd": "subscribe", "handle": hb}));
+
+    let id = a.call(json!({"cmd": "add", "handle": ha, "text": "for both"}))["id"].clone();
+    // PEER_GROUP_EVENT_RECORD_CHANGED is 3.
+    for p in [&mut a, &mut b] {
+        let ev = p.call(json!({"cmd": "event", "kind": 3, "timeout_ms": 20_000}));
+        assert_eq!(ev["id"], id, "{}: {ev}", p.label);
+    }
+    a.finish();
+    b.finish();
+    service.kill();
+}

@@ -192,12 +192,15 @@ impl Directs {
     /// connections no longer in `live` are dropped on the way.
     fn send_lock(&self, id: u64, live: impl Fn(u64) -> bool) -> Arc<tokio::sync::Mutex<()>> {
         let mut t = self.lock();
+        if let Some(lock) = t.send_locks.get(&id) {
+            return lock.clone();
+        }
         let Table {
             entries,
             send_locks,
             ..
         } = &mut *t;
-        send_locks.retain(|k, _| *k == id || entries.contains_key(k) || live(*k));
+        send_locks.retain(|k, _| entries.contains_key(k) || live(*k));
         send_locks.entry(id).or_default().clone()
     }
 

@@ -468,21 +468,22 @@ impl DriverHandle {
 
     /// `PeerGroupSendData` on a neighbour or direct connection of this group.
     pub(crate) async fn send_data(&self, id: u64, data_type: &[u8; 16], data: &[u8]) -> Result<()> {
-        let neighbours: Vec<u64> = self
-            .neighbours()
-            .into_iter()
-            .map(|n| n.connection_id)
-            .collect();
+        let is_neighbour = |k: u64| {
+            self.neighbours
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|n| n.connection_id == k)
+        };
         let conn = match self.directs.connection(id) {
             Some(c) => c,
-            None if neighbours.contains(&id) => self
+            None if is_neighbour(id) => self
                 .node
                 .connection(id)
                 .map_err(|_| crate::error::CoreError::ConnectionNotFound(id))?,
             None => return Err(crate::error::CoreError::ConnectionNotFound(id)),
         };
-        let live = |k: u64| neighbours.contains(&k);
-        crate::direct::send_data(&self.directs, &conn, live, data_type, data).await
+        crate::direct::send_data(&self.directs, &conn, is_neighbour, data_type, data).await
     }
 
     /// Records this process stored: the machine reports and floods them.

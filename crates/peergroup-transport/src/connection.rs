@@ -188,6 +188,10 @@ impl Connection {
         }
         // The queue bound is at least MAX_ENCODED_FRAME_LEN (checked by Limits), which fits u32.
         let len = frame.encoded_len() as u32;
+        // The common case, room at once, needs no timer.
+        if let Ok(room) = self.inner.queue.clone().try_acquire_many_owned(len) {
+            return self.enqueue(frame, room).await;
+        }
         let wait = self.inner.queue.clone().acquire_many_owned(len);
         let room = match tokio::time::timeout(self.inner.stall_timeout, wait).await {
             Ok(Ok(room)) => room,
@@ -202,6 +206,11 @@ impl Connection {
                 });
             }
         };
+        self.enqueue(frame, room).await
+    }
+
+    /// Hands a frame with its queue room to the writer.
+    async fn enqueue(&self, frame: &Frame, room: OwnedSemaphorePermit) -> Result<()> {
         let chunks = [
             Bytes::copy_from_slice(&frame.header()),
             frame.payload().clone(),

@@ -27,8 +27,6 @@
 /* Upper bound for something expected to happen: reaching it is a failure. */
 #define MEMBER_WAIT_MS 30000
 
-static HANDLE as_handle(int fd) { return (HANDLE)(intptr_t)fd; }
-
 /* Length of a wide string, in units. */
 static size_t wcslen16(const WCHAR *w) {
   size_t n = 0;
@@ -39,15 +37,6 @@ static size_t wcslen16(const WCHAR *w) {
 /* 1 when two wide strings are equal. */
 static int wsame(const WCHAR *a, const WCHAR *b) {
   return a && b && wcslen16(a) == wcslen16(b) && memcmp(a, b, wcslen16(a) * sizeof(WCHAR)) == 0;
-}
-
-static int readable(int fd, int ms) {
-  struct pollfd p = {fd, POLLIN, 0};
-  int r;
-  do {
-    r = poll(&p, 1, ms);
-  } while (r < 0 && errno == EINTR);
-  return r > 0 && (p.revents & POLLIN);
 }
 
 /* Reads MEMBER_CHANGED events until one is (`change`, `who`); 1 when it came. */
@@ -372,63 +361,4 @@ end:
   PeerFreeData(carol);
 }
 
-int main(void) {
-  const char *base = getenv("PEERGROUP_HOME");
-  char home[4096];
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  if (!base) {
-    fprintf(stderr, "PEERGROUP_HOME is not set\n");
-    return 2;
-  }
-  snprintf(home, sizeof home, "%s/joiner", base);
-  mkdir(home, 0700);
-
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
-    perror("pipe");
-    return 2;
-  }
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    return 2;
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], home);
-    close(to_child[0]);
-    close(to_parent[1]);
-    return rc;
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
-
-  parent(to_parent[0], to_child[1]);
-
-  char *result = recv_msg(to_parent[0]);
-  int child_passed = 0, child_failed = 0;
-  if (result && sscanf(result, "%d %d", &child_passed, &child_failed) == 2) {
-    g_passed += child_passed;
-    g_failed += child_failed;
-  } else {
-    fprintf(stderr, "members: no result from the child\n");
-    g_failed++;
-  }
-  free(result);
-  close(to_child[1]);
-  close(to_parent[0]);
-  int wstatus = 0;
-  int expected = child_failed > 0 ? 1 : 0;
-  if (waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
-      WEXITSTATUS(wstatus) != expected) {
-    fprintf(stderr, "members: the child ended badly (status 0x%x)\n", wstatus);
-    g_failed++;
-  } else {
-    g_passed++;
-  }
-  return summary("members");
-}
+int main(void) { return run_pair("members", child, parent); }

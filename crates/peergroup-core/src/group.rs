@@ -753,7 +753,11 @@ impl GroupHandle {
 
     async fn close_inner(&mut self) -> Result<()> {
         let driver = {
+            // The open-groups lock first, as `open_group` takes it: the last handle leaves
+            // the map in the same step that counts it out, so no `open_group` can come
+            // between and get a handle to a group that is closing.
             let inner = self.inner.clone();
+            let mut open = lock(&self.pg.shared.open);
             let mut st = lock(&inner.state);
             if self.closed || st.deleted {
                 return Err(CoreError::InvalidGroup);
@@ -763,9 +767,9 @@ impl GroupHandle {
             if st.handles > 0 {
                 return Ok(());
             }
+            open.remove(&self.inner.key);
             st.driver.take()
         };
-        lock(&self.pg.shared.open).remove(&self.inner.key);
         if let Some(d) = driver {
             d.close().await;
         }
@@ -784,6 +788,8 @@ impl Drop for GroupHandle {
             return;
         }
         let driver = {
+            // Lock order as in `close_inner`.
+            let mut open = lock(&self.pg.shared.open);
             let mut st = lock(&self.inner.state);
             if st.deleted {
                 return;
@@ -792,9 +798,9 @@ impl Drop for GroupHandle {
             if st.handles > 0 {
                 return;
             }
+            open.remove(&self.inner.key);
             st.driver.take()
         };
-        lock(&self.pg.shared.open).remove(&self.inner.key);
         if let Some(d) = driver {
             d.abort();
         }
@@ -1224,6 +1230,43 @@ mod tests {
             assert_eq!(id[7] >> 4, 8);
             assert_eq!(id[8] & 0xc0, 0x80);
             assert!(!is_reserved_type(&id));
+        }
+    }
+
+    /// A handle opened while the last other handle closes on another thread is always a
+    /// handle to a live group: it either joined the old one before it was counted out, or
+    /// opened the group anew; never the one being torn down. (The window was a few
+    /// instructions wide, so this exercises the path rather than reliably catching the old
+    /// bug; the fix is the lock order in `close_inner`.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_racing_the_last_close_gets_a_live_group() {
+        let home = tempfile::tempdir().unwrap();
+        let store = IdentityStore::open(home.path()).unwrap();
+        let me = store.create(Some("race"), Some("Race"), None).unwrap();
+        let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
+        let first = pg
+            .create_group(GroupProperties {
+                classifier: "race".into(),
+                friendly_name: "Race".into(),
+                creator_peer_name: me.to_string(),
+                ..Default::default()
+            })
+            .unwrap();
+        let name = first.group_name().clone();
+        first.close().await.unwrap();
+        for _ in 0..30 {
+            let old = pg.open_group(Some(&me), &name).unwrap();
+            let pg2 = pg.clone();
+            let (me2, name2) = (me.clone(), name.clone());
+            let opener = tokio::task::spawn_blocking(move || pg2.open_group(Some(&me2), &name2));
+            old.close().await.unwrap();
+            let new = opener.await.unwrap().unwrap();
+            // Live: its events are not ended, its records are readable, it may connect.
+            let sub = new.subscribe(EventFilter::all()).unwrap();
+            assert!(!sub.is_closed(), "a handle to a group that was closing");
+            new.enum_records(None).unwrap();
+            drop(sub);
+            new.close().await.unwrap();
         }
     }
 }

@@ -1105,18 +1105,6 @@ HRESULT PeerGroupParseInvitation(PCWSTR pwzInvitation,
                                  PEER_INVITATION_INFO **ppInvitationInfo);
 
 /*
- Lets password authentication at this member go on after a failure suspended it. A
- registration listing `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` suspends password
- authentication when a joiner fails it (joiners are then refused with
- `PEER_E_NOT_AUTHORIZED`); the application handles the event, then calls this with that
- registration. `E_INVALIDARG` for a bad `hPeerEventHandle`, or a registration that is not
- for authentication failures of this group; `PEER_E_INVALID_GROUP` for a bad `hGroup`;
- `PEER_E_NOT_FOUND` when nothing is suspended.
- */
-HRESULT PeerGroupResumePasswordAuthentication(HGROUP hGroup,
-                                              HPEEREVENT hPeerEventHandle);
-
-/*
  Enumerates the group's known members; items are `PEER_MEMBER`. `dwFlags` 0: every known
  member, `PEER_MEMBER_PRESENT`: those online (other flags: `E_INVALIDARG`). With
  `pwzIdentity`, that member alone, or `PEER_E_IDENTITY_NOT_FOUND` when it is not known
@@ -1148,6 +1136,18 @@ HRESULT PeerGroupIssueCredentials(HGROUP hGroup,
                                   PEER_CREDENTIAL_INFO *pCredentialInfo,
                                   DWORD dwFlags,
                                   PWSTR *ppwzInvitation);
+
+/*
+ Lets password authentication at this member go on after a failure suspended it. A
+ registration listing `PEER_GROUP_EVENT_AUTHENTICATION_FAILED` suspends password
+ authentication when a joiner fails it (joiners are then refused with
+ `PEER_E_NOT_AUTHORIZED`); the application handles the event, then calls this with that
+ registration. `E_INVALIDARG` for a bad `hPeerEventHandle`, or a registration that is not
+ for authentication failures of this group; `PEER_E_INVALID_GROUP` for a bad `hGroup`;
+ `PEER_E_NOT_FOUND` when nothing is suspended.
+ */
+HRESULT PeerGroupResumePasswordAuthentication(HGROUP hGroup,
+                                              HPEEREVENT hPeerEventHandle);
 
 /*
  Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be

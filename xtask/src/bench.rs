@@ -9,6 +9,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("direct", "peergroup-core", "direct"),
     ("reconcile", "peergroup-core", "reconcile"),
     ("records", "peergroup-core", "records"),
+    ("service", "peergroupd", "service"),
 ];
 
 /// Runs the named benchmark, or all of them. `records` also runs the simulator's flood

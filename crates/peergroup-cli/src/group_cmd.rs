@@ -124,7 +124,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::usage(format!("tokio runtime: {e}")))
+        .map_err(|e| CliError::internal("tokio runtime", e))
 }
 
 fn print_properties(h: &GroupHandle, as_json: bool) -> Result<(), CliError> {
@@ -307,15 +307,20 @@ pub struct InviteArgs {
 pub(crate) fn read_input(path: &PathBuf) -> Result<String, CliError> {
     if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
-            .map_err(|e| CliError::usage(format!("reading standard input: {e}")))
+            .map_err(|e| CliError::io("reading standard input", &e))
     } else {
         std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))
+            .map_err(|e| CliError::io(format!("reading {}", path.display()), &e))
     }
 }
 
-/// Creates an invitation and prints it.
-pub fn invite(store: &IdentityStore, who: &As, args: InviteArgs) -> Result<(), CliError> {
+/// Creates an invitation and prints it (with `--json`, as `{"invitation": …}`).
+pub fn invite(
+    store: &IdentityStore,
+    who: &As,
+    args: InviteArgs,
+    as_json: bool,
+) -> Result<(), CliError> {
     let pg = Peergroup::new(store.clone(), None);
     let me = identity(who)?;
     runtime()?.block_on(async {
@@ -342,7 +347,13 @@ pub fn invite(store: &IdentityStore, who: &As, args: InviteArgs) -> Result<(), C
         };
         let result = text.map_err(CliError::from);
         h.close().await?;
-        println!("{}", result?);
+        let invitation = result?;
+        tracing::info!(group = %args.group, bytes = invitation.len(), "invitation created");
+        if as_json {
+            println!("{}", json!({ "invitation": invitation }));
+        } else {
+            println!("{invitation}");
+        }
         Ok(())
     })
 }
@@ -403,6 +414,7 @@ pub fn connect(
     runtime()?.block_on(async {
         let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
         h.connect_by_address(&args.addresses).await?;
+        tracing::info!(group = %args.group, addresses = ?args.addresses, "connecting");
         let stop = async {
             match args.seconds {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -414,11 +426,23 @@ pub fn connect(
             }
         };
         tokio::pin!(stop);
+        // On a terminal, a spinner on standard error follows the first synchronisation.
+        let mut sync = crate::progress::SyncProgress::new(&args.group);
         let mut last = (u32::MAX, Vec::new());
         loop {
             let status = h.status()?;
             let members: Vec<String> = h.neighbours()?.into_iter().map(|n| n.member).collect();
+            if sync.running() {
+                // Before the first synchronisation the database is not the group's yet.
+                let records = match h.record_count() {
+                    Ok(n) => Some(n),
+                    Err(peergroup_core::CoreError::NotReady) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                sync.update(status, records);
+            }
             if (status, members.clone()) != last {
+                tracing::info!(status, neighbours = members.len(), "group status changed");
                 let line = if as_json {
                     json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
                         .to_string()
@@ -431,7 +455,7 @@ pub fn connect(
                 };
                 // The reader may be gone (a closed pipe): the group stays online regardless,
                 // until its time is up or standard input closes.
-                let _ = writeln!(std::io::stdout(), "{line}");
+                let _ = sync.suspend(|| writeln!(std::io::stdout(), "{line}"));
                 last = (status, members);
             }
             tokio::select! {
@@ -439,6 +463,7 @@ pub fn connect(
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
+        sync.finish();
         h.close().await?;
         Ok(())
     })

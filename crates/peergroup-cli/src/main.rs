@@ -8,6 +8,7 @@ mod group_cmd;
 mod identity_cmd;
 mod members_cmd;
 mod output;
+mod progress;
 mod record_cmd;
 mod status_cmd;
 
@@ -94,10 +95,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Some(h) => IdentityStore::open(h),
                 None => IdentityStore::from_env(),
             }?;
+            tracing::debug!(home = %store.home().display(), "home opened");
             match command {
                 Command::Identity(cmd) => identity_cmd::run(&store, cmd, cli.json),
                 Command::Group(cmd) => group_cmd::run(&store, &cli.who, cmd, cli.json),
-                Command::Invite(args) => group_cmd::invite(&store, &cli.who, args),
+                Command::Invite(args) => group_cmd::invite(&store, &cli.who, args, cli.json),
                 Command::Join(args) => group_cmd::join(&store, &cli.who, args, cli.json),
                 Command::Connect(args) => group_cmd::connect(&store, &cli.who, args, cli.json),
                 Command::Members(args) => members_cmd::members(&store, &cli.who, args, cli.json),

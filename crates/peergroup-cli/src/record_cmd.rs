@@ -308,10 +308,10 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| CliError::usage(format!("reading standard input: {e}")))?;
+            .map_err(|e| CliError::io("reading standard input", &e))?;
         Ok(buf)
     } else {
-        std::fs::read(path).map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))
+        std::fs::read(path).map_err(|e| CliError::io(format!("reading {}", path.display()), &e))
     }
 }
 
@@ -529,7 +529,7 @@ async fn run_open(h: &GroupHandle, cmd: RecordCommand, as_json: bool) -> Result<
             match out {
                 Some(path) => {
                     std::fs::write(&path, &r.data)
-                        .map_err(|e| CliError::usage(format!("writing {}: {e}", path.display())))?;
+                        .map_err(|e| CliError::io(format!("writing {}", path.display()), &e))?;
                     if as_json {
                         println!("{}", record_json(&r));
                     } else {

@@ -30,7 +30,7 @@ pub struct StatusArgs {
 }
 
 /// The names of the `PEER_GROUP_STATUS` bits that are set.
-fn status_names(status: u32) -> Vec<&'static str> {
+pub(crate) fn status_names(status: u32) -> Vec<&'static str> {
     let mut names = Vec::new();
     if status & STATUS_LISTENING != 0 {
         names.push("LISTENING");

@@ -58,11 +58,17 @@ pub fn status(
                 // The status bits and the neighbour list are published separately: wait for
                 // both to show the first neighbour (bounded).
                 let deadline = Instant::now() + Duration::from_secs(args.wait);
+                // On a terminal, a spinner follows the wait (and the synchronisation).
+                let mut sync = crate::progress::SyncProgress::new(&args.group);
                 while Instant::now() < deadline
                     && (h.status()? & STATUS_HAS_CONNECTIONS == 0 || h.neighbours()?.is_empty())
                 {
+                    if sync.running() {
+                        sync.update(h.status()?, h.record_count().ok());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                sync.finish();
             }
             let status = h.status()?;
             let listen = h.listen_addrs()?;

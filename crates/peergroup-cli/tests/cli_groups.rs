@@ -1,41 +1,13 @@
 //! Groups from the command line: real processes, real homes, QUIC on loopback.
 
+mod common;
+
+use common::*;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("peergroup runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A process creates a group and exits; the next process opens it (PeerGroupOpen) from disk.
 #[test]
@@ -108,16 +80,13 @@ fn invite_join_and_connect_between_two_processes() {
     // Alice listens on a fixed port, so the invitation can name it while she is offline.
     let port = free_udp_port();
     let listen = format!("127.0.0.1:{port}");
-    let invite = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(&a)
+    let invite = command(&a, &listen)
         .args([
             "invite",
             &group,
             "--identity-xml",
             xml_file.to_str().unwrap(),
         ])
-        .env("PEERGROUP_LISTEN", &listen)
         .output()
         .unwrap();
     let invitation = ok(invite);
@@ -135,11 +104,8 @@ fn invite_join_and_connect_between_two_processes() {
     ok(peergroup(&b, &["join", inv_file.to_str().unwrap()]));
 
     let spawn = |home: &Path, listen: &str| {
-        Command::new(env!("CARGO_BIN_EXE_peergroup"))
-            .arg("--home")
-            .arg(home)
+        command(home, listen)
             .args(["--json", "connect", &group])
-            .env("PEERGROUP_LISTEN", listen)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

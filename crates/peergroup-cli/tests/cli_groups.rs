@@ -137,3 +137,67 @@ fn invite_join_and_connect_between_two_processes() {
         assert!(status.success());
     }
 }
+
+/// What a script relies on: every failure names an HRESULT (name and hex) with a hint, and
+/// exits non-zero; `invite --json` is an object whose invitation joins; `connect` with its
+/// standard error not a terminal draws no progress.
+#[test]
+fn errors_name_an_hresult_json_invitations_and_no_progress_off_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let group = home_with_group(&a, "alice");
+
+    // A file that is not there, a bad argument, a group that is not there.
+    let missing = tmp.path().join("missing.xml");
+    let out = peergroup(
+        &a,
+        &["identity", "import", path_str(&missing), "--password", "x"],
+    );
+    fails_with(out, "(HRESULT_FILE_NOT_FOUND, 0x80070002)\nhint: ");
+    let out = peergroup(&a, &["record", "list", &group, "--type", "not-a-guid"]);
+    fails_with(out, "(E_INVALIDARG, 0x80070057)\nhint: ");
+    let out = peergroup(
+        &a,
+        &[
+            "group",
+            "show",
+            "0000000000000000000000000000000000000000.x",
+        ],
+    );
+    fails_with(out, "(PEER_E_NOT_FOUND, 0x80070490)\nhint: ");
+
+    // invite --json: the invitation, which Bob joins with (offline).
+    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.path().join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+    let invited = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "invite",
+            &group,
+            "--identity-xml",
+            path_str(&xml_file),
+        ],
+    )));
+    let invitation = invited["invitation"]
+        .as_str()
+        .expect("an invitation string");
+    let inv_file = tmp.path().join("inv.xml");
+    std::fs::write(&inv_file, invitation).unwrap();
+    let joined = json(&ok(peergroup(&b, &["--json", "join", path_str(&inv_file)])));
+    assert_eq!(joined["group_peer_name"], group.as_str());
+
+    // Standard error is a pipe here: the status lines come, the spinner does not.
+    let out = peergroup(&a, &["--json", "connect", &group, "--seconds", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines = json_lines(&ok(out));
+    assert!(
+        lines.iter().any(|l| l["status"].as_u64().is_some()),
+        "status lines: {lines:?}"
+    );
+    assert!(!err.contains("synchronising"), "no progress drawn: {err:?}");
+}

@@ -1,8 +1,8 @@
 //! The progress of a group's first synchronisation, on standard error.
 //!
-//! A command that brings a group online (`connect`; `status` while it waits for a neighbour)
-//! shows a spinner with the group's status
-//! and its live record count while the group synchronises. The spinner ends once the group is
+//! A command that brings a group online (`connect`, `join --connect`; `status` while it
+//! waits for a neighbour) shows a spinner with the group's status and its live record count
+//! while the group synchronises. The spinner ends once the group is
 //! `LISTENING | HAS_CONNECTIONS` and its record count has stayed the same for [`SETTLE`], or
 //! when the command ends. It is drawn only on a terminal; otherwise it is hidden and the
 //! command's output is unchanged.

@@ -201,3 +201,54 @@ fn errors_name_an_hresult_json_invitations_and_no_progress_off_a_terminal() {
     );
     assert!(!err.contains("synchronising"), "no progress drawn: {err:?}");
 }
+
+/// `join --connect`: Bob joins and goes online in one process; it prints the group's
+/// properties, then status lines up to LISTENING|HAS_CONNECTIONS with Alice, and exits 0 at
+/// end of input.
+#[test]
+fn join_with_connect_joins_and_goes_online() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    ok(peergroup(
+        &a,
+        &["identity", "create", "--classifier", "alice"],
+    ));
+    let group = create_group(&a);
+    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.path().join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+    let invitation = ok(peergroup_on(
+        &a,
+        &listen,
+        &["invite", &group, "--identity-xml", path_str(&xml_file)],
+    ));
+    let inv_file = tmp.path().join("inv.xml");
+    std::fs::write(&inv_file, invitation).unwrap();
+
+    let bound = Duration::from_secs(20);
+    let alice = Background::spawn(&a, &listen, &["--json", "connect", &group]);
+    let bob = Background::spawn(
+        &b,
+        ANY_PORT,
+        &["--json", "join", path_str(&inv_file), "--connect"],
+    );
+    let props = bob.wait_for(bound, |v| v.get("group_peer_name").is_some());
+    assert_eq!(
+        props.expect("the group's properties")["group_peer_name"],
+        group.as_str()
+    );
+    assert!(
+        bob.wait_for(bound, |v| v["status"] == 3).is_some(),
+        "Bob reaches LISTENING|HAS_CONNECTIONS"
+    );
+    assert!(
+        alice.wait_for(bound, |v| v["status"] == 3).is_some(),
+        "Alice reaches LISTENING|HAS_CONNECTIONS"
+    );
+    assert!(bob.finish(), "join --connect exits 0 at end of input");
+    assert!(alice.finish(), "connect exits 0 at end of input");
+}

@@ -210,6 +210,7 @@ pub fn send(
         let closed = h.close().await;
         let (sent, messages, id) = result?;
         closed?;
+        tracing::info!(sent, messages, connection_id = id, "transfer confirmed");
         if as_json {
             println!(
                 "{}",
@@ -240,6 +241,7 @@ async fn send_open(
     let addrs: Vec<SocketAddr> = args.address.into_iter().collect();
     h.connect_by_address(&addrs).await?;
     let id = open_direct(h, to, args.address, wait).await?;
+    tracing::info!(%to, connection_id = id, "direct connection requested");
 
     // The outcome of the attempt.
     loop {
@@ -400,6 +402,7 @@ async fn listen_open(
         ));
     }
     let addrs = h.listen_addrs()?;
+    tracing::info!(?addrs, "listening");
     sinks.report(&if as_json {
         json!({"event": "listening", "member": me.to_string(), "addresses": addrs,
                "type": guid_text(&data_type)})

@@ -84,6 +84,7 @@ pub fn status(
         .await;
         h.close().await?;
         let (status, listen, neighbours, records) = report?;
+        tracing::debug!(status, neighbours = neighbours.len(), ?records, "status");
         if as_json {
             let ns: Vec<_> = neighbours
                 .iter()

@@ -139,8 +139,8 @@ fn invite_join_and_connect_between_two_processes() {
 }
 
 /// What a script relies on: every failure names an HRESULT (name and hex) with a hint, and
-/// exits non-zero; `invite --json` is an object whose invitation joins; `connect` with its
-/// standard error not a terminal draws no progress.
+/// exits non-zero; `invite --json` is an object whose invitation joins; `-v` logs on standard
+/// error only; `connect` with its standard error not a terminal draws no progress.
 #[test]
 fn errors_name_an_hresult_json_invitations_and_no_progress_off_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
@@ -190,6 +190,20 @@ fn errors_name_an_hresult_json_invitations_and_no_progress_off_a_terminal() {
     std::fs::write(&inv_file, invitation).unwrap();
     let joined = json(&ok(peergroup(&b, &["--json", "join", path_str(&inv_file)])));
     assert_eq!(joined["group_peer_name"], group.as_str());
+
+    // -v: logs on standard error (plain text off a terminal), the data alone on standard
+    // output.
+    let out = peergroup(
+        &a,
+        &["-v", "--json", "group", "create", "--classifier", "logged"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(json(&ok(out))["group_peer_name"].is_string());
+    assert!(err.contains(" INFO "), "info logs with -v: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes off a terminal: {err:?}"
+    );
 
     // Standard error is a pipe here: the status lines come, the spinner does not.
     let out = peergroup(&a, &["--json", "connect", &group, "--seconds", "1"]);

@@ -1,7 +1,7 @@
 //! The progress of a group's first synchronisation, on standard error.
 //!
-//! A command that brings a group online (`connect`, `join --connect`; `status` while it
-//! waits for a neighbour) shows a spinner with the group's status and its live record count
+//! A command that brings a group online (`connect`, `join --connect`; `status`, `chat` and
+//! `record add|update|delete` while they wait for a neighbour) shows a spinner with the group's status and its live record count
 //! while the group synchronises. The spinner ends once the group is
 //! `LISTENING | HAS_CONNECTIONS` and its record count has stayed the same for [`SETTLE`], or
 //! when the command ends. It is drawn only on a terminal; otherwise it is hidden and the
@@ -11,6 +11,7 @@ use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::GroupHandle;
 
 use crate::status_cmd::status_names;
 
@@ -63,21 +64,20 @@ impl SyncProgress {
     /// A spinner for `group`, drawn on standard error when it is a terminal (hidden
     /// otherwise).
     pub fn new(group: &str) -> Self {
-        let bar = if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new_spinner();
+        let bar = indicatif::ProgressBar::hidden();
+        if std::io::stderr().is_terminal() {
             if let Ok(style) = indicatif::ProgressStyle::with_template(
                 "{spinner} synchronising {prefix}: {msg} ({elapsed})",
             ) {
                 bar.set_style(style);
             }
-            bar.set_message("connecting");
             let short: String = group.chars().take(12).collect();
             bar.set_prefix(format!("{short}…"));
+            bar.set_message("connecting");
+            // Drawn from here on, with everything set.
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             bar.enable_steady_tick(Duration::from_millis(100));
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        }
         SyncProgress {
             bar,
             tracker: SyncTracker::default(),
@@ -125,6 +125,28 @@ impl SyncProgress {
             self.bar.finish_and_clear();
         }
     }
+}
+
+/// [`GroupHandle::wait_status`] with the synchronisation spinner running meanwhile (on a
+/// terminal): the status once it has all of `bits`, or when `timeout` passed.
+pub async fn wait_status(
+    h: &GroupHandle,
+    bits: u32,
+    timeout: Duration,
+) -> Result<u32, peergroup_core::CoreError> {
+    let mut sync = SyncProgress::new(&h.group_name().to_string());
+    let waited = h.wait_status(bits, timeout);
+    tokio::pin!(waited);
+    let status = loop {
+        tokio::select! {
+            status = &mut waited => break status,
+            _ = tokio::time::sleep(Duration::from_millis(100)), if sync.running() => {
+                sync.update(h.status()?, h.record_count().ok());
+            }
+        }
+    };
+    sync.finish();
+    status
 }
 
 #[cfg(test)]

@@ -431,7 +431,7 @@ async fn go_online(
     h.connect_by_address(&online.addresses).await?;
     tracing::info!(group = %h.group_name(), addresses = ?online.addresses, "connecting");
     let wait = Duration::from_secs(online.wait);
-    let status = h.wait_status(STATUS_HAS_CONNECTIONS, wait).await?;
+    let status = crate::progress::wait_status(h, STATUS_HAS_CONNECTIONS, wait).await?;
     tracing::info!(status, "online");
     if status & STATUS_HAS_CONNECTIONS == 0 {
         eprintln!(

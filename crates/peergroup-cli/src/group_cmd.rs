@@ -181,6 +181,7 @@ pub fn run(
                 &group,
                 &password,
                 output.as_deref(),
+                as_json,
             )
         }
         GroupCommand::ImportConfig {

@@ -163,11 +163,22 @@ pub fn run(store: &IdentityStore, cmd: IdentityCommand, as_json: bool) -> Result
             match output {
                 // The export holds the private key (encrypted): private to the user, and
                 // never left half-written.
-                Some(path) => peergroup_core::identity::fsutil::write_atomic(
-                    &path,
-                    (xml + "\n").as_bytes(),
-                    0o600,
-                )?,
+                Some(path) => {
+                    peergroup_core::identity::fsutil::write_atomic(
+                        &path,
+                        (xml + "\n").as_bytes(),
+                        0o600,
+                    )?;
+                    if as_json {
+                        println!(
+                            "{}",
+                            json!({"peer_name": id.to_string(), "file": path.display().to_string()})
+                        );
+                    }
+                }
+                None if as_json => {
+                    println!("{}", json!({"peer_name": id.to_string(), "export": xml}));
+                }
                 None => println!("{xml}"),
             }
         }

@@ -71,6 +71,47 @@ fn a_configuration_moves_to_another_home() {
     assert!(std::fs::read_to_string(&cfg_file)
         .unwrap()
         .starts_with("<PEERGROUPCONFIG"));
+    // Both exports are private files; with --json they say where they went, or carry the
+    // document.
+    use std::os::unix::fs::PermissionsExt as _;
+    for f in [&id_file, &cfg_file] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+    }
+    let id_json = tmp.path().join("id2.xml");
+    let told = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "identity",
+            "export",
+            &alice,
+            "--password-file",
+            path_str(&pw),
+            "-o",
+            path_str(&id_json),
+        ],
+    )));
+    assert_eq!(told["file"], path_str(&id_json));
+    assert_eq!(told["peer_name"], alice.as_str());
+    let cfg = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "--as",
+            &alice,
+            "group",
+            "export-config",
+            &group,
+            "--password-file",
+            path_str(&pw),
+        ],
+    )));
+    assert_eq!(cfg["group"], group.as_str());
+    assert!(cfg["config"]
+        .as_str()
+        .unwrap()
+        .starts_with("<PEERGROUPCONFIG"));
 
     let import = |extra: &[&str], pw: &Path| {
         let mut args = vec![

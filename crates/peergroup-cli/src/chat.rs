@@ -252,7 +252,8 @@ impl Chat {
             EventKind::MemberChanged,
         ]))?;
         h.connect_by_address(addresses).await?;
-        h.wait_status(STATUS_HAS_CONNECTIONS, wait).await?;
+        tracing::info!(group = %h.group_name(), ?addresses, "chat: connecting");
+        crate::progress::wait_status(h, STATUS_HAS_CONNECTIONS, wait).await?;
         // Presence records come with the first synchronisation: wait a little (bounded; a
         // group may have presence turned off) so the roster starts with who is here.
         let me = h.identity().to_string();

@@ -11,13 +11,15 @@ use crate::group_cmd::{group_name, read_input, runtime};
 use crate::identity_cmd::Password;
 use crate::output::CliError;
 
-/// Writes the group's configuration, sealed under the password, to `output` (or stdout).
+/// Writes the group's configuration, sealed under the password, to `output` (or stdout);
+/// with `--json`, `{"group", "config"}` (or `{"group", "file"}` with `output`).
 pub fn export(
     store: &IdentityStore,
     me: Option<&PeerName>,
     group: &str,
     password: &Password,
     output: Option<&Path>,
+    as_json: bool,
 ) -> Result<(), CliError> {
     let password = password.get()?;
     let pg = Peergroup::new(store.clone(), None);
@@ -28,8 +30,15 @@ pub fn export(
         let xml = xml?;
         match output {
             Some(path) => {
-                peergroup_core::identity::fsutil::write_atomic(path, xml.as_bytes(), 0o600)?
+                peergroup_core::identity::fsutil::write_atomic(path, xml.as_bytes(), 0o600)?;
+                if as_json {
+                    println!(
+                        "{}",
+                        json!({"group": group, "file": path.display().to_string()})
+                    );
+                }
             }
+            None if as_json => println!("{}", json!({"group": group, "config": xml})),
             None => println!("{xml}"),
         }
         Ok(())

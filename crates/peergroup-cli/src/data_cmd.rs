@@ -197,7 +197,7 @@ pub fn send(
     let (mut input, total): (Box<dyn Read>, Option<u64>) = match &args.file {
         Some(p) if p.as_os_str() != "-" => {
             let f = std::fs::File::open(p)
-                .map_err(|e| CliError::usage(format!("reading {}: {e}", p.display())))?;
+                .map_err(|e| CliError::io(format!("reading {}", p.display()), &e))?;
             let len = f.metadata().ok().map(|m| m.len());
             (Box::new(f), len)
         }
@@ -210,6 +210,7 @@ pub fn send(
         let closed = h.close().await;
         let (sent, messages, id) = result?;
         closed?;
+        tracing::info!(sent, messages, connection_id = id, "transfer confirmed");
         if as_json {
             println!(
                 "{}",
@@ -240,6 +241,7 @@ async fn send_open(
     let addrs: Vec<SocketAddr> = args.address.into_iter().collect();
     h.connect_by_address(&addrs).await?;
     let id = open_direct(h, to, args.address, wait).await?;
+    tracing::info!(%to, connection_id = id, "direct connection requested");
 
     // The outcome of the attempt.
     loop {
@@ -266,8 +268,7 @@ async fn send_open(
     let (mut sent, mut messages) = (0u64, 0u64);
     let outcome = async {
         loop {
-            let n = fill(input, &mut buf)
-                .map_err(|e| CliError::usage(format!("reading the input: {e}")))?;
+            let n = fill(input, &mut buf).map_err(|e| CliError::io("reading the input", &e))?;
             if n == 0 {
                 break;
             }
@@ -363,7 +364,7 @@ pub fn listen(
         },
         Some(p) => {
             let f = std::fs::File::create(p)
-                .map_err(|e| CliError::usage(format!("writing {}: {e}", p.display())))?;
+                .map_err(|e| CliError::io(format!("writing {}", p.display()), &e))?;
             Sinks {
                 data: Some(Box::new(std::io::BufWriter::new(f))),
                 to_stdout: true,
@@ -401,6 +402,7 @@ async fn listen_open(
         ));
     }
     let addrs = h.listen_addrs()?;
+    tracing::info!(?addrs, "listening");
     sinks.report(&if as_json {
         json!({"event": "listening", "member": me.to_string(), "addresses": addrs,
                "type": guid_text(&data_type)})
@@ -414,7 +416,7 @@ async fn listen_open(
     let mut transfers: HashMap<u64, Transfer> = HashMap::new();
     let mut done = 0u64;
     let mut last_ended = None;
-    let write_err = |e: std::io::Error| CliError::usage(format!("writing the data: {e}"));
+    let write_err = |e: std::io::Error| CliError::io("writing the data", &e);
     while args.count.is_none_or(|n| done < n) {
         let item = tokio::select! {
             item = sub.next() => item,

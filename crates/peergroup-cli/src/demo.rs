@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use peergroup_core::identity::{IdentityError, IdentityStore};
+use peergroup_core::identity::{hresult, IdentityError, IdentityStore};
 use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::{
     GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
@@ -22,14 +22,17 @@ use crate::record_cmd::{attributes_xml, parse_guid, search_xml, NOTE_TYPE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The hint of a demo step that went against what Peergroup guarantees.
+const BUG: &str =
+    "this is a bug in Peergroup: please report it with the output of `peergroup -vv demo`";
+
 fn step(n: u32, what: &str) {
     println!("\n[{n}] {what}");
 }
 
 /// Runs the demo; any failure is an error (non-zero exit).
 pub fn run() -> Result<(), CliError> {
-    let tmp =
-        tempfile::tempdir().map_err(|e| CliError::usage(format!("temporary directory: {e}")))?;
+    let tmp = tempfile::tempdir().map_err(|e| CliError::internal("temporary directory", e))?;
     let home_a = tmp.path().join("alice-home");
     let home_b = tmp.path().join("bob-home");
     println!(
@@ -84,9 +87,11 @@ pub fn run() -> Result<(), CliError> {
             e.hresult() as u32
         ),
         other => {
-            return Err(CliError::usage(format!(
-                "wrong password was not refused: {other:?}"
-            )))
+            return Err(CliError::with_hresult(
+                format!("wrong password was not refused: {other:?}"),
+                hresult::E_UNEXPECTED,
+                Some(BUG),
+            ))
         }
     }
     let moved = b.import(&export, "correct horse battery staple")?;
@@ -104,7 +109,7 @@ pub fn run() -> Result<(), CliError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::usage(format!("tokio runtime: {e}")))?;
+        .map_err(|e| CliError::internal("tokio runtime", e))?;
     runtime.block_on(groups(&a, &b, &alice, &bob, &tmp.path().join("carol-home")))?;
     println!("\nDone.");
     Ok(())
@@ -179,7 +184,13 @@ async fn groups(
             "    a wrong password is refused: {e} (0x{:08X})",
             e.hresult() as u32
         ),
-        Ok(_) => return Err(CliError::usage("a wrong group password was accepted")),
+        Ok(_) => {
+            return Err(CliError::with_hresult(
+                "a wrong group password was accepted",
+                hresult::E_UNEXPECTED,
+                Some(BUG),
+            ))
+        }
     }
     let (carol_group, _) = pc
         .password_join(Some(&carol), &password_invitation, "open sesame")
@@ -240,10 +251,12 @@ async fn wait_for<T>(
         None
     })
     .await;
-    found
-        .ok()
-        .flatten()
-        .ok_or_else(|| CliError::usage(format!("{what} did not happen within {WAIT:?}")))
+    found.ok().flatten().ok_or_else(|| {
+        CliError::timeout(
+            format!("{what} did not happen within {WAIT:?}"),
+            "the machine may be overloaded, or loopback UDP blocked: retry with -v for logs",
+        )
+    })
 }
 
 /// Steps 10 and 11: a record added at Alice reaches Bob and Carol; Carol searches.
@@ -324,7 +337,7 @@ async fn direct_data(
         return Err(CliError::with_hresult(
             "the direct connection failed",
             status.failed_reason,
-            None,
+            Some("loopback QUIC between two homes failed: retry with -v for logs"),
         ));
     }
     println!("    direct connection {id} to Carol is up (its own QUIC connection)");

@@ -124,7 +124,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::usage(format!("tokio runtime: {e}")))
+        .map_err(|e| CliError::internal("tokio runtime", e))
 }
 
 fn print_properties(h: &GroupHandle, as_json: bool) -> Result<(), CliError> {
@@ -181,6 +181,7 @@ pub fn run(
                 &group,
                 &password,
                 output.as_deref(),
+                as_json,
             )
         }
         GroupCommand::ImportConfig {
@@ -307,15 +308,20 @@ pub struct InviteArgs {
 pub(crate) fn read_input(path: &PathBuf) -> Result<String, CliError> {
     if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
-            .map_err(|e| CliError::usage(format!("reading standard input: {e}")))
+            .map_err(|e| CliError::io("reading standard input", &e))
     } else {
         std::fs::read_to_string(path)
-            .map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))
+            .map_err(|e| CliError::io(format!("reading {}", path.display()), &e))
     }
 }
 
-/// Creates an invitation and prints it.
-pub fn invite(store: &IdentityStore, who: &As, args: InviteArgs) -> Result<(), CliError> {
+/// Creates an invitation and prints it (with `--json`, as `{"invitation": …}`).
+pub fn invite(
+    store: &IdentityStore,
+    who: &As,
+    args: InviteArgs,
+    as_json: bool,
+) -> Result<(), CliError> {
     let pg = Peergroup::new(store.clone(), None);
     let me = identity(who)?;
     runtime()?.block_on(async {
@@ -342,12 +348,18 @@ pub fn invite(store: &IdentityStore, who: &As, args: InviteArgs) -> Result<(), C
         };
         let result = text.map_err(CliError::from);
         h.close().await?;
-        println!("{}", result?);
+        let invitation = result?;
+        tracing::info!(group = %args.group, bytes = invitation.len(), "invitation created");
+        if as_json {
+            println!("{}", json!({ "invitation": invitation }));
+        } else {
+            println!("{invitation}");
+        }
         Ok(())
     })
 }
 
-/// `peergroup join INVITATION [--password P]`.
+/// `peergroup join INVITATION [--password P] [--connect [--address ADDR]… [--seconds N]]`.
 #[derive(Args)]
 pub struct JoinArgs {
     /// The invitation file ("-" for standard input).
@@ -355,9 +367,20 @@ pub struct JoinArgs {
     /// The group password, for a password invitation.
     #[arg(long, env = "PEERGROUP_GROUP_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Then bring the group online and synchronise, as `connect` does.
+    #[arg(long)]
+    connect: bool,
+    /// With --connect: addresses of members to connect to (PeerGroupConnectByAddress).
+    #[arg(long = "address", requires = "connect")]
+    addresses: Vec<SocketAddr>,
+    /// With --connect: stay online this long, then close (default: until standard input
+    /// closes).
+    #[arg(long, requires = "connect")]
+    seconds: Option<u64>,
 }
 
-/// Joins a group and prints its properties.
+/// Joins a group and prints its properties; with `--connect`, then brings it online as
+/// `connect` does.
 pub fn join(
     store: &IdentityStore,
     who: &As,
@@ -372,9 +395,13 @@ pub fn join(
             Some(pw) => pg.password_join(me.as_ref(), text.trim(), &pw).await?.0,
             None => pg.join(me.as_ref(), text.trim())?,
         };
-        print_properties(&h, as_json)?;
+        tracing::info!(group = %h.group_name(), "joined");
+        let result = match print_properties(&h, as_json) {
+            Ok(()) if args.connect => online(&h, &args.addresses, args.seconds, as_json).await,
+            other => other,
+        };
         h.close().await?;
-        Ok(())
+        result
     })
 }
 
@@ -402,44 +429,70 @@ pub fn connect(
     let me = identity(who)?;
     runtime()?.block_on(async {
         let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
-        h.connect_by_address(&args.addresses).await?;
-        let stop = async {
-            match args.seconds {
-                Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                None => {
-                    let _ =
-                        tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin()))
-                            .await;
-                }
-            }
-        };
-        tokio::pin!(stop);
-        let mut last = (u32::MAX, Vec::new());
-        loop {
-            let status = h.status()?;
-            let members: Vec<String> = h.neighbours()?.into_iter().map(|n| n.member).collect();
-            if (status, members.clone()) != last {
-                let line = if as_json {
-                    json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
-                        .to_string()
-                } else {
-                    format!(
-                        "status {status:#x} listening on {:?}, neighbours: {}",
-                        h.listen_addrs()?,
-                        members.join(", ")
-                    )
-                };
-                // The reader may be gone (a closed pipe): the group stays online regardless,
-                // until its time is up or standard input closes.
-                let _ = writeln!(std::io::stdout(), "{line}");
-                last = (status, members);
-            }
-            tokio::select! {
-                _ = &mut stop => break,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        let result = online(&h, &args.addresses, args.seconds, as_json).await;
+        h.close().await?;
+        result
+    })
+}
+
+/// Brings an open group online (at `addresses` too) and prints a line (or a JSON object)
+/// whenever its status or neighbours change, until `seconds` pass or, without them, standard
+/// input ends. On a terminal a spinner follows the first synchronisation.
+async fn online(
+    h: &GroupHandle,
+    addresses: &[SocketAddr],
+    seconds: Option<u64>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    h.connect_by_address(addresses).await?;
+    tracing::info!(group = %h.group_name(), ?addresses, "connecting");
+    let stop = async {
+        match seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => {
+                let _ =
+                    tokio::task::spawn_blocking(|| std::io::read_to_string(std::io::stdin())).await;
             }
         }
-        h.close().await?;
-        Ok(())
-    })
+    };
+    tokio::pin!(stop);
+    // On a terminal, a spinner on standard error follows the first synchronisation.
+    let mut sync = crate::progress::SyncProgress::new(&h.group_name().to_string());
+    let mut last = (u32::MAX, Vec::new());
+    loop {
+        let status = h.status()?;
+        let members: Vec<String> = h.neighbours()?.into_iter().map(|n| n.member).collect();
+        if sync.running() {
+            // Before the first synchronisation the database is not the group's yet.
+            let records = match h.record_count() {
+                Ok(n) => Some(n),
+                Err(peergroup_core::CoreError::NotReady) => None,
+                Err(e) => return Err(e.into()),
+            };
+            sync.update(status, records);
+        }
+        if (status, members.clone()) != last {
+            tracing::info!(status, neighbours = members.len(), "group status changed");
+            let line = if as_json {
+                json!({"status": status, "listen": h.listen_addrs()?, "neighbours": members})
+                    .to_string()
+            } else {
+                format!(
+                    "status {status:#x} listening on {:?}, neighbours: {}",
+                    h.listen_addrs()?,
+                    members.join(", ")
+                )
+            };
+            // The reader may be gone (a closed pipe): the group stays online regardless,
+            // until its time is up or standard input closes.
+            let _ = sync.suspend(|| writeln!(std::io::stdout(), "{line}"));
+            last = (status, members);
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    sync.finish();
+    Ok(())
 }

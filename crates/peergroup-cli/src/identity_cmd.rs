@@ -78,7 +78,7 @@ impl Password {
             (Some(p), _) => Ok(p.clone()),
             (None, Some(f)) => {
                 let text = std::fs::read_to_string(f)
-                    .map_err(|e| CliError::usage(format!("reading {}: {e}", f.display())))?;
+                    .map_err(|e| CliError::io(format!("reading {}", f.display()), &e))?;
                 Ok(text.lines().next().unwrap_or("").to_owned())
             }
             (None, None) => Err(CliError::usage(
@@ -161,18 +161,34 @@ pub fn run(store: &IdentityStore, cmd: IdentityCommand, as_json: bool) -> Result
             let id = peer_name(&identity)?;
             let xml = store.export(&id, &password.get()?)?;
             match output {
-                Some(path) => std::fs::write(&path, xml + "\n")
-                    .map_err(|e| CliError::usage(format!("writing {}: {e}", path.display())))?,
+                // The export holds the private key (encrypted): private to the user, and
+                // never left half-written.
+                Some(path) => {
+                    peergroup_core::identity::fsutil::write_atomic(
+                        &path,
+                        (xml + "\n").as_bytes(),
+                        0o600,
+                    )?;
+                    if as_json {
+                        println!(
+                            "{}",
+                            json!({"peer_name": id.to_string(), "file": path.display().to_string()})
+                        );
+                    }
+                }
+                None if as_json => {
+                    println!("{}", json!({"peer_name": id.to_string(), "export": xml}));
+                }
                 None => println!("{xml}"),
             }
         }
         IdentityCommand::Import { file, password } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())
-                    .map_err(|e| CliError::usage(format!("reading standard input: {e}")))?
+                    .map_err(|e| CliError::io("reading standard input", &e))?
             } else {
                 std::fs::read_to_string(&file)
-                    .map_err(|e| CliError::usage(format!("reading {}: {e}", file.display())))?
+                    .map_err(|e| CliError::io(format!("reading {}", file.display()), &e))?
             };
             let id = store.import(text.trim(), &password.get()?)?;
             let friendly = store.friendly_name(&id)?;

@@ -8,6 +8,7 @@ mod group_cmd;
 mod identity_cmd;
 mod members_cmd;
 mod output;
+mod progress;
 mod record_cmd;
 mod status_cmd;
 
@@ -94,10 +95,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 Some(h) => IdentityStore::open(h),
                 None => IdentityStore::from_env(),
             }?;
+            tracing::debug!(home = %store.home().display(), "home opened");
             match command {
                 Command::Identity(cmd) => identity_cmd::run(&store, cmd, cli.json),
                 Command::Group(cmd) => group_cmd::run(&store, &cli.who, cmd, cli.json),
-                Command::Invite(args) => group_cmd::invite(&store, &cli.who, args),
+                Command::Invite(args) => group_cmd::invite(&store, &cli.who, args, cli.json),
                 Command::Join(args) => group_cmd::join(&store, &cli.who, args, cli.json),
                 Command::Connect(args) => group_cmd::connect(&store, &cli.who, args, cli.json),
                 Command::Members(args) => members_cmd::members(&store, &cli.who, args, cli.json),
@@ -125,5 +127,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -126,6 +126,7 @@ pub fn members(
         let closed = h.close().await;
         let listed = listed?;
         closed?;
+        tracing::debug!(members = listed.len(), "members listed");
         if as_json {
             println!(
                 "{}",

@@ -13,12 +13,57 @@ pub struct CliError {
 }
 
 impl CliError {
-    /// An error that has no HRESULT (bad command-line use, unreadable file).
+    /// A bad argument (`E_INVALIDARG`): the message says what is wrong and how to write it.
     pub fn usage(message: impl Into<String>) -> Self {
         CliError {
             message: message.into(),
-            hresult: None,
-            hint: None,
+            hresult: Some(hresult::E_INVALIDARG),
+            hint: Some("`peergroup help COMMAND` shows the command's arguments"),
+        }
+    }
+
+    /// A file or stream that could not be read or written: `what` it was ("reading
+    /// notes.txt") and the system's reason, with the HRESULT a Windows program would see
+    /// (`HRESULT_FILE_NOT_FOUND`, `E_ACCESSDENIED`, else `E_FAIL`).
+    pub fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Self {
+        let (hr, hint) = match e.kind() {
+            std::io::ErrorKind::NotFound => (
+                hresult::HRESULT_FILE_NOT_FOUND,
+                "check the path: the file or its directory does not exist",
+            ),
+            std::io::ErrorKind::PermissionDenied => (
+                hresult::E_ACCESSDENIED,
+                "check the permissions of the file and its directory",
+            ),
+            _ => (
+                hresult::E_FAIL,
+                "check the path, the free space and the permissions",
+            ),
+        };
+        CliError {
+            message: format!("{what}: {e}"),
+            hresult: Some(hr),
+            hint: Some(hint),
+        }
+    }
+
+    /// Something the command waited for did not happen within its bound (`PEER_E_TIMEOUT`).
+    pub fn timeout(message: impl Into<String>, hint: &'static str) -> Self {
+        CliError {
+            message: message.into(),
+            hresult: Some(hresult::PEER_E_TIMEOUT),
+            hint: Some(hint),
+        }
+    }
+
+    /// A failure of the process itself (no runtime, no temporary directory): `E_FAIL`.
+    pub fn internal(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+        CliError {
+            message: format!("{what}: {e}"),
+            hresult: Some(hresult::E_FAIL),
+            hint: Some(
+                "the system is short of a resource (threads, file descriptors, disk): retry",
+            ),
         }
     }
 
@@ -56,6 +101,49 @@ impl From<peergroup_core::CoreError> for CliError {
                     }
                     peergroup_core::CoreError::InvalidDatabaseFile(_) => Some(
                         "the file is not an intact export of this group and member (`peergroup db export`)",
+                    ),
+                    peergroup_core::CoreError::GroupNotFound(_) => Some(
+                        "`peergroup group list` shows the groups of the identity (give --as for another)",
+                    ),
+                    peergroup_core::CoreError::NotAuthorized(_) => Some(
+                        "the identity lacks the role: an administrator can grant it (`peergroup group issue-credentials`)",
+                    ),
+                    peergroup_core::CoreError::AlreadyMember(_) => {
+                        Some("the identity is in the group already: `peergroup group show GROUP`")
+                    }
+                    peergroup_core::CoreError::InvalidInvitation(_)
+                    | peergroup_core::CoreError::InvitationNotTrusted(_) => Some(
+                        "ask for a new invitation, made for this identity (`peergroup identity show --json` gives its XML)",
+                    ),
+                    peergroup_core::CoreError::InvitationExpired => {
+                        Some("the invitation is out of date: ask for a new one")
+                    }
+                    peergroup_core::CoreError::WrongJoinKind(_) => Some(
+                        "a password invitation needs --password; an identity invitation takes none",
+                    ),
+                    peergroup_core::CoreError::PasswordRejected => {
+                        Some("check the group password with the group's administrator")
+                    }
+                    peergroup_core::CoreError::NoMemberReachable(_) => Some(
+                        "have a member online (`peergroup connect GROUP`) where the invitation says, or check $PEERGROUP_LISTEN",
+                    ),
+                    peergroup_core::CoreError::MemberNotFound(_) => {
+                        Some("`peergroup members GROUP` lists the members known here")
+                    }
+                    peergroup_core::CoreError::InvalidSearch(_)
+                    | peergroup_core::CoreError::InvalidSearchEscape(_)
+                    | peergroup_core::CoreError::InvalidAttributes(_) => Some(
+                        "write clauses as NAME=TYPE:VALUE (--where/--attr), or check the XML document",
+                    ),
+                    peergroup_core::CoreError::MaxRecordSize
+                    | peergroup_core::CoreError::DataTooLarge(_) => {
+                        Some("send large data with `peergroup send`, which splits it")
+                    }
+                    peergroup_core::CoreError::ServiceNotAvailable(_) => {
+                        Some("start the service: `peergroupd` (or `systemctl --user start peergroupd`)")
+                    }
+                    peergroup_core::CoreError::Transport(_) => Some(
+                        "check $PEERGROUP_LISTEN (an address of this machine, a free port) and the network",
                     ),
                     _ => None,
                 };

@@ -308,10 +308,10 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, CliError> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-            .map_err(|e| CliError::usage(format!("reading standard input: {e}")))?;
+            .map_err(|e| CliError::io("reading standard input", &e))?;
         Ok(buf)
     } else {
-        std::fs::read(path).map_err(|e| CliError::usage(format!("reading {}: {e}", path.display())))
+        std::fs::read(path).map_err(|e| CliError::io(format!("reading {}", path.display()), &e))
     }
 }
 
@@ -429,8 +429,10 @@ async fn go_online(
 ) -> Result<peergroup_core::EventSubscription, CliError> {
     let sub = h.subscribe(EventFilter::kinds(&[EventKind::RecordChanged]))?;
     h.connect_by_address(&online.addresses).await?;
+    tracing::info!(group = %h.group_name(), addresses = ?online.addresses, "connecting");
     let wait = Duration::from_secs(online.wait);
-    let status = h.wait_status(STATUS_HAS_CONNECTIONS, wait).await?;
+    let status = crate::progress::wait_status(h, STATUS_HAS_CONNECTIONS, wait).await?;
+    tracing::info!(status, "online");
     if status & STATUS_HAS_CONNECTIONS == 0 {
         eprintln!(
             "note: no member connected within {}s; the change is stored and floods when the group next connects",
@@ -449,6 +451,7 @@ async fn with_ready<T>(
     loop {
         match change() {
             Err(CoreError::NotReady) if !online.offline && Instant::now() < deadline => {
+                tracing::debug!("not synchronised yet: retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return other.map_err(CliError::from),
@@ -529,7 +532,7 @@ async fn run_open(h: &GroupHandle, cmd: RecordCommand, as_json: bool) -> Result<
             match out {
                 Some(path) => {
                     std::fs::write(&path, &r.data)
-                        .map_err(|e| CliError::usage(format!("writing {}: {e}", path.display())))?;
+                        .map_err(|e| CliError::io(format!("writing {}", path.display()), &e))?;
                     if as_json {
                         println!("{}", record_json(&r));
                     } else {
@@ -677,6 +680,7 @@ pub fn db(
         let n = result?;
         closed?;
         let verb = if export { "exported" } else { "imported" };
+        tracing::info!(records = n, file = %file.display(), "{verb}");
         if as_json {
             println!("{}", json!({ verb: n, "file": file.display().to_string() }));
         } else if export {
@@ -880,6 +884,7 @@ pub fn watch(
         let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
         let mut sub = h.subscribe(filter)?;
         h.connect_by_address(&args.addresses).await?;
+        tracing::info!(group = %args.group, addresses = ?args.addresses, "watching");
         // End of standard input, read on a thread of its own so it never holds up the exit.
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {

@@ -30,7 +30,7 @@ pub struct StatusArgs {
 }
 
 /// The names of the `PEER_GROUP_STATUS` bits that are set.
-fn status_names(status: u32) -> Vec<&'static str> {
+pub(crate) fn status_names(status: u32) -> Vec<&'static str> {
     let mut names = Vec::new();
     if status & STATUS_LISTENING != 0 {
         names.push("LISTENING");
@@ -58,11 +58,17 @@ pub fn status(
                 // The status bits and the neighbour list are published separately: wait for
                 // both to show the first neighbour (bounded).
                 let deadline = Instant::now() + Duration::from_secs(args.wait);
+                // On a terminal, a spinner follows the wait (and the synchronisation).
+                let mut sync = crate::progress::SyncProgress::new(&args.group);
                 while Instant::now() < deadline
                     && (h.status()? & STATUS_HAS_CONNECTIONS == 0 || h.neighbours()?.is_empty())
                 {
+                    if sync.running() {
+                        sync.update(h.status()?, h.record_count().ok());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                sync.finish();
             }
             let status = h.status()?;
             let listen = h.listen_addrs()?;
@@ -78,6 +84,7 @@ pub fn status(
         .await;
         h.close().await?;
         let (status, listen, neighbours, records) = report?;
+        tracing::debug!(status, neighbours = neighbours.len(), ?records, "status");
         if as_json {
             let ns: Vec<_> = neighbours
                 .iter()

@@ -1,107 +1,21 @@
 //! `chat` through the binary: piped standard input and output, two homes, QUIC on loopback.
 //! Waits are bounded; nothing asserts on timing.
 
+mod common;
+
+use common::*;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn peergroup_on(home: &Path, listen: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("PEERGROUP_LISTEN", listen)
-        .stdin(Stdio::null())
-        .output()
-        .expect("peergroup runs")
-}
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    peergroup_on(home, "127.0.0.1:0", args)
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The default identity of `home` (made on first use), which the other commands act as: its
-/// peer name.
-fn identity(home: &Path) -> String {
-    json(&ok(peergroup(home, &["--json", "identity", "default"])))["peer_name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Alice's group (she listens at `listen`) with Bob joined: the group's peer name.
-fn group_of_two(tmp: &Path, a: &Path, b: &Path, listen: &str) -> String {
-    let group = json(&ok(peergroup(
-        a,
-        &["--json", "group", "create", "--classifier", "club"],
-    )))["group_peer_name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob_xml = json(&ok(peergroup(b, &["--json", "identity", "show"])))["xml"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let xml_file = tmp.join("bob.xml");
-    std::fs::write(&xml_file, bob_xml).unwrap();
-    let invitation = ok(peergroup_on(
-        a,
-        listen,
-        &[
-            "invite",
-            &group,
-            "--identity-xml",
-            xml_file.to_str().unwrap(),
-        ],
-    ));
-    let inv_file = tmp.join("inv.xml");
-    std::fs::write(&inv_file, invitation).unwrap();
-    ok(peergroup(b, &["join", inv_file.to_str().unwrap()]));
-    group
-}
-
-/// A child process killed when the test ends, passed or not.
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs `chat` in `home` with `input` as its whole standard input; its output.
 fn chat_with_input(home: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
+    let mut child = command(home, "127.0.0.1:0")
         .arg("chat")
         .args(args)
-        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -130,12 +44,9 @@ fn two_members_chat_through_the_binary() {
     let listen = format!("127.0.0.1:{}", free_udp_port());
     let group = group_of_two(tmp.path(), &a, &b, &listen);
 
-    let mut alice = Kill(
-        Command::new(env!("CARGO_BIN_EXE_peergroup"))
-            .arg("--home")
-            .arg(&a)
+    let mut alice = Killed(
+        command(&a, &listen)
             .args(["chat", &group, "--name", "Alice", "--wait", "0"])
-            .env("PEERGROUP_LISTEN", &listen)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

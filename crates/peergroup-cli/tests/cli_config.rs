@@ -1,44 +1,13 @@
 //! `group export-config`, `group import-config` and `status` from the command line: real
 //! processes, real homes, QUIC on loopback.
 
+mod common;
+
+use common::*;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
-        .env_remove("PEERGROUP_PASSWORD")
-        .output()
-        .expect("peergroup runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn refused(out: Output, code: &str) {
-    assert!(!out.status.success(), "expected a refusal");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(code), "expected {code}: {err}");
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Stdio;
 
 #[test]
 fn a_configuration_moves_to_another_home() {
@@ -80,9 +49,9 @@ fn a_configuration_moves_to_another_home() {
             "export",
             &alice,
             "--password-file",
-            s(&pw),
+            path_str(&pw),
             "-o",
-            s(&id_file),
+            path_str(&id_file),
         ],
     ));
     ok(peergroup(
@@ -94,12 +63,53 @@ fn a_configuration_moves_to_another_home() {
             "export-config",
             &group,
             "--password-file",
-            s(&pw),
+            path_str(&pw),
             "-o",
-            s(&cfg_file),
+            path_str(&cfg_file),
         ],
     ));
     assert!(std::fs::read_to_string(&cfg_file)
+        .unwrap()
+        .starts_with("<PEERGROUPCONFIG"));
+    // Both exports are private files; with --json they say where they went, or carry the
+    // document.
+    use std::os::unix::fs::PermissionsExt as _;
+    for f in [&id_file, &cfg_file] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+    }
+    let id_json = tmp.path().join("id2.xml");
+    let told = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "identity",
+            "export",
+            &alice,
+            "--password-file",
+            path_str(&pw),
+            "-o",
+            path_str(&id_json),
+        ],
+    )));
+    assert_eq!(told["file"], path_str(&id_json));
+    assert_eq!(told["peer_name"], alice.as_str());
+    let cfg = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "--as",
+            &alice,
+            "group",
+            "export-config",
+            &group,
+            "--password-file",
+            path_str(&pw),
+        ],
+    )));
+    assert_eq!(cfg["group"], group.as_str());
+    assert!(cfg["config"]
+        .as_str()
         .unwrap()
         .starts_with("<PEERGROUPCONFIG"));
 
@@ -108,23 +118,29 @@ fn a_configuration_moves_to_another_home() {
             "--json",
             "group",
             "import-config",
-            s(&cfg_file),
+            path_str(&cfg_file),
             "--password-file",
-            s(pw),
+            path_str(pw),
         ];
         args.extend_from_slice(extra);
         peergroup(&b, &args)
     };
-    refused(import(&[], &pw), "PEER_E_NOT_FOUND");
+    fails_with(import(&[], &pw), "PEER_E_NOT_FOUND");
     ok(peergroup(
         &b,
-        &["identity", "import", s(&id_file), "--password-file", s(&pw)],
+        &[
+            "identity",
+            "import",
+            path_str(&id_file),
+            "--password-file",
+            path_str(&pw),
+        ],
     ));
-    refused(import(&[], &wrong), "0x80070056");
+    fails_with(import(&[], &wrong), "0x80070056");
     let imported = json(&ok(import(&[], &pw)));
     assert_eq!(imported["identity"], alice.as_str());
     assert_eq!(imported["group"], group.as_str());
-    refused(import(&[], &pw), "PEER_E_ALREADY_EXISTS");
+    fails_with(import(&[], &pw), "PEER_E_ALREADY_EXISTS");
     ok(import(&["--overwrite"], &pw));
     let shown = json(&ok(peergroup(
         &b,
@@ -176,23 +192,17 @@ fn status_reports_a_neighbour_and_listen_addresses() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let invitation = ok(Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(&a)
-        .args(["invite", &group, "--identity-xml", s(&xml_file)])
-        .env("PEERGROUP_LISTEN", &listen)
+    let invitation = ok(command(&a, &listen)
+        .args(["invite", &group, "--identity-xml", path_str(&xml_file)])
         .output()
         .unwrap());
     let inv_file = tmp.path().join("inv.xml");
     std::fs::write(&inv_file, invitation).unwrap();
-    ok(peergroup(&b, &["join", s(&inv_file)]));
+    ok(peergroup(&b, &["join", path_str(&inv_file)]));
 
     // Alice online in her own process until her standard input closes.
-    let mut alice = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(&a)
+    let mut alice = command(&a, &listen)
         .args(["--json", "connect", &group])
-        .env("PEERGROUP_LISTEN", &listen)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -1,164 +1,14 @@
 //! `send` and `listen` from the command line: real processes, two homes, QUIC on loopback.
 //! Waits are bounded; nothing asserts on timing.
 
+mod common;
+
+use common::*;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn peergroup_on(home: &Path, listen: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("PEERGROUP_LISTEN", listen)
-        .stdin(Stdio::null())
-        .output()
-        .expect("peergroup runs")
-}
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    peergroup_on(home, "127.0.0.1:0", args)
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The default identity of `home` (made on first use), which the other commands act as: its
-/// peer name.
-fn identity(home: &Path) -> String {
-    json(&ok(peergroup(home, &["--json", "identity", "default"])))["peer_name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Alice's group (she listens at `listen`) with Bob joined: the group's peer name.
-fn group_of_two(tmp: &Path, a: &Path, b: &Path, listen: &str) -> String {
-    let group = json(&ok(peergroup(
-        a,
-        &["--json", "group", "create", "--classifier", "club"],
-    )))["group_peer_name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob_xml = json(&ok(peergroup(b, &["--json", "identity", "show"])))["xml"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let xml_file = tmp.join("bob.xml");
-    std::fs::write(&xml_file, bob_xml).unwrap();
-    let invitation = ok(peergroup_on(
-        a,
-        listen,
-        &[
-            "invite",
-            &group,
-            "--identity-xml",
-            xml_file.to_str().unwrap(),
-        ],
-    ));
-    let inv_file = tmp.join("inv.xml");
-    std::fs::write(&inv_file, invitation).unwrap();
-    ok(peergroup(b, &["join", inv_file.to_str().unwrap()]));
-    group
-}
-
-/// A background process whose standard output lines arrive on a channel.
-struct Background {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Background {
-    fn spawn(home: &Path, listen: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-            .arg("--home")
-            .arg(home)
-            .args(args)
-            .env("PEERGROUP_LISTEN", listen)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Background { child, lines }
-    }
-
-    /// The first JSON line (within `bound`) for which `want` holds.
-    fn wait_for(
-        &self,
-        bound: Duration,
-        want: impl Fn(&serde_json::Value) -> bool,
-    ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + bound;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let v = json(&line);
-                    if want(&v) {
-                        return Some(v);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    /// Its exit status, waiting at most 30 s (then it is killed: a failure).
-    fn exit(mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Bytes that show both order and content: a xorshift stream.
 fn content(len: usize) -> Vec<u8> {
@@ -172,10 +22,6 @@ fn content(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Alice listens with `--out FILE --count 1`; Bob first sends to a member nobody knows
@@ -269,11 +115,8 @@ fn listen_prints_a_line_per_message() {
         .wait_for(Duration::from_secs(20), |v| v["event"] == "listening")
         .expect("the listener comes online");
 
-    let mut send = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(&b)
+    let mut send = command(&b, "127.0.0.1:0")
         .args(["send", &group, "--to", &alice, "--type", ty, "-"])
-        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -359,11 +202,8 @@ fn listen_out_dash_writes_only_the_data_on_standard_output() {
     identity(&b);
     let listen = format!("127.0.0.1:{}", free_udp_port());
     let group = group_of_two(tmp.path(), &a, &b, &listen);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(&a)
+    let mut child = command(&a, &listen)
         .args(["--json", "listen", &group, "--out", "-", "--count", "1"])
-        .env("PEERGROUP_LISTEN", &listen)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -416,14 +256,4 @@ fn listen_out_dash_writes_only_the_data_on_standard_output() {
         got == data,
         "standard output holds the data and nothing else"
     );
-}
-
-/// A child process killed when the test ends, passed or not.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -1,41 +1,13 @@
 //! Groups from the command line: real processes, real homes, QUIC on loopback.
 
+mod common;
+
+use common::*;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("PEERGROUP_LISTEN", "127.0.0.1:0")
-        .output()
-        .expect("peergroup runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A process creates a group and exits; the next process opens it (PeerGroupOpen) from disk.
 #[test]
@@ -108,16 +80,13 @@ fn invite_join_and_connect_between_two_processes() {
     // Alice listens on a fixed port, so the invitation can name it while she is offline.
     let port = free_udp_port();
     let listen = format!("127.0.0.1:{port}");
-    let invite = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(&a)
+    let invite = command(&a, &listen)
         .args([
             "invite",
             &group,
             "--identity-xml",
             xml_file.to_str().unwrap(),
         ])
-        .env("PEERGROUP_LISTEN", &listen)
         .output()
         .unwrap();
     let invitation = ok(invite);
@@ -135,11 +104,8 @@ fn invite_join_and_connect_between_two_processes() {
     ok(peergroup(&b, &["join", inv_file.to_str().unwrap()]));
 
     let spawn = |home: &Path, listen: &str| {
-        Command::new(env!("CARGO_BIN_EXE_peergroup"))
-            .arg("--home")
-            .arg(home)
+        command(home, listen)
             .args(["--json", "connect", &group])
-            .env("PEERGROUP_LISTEN", listen)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -170,4 +136,133 @@ fn invite_join_and_connect_between_two_processes() {
         let status = child.wait().unwrap();
         assert!(status.success());
     }
+}
+
+/// What a script relies on: every failure names an HRESULT (name and hex) with a hint, and
+/// exits non-zero; `invite --json` is an object whose invitation joins; `-v` logs on standard
+/// error only; `connect` with its standard error not a terminal draws no progress.
+#[test]
+fn errors_name_an_hresult_json_invitations_and_no_progress_off_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let group = home_with_group(&a, "alice");
+
+    // A file that is not there, a bad argument, a group that is not there.
+    let missing = tmp.path().join("missing.xml");
+    let out = peergroup(
+        &a,
+        &["identity", "import", path_str(&missing), "--password", "x"],
+    );
+    fails_with(out, "(HRESULT_FILE_NOT_FOUND, 0x80070002)\nhint: ");
+    let out = peergroup(&a, &["record", "list", &group, "--type", "not-a-guid"]);
+    fails_with(out, "(E_INVALIDARG, 0x80070057)\nhint: ");
+    let out = peergroup(
+        &a,
+        &[
+            "group",
+            "show",
+            "0000000000000000000000000000000000000000.x",
+        ],
+    );
+    fails_with(out, "(PEER_E_NOT_FOUND, 0x80070490)\nhint: ");
+
+    // invite --json: the invitation, which Bob joins with (offline).
+    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.path().join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+    let invited = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "invite",
+            &group,
+            "--identity-xml",
+            path_str(&xml_file),
+        ],
+    )));
+    let invitation = invited["invitation"]
+        .as_str()
+        .expect("an invitation string");
+    let inv_file = tmp.path().join("inv.xml");
+    std::fs::write(&inv_file, invitation).unwrap();
+    let joined = json(&ok(peergroup(&b, &["--json", "join", path_str(&inv_file)])));
+    assert_eq!(joined["group_peer_name"], group.as_str());
+
+    // -v: logs on standard error (plain text off a terminal), the data alone on standard
+    // output.
+    let out = peergroup(
+        &a,
+        &["-v", "--json", "group", "create", "--classifier", "logged"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(json(&ok(out))["group_peer_name"].is_string());
+    assert!(err.contains(" INFO "), "info logs with -v: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes off a terminal: {err:?}"
+    );
+
+    // Standard error is a pipe here: the status lines come, the spinner does not.
+    let out = peergroup(&a, &["--json", "connect", &group, "--seconds", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines = json_lines(&ok(out));
+    assert!(
+        lines.iter().any(|l| l["status"].as_u64().is_some()),
+        "status lines: {lines:?}"
+    );
+    assert!(!err.contains("synchronising"), "no progress drawn: {err:?}");
+}
+
+/// `join --connect`: Bob joins and goes online in one process; it prints the group's
+/// properties, then status lines up to LISTENING|HAS_CONNECTIONS with Alice, and exits 0 at
+/// end of input.
+#[test]
+fn join_with_connect_joins_and_goes_online() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let listen = format!("127.0.0.1:{}", free_udp_port());
+    ok(peergroup(
+        &a,
+        &["identity", "create", "--classifier", "alice"],
+    ));
+    let group = create_group(&a);
+    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.path().join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+    let invitation = ok(peergroup_on(
+        &a,
+        &listen,
+        &["invite", &group, "--identity-xml", path_str(&xml_file)],
+    ));
+    let inv_file = tmp.path().join("inv.xml");
+    std::fs::write(&inv_file, invitation).unwrap();
+
+    let bound = Duration::from_secs(20);
+    let alice = Background::spawn(&a, &listen, &["--json", "connect", &group]);
+    let bob = Background::spawn(
+        &b,
+        ANY_PORT,
+        &["--json", "join", path_str(&inv_file), "--connect"],
+    );
+    let props = bob.wait_for(bound, |v| v.get("group_peer_name").is_some());
+    assert_eq!(
+        props.expect("the group's properties")["group_peer_name"],
+        group.as_str()
+    );
+    assert!(
+        bob.wait_for(bound, |v| v["status"] == 3).is_some(),
+        "Bob reaches LISTENING|HAS_CONNECTIONS"
+    );
+    assert!(
+        alice.wait_for(bound, |v| v["status"] == 3).is_some(),
+        "Alice reaches LISTENING|HAS_CONNECTIONS"
+    );
+    assert!(bob.finish(), "join --connect exits 0 at end of input");
+    assert!(alice.finish(), "connect exits 0 at end of input");
 }

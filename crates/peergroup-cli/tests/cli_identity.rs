@@ -1,38 +1,12 @@
 //! The `peergroup` command as a user runs it: real processes, real homes on disk.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use common::*;
+
+use std::process::Command;
 
 use peergroup_core::identity::IdentityStore;
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env_remove("PEERGROUP_PASSWORD")
-        .output()
-        .expect("peergroup runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails_with(out: Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "should fail: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "stderr {stderr:?} should name {needle:?}"
-    );
-}
 
 #[test]
 fn identity_lifecycle_across_two_homes() {
@@ -178,9 +152,7 @@ fn kill_during_create_leaves_no_half_identity() {
     let home = tmp.path().join("h");
     let mut killed = 0;
     for i in 0..40u64 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-            .arg("--home")
-            .arg(&home)
+        let mut child = command(&home, ANY_PORT)
             .args(["identity", "create", "--classifier", &format!("c{i}")])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

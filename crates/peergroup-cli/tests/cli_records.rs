@@ -1,148 +1,11 @@
 //! Records, database files and events from the command line: real processes, two homes,
 //! QUIC on loopback. Waits are bounded; nothing asserts on timing.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use common::*;
+
 use std::time::{Duration, Instant};
-
-fn peergroup(home: &Path, args: &[&str]) -> Output {
-    peergroup_on(home, "127.0.0.1:0", args)
-}
-
-fn peergroup_on(home: &Path, listen: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peergroup"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .env("PEERGROUP_LISTEN", listen)
-        .stdin(Stdio::null())
-        .output()
-        .expect("peergroup runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The command failed, and its message contains `needle`.
-fn fails_with(out: Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "should fail: {err}");
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(json)
-        .collect()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One home with an identity and a group it created; returns the group's peer name.
-fn home_with_group(home: &Path, classifier: &str) -> String {
-    ok(peergroup(
-        home,
-        &["identity", "create", "--classifier", classifier],
-    ));
-    json(&ok(peergroup(
-        home,
-        &["--json", "group", "create", "--classifier", "club"],
-    )))["group_peer_name"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// A background process whose standard output lines arrive on a channel.
-struct Background {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Background {
-    fn spawn(home: &Path, listen: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peergroup"))
-            .arg("--home")
-            .arg(home)
-            .args(args)
-            .env("PEERGROUP_LISTEN", listen)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Background { child, lines }
-    }
-
-    /// The first JSON line (within `bound`) for which `want` holds.
-    fn wait_for(
-        &self,
-        bound: Duration,
-        want: impl Fn(&serde_json::Value) -> bool,
-    ) -> Option<serde_json::Value> {
-        let deadline = Instant::now() + bound;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let v = json(&line);
-                    if want(&v) {
-                        return Some(v);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-        None
-    }
-
-    /// Closes standard input (the process closes its group and exits); its exit status.
-    fn finish(mut self) -> bool {
-        if let Some(mut stdin) = self.child.stdin.take() {
-            let _ = stdin.flush();
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// Alice watches her group; Bob, a member, adds a record from a process of its own; Alice's
 /// `watch --json` prints the record events (added, then updated), and Alice's
@@ -282,19 +145,7 @@ fn watch_stops_after_count_events() {
     );
     let first = w.wait_for(Duration::from_secs(20), |_| true);
     assert_eq!(first.expect("one event")["event"], "status_changed");
-    let mut child = w.child;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "watch exits after --count events"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success());
+    assert!(w.exit(), "watch exits 0 after --count events");
 }
 
 /// Offline on one home: add, get (text and --out), update, search, delete, db export/import.

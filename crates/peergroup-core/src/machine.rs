@@ -186,7 +186,9 @@ pub struct Config {
     pub synced_before: bool,
     /// Neighbours the node tries to keep.
     pub target_neighbours: usize,
-    /// Most neighbours the node accepts; further inbound members are referred elsewhere.
+    /// Most neighbours the node ever holds. Further inbound members are referred elsewhere,
+    /// except a newcomer with fewer than `target_neighbours`: for it a full member drops one
+    /// of its own neighbours (see [`Group`]), so a member is never left out of a full group.
     pub max_neighbours: usize,
     /// Period of connection maintenance.
     pub maintenance_interval: Millis,
@@ -219,6 +221,8 @@ struct Neighbour {
     node_id: u64,
     outbound: bool,
     remote: SocketAddr,
+    /// Its neighbour count from its `Hello` (a hint: it was that when the connection began).
+    degree: usize,
 }
 
 struct Pending {
@@ -228,6 +232,19 @@ struct Pending {
 }
 
 /// One group, as seen from one member.
+///
+/// **Neighbour management.** A member dials known members until it has
+/// [`Config::target_neighbours`], and now and then one more at random while it has fewer than
+/// [`Config::max_neighbours`]. It accepts inbound members up to the maximum; at the maximum it
+/// refers a newcomer to other members and closes (`Busy`), unless the newcomer's `Hello` says
+/// it has fewer neighbours than the target: then the member makes room by dropping the
+/// neighbour that reported the most neighbours (ties broken by the seeded generator; never the
+/// newcomer), sending it a referral before the close so it can rewire, and takes the newcomer.
+/// A member therefore never holds more than the maximum, and a member with too few
+/// neighbours (cut off by a partition, or new) always finds a place, even when every member
+/// is full. Only members short of their target make room this way, and the dropped neighbour
+/// is the best connected one, so it stays above its target and does not displace anyone in
+/// turn: no churn loop.
 pub struct Group {
     cfg: Config,
     now: Millis,
@@ -464,6 +481,7 @@ impl Group {
                     listening: self.listening,
                     addrs: self.my_addrs.clone(),
                     properties_version: self.properties.as_ref().map_or(0, |p| p.version),
+                    neighbours: self.neighbours.len().min(u8::MAX as usize) as u8,
                 };
                 self.out
                     .push_back(Output::Send(conn, Message::Hello(hello)));
@@ -589,6 +607,11 @@ impl Group {
                         .push_back(Output::Disconnect(conn, CloseReason::Busy));
                     return;
                 }
+                let needs_room = usize::from(h.neighbours) < self.cfg.target_neighbours;
+                if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours && needs_room {
+                    // A member short of neighbours must find a place even in a full group.
+                    self.make_room();
+                }
                 if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries = self.sample_known();
@@ -615,6 +638,7 @@ impl Group {
                         node_id: h.node_id,
                         outbound: p.outbound,
                         remote: p.remote,
+                        degree: usize::from(h.neighbours),
                     },
                 );
                 if !self.synced {
@@ -719,6 +743,37 @@ impl Group {
                 self.out
                     .push_back(Output::Send(*conn, Message::Properties(props.clone())));
             }
+        }
+    }
+
+    /// Drops one neighbour to take a newcomer short of neighbours: the one that reported the
+    /// most neighbours (ties broken by the seeded generator). It is sent a referral first, so
+    /// it can rewire, then closed as `Busy`.
+    fn make_room(&mut self) {
+        let Some(most) = self.neighbours.values().map(|n| n.degree).max() else {
+            return;
+        };
+        let ties: Vec<ConnId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.degree == most)
+            .map(|(c, _)| *c)
+            .collect();
+        let victim = ties[self.rng.range(0, ties.len() as u64) as usize];
+        let entries = self.sample_known();
+        self.out
+            .push_back(Output::Send(victim, Message::Peers(entries)));
+        self.out
+            .push_back(Output::Disconnect(victim, CloseReason::Busy));
+        if let Some(r) = self.repl.as_mut() {
+            r.down(victim);
+        }
+        if let Some(n) = self.neighbours.remove(&victim) {
+            self.event(GroupEvent::NeighborConnection {
+                status: ConnectionStatus::Disconnected,
+                conn: victim,
+                node_id: n.node_id,
+            });
         }
     }
 
@@ -990,6 +1045,7 @@ mod tests {
             listening: false,
             addrs: vec![],
             properties_version: 0,
+            neighbours: 0,
         };
         g.handle(3, Input::Message(7, Message::Hello(hello)));
         assert_eq!(g.status(), STATUS_LISTENING | STATUS_HAS_CONNECTIONS);
@@ -1052,6 +1108,7 @@ mod tests {
                 listening: true,
                 addrs: vec![],
                 properties_version: 0,
+                neighbours: 0,
             })
         };
         for conn in [10, 11] {
@@ -1088,6 +1145,7 @@ mod tests {
                         listening: true,
                         addrs: vec![],
                         properties_version: 0,
+                        neighbours: 0,
                     }),
                 ),
             );

@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// With [`SimConfig::records`]: members publish member data and presence under these
     /// settings ([`crate::members`]); `None`: they do not.
     pub member_duties: Option<MemberSettings>,
+    /// The last this many members do not connect at the start: they are newcomers that join
+    /// a formed group when [`Sim::rejoin`] connects them.
+    pub held_back: usize,
 }
 
 impl Default for SimConfig {
@@ -75,6 +78,7 @@ impl Default for SimConfig {
             records: false,
             anti_entropy_interval: 30_000,
             member_duties: None,
+            held_back: 0,
         }
     }
 }
@@ -283,7 +287,7 @@ impl Sim {
             messages: 0,
         };
         sim.schedule(0, Action::Input(0, Input::Connect));
-        for i in 1..sim.cfg.members {
+        for i in 1..sim.cfg.members.saturating_sub(sim.cfg.held_back).max(1) {
             let at = sim.rng.range(1, sim.cfg.join_window.max(2));
             sim.schedule(at, Action::Input(i, Input::Connect));
         }

@@ -1168,4 +1168,141 @@ mod tests {
         g.handle(2, Input::VerifiedProperties(2, props(1)));
         assert!(drain(&mut g).is_empty(), "older properties change nothing");
     }
+
+    /// A member (seed `seed`, at most 8 neighbours, target 4) with one inbound neighbour per
+    /// entry of `degrees` (connections 1, 2, ...), each of whose `Hello` reported that many
+    /// neighbours.
+    fn member_with(seed: u64, degrees: &[u8]) -> Group {
+        let mut c = Config::new(1, "m");
+        c.seed = seed;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        for (i, &d) in degrees.iter().enumerate() {
+            knock(&mut g, i as ConnId + 1, d);
+        }
+        drain(&mut g);
+        g
+    }
+
+    /// Member `conn` (node id `100 + conn`) connects inbound, with `neighbours` in its `Hello`.
+    fn knock(g: &mut Group, conn: ConnId, neighbours: u8) -> Vec<Output> {
+        let remote = addr(1000 + conn as u16);
+        g.handle(
+            1,
+            Input::ConnectionUp {
+                conn,
+                member: format!("p{conn}"),
+                remote,
+                outbound: false,
+            },
+        );
+        g.handle(
+            1,
+            Input::Message(
+                conn,
+                Message::Hello(Hello {
+                    node_id: 100 + conn,
+                    listening: true,
+                    addrs: vec![remote],
+                    properties_version: 0,
+                    neighbours,
+                }),
+            ),
+        );
+        drain(g)
+    }
+
+    fn conns(g: &Group) -> Vec<ConnId> {
+        g.neighbours().map(|n| n.0).collect()
+    }
+
+    #[test]
+    fn a_full_member_takes_a_newcomer_short_of_neighbours_and_drops_its_best_connected_one() {
+        let mut g = member_with(1, &[3, 5, 8, 2, 4, 6, 7, 1]);
+        let out = knock(&mut g, 50, 0);
+        // Neighbour 3 reported the most neighbours: it gets a referral, then the close.
+        let referral = out
+            .iter()
+            .position(|o| matches!(o, Output::Send(3, Message::Peers(p)) if !p.is_empty()))
+            .expect("a referral to the dropped neighbour");
+        let close = out
+            .iter()
+            .position(|o| *o == Output::Disconnect(3, CloseReason::Busy))
+            .expect("the dropped neighbour is closed as busy");
+        assert!(referral < close, "the referral goes before the close");
+        assert!(out.contains(&Output::Event(GroupEvent::NeighborConnection {
+            status: ConnectionStatus::Disconnected,
+            conn: 3,
+            node_id: 103,
+        })));
+        assert!(!out.iter().any(|o| matches!(o, Output::Disconnect(50, _))));
+        assert_eq!(
+            conns(&g),
+            vec![1, 2, 4, 5, 6, 7, 8, 50],
+            "never above the maximum"
+        );
+        // A second newcomer short of neighbours displaces the next best connected (7).
+        let out = knock(&mut g, 51, 3);
+        assert!(out.contains(&Output::Disconnect(7, CloseReason::Busy)));
+        assert_eq!(conns(&g).len(), 8);
+    }
+
+    #[test]
+    fn a_full_member_refers_a_newcomer_that_has_its_target() {
+        let mut g = member_with(1, &[3, 5, 8, 2, 4, 6, 7, 1]);
+        let out = knock(&mut g, 50, 4);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Send(50, Message::Peers(p)) if !p.is_empty())));
+        assert!(out.contains(&Output::Disconnect(50, CloseReason::Busy)));
+        assert_eq!(conns(&g), vec![1, 2, 3, 4, 5, 6, 7, 8], "nobody dropped");
+        // Below the maximum everyone is taken, short of neighbours or not.
+        let mut g = member_with(1, &[3, 5, 8]);
+        let out = knock(&mut g, 50, 7);
+        assert!(!out.iter().any(|o| matches!(o, Output::Disconnect(..))));
+        assert_eq!(conns(&g), vec![1, 2, 3, 50]);
+    }
+
+    #[test]
+    fn among_equally_connected_neighbours_the_seed_picks_which_to_drop() {
+        let dropped = |seed| {
+            let mut g = member_with(seed, &[8; 8]);
+            let out = knock(&mut g, 50, 0);
+            assert!(conns(&g).contains(&50), "never the newcomer");
+            assert_eq!(conns(&g).len(), 8);
+            out.iter()
+                .find_map(|o| match o {
+                    Output::Disconnect(c, CloseReason::Busy) => Some(*c),
+                    _ => None,
+                })
+                .expect("one neighbour dropped")
+        };
+        let victims: BTreeSet<ConnId> = (1..20).map(dropped).collect();
+        assert!(victims.len() > 1, "the choice is spread: {victims:?}");
+        for seed in 1..20 {
+            assert_eq!(
+                dropped(seed),
+                dropped(seed),
+                "the same seed, the same choice"
+            );
+        }
+    }
+
+    #[test]
+    fn hello_reports_the_neighbour_count() {
+        let mut g = member_with(1, &[3, 5]);
+        g.handle(
+            2,
+            Input::ConnectionUp {
+                conn: 9,
+                member: "p9".into(),
+                remote: addr(1009),
+                outbound: true,
+            },
+        );
+        let out = drain(&mut g);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Send(9, Message::Hello(h)) if h.neighbours == 2)));
+    }
 }

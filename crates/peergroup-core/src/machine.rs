@@ -37,7 +37,8 @@ pub enum CloseReason {
     ConnectedToSelf,
     /// The peer broke the protocol.
     ProtocolViolation,
-    /// This node has all the neighbours it wants; the peer was sent others to try.
+    /// This node has all the neighbours it wants (or dropped this one to make room for a
+    /// member short of neighbours); the peer was sent others to try.
     Busy,
 }
 

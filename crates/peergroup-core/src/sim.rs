@@ -104,6 +104,9 @@ pub struct Sim {
     next_conn: ConnId,
     /// Messages delivered so far.
     pub messages: u64,
+    /// Connections members closed so far (busy referrals, neighbours dropped to make room,
+    /// duplicates): a measure of churn.
+    pub closes: u64,
     /// Members' deadlines (simulated time), earliest first; stale entries are skipped.
     timers: BinaryHeap<Reverse<(Millis, usize)>>,
     /// Each member's current deadline.
@@ -285,6 +288,7 @@ impl Sim {
             link_clock: BTreeMap::new(),
             next_conn: 1,
             messages: 0,
+            closes: 0,
         };
         sim.schedule(0, Action::Input(0, Input::Connect));
         for i in 1..sim.cfg.members.saturating_sub(sim.cfg.held_back).max(1) {
@@ -447,6 +451,7 @@ impl Sim {
             }
             Output::Disconnect(conn, _) => {
                 if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+                    self.closes += 1;
                     self.links.remove(&(j, cj));
                     let at = self.in_order(i, conn);
                     self.link_clock.remove(&(i, conn));

@@ -129,3 +129,31 @@ fn a_new_member_joins_a_saturated_group() {
     let degrees = sim.degrees();
     assert!(degrees.iter().all(|&d| (1..=8).contains(&d)), "{degrees:?}");
 }
+
+#[test]
+fn full_members_making_room_settle_without_churn_within_the_maximum() {
+    // Left to run, the extra dials fill nearly every member to the maximum; members short of
+    // neighbours then displace others. Minute by minute the group stays connected, nobody
+    // exceeds the maximum, and connections closed (referrals and drops) die down instead of
+    // feeding each other.
+    for (seed, members) in [(7, 100), (5, 300)] {
+        let mut sim = run(seed, members);
+        let mut per_minute = Vec::new();
+        for minute in 2..=11 {
+            let before = sim.closes;
+            sim.run_until(minute * 60_000);
+            per_minute.push(sim.closes - before);
+            assert!(sim.connected(), "{members} members, minute {minute}");
+            let degrees = sim.degrees();
+            assert!(
+                degrees.iter().all(|&d| (1..=8).contains(&d)),
+                "{members} members, minute {minute}: {degrees:?}"
+            );
+        }
+        let last = *per_minute.last().unwrap();
+        assert!(
+            last < per_minute[0] && (last as usize) < members / 10,
+            "{members} members: closes per minute {per_minute:?}"
+        );
+    }
+}

@@ -70,6 +70,7 @@ fn member() -> Group {
                 listening: true,
                 addrs: vec![remote],
                 properties_version: 0,
+                neighbours: 0,
             }),
         ),
     );

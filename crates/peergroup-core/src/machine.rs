@@ -37,7 +37,8 @@ pub enum CloseReason {
     ConnectedToSelf,
     /// The peer broke the protocol.
     ProtocolViolation,
-    /// This node has all the neighbours it wants; the peer was sent others to try.
+    /// This node has all the neighbours it wants (or dropped this one to make room for a
+    /// member short of neighbours); the peer was sent others to try.
     Busy,
 }
 
@@ -186,7 +187,9 @@ pub struct Config {
     pub synced_before: bool,
     /// Neighbours the node tries to keep.
     pub target_neighbours: usize,
-    /// Most neighbours the node accepts; further inbound members are referred elsewhere.
+    /// Most neighbours the node ever holds. Further inbound members are referred elsewhere,
+    /// except a newcomer with fewer than `target_neighbours`: for it a full member drops one
+    /// of its own neighbours (see [`Group`]), so a member is never left out of a full group.
     pub max_neighbours: usize,
     /// Period of connection maintenance.
     pub maintenance_interval: Millis,
@@ -219,6 +222,8 @@ struct Neighbour {
     node_id: u64,
     outbound: bool,
     remote: SocketAddr,
+    /// Its neighbour count from its `Hello` (a hint: it was that when the connection began).
+    degree: usize,
 }
 
 struct Pending {
@@ -228,6 +233,19 @@ struct Pending {
 }
 
 /// One group, as seen from one member.
+///
+/// **Neighbour management.** A member dials known members until it has
+/// [`Config::target_neighbours`], and now and then one more at random while it has fewer than
+/// [`Config::max_neighbours`]. It accepts inbound members up to the maximum; at the maximum it
+/// refers a newcomer to other members and closes (`Busy`), unless the newcomer's `Hello` says
+/// it has fewer neighbours than the target: then the member makes room by dropping the
+/// neighbour that reported the most neighbours (ties broken by the seeded generator; never the
+/// newcomer), sending it a referral before the close so it can rewire, and takes the newcomer.
+/// A member therefore never holds more than the maximum, and a member with too few
+/// neighbours (cut off by a partition, or new) always finds a place, even when every member
+/// is full. Only members short of their target make room this way, and the dropped neighbour
+/// is the best connected one, so it stays above its target and does not displace anyone in
+/// turn: no churn loop.
 pub struct Group {
     cfg: Config,
     now: Millis,
@@ -464,6 +482,7 @@ impl Group {
                     listening: self.listening,
                     addrs: self.my_addrs.clone(),
                     properties_version: self.properties.as_ref().map_or(0, |p| p.version),
+                    neighbours: self.neighbours.len().min(u8::MAX as usize) as u8,
                 };
                 self.out
                     .push_back(Output::Send(conn, Message::Hello(hello)));
@@ -589,6 +608,11 @@ impl Group {
                         .push_back(Output::Disconnect(conn, CloseReason::Busy));
                     return;
                 }
+                let needs_room = usize::from(h.neighbours) < self.cfg.target_neighbours;
+                if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours && needs_room {
+                    // A member short of neighbours must find a place even in a full group.
+                    self.make_room();
+                }
                 if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries = self.sample_known();
@@ -615,6 +639,7 @@ impl Group {
                         node_id: h.node_id,
                         outbound: p.outbound,
                         remote: p.remote,
+                        degree: usize::from(h.neighbours),
                     },
                 );
                 if !self.synced {
@@ -719,6 +744,37 @@ impl Group {
                 self.out
                     .push_back(Output::Send(*conn, Message::Properties(props.clone())));
             }
+        }
+    }
+
+    /// Drops one neighbour to take a newcomer short of neighbours: the one that reported the
+    /// most neighbours (ties broken by the seeded generator). It is sent a referral first, so
+    /// it can rewire, then closed as `Busy`.
+    fn make_room(&mut self) {
+        let Some(most) = self.neighbours.values().map(|n| n.degree).max() else {
+            return;
+        };
+        let ties: Vec<ConnId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.degree == most)
+            .map(|(c, _)| *c)
+            .collect();
+        let victim = ties[self.rng.range(0, ties.len() as u64) as usize];
+        let entries = self.sample_known();
+        self.out
+            .push_back(Output::Send(victim, Message::Peers(entries)));
+        self.out
+            .push_back(Output::Disconnect(victim, CloseReason::Busy));
+        if let Some(r) = self.repl.as_mut() {
+            r.down(victim);
+        }
+        if let Some(n) = self.neighbours.remove(&victim) {
+            self.event(GroupEvent::NeighborConnection {
+                status: ConnectionStatus::Disconnected,
+                conn: victim,
+                node_id: n.node_id,
+            });
         }
     }
 
@@ -990,6 +1046,7 @@ mod tests {
             listening: false,
             addrs: vec![],
             properties_version: 0,
+            neighbours: 0,
         };
         g.handle(3, Input::Message(7, Message::Hello(hello)));
         assert_eq!(g.status(), STATUS_LISTENING | STATUS_HAS_CONNECTIONS);
@@ -1052,6 +1109,7 @@ mod tests {
                 listening: true,
                 addrs: vec![],
                 properties_version: 0,
+                neighbours: 0,
             })
         };
         for conn in [10, 11] {
@@ -1088,6 +1146,7 @@ mod tests {
                         listening: true,
                         addrs: vec![],
                         properties_version: 0,
+                        neighbours: 0,
                     }),
                 ),
             );
@@ -1109,5 +1168,142 @@ mod tests {
         );
         g.handle(2, Input::VerifiedProperties(2, props(1)));
         assert!(drain(&mut g).is_empty(), "older properties change nothing");
+    }
+
+    /// A member (seed `seed`, at most 8 neighbours, target 4) with one inbound neighbour per
+    /// entry of `degrees` (connections 1, 2, ...), each of whose `Hello` reported that many
+    /// neighbours.
+    fn member_with(seed: u64, degrees: &[u8]) -> Group {
+        let mut c = Config::new(1, "m");
+        c.seed = seed;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        for (i, &d) in degrees.iter().enumerate() {
+            knock(&mut g, i as ConnId + 1, d);
+        }
+        drain(&mut g);
+        g
+    }
+
+    /// Member `conn` (node id `100 + conn`) connects inbound, with `neighbours` in its `Hello`.
+    fn knock(g: &mut Group, conn: ConnId, neighbours: u8) -> Vec<Output> {
+        let remote = addr(1000 + conn as u16);
+        g.handle(
+            1,
+            Input::ConnectionUp {
+                conn,
+                member: format!("p{conn}"),
+                remote,
+                outbound: false,
+            },
+        );
+        g.handle(
+            1,
+            Input::Message(
+                conn,
+                Message::Hello(Hello {
+                    node_id: 100 + conn,
+                    listening: true,
+                    addrs: vec![remote],
+                    properties_version: 0,
+                    neighbours,
+                }),
+            ),
+        );
+        drain(g)
+    }
+
+    fn conns(g: &Group) -> Vec<ConnId> {
+        g.neighbours().map(|n| n.0).collect()
+    }
+
+    #[test]
+    fn a_full_member_takes_a_newcomer_short_of_neighbours_and_drops_its_best_connected_one() {
+        let mut g = member_with(1, &[3, 5, 8, 2, 4, 6, 7, 1]);
+        let out = knock(&mut g, 50, 0);
+        // Neighbour 3 reported the most neighbours: it gets a referral, then the close.
+        let referral = out
+            .iter()
+            .position(|o| matches!(o, Output::Send(3, Message::Peers(p)) if !p.is_empty()))
+            .expect("a referral to the dropped neighbour");
+        let close = out
+            .iter()
+            .position(|o| *o == Output::Disconnect(3, CloseReason::Busy))
+            .expect("the dropped neighbour is closed as busy");
+        assert!(referral < close, "the referral goes before the close");
+        assert!(out.contains(&Output::Event(GroupEvent::NeighborConnection {
+            status: ConnectionStatus::Disconnected,
+            conn: 3,
+            node_id: 103,
+        })));
+        assert!(!out.iter().any(|o| matches!(o, Output::Disconnect(50, _))));
+        assert_eq!(
+            conns(&g),
+            vec![1, 2, 4, 5, 6, 7, 8, 50],
+            "never above the maximum"
+        );
+        // A second newcomer short of neighbours displaces the next best connected (7).
+        let out = knock(&mut g, 51, 3);
+        assert!(out.contains(&Output::Disconnect(7, CloseReason::Busy)));
+        assert_eq!(conns(&g).len(), 8);
+    }
+
+    #[test]
+    fn a_full_member_refers_a_newcomer_that_has_its_target() {
+        let mut g = member_with(1, &[3, 5, 8, 2, 4, 6, 7, 1]);
+        let out = knock(&mut g, 50, 4);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Send(50, Message::Peers(p)) if !p.is_empty())));
+        assert!(out.contains(&Output::Disconnect(50, CloseReason::Busy)));
+        assert_eq!(conns(&g), vec![1, 2, 3, 4, 5, 6, 7, 8], "nobody dropped");
+        // Below the maximum everyone is taken, short of neighbours or not.
+        let mut g = member_with(1, &[3, 5, 8]);
+        let out = knock(&mut g, 50, 7);
+        assert!(!out.iter().any(|o| matches!(o, Output::Disconnect(..))));
+        assert_eq!(conns(&g), vec![1, 2, 3, 50]);
+    }
+
+    #[test]
+    fn among_equally_connected_neighbours_the_seed_picks_which_to_drop() {
+        let dropped = |seed| {
+            let mut g = member_with(seed, &[8; 8]);
+            let out = knock(&mut g, 50, 0);
+            assert!(conns(&g).contains(&50), "never the newcomer");
+            assert_eq!(conns(&g).len(), 8);
+            out.iter()
+                .find_map(|o| match o {
+                    Output::Disconnect(c, CloseReason::Busy) => Some(*c),
+                    _ => None,
+                })
+                .expect("one neighbour dropped")
+        };
+        let victims: BTreeSet<ConnId> = (1..20).map(dropped).collect();
+        assert!(victims.len() > 1, "the choice is spread: {victims:?}");
+        for seed in 1..20 {
+            assert_eq!(
+                dropped(seed),
+                dropped(seed),
+                "the same seed, the same choice"
+            );
+        }
+    }
+
+    #[test]
+    fn hello_reports_the_neighbour_count() {
+        let mut g = member_with(1, &[3, 5]);
+        g.handle(
+            2,
+            Input::ConnectionUp {
+                conn: 9,
+                member: "p9".into(),
+                remote: addr(1009),
+                outbound: true,
+            },
+        );
+        let out = drain(&mut g);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Send(9, Message::Hello(h)) if h.neighbours == 2)));
     }
 }

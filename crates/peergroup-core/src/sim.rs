@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// With [`SimConfig::records`]: members publish member data and presence under these
     /// settings ([`crate::members`]); `None`: they do not.
     pub member_duties: Option<MemberSettings>,
+    /// The last this many members do not connect at the start: they are newcomers that join
+    /// a formed group when [`Sim::rejoin`] connects them.
+    pub held_back: usize,
 }
 
 impl Default for SimConfig {
@@ -75,6 +78,7 @@ impl Default for SimConfig {
             records: false,
             anti_entropy_interval: 30_000,
             member_duties: None,
+            held_back: 0,
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Sim {
     next_conn: ConnId,
     /// Messages delivered so far.
     pub messages: u64,
+    /// Connections members closed so far (busy referrals, neighbours dropped to make room,
+    /// duplicates): a measure of churn.
+    pub closes: u64,
     /// Members' deadlines (simulated time), earliest first; stale entries are skipped.
     timers: BinaryHeap<Reverse<(Millis, usize)>>,
     /// Each member's current deadline.
@@ -281,9 +288,10 @@ impl Sim {
             link_clock: BTreeMap::new(),
             next_conn: 1,
             messages: 0,
+            closes: 0,
         };
         sim.schedule(0, Action::Input(0, Input::Connect));
-        for i in 1..sim.cfg.members {
+        for i in 1..sim.cfg.members.saturating_sub(sim.cfg.held_back).max(1) {
             let at = sim.rng.range(1, sim.cfg.join_window.max(2));
             sim.schedule(at, Action::Input(i, Input::Connect));
         }
@@ -443,6 +451,7 @@ impl Sim {
             }
             Output::Disconnect(conn, _) => {
                 if let Some((j, cj)) = self.links.remove(&(i, conn)) {
+                    self.closes += 1;
                     self.links.remove(&(j, cj));
                     let at = self.in_order(i, conn);
                     self.link_clock.remove(&(i, conn));

@@ -89,6 +89,10 @@ pub struct Hello {
     pub addrs: Vec<SocketAddr>,
     /// Version of the group properties the sender holds.
     pub properties_version: u64,
+    /// The sender's neighbours when it sent this (capped at 255): a member at its maximum
+    /// still takes a newcomer with fewer than its target, and drops the neighbour that
+    /// reported the most (see the machine's neighbour management).
+    pub neighbours: u8,
 }
 
 /// A member and where it was last reachable.
@@ -171,6 +175,7 @@ impl Message {
                 w.u8(h.listening as u8);
                 w.addrs(&h.addrs);
                 w.u64(h.properties_version);
+                w.u8(h.neighbours);
                 (KIND_HELLO, w.0)
             }
             Message::Peers(entries) => {
@@ -232,6 +237,7 @@ impl Message {
                 listening: r.flag()?,
                 addrs: r.addrs()?,
                 properties_version: r.u64()?,
+                neighbours: r.u8()?,
             }),
             KIND_PEERS => {
                 let n = r.u16()? as usize;
@@ -459,16 +465,20 @@ mod tests {
                 any::<u64>(),
                 any::<bool>(),
                 proptest::collection::vec(addr(), 0..MAX_ADDRS),
-                any::<u64>()
+                any::<u64>(),
+                any::<u8>()
             )
-                .prop_map(|(node_id, listening, addrs, properties_version)| {
-                    Message::Hello(Hello {
-                        node_id,
-                        listening,
-                        addrs,
-                        properties_version,
-                    })
-                }),
+                .prop_map(
+                    |(node_id, listening, addrs, properties_version, neighbours)| {
+                        Message::Hello(Hello {
+                            node_id,
+                            listening,
+                            addrs,
+                            properties_version,
+                            neighbours,
+                        })
+                    }
+                ),
             proptest::collection::vec(
                 (
                     "[a-f0-9.]{0,60}",
@@ -542,6 +552,7 @@ mod tests {
             listening: true,
             addrs: vec![],
             properties_version: 0,
+            neighbours: 3,
         })
         .encode();
         assert_eq!(

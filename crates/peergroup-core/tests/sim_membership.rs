@@ -54,3 +54,106 @@ fn a_larger_group_forms_one_connected_mesh_within_the_maximum() {
         );
     }
 }
+
+/// A group of `members` (the last `held_back` not yet connected) run for 10 minutes, until
+/// the occasional extra dials filled every member up to the maximum of 8 neighbours (the
+/// seeds are chosen so that every member is full).
+fn saturated(seed: u64, members: usize, held_back: usize) -> Sim {
+    let mut sim = Sim::new(SimConfig {
+        members,
+        seed,
+        held_back,
+        ..SimConfig::default()
+    });
+    sim.run_until(600_000);
+    assert!(held_back > 0 || sim.connected());
+    let degrees = sim.degrees();
+    assert!(
+        degrees[..members - held_back]
+            .iter()
+            .filter(|&&d| d < 8)
+            .count()
+            <= 2,
+        "the group is saturated: {degrees:?}"
+    );
+    sim
+}
+
+/// Member `i`'s neighbour count.
+fn degree(sim: &Sim, i: usize) -> usize {
+    sim.degrees()[i]
+}
+
+#[test]
+fn a_member_cut_off_from_a_saturated_group_gets_back_in_after_the_heal() {
+    // 12 members, every one with the maximum of 8 neighbours: member 5 is cut off, the
+    // others fill its slots again among themselves, and only then is the network healed.
+    let mut sim = saturated(7, 12, 0);
+    sim.partition(&[5]);
+    sim.run_until(sim.now() + 300_000);
+    assert_eq!(degree(&sim, 5), 0, "member 5 is cut off");
+    let degrees = sim.degrees();
+    assert!(
+        (0..12).filter(|&i| i != 5).all(|i| degrees[i] == 8),
+        "the others refilled: {degrees:?}"
+    );
+    sim.heal();
+    sim.run_until(sim.now() + 60_000);
+    assert!(degree(&sim, 5) >= 1, "member 5 has a neighbour again");
+    assert!(sim.connected(), "one connected group again");
+    let degrees = sim.degrees();
+    assert!(degrees.iter().all(|&d| d <= 8), "{degrees:?}");
+    // Long after, nobody is left out and nobody exceeds the maximum.
+    sim.run_until(sim.now() + 300_000);
+    assert!(sim.connected(), "{:?}", sim.degrees());
+    let degrees = sim.degrees();
+    assert!(degrees.iter().all(|&d| (1..=8).contains(&d)), "{degrees:?}");
+}
+
+#[test]
+fn a_new_member_joins_a_saturated_group() {
+    // 12 members saturate the group; then a 13th, which never connected, joins through the
+    // creator's address, like a member invited late.
+    let mut sim = saturated(2, 13, 1);
+    let degrees = sim.degrees();
+    assert!(degrees[..12].iter().all(|&d| d == 8), "{degrees:?}");
+    assert_eq!(degree(&sim, 12), 0);
+    sim.rejoin(12);
+    sim.run_until(sim.now() + 60_000);
+    assert!(sim.nodes[12].is_synced(), "the newcomer synchronised");
+    assert_eq!(
+        sim.nodes[12].status(),
+        STATUS_LISTENING | STATUS_HAS_CONNECTIONS
+    );
+    assert!(sim.connected(), "{:?}", sim.degrees());
+    let degrees = sim.degrees();
+    assert!(degrees.iter().all(|&d| (1..=8).contains(&d)), "{degrees:?}");
+}
+
+#[test]
+fn full_members_making_room_settle_without_churn_within_the_maximum() {
+    // Left to run, the extra dials fill nearly every member to the maximum; members short of
+    // neighbours then displace others. Minute by minute the group stays connected, nobody
+    // exceeds the maximum, and connections closed (referrals and drops) die down instead of
+    // feeding each other.
+    for (seed, members) in [(7, 100), (5, 300)] {
+        let mut sim = run(seed, members);
+        let mut per_minute = Vec::new();
+        for minute in 2..=11 {
+            let before = sim.closes;
+            sim.run_until(minute * 60_000);
+            per_minute.push(sim.closes - before);
+            assert!(sim.connected(), "{members} members, minute {minute}");
+            let degrees = sim.degrees();
+            assert!(
+                degrees.iter().all(|&d| (1..=8).contains(&d)),
+                "{members} members, minute {minute}: {degrees:?}"
+            );
+        }
+        let last = *per_minute.last().unwrap();
+        assert!(
+            last < per_minute[0] && (last as usize) < members / 10,
+            "{members} members: closes per minute {per_minute:?}"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use peergroup_core::identity::hresult::*;
 use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::transport::{CloseCode, CloseReason};
-use peergroup_core::Peergroup;
+use peergroup_core::{GroupHandle, Peergroup};
 
 mod common;
 
@@ -15,6 +15,19 @@ use common::{joined, member, online, Member, BOTH, WAIT};
 
 fn props(creator: &Member) -> GroupProperties {
     common::club(&creator.id)
+}
+
+/// `g`'s recent disconnects once there are any (polled 100 times, 50 ms apart).
+async fn disconnects(g: &GroupHandle) -> Vec<CloseReason> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = g.recent_disconnects().unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,14 +80,7 @@ async fn create_invite_join_connect_and_close_in_cascade() {
         joined.wait_status(STATUS_LISTENING, WAIT).await.unwrap() & STATUS_HAS_CONNECTIONS,
         0
     );
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = joined.recent_disconnects().unwrap();
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = disconnects(&joined).await;
     assert!(
         seen.iter()
             .any(|r| r.code() == Some(CloseCode::GroupClosed)),
@@ -251,14 +257,7 @@ async fn delete_invalidates_every_handle_and_closes_connections() {
             .hresult(),
         PEER_E_NOT_FOUND
     );
-    let mut seen: Vec<CloseReason> = Vec::new();
-    for _ in 0..100 {
-        seen = joined.recent_disconnects().unwrap();
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = disconnects(&joined).await;
     assert!(
         seen.iter()
             .any(|r| r.code() == Some(CloseCode::GroupClosed)),

@@ -16,15 +16,17 @@ use common::{member, next_event, Member, BOTH};
 const CHAT: [u8; 16] = [0x11; 16];
 const FILE: [u8; 16] = [0x22; 16];
 
-/// Alice's group with Bob joined, both online and neighbours.
-async fn pair(alice: &Member, bob: &Member) -> (GroupHandle, GroupHandle) {
+/// Alice, Bob, and Alice's group with Bob joined: both online and neighbours.
+async fn pair() -> (Member, Member, GroupHandle, GroupHandle) {
+    let (alice, bob) = (member("alice"), member("bob"));
     let props = GroupProperties {
         classifier: "direct".into(),
         friendly_name: "Direct".into(),
         creator_peer_name: alice.id.to_string(),
         ..Default::default()
     };
-    common::pair(alice, bob, props).await
+    let (a, b) = common::pair(&alice, &bob, props).await;
+    (alice, bob, a, b)
 }
 
 fn data_events() -> EventFilter {
@@ -69,9 +71,7 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_connection_carries_data_in_order_and_closes_on_both_sides() {
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (alice, bob, a, b) = pair().await;
     let mut a_events = a.subscribe(data_events()).unwrap();
     let mut b_events = b.subscribe(data_events()).unwrap();
 
@@ -157,9 +157,7 @@ async fn a_direct_connection_carries_data_in_order_and_closes_on_both_sides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_on_a_neighbour_connection_and_type_filters() {
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (_alice, _bob, a, b) = pair().await;
     let mut chat_only = b
         .subscribe(EventFilter::new(vec![
             peergroup_core::events::Registration {
@@ -201,10 +199,8 @@ async fn data_on_a_neighbour_connection_and_type_filters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_attempts_are_reported_as_events() {
-    let alice = member("alice");
-    let bob = member("bob");
     let carol = member("carol");
-    let (a, b) = pair(&alice, &bob).await;
+    let (alice, bob, a, b) = pair().await;
     let mut a_events = a.subscribe(data_events()).unwrap();
 
     // Oneself: refused at once.
@@ -243,9 +239,7 @@ async fn failed_attempts_are_reported_as_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_group_closes_its_direct_connections() {
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (_alice, bob, a, b) = pair().await;
     let mut b_events = b.subscribe(data_events()).unwrap();
     let id = a.open_direct_connection(&bob.id, None).unwrap();
     let up = next_direct(&mut b_events).await;
@@ -273,9 +267,7 @@ fn transfer_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gibibyte_arrives_intact_and_in_order() {
     const MSG: usize = 64 * 1024;
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (_alice, bob, a, b) = pair().await;
     let mut a_events = a.subscribe(data_events()).unwrap();
     let mut b_events = b.subscribe(data_events()).unwrap();
     let id = a.open_direct_connection(&bob.id, None).unwrap();

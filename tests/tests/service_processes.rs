@@ -125,6 +125,19 @@ fn remote_neighbours(remote: &mut Proc, n: usize) -> Value {
     }
 }
 
+/// Waits (30 s at most, in the service) until `handle` of client `c` has a connection;
+/// `who` names it in the failure.
+fn wait_connected(c: &mut Proc, handle: u64, who: &str) {
+    let st = c.call(
+        json!({"cmd": "wait", "handle": handle, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}),
+    );
+    assert_ne!(
+        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
+        0,
+        "{who}: {st}"
+    );
+}
+
 #[test]
 fn closing_in_one_process_keeps_the_group_for_the_other() {
     let d = dirs();
@@ -160,21 +173,9 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     let ha = open(&mut a, &identity, &group);
     let hb = open(&mut b, &identity, &group);
     a.call(json!({"cmd": "connect", "handle": ha, "addrs": [remote_addr]}));
-    let st =
-        a.call(json!({"cmd": "wait", "handle": ha, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
-    assert_ne!(
-        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
-        0,
-        "A: {st}"
-    );
+    wait_connected(&mut a, ha, "A");
     b.call(json!({"cmd": "connect", "handle": hb}));
-    let st =
-        b.call(json!({"cmd": "wait", "handle": hb, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
-    assert_ne!(
-        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
-        0,
-        "B: {st}"
-    );
+    wait_connected(&mut b, hb, "B");
 
     // The remote sees one connection: both processes share the service's.
     let seen = remote_neighbours(&mut remote, 1);
@@ -222,13 +223,7 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     let mut c = client("client C", &d.socket);
     let hc = open(&mut c, &identity, &group);
     c.call(json!({"cmd": "connect", "handle": hc, "addrs": [remote_addr]}));
-    let st =
-        c.call(json!({"cmd": "wait", "handle": hc, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
-    assert_ne!(
-        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
-        0,
-        "C: {st}"
-    );
+    wait_connected(&mut c, hc, "C");
     let seen = remote_neighbours(&mut remote, 1);
     assert_eq!(seen["neighbours"][0]["member"], json!(identity), "{seen}");
 
@@ -282,6 +277,11 @@ fn assert_refused(frames: &[ServerFrame], hr: i32, what: &str) {
     }
 }
 
+/// Sending `bytes` on a fresh connection gets exactly one `E_INVALIDARG` error reply.
+fn refuses_bytes(socket: &Path, bytes: &[u8], what: &str) {
+    assert_refused(&raw_exchange(socket, bytes), hresult::E_INVALIDARG, what);
+}
+
 #[test]
 fn bad_requests_do_not_disturb_other_clients() {
     let d = dirs();
@@ -298,41 +298,25 @@ fn bad_requests_do_not_disturb_other_clients() {
 
     let mut oversized = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
     oversized.extend_from_slice(&[0; 64]);
-    assert_refused(
-        &raw_exchange(&d.socket, &oversized),
-        hresult::E_INVALIDARG,
-        "oversized",
-    );
+    refuses_bytes(&d.socket, &oversized, "oversized");
 
     let mut other_version = hello();
     other_version[HEADER_LEN] = PROTOCOL_VERSION + 1;
-    assert_refused(
-        &raw_exchange(&d.socket, &other_version),
-        hresult::E_INVALIDARG,
-        "version",
-    );
+    refuses_bytes(&d.socket, &other_version, "version");
 
     let old_hello = ClientFrame {
         id: 1,
         request: Request::Hello { version: 0 },
     }
     .encode();
-    assert_refused(
-        &raw_exchange(&d.socket, &old_hello),
-        hresult::E_INVALIDARG,
-        "hello v0",
-    );
+    refuses_bytes(&d.socket, &old_hello, "hello v0");
 
     let no_hello = ClientFrame {
         id: 1,
         request: Request::Status { handle: 1 },
     }
     .encode();
-    assert_refused(
-        &raw_exchange(&d.socket, &no_hello),
-        hresult::E_INVALIDARG,
-        "no hello",
-    );
+    refuses_bytes(&d.socket, &no_hello, "no hello");
 
     // A good hello then a torn frame: the hello is answered, the rest refused.
     let mut torn = hello();

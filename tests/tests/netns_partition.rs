@@ -87,11 +87,7 @@ fn partitioned_sides_write_and_every_database_is_identical_after_heal() {
     let hosts = ["a", "b", "c", "d"];
 
     // Declared before the peers, so it drops after them: processes first, then namespaces.
-    let names: Vec<String> = [switch.clone()]
-        .into_iter()
-        .chain(hosts.iter().map(|h| ns(h)))
-        .collect();
-    let namespaces = match Namespaces::create(&names) {
+    let namespaces = match Namespaces::switch_and_hosts(ns, &hosts) {
         Ok(n) => n,
         Err(reason) => return skip(&reason),
     };
@@ -284,9 +280,7 @@ fn partitioned_sides_write_and_every_database_is_identical_after_heal() {
         p.end_input();
     }
     for p in peers.iter_mut() {
-        let status = p.finish();
-        assert!(status.success(), "{} exited with {status}", p.label);
-        phase(&format!("{} exited: {status}", p.label));
+        p.finish_logged();
     }
     drop(peers);
     drop(namespaces);

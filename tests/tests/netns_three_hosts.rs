@@ -37,6 +37,26 @@ const HEAL_BOUND: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------
 
+/// The statuses of A, B and C once each has the other two as neighbours (`names` are their
+/// member names, in that order); otherwise what they show.
+fn full_mesh(
+    peers: [&mut Peer; 3],
+    names: &[String; 3],
+) -> Result<(Status, Status, Status), String> {
+    let [a, b, c] = peers;
+    let others =
+        |me: &str| -> BTreeSet<String> { names.iter().filter(|n| *n != me).cloned().collect() };
+    let (sa, sb, sc) = (a.status(), b.status(), c.status());
+    if sa.members() == others(&names[0])
+        && sb.members() == others(&names[1])
+        && sc.members() == others(&names[2])
+    {
+        Ok((sa, sb, sc))
+    } else {
+        Err(format!("A {}, B {}, C {}", sa.raw, sb.raw, sc.raw))
+    }
+}
+
 #[test]
 fn three_hosts_join_connect_and_see_a_host_cut_off() {
     phase("start");
@@ -51,11 +71,7 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
     let hosts = ["a", "b", "c"];
 
     // Declared before the peers, so it drops after them: processes first, then namespaces.
-    let names: Vec<String> = [switch.clone()]
-        .into_iter()
-        .chain(hosts.iter().map(|h| ns(h)))
-        .collect();
-    let namespaces = match Namespaces::create(&names) {
+    let namespaces = match Namespaces::switch_and_hosts(ns, &hosts) {
         Ok(n) => n,
         Err(reason) => return skip(&reason),
     };
@@ -120,22 +136,10 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
     phase("all three report status 3 (LISTENING|HAS_CONNECTIONS)");
 
     let names = [a_name.clone(), b_name.clone(), c_name.clone()];
-    let others =
-        |me: &str| -> BTreeSet<String> { names.iter().filter(|n| *n != me).cloned().collect() };
     let mesh = until(
         "a full mesh: each host a neighbour of the other two",
         FORM_BOUND,
-        || {
-            let (sa, sb, sc) = (a.status(), b.status(), c.status());
-            if sa.members() == others(&a_name)
-                && sb.members() == others(&b_name)
-                && sc.members() == others(&c_name)
-            {
-                Ok((sa, sb, sc))
-            } else {
-                Err(format!("A {}, B {}, C {}", sa.raw, sb.raw, sc.raw))
-            }
-        },
+        || full_mesh([&mut a, &mut b, &mut c], &names),
     );
     let (sa, sb, sc) = mesh;
     let labels = [
@@ -217,15 +221,7 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
     phase("C's port comes back up");
     ip_ok(&["-n", &switch, "link", "set", "p-c", "up"]);
     let (sa, sb, sc) = until("C back in the full mesh", HEAL_BOUND, || {
-        let (sa, sb, sc) = (a.status(), b.status(), c.status());
-        if sa.members() == others(&a_name)
-            && sb.members() == others(&b_name)
-            && sc.members() == others(&c_name)
-        {
-            Ok((sa, sb, sc))
-        } else {
-            Err(format!("A {}, B {}, C {}", sa.raw, sb.raw, sc.raw))
-        }
+        full_mesh([&mut a, &mut b, &mut c], &names)
     });
     phase(&format!("full mesh again: A {}", describe(&sa, &labels)));
     phase(&format!("                 B {}", describe(&sb, &labels)));
@@ -233,9 +229,7 @@ fn three_hosts_join_connect_and_see_a_host_cut_off() {
 
     phase("end of input to every peer; waiting for them to exit");
     for p in [&mut a, &mut b, &mut c] {
-        let status = p.finish();
-        assert!(status.success(), "{} exited with {status}", p.label);
-        phase(&format!("{} exited: {status}", p.label));
+        p.finish_logged();
     }
     drop((a, b, c));
     drop(namespaces);

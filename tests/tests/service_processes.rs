@@ -11,11 +11,10 @@
 //! - `sigterm_closes_groups_and_removes_the_socket`.
 //! - `events_reach_every_subscribed_process`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peergroup_core::identity::hresult;
@@ -25,118 +24,12 @@ use peergroup_core::service::proto::{
 };
 use serde_json::{json, Value};
 
-/// Upper bound for one answer of a helper process.
-const ANSWER_BOUND: Duration = Duration::from_secs(60);
-/// Upper bound for a process to exit when it should.
-const EXIT_BOUND: Duration = Duration::from_secs(20);
-/// `PEER_GROUP_STATUS_HAS_CONNECTIONS`.
-const HAS_CONNECTIONS: u64 = 0x2;
-/// `PEER_GROUP_STATUS_LISTENING`.
-const LISTENING: u64 = 0x1;
+mod common;
+
+use common::{Proc, ANSWER_BOUND, HAS_CONNECTIONS, LISTENING};
+
 /// Upper bound, from the issue, for the remote to observe the group closed.
 const GROUP_CLOSED_BOUND: Duration = Duration::from_secs(2);
-
-/// One helper process driven by JSON lines over stdin/stdout.
-struct Proc {
-    label: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(label: &str, cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            label: label.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            lines,
-        }
-    }
-
-    fn line(&self) -> String {
-        self.lines
-            .recv_timeout(ANSWER_BOUND)
-            .unwrap_or_else(|e| panic!("{}: no output line: {e}", self.label))
-    }
-
-    fn json_line(&self) -> Value {
-        let line = self.line();
-        serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.label))
-    }
-
-    /// Sends one command; returns its answer whatever it is.
-    fn try_call(&mut self, req: Value) -> Value {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        writeln!(stdin, "{req}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("{}: cannot send {req}: {e}", self.label));
-        self.json_line()
-    }
-
-    /// Sends one command; its answer must be `"ok": true`.
-    fn call(&mut self, req: Value) -> Value {
-        let answer = self.try_call(req.clone());
-        assert_eq!(
-            answer["ok"], true,
-            "{}: {req} refused: {answer}",
-            self.label
-        );
-        answer
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Closes stdin and waits for the exit, which must be a success.
-    fn finish(&mut self) {
-        drop(self.stdin.take());
-        self.wait_success();
-    }
-
-    fn wait_success(&mut self) {
-        let deadline = Instant::now() + EXIT_BOUND;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{}: exited with {status}", self.label);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: still running after {EXIT_BOUND:?}",
-                self.label
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 fn pg_peer(label: &str, home: &Path) -> Proc {
     Proc::spawn(
@@ -188,7 +81,7 @@ fn home_with_group(home: &Path) -> (String, String) {
         .as_str()
         .unwrap()
         .to_owned();
-    setup.finish();
+    setup.finish_success();
     (identity, group)
 }
 
@@ -232,6 +125,19 @@ fn remote_neighbours(remote: &mut Proc, n: usize) -> Value {
     }
 }
 
+/// Waits (30 s at most, in the service) until `handle` of client `c` has a connection;
+/// `who` names it in the failure.
+fn wait_connected(c: &mut Proc, handle: u64, who: &str) {
+    let st = c.call(
+        json!({"cmd": "wait", "handle": handle, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}),
+    );
+    assert_ne!(
+        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
+        0,
+        "{who}: {st}"
+    );
+}
+
 #[test]
 fn closing_in_one_process_keeps_the_group_for_the_other() {
     let d = dirs();
@@ -257,7 +163,7 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
         .unwrap()
         .to_owned();
     setup.call(json!({"cmd": "join", "invitation": invitation}));
-    setup.finish();
+    setup.finish_success();
 
     let _service = daemon(&d.home, &d.socket);
 
@@ -267,21 +173,9 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     let ha = open(&mut a, &identity, &group);
     let hb = open(&mut b, &identity, &group);
     a.call(json!({"cmd": "connect", "handle": ha, "addrs": [remote_addr]}));
-    let st =
-        a.call(json!({"cmd": "wait", "handle": ha, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
-    assert_ne!(
-        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
-        0,
-        "A: {st}"
-    );
+    wait_connected(&mut a, ha, "A");
     b.call(json!({"cmd": "connect", "handle": hb}));
-    let st =
-        b.call(json!({"cmd": "wait", "handle": hb, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
-    assert_ne!(
-        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
-        0,
-        "B: {st}"
-    );
+    wait_connected(&mut b, hb, "B");
 
     // The remote sees one connection: both processes share the service's.
     let seen = remote_neighbours(&mut remote, 1);
@@ -329,19 +223,13 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     let mut c = client("client C", &d.socket);
     let hc = open(&mut c, &identity, &group);
     c.call(json!({"cmd": "connect", "handle": hc, "addrs": [remote_addr]}));
-    let st =
-        c.call(json!({"cmd": "wait", "handle": hc, "bits": HAS_CONNECTIONS, "timeout_ms": 30_000}));
-    assert_ne!(
-        st["status"].as_u64().unwrap() & HAS_CONNECTIONS,
-        0,
-        "C: {st}"
-    );
+    wait_connected(&mut c, hc, "C");
     let seen = remote_neighbours(&mut remote, 1);
     assert_eq!(seen["neighbours"][0]["member"], json!(identity), "{seen}");
 
-    c.finish();
-    a.finish();
-    remote.finish();
+    c.finish_success();
+    a.finish_success();
+    remote.finish_success();
 }
 
 /// Sends raw `bytes` on a new connection and reads what comes back until the service closes
@@ -389,6 +277,11 @@ fn assert_refused(frames: &[ServerFrame], hr: i32, what: &str) {
     }
 }
 
+/// Sending `bytes` on a fresh connection gets exactly one `E_INVALIDARG` error reply.
+fn refuses_bytes(socket: &Path, bytes: &[u8], what: &str) {
+    assert_refused(&raw_exchange(socket, bytes), hresult::E_INVALIDARG, what);
+}
+
 #[test]
 fn bad_requests_do_not_disturb_other_clients() {
     let d = dirs();
@@ -405,41 +298,25 @@ fn bad_requests_do_not_disturb_other_clients() {
 
     let mut oversized = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
     oversized.extend_from_slice(&[0; 64]);
-    assert_refused(
-        &raw_exchange(&d.socket, &oversized),
-        hresult::E_INVALIDARG,
-        "oversized",
-    );
+    refuses_bytes(&d.socket, &oversized, "oversized");
 
     let mut other_version = hello();
     other_version[HEADER_LEN] = PROTOCOL_VERSION + 1;
-    assert_refused(
-        &raw_exchange(&d.socket, &other_version),
-        hresult::E_INVALIDARG,
-        "version",
-    );
+    refuses_bytes(&d.socket, &other_version, "version");
 
     let old_hello = ClientFrame {
         id: 1,
         request: Request::Hello { version: 0 },
     }
     .encode();
-    assert_refused(
-        &raw_exchange(&d.socket, &old_hello),
-        hresult::E_INVALIDARG,
-        "hello v0",
-    );
+    refuses_bytes(&d.socket, &old_hello, "hello v0");
 
     let no_hello = ClientFrame {
         id: 1,
         request: Request::Status { handle: 1 },
     }
     .encode();
-    assert_refused(
-        &raw_exchange(&d.socket, &no_hello),
-        hresult::E_INVALIDARG,
-        "no hello",
-    );
+    refuses_bytes(&d.socket, &no_hello, "no hello");
 
     // A good hello then a torn frame: the hello is answered, the rest refused.
     let mut torn = hello();
@@ -503,8 +380,8 @@ fn bad_requests_do_not_disturb_other_clients() {
     let records = late.call(json!({"cmd": "records", "handle": hl}));
     assert_eq!(records["texts"].as_array().unwrap().len(), 2, "{records}");
 
-    late.finish();
-    good.finish();
+    late.finish_success();
+    good.finish_success();
     service.kill();
 }
 
@@ -538,7 +415,7 @@ fn a_killed_service_is_reported_and_a_restarted_one_serves() {
         json!(hresult::PEER_E_SERVICE_NOT_AVAILABLE),
         "{answer}"
     );
-    drop(refused.stdin.take());
+    refused.end_input();
 
     // A restarted service replaces the stale socket and serves the same, intact data.
     let _service = daemon(&d.home, &d.socket);
@@ -547,8 +424,8 @@ fn a_killed_service_is_reported_and_a_restarted_one_serves() {
     let records = again.call(json!({"cmd": "records", "handle": h2}));
     assert_eq!(records["ids"], json!([id]), "{records}");
     assert_eq!(records["texts"], json!(["kept"]), "{records}");
-    again.finish();
-    c.finish();
+    again.finish_success();
+    c.finish_success();
 }
 
 #[test]
@@ -567,7 +444,7 @@ fn a_second_service_on_a_live_socket_refuses_to_start() {
     assert!(err.contains("already serves"), "{err}");
     // The first one still serves.
     let mut c = client("client", &d.socket);
-    c.finish();
+    c.finish_success();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(d.socket.parent().unwrap())
             .unwrap()
@@ -587,7 +464,7 @@ fn sigterm_closes_groups_and_removes_the_socket() {
     c.call(json!({"cmd": "wait", "handle": h, "bits": LISTENING, "timeout_ms": 20_000}));
 
     let status = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
+        .args(["-TERM", &service.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -599,7 +476,7 @@ fn sigterm_closes_groups_and_removes_the_socket() {
         json!(hresult::PEER_E_SERVICE_NOT_AVAILABLE),
         "{answer}"
     );
-    c.finish();
+    c.finish_success();
 }
 
 #[test]
@@ -623,7 +500,7 @@ fn events_reach_every_subscribed_process() {
         let ev = p.call(json!({"cmd": "event", "kind": 3, "timeout_ms": 20_000}));
         assert_eq!(ev["id"], id, "{}: {ev}", p.label);
     }
-    a.finish();
-    b.finish();
+    a.finish_success();
+    b.finish_success();
     service.kill();
 }

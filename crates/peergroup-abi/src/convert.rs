@@ -29,8 +29,18 @@ pub(crate) const TICKS_PER_SEC: i64 = 10_000_000;
 /// Unix seconds as a `FILETIME`: ticks = (unix + 11644473600) × 10⁷, clamped to what a
 /// `FILETIME` holds (times before 1601 become 0).
 pub fn filetime_from_unix(secs: i64) -> FILETIME {
-    let ticks =
-        (i128::from(secs) + i128::from(FILETIME_UNIX_OFFSET_SECS)) * i128::from(TICKS_PER_SEC);
+    filetime_from_ticks(
+        (i128::from(secs) + i128::from(FILETIME_UNIX_OFFSET_SECS)) * i128::from(TICKS_PER_SEC),
+    )
+}
+
+/// A `FILETIME` as Unix seconds (sub-second ticks are dropped).
+pub fn unix_from_filetime(ft: FILETIME) -> i64 {
+    (ticks_of(ft) / TICKS_PER_SEC as u64) as i64 - FILETIME_UNIX_OFFSET_SECS
+}
+
+/// Ticks since 1601 as a `FILETIME`, clamped to what it holds (negative ones become 0).
+fn filetime_from_ticks(ticks: i128) -> FILETIME {
     let ticks = ticks.clamp(0, i128::from(u64::MAX)) as u64;
     FILETIME {
         dwLowDateTime: ticks as u32,
@@ -38,10 +48,9 @@ pub fn filetime_from_unix(secs: i64) -> FILETIME {
     }
 }
 
-/// A `FILETIME` as Unix seconds (sub-second ticks are dropped).
-pub fn unix_from_filetime(ft: FILETIME) -> i64 {
-    let ticks = (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime);
-    (ticks / TICKS_PER_SEC as u64) as i64 - FILETIME_UNIX_OFFSET_SECS
+/// A `FILETIME`'s ticks since 1601.
+fn ticks_of(ft: FILETIME) -> u64 {
+    (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime)
 }
 
 /// `FILETIME` ticks (100 ns) per millisecond.
@@ -50,19 +59,14 @@ pub(crate) const TICKS_PER_MS: i64 = 10_000;
 /// Unix milliseconds as a `FILETIME`: ticks = (unix_ms + 11644473600000) × 10⁴, clamped to
 /// what a `FILETIME` holds (times before 1601 become 0).
 pub fn filetime_from_unix_ms(ms: i64) -> FILETIME {
-    let ticks =
-        (i128::from(ms) + i128::from(FILETIME_UNIX_OFFSET_SECS) * 1000) * i128::from(TICKS_PER_MS);
-    let ticks = ticks.clamp(0, i128::from(u64::MAX)) as u64;
-    FILETIME {
-        dwLowDateTime: ticks as u32,
-        dwHighDateTime: (ticks >> 32) as u32,
-    }
+    filetime_from_ticks(
+        (i128::from(ms) + i128::from(FILETIME_UNIX_OFFSET_SECS) * 1000) * i128::from(TICKS_PER_MS),
+    )
 }
 
 /// A `FILETIME` as Unix milliseconds (sub-millisecond ticks are dropped).
 pub fn unix_ms_from_filetime(ft: FILETIME) -> i64 {
-    let ticks = (u64::from(ft.dwHighDateTime) << 32) | u64::from(ft.dwLowDateTime);
-    (ticks / TICKS_PER_MS as u64) as i64 - FILETIME_UNIX_OFFSET_SECS * 1000
+    (ticks_of(ft) / TICKS_PER_MS as u64) as i64 - FILETIME_UNIX_OFFSET_SECS * 1000
 }
 
 /// A `GUID` as its 16 bytes in Windows order (as in memory: Data1..3 little-endian).

@@ -5,10 +5,12 @@
 //! yet sent to other members. Times cross as `FILETIME` and are Unix milliseconds inside;
 //! GUIDs are 16 bytes in Windows order.
 
-use peergroup_core::identity::hresult::{self, HRESULT};
-use peergroup_core::NewRecord;
+use std::sync::Arc;
 
-use crate::convert::{guid_bytes, guid_from_bytes, read_record, record_block};
+use peergroup_core::identity::hresult::{self, HRESULT};
+use peergroup_core::{GroupHandle, NewRecord};
+
+use crate::convert::{guid_bytes, guid_from_bytes, read_record, record_block, RecordInput};
 use crate::identity::{open_enumeration, require_out};
 use crate::runtime::{entry, lock, EnumItem, ToHresult};
 use crate::types::{GUID, HGROUP, HPEERENUM, PCWSTR, PEER_RECORD};
@@ -30,12 +32,8 @@ pub unsafe extern "C" fn PeerGroupAddRecord(
 ) -> HRESULT {
     entry(|| {
         require_out(pRecordId)?;
-        if pRecord.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
-        let group = lock().group(hGroup)?;
-        // SAFETY: checked non-null; per this function's contract.
-        let input = unsafe { read_record(pRecord) }?;
+        // SAFETY: per this function's contract.
+        let (group, input) = unsafe { group_and_record(hGroup, pRecord) }?;
         let id = group
             .add_record(NewRecord {
                 record_type: input.record_type,
@@ -62,12 +60,8 @@ pub unsafe extern "C" fn PeerGroupUpdateRecord(
     pRecord: *mut PEER_RECORD,
 ) -> HRESULT {
     entry(|| {
-        if pRecord.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
-        let group = lock().group(hGroup)?;
-        // SAFETY: checked non-null; per this function's contract.
-        let input = unsafe { read_record(pRecord) }?;
+        // SAFETY: per this function's contract.
+        let (group, input) = unsafe { group_and_record(hGroup, pRecord) }?;
         group
             .update_record(&input.id, &input.attributes, input.expires_ms, input.data)
             .hr()?;
@@ -83,12 +77,9 @@ pub unsafe extern "C" fn PeerGroupUpdateRecord(
 #[no_mangle]
 pub unsafe extern "C" fn PeerGroupDeleteRecord(hGroup: HGROUP, pRecordId: *const GUID) -> HRESULT {
     entry(|| {
-        if pRecordId.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        // SAFETY: per this function's contract.
+        let id = unsafe { read_record_id(pRecordId) }?;
         let group = lock().group(hGroup)?;
-        // SAFETY: checked non-null; the caller promises it is readable.
-        let id = guid_bytes(&unsafe { pRecordId.read() });
         group.delete_record(&id).hr()?;
         Ok(hresult::S_OK)
     })
@@ -107,12 +98,9 @@ pub unsafe extern "C" fn PeerGroupGetRecord(
 ) -> HRESULT {
     entry(|| {
         require_out(ppRecord)?;
-        if pRecordId.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        // SAFETY: per this function's contract.
+        let id = unsafe { read_record_id(pRecordId) }?;
         let group = lock().group(hGroup)?;
-        // SAFETY: checked non-null; the caller promises it is readable.
-        let id = guid_bytes(&unsafe { pRecordId.read() });
         let rec = group.get_record(&id).hr()?;
         // SAFETY: checked non-null; the caller promises it is writable.
         unsafe { ppRecord.write(record_block(&rec)) };
@@ -179,6 +167,36 @@ pub unsafe extern "C" fn PeerGroupSearchRecords(
             phPeerEnum,
         )
     })
+}
+
+/// The argument checks of add and update, in Windows' order: a NULL record is
+/// `E_INVALIDARG`, then the group, then the record as [`read_record`] reads it.
+///
+/// # Safety
+/// `p` NULL or as for [`read_record`].
+unsafe fn group_and_record(
+    h: HGROUP,
+    p: *const PEER_RECORD,
+) -> Result<(Arc<GroupHandle>, RecordInput), HRESULT> {
+    if p.is_null() {
+        return Err(hresult::E_INVALIDARG);
+    }
+    let group = lock().group(h)?;
+    // SAFETY: checked non-null; forwarded contract.
+    let input = unsafe { read_record(p) }?;
+    Ok((group, input))
+}
+
+/// Reads a required record id: a NULL pointer is `E_INVALIDARG`.
+///
+/// # Safety
+/// `p` NULL or a readable `GUID`.
+unsafe fn read_record_id(p: *const GUID) -> Result<[u8; 16], HRESULT> {
+    if p.is_null() {
+        return Err(hresult::E_INVALIDARG);
+    }
+    // SAFETY: checked non-null; the caller promises it is readable.
+    Ok(guid_bytes(&unsafe { p.read() }))
 }
 
 /// Reads a required, non-empty file path.

@@ -91,6 +91,18 @@ fn canonical(server_name: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl Registry {
+    /// Applies `change` to the entry of the group served as `server_name`, if it has one.
+    fn update(&self, server_name: &str, change: impl FnOnce(&mut Hosted)) {
+        if let Some(h) = self
+            .groups
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(server_name)
+        {
+            change(h);
+        }
+    }
+
     fn any_password_group(&self) -> bool {
         self.groups
             .read()
@@ -925,15 +937,8 @@ impl Driver {
     fn output(&mut self, out: Output) {
         match out {
             Output::StartListening => {
-                if let Some(h) = self
-                    .registry
-                    .groups
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&self.server_name)
-                {
-                    h.listening = true;
-                }
+                self.registry
+                    .update(&self.server_name, |h| h.listening = true);
                 let addrs = reachable_addrs(self.node.local_addr());
                 *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs.clone();
                 let now = self.now();
@@ -1054,15 +1059,8 @@ impl Driver {
             }
             Persist::Properties(signed) => {
                 let props = verify_properties(&self.inner.grc, &signed)?;
-                if let Some(h) = self
-                    .registry
-                    .groups
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&self.server_name)
-                {
-                    h.password = props.password_enabled();
-                }
+                self.registry
+                    .update(&self.server_name, |h| h.password = props.password_enabled());
                 self.inner.store.save_signed_properties(&signed)?;
                 let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.config.properties = props;
@@ -1088,15 +1086,8 @@ impl Driver {
             .map(CertificateDer::from)
             .collect();
         let credentials = Credentials::from_identity(self.inner.identity.private_key(), der)?;
-        if let Some(h) = self
-            .registry
-            .groups
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&self.server_name)
-        {
-            h.credentials = credentials.clone();
-        }
+        self.registry
+            .update(&self.server_name, |h| h.credentials = credentials.clone());
         self.credentials = credentials;
         Ok(())
     }

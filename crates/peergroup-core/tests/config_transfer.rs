@@ -1,86 +1,31 @@
 //! `PeerGroupExportConfig`/`PeerGroupImportConfig` over real homes and real QUIC on loopback:
 //! a member's configuration moved to a second home connects there and sees the group's records.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peergroup_core::identity::export::MIN_ITERATIONS;
 use peergroup_core::identity::gmc::Role;
 use peergroup_core::identity::hresult::*;
-use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::identity::PeerName;
 use peergroup_core::properties::GroupProperties;
-use peergroup_core::{GroupHandle, NewRecord, Peergroup};
+use peergroup_core::{NewRecord, Peergroup};
 
-const WAIT: Duration = Duration::from_secs(20);
-const BOTH: u32 = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
+mod common;
 
-struct Home {
-    dir: tempfile::TempDir,
-    pg: Peergroup,
-}
-
-fn home() -> Home {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(dir.path()).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Home {
-        pg: Peergroup::new(store, Some(listen)),
-        dir,
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use common::{create_club, files_named, member_as, node, now_ms, online, until, Node, BOTH, WAIT};
 
 /// Every file under `dir` with its bytes, sorted: "nothing on disk changed" is equality.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
+    let mut out: Vec<(String, Vec<u8>)> = files_named(dir, &|_| true)
+        .into_iter()
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect();
     out.sort();
     out
 }
 
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn owner_group(h: &Home, alice: &PeerName) -> GroupHandle {
-    let g =
-        h.pg.create_group(GroupProperties {
-            classifier: "club".into(),
-            friendly_name: "The Club".into(),
-            creator_peer_name: alice.to_string(),
-            ..Default::default()
-        })
-        .unwrap();
-    g.connect().await.unwrap();
-    g.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
-    g
-}
-
-fn moved_identity(from: &Home, to: &Home, who: &PeerName) {
+fn moved_identity(from: &Peergroup, to: &Node, who: &PeerName) {
     let xml = from
-        .pg
         .identities()
         .export_with_rounds(who, "id pw", MIN_ITERATIONS)
         .unwrap();
@@ -89,16 +34,9 @@ fn moved_identity(from: &Home, to: &Home, who: &PeerName) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_configuration_connects_and_sees_the_records() {
-    let (a, b, b2) = (home(), home(), home());
-    let alice =
-        a.pg.identities()
-            .create(Some("alice"), Some("Alice"), None)
-            .unwrap();
-    let bob =
-        b.pg.identities()
-            .create(Some("bob"), Some("Bob"), None)
-            .unwrap();
-    let group = owner_group(&a, &alice).await;
+    let (a, b, b2) = (member_as("alice", "Alice"), member_as("bob", "Bob"), node());
+    let bob = b.id.clone();
+    let group = online(create_club(&a)).await;
     let id = group
         .add_record(NewRecord {
             record_type: [0x22; 16],
@@ -107,10 +45,7 @@ async fn a_moved_configuration_connects_and_sees_the_records() {
             data: b"hello from alice".to_vec(),
         })
         .unwrap();
-    let xml = b.pg.identities().public_xml(&bob).unwrap();
-    let inv = group.create_invitation(&xml, None, &[]).unwrap();
-    let joined = b.pg.join(Some(&bob), &inv).unwrap();
-    joined.connect().await.unwrap();
+    let joined = common::joined(&group, &b).await;
     assert_eq!(joined.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
     let config = joined
         .export_config_with_rounds("move me", MIN_ITERATIONS)
@@ -120,17 +55,17 @@ async fn a_moved_configuration_connects_and_sees_the_records() {
     joined.close().await.unwrap();
 
     // Without the identity, the import is refused and writes nothing.
-    let before = snapshot(b2.dir.path());
+    let before = snapshot(b2.home.path());
     let err = b2.pg.import_config(&config, "move me", false).unwrap_err();
     assert_eq!(err.hresult(), PEER_E_NOT_FOUND);
-    assert_eq!(snapshot(b2.dir.path()), before);
+    assert_eq!(snapshot(b2.home.path()), before);
 
-    moved_identity(&b, &b2, &bob);
-    let before = snapshot(b2.dir.path());
+    moved_identity(&b.pg, &b2, &bob);
+    let before = snapshot(b2.home.path());
     let err = b2.pg.import_config(&config, "wrong", false).unwrap_err();
     assert_eq!(err.hresult() as u32, 0x8007_0056);
     assert_eq!(
-        snapshot(b2.dir.path()),
+        snapshot(b2.home.path()),
         before,
         "a wrong password changes nothing"
     );
@@ -139,15 +74,15 @@ async fn a_moved_configuration_connects_and_sees_the_records() {
     let (who, which) = b2.pg.import_config(&config, "move me", false).unwrap();
     assert_eq!((&who, &which), (&bob, group.group_name()));
     assert!(
-        !snapshot(b2.dir.path())
+        !snapshot(b2.home.path())
             .iter()
             .any(|(p, _)| p.ends_with("root.p8")),
         "a member's export carries no root key"
     );
-    let before = snapshot(b2.dir.path());
+    let before = snapshot(b2.home.path());
     let again = b2.pg.import_config(&config, "move me", false).unwrap_err();
     assert_eq!(again.hresult(), PEER_E_ALREADY_EXISTS);
-    assert_eq!(snapshot(b2.dir.path()), before);
+    assert_eq!(snapshot(b2.home.path()), before);
 
     let moved = b2.pg.open_group(Some(&who), &which).unwrap();
     assert_eq!(moved.roles().unwrap(), vec![Role::Member]);
@@ -176,11 +111,8 @@ async fn a_moved_configuration_connects_and_sees_the_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_owner_export_carries_the_root_key() {
-    let (a, a2) = (home(), home());
-    let alice =
-        a.pg.identities()
-            .create(Some("alice"), Some("Alice"), None)
-            .unwrap();
+    let (a, a2) = (member_as("alice", "Alice"), node());
+    let alice = a.id.clone();
     let group =
         a.pg.create_group(GroupProperties {
             classifier: "club".into(),
@@ -189,9 +121,9 @@ async fn the_owner_export_carries_the_root_key() {
         })
         .unwrap();
     let config = group.export_config_with_rounds("", MIN_ITERATIONS).unwrap();
-    moved_identity(&a, &a2, &alice);
+    moved_identity(&a.pg, &a2, &alice);
     let (who, which) = a2.pg.import_config(&config, "", false).unwrap();
-    let root_keys = snapshot(a2.dir.path())
+    let root_keys = snapshot(a2.home.path())
         .into_iter()
         .filter(|(p, _)| p.ends_with("root.p8"))
         .count();

@@ -1,89 +1,36 @@
 //! Direct connections and application data over real QUIC on loopback
 //! (`PeerGroupOpenDirectConnection`, `CloseDirectConnection`, `EnumConnections`, `SendData`).
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use peergroup_core::data::MAX_DATA_LEN;
 use peergroup_core::direct::{ConnectionInfo, PEER_CONNECTION_DIRECT, PEER_CONNECTION_NEIGHBOR};
 use peergroup_core::events::ConnectionChange;
-use peergroup_core::identity::{hresult, IdentityStore, PeerName};
-use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::identity::hresult;
+use peergroup_core::machine::ConnectionStatus;
 use peergroup_core::properties::GroupProperties;
-use peergroup_core::{
-    CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Peergroup,
-};
+use peergroup_core::{CoreError, Event, EventFilter, EventKind, EventSubscription, GroupHandle};
 
-/// An upper bound for an event to arrive: a missing event fails the test instead of hanging.
-const WAIT: Duration = Duration::from_secs(30);
-const BOTH: u32 = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
+mod common;
+
+use common::{member, next_event, Member, BOTH};
+
 const CHAT: [u8; 16] = [0x11; 16];
 const FILE: [u8; 16] = [0x22; 16];
 
-struct Member {
-    _home: tempfile::TempDir,
-    pg: Peergroup,
-    id: PeerName,
-}
-
-fn member(name: &str) -> Member {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Member {
-        pg: Peergroup::new(store, Some(listen)),
-        _home: home,
-        id,
-    }
-}
-
-/// Alice's group with Bob joined, both online and neighbours.
-async fn pair(alice: &Member, bob: &Member) -> (GroupHandle, GroupHandle) {
-    let group = alice
-        .pg
-        .create_group(GroupProperties {
-            classifier: "direct".into(),
-            friendly_name: "Direct".into(),
-            creator_peer_name: alice.id.to_string(),
-            ..Default::default()
-        })
-        .unwrap();
-    group.connect().await.unwrap();
-    // The invitation carries the addresses the group listens at: wait until it does.
-    assert_eq!(
-        group.wait_status(STATUS_LISTENING, WAIT).await.unwrap(),
-        STATUS_LISTENING
-    );
-    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
-    let invitation = group.create_invitation(&bob_xml, None, &[]).unwrap();
-    let joined = bob.pg.join(Some(&bob.id), &invitation).unwrap();
-    joined.connect().await.unwrap();
-    assert_eq!(joined.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
-    assert_eq!(group.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
-    // Both may have dialed; wait until the duplicate is gone and one neighbour remains.
-    for g in [&group, &joined] {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while g.connections(PEER_CONNECTION_NEIGHBOR).unwrap().len() != 1 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no single neighbour"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    (group, joined)
+/// Alice, Bob, and Alice's group with Bob joined: both online and neighbours.
+async fn pair() -> (Member, Member, GroupHandle, GroupHandle) {
+    let (alice, bob) = (member("alice"), member("bob"));
+    let props = GroupProperties {
+        classifier: "direct".into(),
+        friendly_name: "Direct".into(),
+        creator_peer_name: alice.id.to_string(),
+        ..Default::default()
+    };
+    let (a, b) = common::pair(&alice, &bob, props).await;
+    (alice, bob, a, b)
 }
 
 fn data_events() -> EventFilter {
     EventFilter::kinds(&[EventKind::DirectConnection, EventKind::IncomingData])
-}
-
-async fn next_event(sub: &mut EventSubscription) -> Event {
-    match tokio::time::timeout(WAIT, sub.next()).await {
-        Ok(Some(EventItem::Event(e))) => e,
-        other => panic!("expected an event, got {other:?}"),
-    }
 }
 
 async fn next_direct(sub: &mut EventSubscription) -> ConnectionChange {
@@ -124,9 +71,7 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_direct_connection_carries_data_in_order_and_closes_on_both_sides() {
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (alice, bob, a, b) = pair().await;
     let mut a_events = a.subscribe(data_events()).unwrap();
     let mut b_events = b.subscribe(data_events()).unwrap();
 
@@ -212,9 +157,7 @@ async fn a_direct_connection_carries_data_in_order_and_closes_on_both_sides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_on_a_neighbour_connection_and_type_filters() {
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (_alice, _bob, a, b) = pair().await;
     let mut chat_only = b
         .subscribe(EventFilter::new(vec![
             peergroup_core::events::Registration {
@@ -256,10 +199,8 @@ async fn data_on_a_neighbour_connection_and_type_filters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_attempts_are_reported_as_events() {
-    let alice = member("alice");
-    let bob = member("bob");
     let carol = member("carol");
-    let (a, b) = pair(&alice, &bob).await;
+    let (alice, bob, a, b) = pair().await;
     let mut a_events = a.subscribe(data_events()).unwrap();
 
     // Oneself: refused at once.
@@ -298,9 +239,7 @@ async fn failed_attempts_are_reported_as_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_group_closes_its_direct_connections() {
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (_alice, bob, a, b) = pair().await;
     let mut b_events = b.subscribe(data_events()).unwrap();
     let id = a.open_direct_connection(&bob.id, None).unwrap();
     let up = next_direct(&mut b_events).await;
@@ -328,9 +267,7 @@ fn transfer_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gibibyte_arrives_intact_and_in_order() {
     const MSG: usize = 64 * 1024;
-    let alice = member("alice");
-    let bob = member("bob");
-    let (a, b) = pair(&alice, &bob).await;
+    let (_alice, bob, a, b) = pair().await;
     let mut a_events = a.subscribe(data_events()).unwrap();
     let mut b_events = b.subscribe(data_events()).unwrap();
     let id = a.open_direct_connection(&bob.id, None).unwrap();

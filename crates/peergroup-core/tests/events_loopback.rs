@@ -1,46 +1,18 @@
 //! Group events over real QUIC on loopback: status changes, neighbour connections with their
 //! ids, property changes, and the end of a subscription when its group closes.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use peergroup_core::events::ConnectionChange;
-use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::machine::{ConnectionStatus, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{
-    Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Neighbour, Peergroup,
+    Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Neighbour,
 };
 
-/// An upper bound for an event to arrive: a missing event fails the test instead of hanging.
-const WAIT: Duration = Duration::from_secs(20);
-const BOTH: u32 = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
+mod common;
 
-struct Member {
-    _home: tempfile::TempDir,
-    pg: Peergroup,
-    id: peergroup_core::identity::PeerName,
-}
-
-fn member(name: &str) -> Member {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Member {
-        pg: Peergroup::new(store, Some(listen)),
-        _home: home,
-        id,
-    }
-}
-
-/// The next event (a lag report fails the test: nothing here fills a queue).
-async fn next_event(sub: &mut EventSubscription) -> Event {
-    match tokio::time::timeout(WAIT, sub.next()).await {
-        Ok(Some(EventItem::Event(e))) => e,
-        other => panic!("expected an event, got {other:?}"),
-    }
-}
+use common::{create_club, invite, member, next_event, BOTH, WAIT};
 
 /// Reads events until `done` holds for all read so far; returns them.
 async fn collect(sub: &mut EventSubscription, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
@@ -81,15 +53,7 @@ fn connection(e: &Event) -> Option<ConnectionChange> {
 async fn members_see_status_and_neighbour_connection_events() {
     let alice = member("alice");
     let bob = member("bob");
-    let group = alice
-        .pg
-        .create_group(GroupProperties {
-            classifier: "club".into(),
-            friendly_name: "The Club".into(),
-            creator_peer_name: alice.id.to_string(),
-            ..Default::default()
-        })
-        .unwrap();
+    let group = create_club(&alice);
 
     // Subscribed while offline to every kind but member changes (members_loopback.rs
     // tests those); a second subscription takes status changes only.
@@ -116,9 +80,7 @@ async fn members_see_status_and_neighbour_connection_events() {
     );
 
     // Bob joins and connects; both sides see the neighbour with the same ids as neighbours().
-    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
-    let invitation = group.create_invitation(&bob_xml, None, &[]).unwrap();
-    let joined = bob.pg.join(Some(&bob.id), &invitation).unwrap();
+    let joined = invite(&group, &bob);
     let mut bobs = joined
         .subscribe(EventFilter::kinds(&[
             EventKind::StatusChanged,

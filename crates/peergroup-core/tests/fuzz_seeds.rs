@@ -4,15 +4,15 @@
 //! `cargo test -p peergroup-core --test fuzz_seeds -- --ignored` and commit the files.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use peergroup_core::identity::IdentityStore;
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::reconcile::{ItemKey, Reconciler};
 use peergroup_core::records::dbfile;
 use peergroup_core::records::record::Record;
 use peergroup_core::wire::Message;
-use peergroup_core::{NewRecord, Peergroup};
+use peergroup_core::NewRecord;
+
+mod common;
 
 fn seeds(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,25 +103,26 @@ fn reconciliation_seeds_are_messages() {
     assert_eq!(n, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "writes the fuzz seeds; run by hand when a format changes"]
-async fn write_seeds() {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let me = store.create(Some("seed"), Some("Seed"), None).unwrap();
-    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
-    let g = pg
+/// The member that writes the seeds, with its group "Seeds" (offline).
+fn seed_group() -> (common::Member, peergroup_core::GroupHandle) {
+    let seed = common::member_as("seed", "Seed");
+    let g = seed
+        .pg
         .create_group(GroupProperties {
             classifier: "seeds".into(),
             friendly_name: "Seeds".into(),
-            creator_peer_name: me.to_string(),
+            creator_peer_name: seed.id.to_string(),
             ..Default::default()
         })
         .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    (seed, g)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes the fuzz seeds; run by hand when a format changes"]
+async fn write_seeds() {
+    let (seed, g) = seed_group();
+    let now = common::now_ms();
     let new = |text: &str| NewRecord {
         record_type: [0x5e; 16],
         attributes: format!(
@@ -131,12 +132,12 @@ async fn write_seeds() {
         expires_ms: now + 50 * 365 * 86_400_000,
         data: text.as_bytes().to_vec(),
     };
-    let empty = home.path().join("empty.pgdb");
+    let empty = seed.home.path().join("empty.pgdb");
     g.export_database(&empty).unwrap();
     let kept = g.add_record(new("kept")).unwrap();
     let gone = g.add_record(new("gone")).unwrap();
     g.delete_record(&gone).unwrap();
-    let two = home.path().join("two.pgdb");
+    let two = seed.home.path().join("two.pgdb");
     g.export_database(&two).unwrap();
     let db = seeds("database_import");
     std::fs::copy(&empty, db.join("empty.pgdb")).unwrap();
@@ -203,18 +204,7 @@ fn config_import_seeds_open() {
 #[ignore = "writes the fuzz seeds; run by hand when a format changes"]
 async fn write_config_seeds() {
     use peergroup_core::config_export::GroupConfig;
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let me = store.create(Some("seed"), Some("Seed"), None).unwrap();
-    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
-    let g = pg
-        .create_group(GroupProperties {
-            classifier: "seeds".into(),
-            friendly_name: "Seeds".into(),
-            creator_peer_name: me.to_string(),
-            ..Default::default()
-        })
-        .unwrap();
+    let (_seed, g) = seed_group();
     let doc = g
         .export_config_with_rounds("password", peergroup_core::identity::export::MIN_ITERATIONS)
         .unwrap();

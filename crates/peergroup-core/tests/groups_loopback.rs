@@ -1,43 +1,33 @@
 //! Groups over real QUIC on loopback: create, invite, join, connect, close.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use peergroup_core::identity::gmc::Role;
 use peergroup_core::identity::hresult::*;
-use peergroup_core::identity::{gmc::Role, IdentityStore};
 use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::transport::{CloseCode, CloseReason};
-use peergroup_core::Peergroup;
+use peergroup_core::{GroupHandle, Peergroup};
 
-const WAIT: Duration = Duration::from_secs(10);
-const BOTH: u32 = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
+mod common;
 
-struct Member {
-    _home: tempfile::TempDir,
-    pg: Peergroup,
-    id: peergroup_core::identity::PeerName,
-}
-
-fn member(name: &str) -> Member {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Member {
-        pg: Peergroup::new(store, Some(listen)),
-        _home: home,
-        id,
-    }
-}
+use common::{joined, member, online, Member, BOTH, WAIT};
 
 fn props(creator: &Member) -> GroupProperties {
-    GroupProperties {
-        classifier: "club".into(),
-        friendly_name: "The Club".into(),
-        creator_peer_name: creator.id.to_string(),
-        ..Default::default()
+    common::club(&creator.id)
+}
+
+/// `g`'s recent disconnects once there are any (polled 100 times, 50 ms apart).
+async fn disconnects(g: &GroupHandle) -> Vec<CloseReason> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = g.recent_disconnects().unwrap();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,8 +44,9 @@ async fn create_invite_join_connect_and_close_in_cascade() {
     );
     let port = alice.pg.local_addr().await.unwrap().port();
 
-    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
-    let invitation = group.create_invitation(&bob_xml, None, &[]).unwrap();
+    let invitation = group
+        .create_invitation(&bob.public_xml(), None, &[])
+        .unwrap();
     let info = Peergroup::parse_invitation(&invitation).unwrap();
     assert_eq!(&info.group_name, group.group_name());
     assert_eq!(info.roles, vec![Role::Member]);
@@ -89,14 +80,7 @@ async fn create_invite_join_connect_and_close_in_cascade() {
         joined.wait_status(STATUS_LISTENING, WAIT).await.unwrap() & STATUS_HAS_CONNECTIONS,
         0
     );
-    let mut seen = Vec::new();
-    for _ in 0..100 {
-        seen = joined.recent_disconnects().unwrap();
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = disconnects(&joined).await;
     assert!(
         seen.iter()
             .any(|r| r.code() == Some(CloseCode::GroupClosed)),
@@ -116,10 +100,9 @@ async fn refusals_have_their_documented_codes() {
     let bob = member("bob");
     let eve = member("eve");
     let group = alice.pg.create_group(props(&alice)).unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let group = online(group).await;
 
-    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
+    let bob_xml = bob.public_xml();
     // For another identity.
     let for_bob = group.create_invitation(&bob_xml, None, &[]).unwrap();
     let e = eve.pg.join(Some(&eve.id), &for_bob).err().unwrap();
@@ -148,7 +131,7 @@ async fn refusals_have_their_documented_codes() {
     let joined = bob.pg.join(Some(&bob.id), &for_bob).unwrap();
     joined.connect().await.unwrap();
     joined.wait_status(BOTH, WAIT).await.unwrap();
-    let eve_xml = eve.pg.identities().public_xml(&eve.id).unwrap();
+    let eve_xml = eve.public_xml();
     assert_eq!(
         joined
             .create_invitation(&eve_xml, None, &[])
@@ -184,9 +167,7 @@ async fn refusals_have_their_documented_codes() {
 async fn a_certificate_from_another_group_gets_no_connection() {
     let alice = member("alice");
     let mallory = member("mallory");
-    let group = alice.pg.create_group(props(&alice)).unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let group = online(alice.pg.create_group(props(&alice)).unwrap()).await;
     // Mallory runs her own group of the same classifier and dials Alice's address with it.
     let other = mallory.pg.create_group(props(&mallory)).unwrap();
     let addrs = group.listen_addrs().unwrap();
@@ -210,15 +191,12 @@ async fn a_certificate_from_another_group_gets_no_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_connect_and_a_group_reopens_after_restart() {
     let alice = member("alice");
-    let group = alice.pg.create_group(props(&alice)).unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let group = online(alice.pg.create_group(props(&alice)).unwrap()).await;
     let mut others = Vec::new();
     for i in 0..4 {
         let m = member(&format!("m{i}"));
-        let xml = m.pg.identities().public_xml(&m.id).unwrap();
         let inv = group
-            .create_invitation(&xml, None, &[Role::Member])
+            .create_invitation(&m.public_xml(), None, &[Role::Member])
             .unwrap();
         let h = m.pg.join(Some(&m.id), &inv).unwrap();
         h.connect().await.unwrap();
@@ -252,17 +230,8 @@ async fn delete_invalidates_every_handle_and_closes_connections() {
         .pg
         .open_group(Some(&alice.id), group.group_name())
         .unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
-    let xml = bob.pg.identities().public_xml(&bob.id).unwrap();
-    let joined = bob
-        .pg
-        .join(
-            Some(&bob.id),
-            &group.create_invitation(&xml, None, &[]).unwrap(),
-        )
-        .unwrap();
-    joined.connect().await.unwrap();
+    let group = online(group).await;
+    let joined = joined(&group, &bob).await;
     joined.wait_status(BOTH, WAIT).await.unwrap();
 
     let name = group.group_name().clone();
@@ -288,14 +257,7 @@ async fn delete_invalidates_every_handle_and_closes_connections() {
             .hresult(),
         PEER_E_NOT_FOUND
     );
-    let mut seen: Vec<CloseReason> = Vec::new();
-    for _ in 0..100 {
-        seen = joined.recent_disconnects().unwrap();
-        if !seen.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = disconnects(&joined).await;
     assert!(
         seen.iter()
             .any(|r| r.code() == Some(CloseCode::GroupClosed)),
@@ -322,8 +284,7 @@ async fn password_join_with_a_pake() {
             ..props(&alice)
         })
         .unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let group = online(group).await;
     let invitation = group.create_password_invitation().unwrap();
     let info = Peergroup::parse_invitation(&invitation).unwrap();
     assert!(info.subject().is_none());

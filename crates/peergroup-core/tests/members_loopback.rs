@@ -2,13 +2,9 @@
 //! `members` with its flags and identity, MEMBER_CHANGED events, promotion by
 //! `issue_credentials`, and groups with presence disabled.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use peergroup_core::identity::gmc::Role;
 use peergroup_core::identity::hresult;
-use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::machine::STATUS_LISTENING;
+use peergroup_core::identity::PeerName;
 use peergroup_core::members::{
     CredentialSpec, Member, MemberChange, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT,
 };
@@ -17,35 +13,9 @@ use peergroup_core::{
     Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Peergroup,
 };
 
-/// An upper bound for something to happen: a missing change fails the test, not hangs it.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-struct Home {
-    _dir: tempfile::TempDir,
-    pg: Peergroup,
-    id: PeerName,
-}
-
-fn home(name: &str) -> Home {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(dir.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Home {
-        pg: Peergroup::new(store, Some(listen)),
-        _dir: dir,
-        id,
-    }
-}
-
-/// Polls `f` until it holds (bounded by [`WAIT`]).
-async fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use common::{invite, member, online, until, WAIT};
 
 /// Reads member events until one is `(change, identity)`; returns it.
 async fn member_event(sub: &mut EventSubscription, change: MemberChange, who: &PeerName) {
@@ -62,34 +32,20 @@ async fn member_event(sub: &mut EventSubscription, change: MemberChange, who: &P
     }
 }
 
-fn create_offline(h: &Home, flags: u32) -> GroupHandle {
+fn create_offline(h: &common::Member, flags: u32) -> GroupHandle {
     h.pg.create_group(GroupProperties {
-        classifier: "club".into(),
-        friendly_name: "The Club".into(),
-        creator_peer_name: h.id.to_string(),
         flags,
-        ..Default::default()
+        ..common::club(&h.id)
     })
     .unwrap()
 }
 
-async fn online(g: GroupHandle) -> GroupHandle {
-    g.connect().await.unwrap();
-    g.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
-    g
-}
-
-async fn create(h: &Home, flags: u32) -> GroupHandle {
+async fn create(h: &common::Member, flags: u32) -> GroupHandle {
     online(create_offline(h, flags)).await
 }
 
-async fn join(admin: &GroupHandle, h: &Home) -> GroupHandle {
-    let xml = h.pg.identities().public_xml(&h.id).unwrap();
-    let invitation = admin.create_invitation(&xml, None, &[]).unwrap();
-    let g = h.pg.join(Some(&h.id), &invitation).unwrap();
-    g.connect().await.unwrap();
-    g.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
-    g
+async fn join(admin: &GroupHandle, h: &common::Member) -> GroupHandle {
+    online(invite(admin, h)).await
 }
 
 fn present(g: &GroupHandle) -> Vec<Member> {
@@ -98,7 +54,7 @@ fn present(g: &GroupHandle) -> Vec<Member> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_publish_presence_and_see_each_other_come_and_go() {
-    let (alice, bob, carol) = (home("alice"), home("bob"), home("carol"));
+    let (alice, bob, carol) = (member("alice"), member("bob"), member("carol"));
     let a = create_offline(&alice, 0);
     let mut events = a
         .subscribe(EventFilter::kinds(&[EventKind::MemberChanged]))
@@ -148,7 +104,7 @@ async fn members_publish_presence_and_see_each_other_come_and_go() {
     assert_eq!(err.hresult(), hresult::PEER_E_IDENTITY_NOT_FOUND);
 
     // An unknown member and unknown flags are errors.
-    let stranger = home("stranger");
+    let stranger = member("stranger");
     let err = a.members(0, Some(&stranger.id)).unwrap_err();
     assert_eq!(err.hresult(), hresult::PEER_E_IDENTITY_NOT_FOUND);
     assert_eq!(
@@ -166,7 +122,7 @@ async fn members_publish_presence_and_see_each_other_come_and_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_promoted_by_issue_credentials_can_set_properties() {
-    let (alice, bob, carol) = (home("alice"), home("bob"), home("carol"));
+    let (alice, bob, carol) = (member("alice"), member("bob"), member("carol"));
     let a = create(&alice, 0).await;
     let b = join(&a, &bob).await;
     let c = join(&a, &carol).await;
@@ -198,7 +154,7 @@ async fn a_member_promoted_by_issue_credentials_can_set_properties() {
             .hresult(),
         hresult::E_INVALIDARG
     );
-    let stranger = home("stranger");
+    let stranger = member("stranger");
     assert_eq!(
         a.issue_credentials(&stranger.id, None, PEER_GROUP_STORE_CREDENTIALS)
             .unwrap_err()
@@ -265,9 +221,10 @@ async fn a_member_promoted_by_issue_credentials_can_set_properties() {
 
     // As an administrator Carol grants the administrator role to a newcomer, who connects
     // through her (she now presents her new chain).
-    let dave = home("dave");
-    let xml = dave.pg.identities().public_xml(&dave.id).unwrap();
-    let invitation = c.create_invitation(&xml, None, &[Role::Admin]).unwrap();
+    let dave = member("dave");
+    let invitation = c
+        .create_invitation(&dave.public_xml(), None, &[Role::Admin])
+        .unwrap();
     let d = online(dave.pg.join(Some(&dave.id), &invitation).unwrap()).await;
     assert_eq!(d.roles().unwrap(), vec![Role::Admin]);
     until("Dave knows four members", || {
@@ -290,7 +247,7 @@ async fn a_member_promoted_by_issue_credentials_can_set_properties() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_presence_disabled_members_are_known_but_never_present() {
-    let (alice, bob, carol) = (home("alice"), home("bob"), home("carol"));
+    let (alice, bob, carol) = (member("alice"), member("bob"), member("carol"));
     let a = create(&alice, PEER_DISABLE_PRESENCE).await;
     let b = join(&a, &bob).await;
     let c = join(&a, &carol).await;

@@ -2,28 +2,17 @@
 //! `PeerGroupResumePasswordAuthentication`: with a hold, a failure suspends password
 //! authentication until the application resumes it; without one, failures are only reported.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use peergroup_core::events::{Event, EventFilter, EventItem, EventKind};
+use peergroup_core::events::{Event, EventFilter, EventKind};
 use peergroup_core::identity::gmc::Role;
 use peergroup_core::identity::hresult::*;
-use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::machine::STATUS_LISTENING;
+use peergroup_core::identity::PeerName;
 use peergroup_core::properties::{
     GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
 };
-use peergroup_core::{EventSubscription, Peergroup};
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
 
-fn instance(name: &str) -> (tempfile::TempDir, Peergroup, PeerName) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(dir.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    (dir, Peergroup::new(store, Some(listen)), id)
-}
+use common::{member, next_event, online};
 
 fn password_group(creator: &PeerName, classifier: &str) -> GroupProperties {
     GroupProperties {
@@ -36,22 +25,15 @@ fn password_group(creator: &PeerName, classifier: &str) -> GroupProperties {
     }
 }
 
-async fn next_event(sub: &mut EventSubscription) -> Event {
-    match tokio::time::timeout(WAIT, sub.next()).await {
-        Ok(Some(EventItem::Event(e))) => e,
-        other => panic!("no event: {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_suspends_password_authentication_until_resumed() {
-    let (_a, a, alice) = instance("alice");
-    let (_b, b, bob) = instance("bob");
-    let (_c, c, carol) = instance("carol");
+    let (ma, mb, mc) = (member("alice"), member("bob"), member("carol"));
+    let (a, alice) = (&ma.pg, ma.id.clone());
+    let (b, bob) = (&mb.pg, mb.id.clone());
+    let (c, carol) = (&mc.pg, mc.id.clone());
     let group = a.create_group(password_group(&alice, "club")).unwrap();
     let other = a.create_group(password_group(&alice, "other")).unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
+    let group = online(group).await;
     let invitation = group.create_password_invitation().unwrap();
     let mut failures = group
         .subscribe(EventFilter::kinds(&[EventKind::AuthenticationFailed]))

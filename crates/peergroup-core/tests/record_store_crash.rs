@@ -14,6 +14,10 @@ use std::process::{Command, Stdio};
 use peergroup_core::records::record::Record;
 use peergroup_core::records::store::{PutOutcome, RecordStore};
 
+mod common;
+
+use common::hex;
+
 const ENV: &str = "PEERGROUP_RECORD_WRITER";
 /// Acknowledged puts after which the parent kills the writer.
 const KILL_AFTER: usize = 300;
@@ -38,10 +42,6 @@ fn record(round: u64, n: u64) -> Record {
         data: vec![n as u8; 2048],
         security: Vec::new(),
     }
-}
-
-fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

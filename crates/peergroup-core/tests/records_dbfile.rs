@@ -2,42 +2,20 @@
 //! wipe, import gives the same database; a truncated, garbage, tampered, other group's or
 //! other member's file is refused and changes nothing; both calls are refused once online.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peergroup_core::identity::hresult::*;
-use peergroup_core::identity::{IdentityStore, PeerName};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::records::dbfile;
 use peergroup_core::records::record::Record;
-use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
+use peergroup_core::{GroupHandle, NewRecord};
 
-const NOTES: [u8; 16] = [0x11; 16];
-const MINUTES: &str = "<attributes><attribute name=\"Title\" type=\"string\">Minutes</attribute>\
-    <attribute name=\"Pages\" type=\"int\">12</attribute></attributes>";
-const MENU: &str = "<attributes><attribute name=\"Title\" type=\"string\">Menu</attribute>\
-    <attribute name=\"Pages\" type=\"int\">2</attribute></attributes>";
 const SEARCH: &str =
     "<peersearch><clause attrib=\"title\" type=\"string\">M*</clause></peersearch>";
 
-struct Member {
-    home: tempfile::TempDir,
-    pg: Peergroup,
-    id: PeerName,
-}
+mod common;
 
-fn member(name: &str) -> Member {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: Option<SocketAddr> = Some("127.0.0.1:0".parse().unwrap());
-    Member {
-        pg: Peergroup::new(store, listen),
-        home,
-        id,
-    }
-}
+use common::{code, files_named, member, note, now_ms, Member, MENU, MINUTES};
 
 fn create(m: &Member, classifier: &str) -> GroupHandle {
     m.pg.create_group(GroupProperties {
@@ -49,48 +27,11 @@ fn create(m: &Member, classifier: &str) -> GroupHandle {
     .unwrap()
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn note(attributes: &str, expires_ms: i64) -> NewRecord {
-    NewRecord {
-        record_type: NOTES,
-        attributes: attributes.into(),
-        expires_ms,
-        data: b"hello".to_vec(),
-    }
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, CoreError>) -> HRESULT {
-    r.expect_err("an error").hresult()
-}
-
-fn find(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(find(&path, prefix));
-        } else if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(prefix))
-        {
-            found.push(path);
-        }
-    }
-    found
-}
-
 /// Closes the group, removes its record database and opens it again: an empty database.
 async fn wipe(m: &Member, group: GroupHandle) -> GroupHandle {
     let name = group.group_name().clone();
     group.close().await.unwrap();
-    let files = find(m.home.path(), "records.db");
+    let files = files_named(m.home.path(), &|n| n.starts_with("records.db"));
     assert!(!files.is_empty(), "the group had a record database");
     for f in files {
         std::fs::remove_file(f).unwrap();

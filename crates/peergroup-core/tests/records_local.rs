@@ -3,85 +3,23 @@
 //! Every check here is about one member's own database (records_replication.rs covers
 //! what other members see).
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peergroup_core::identity::hresult::*;
-use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
-use peergroup_core::properties::GroupProperties;
-use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
+use peergroup_core::identity::IdentityStore;
+use peergroup_core::{GroupHandle, NewRecord, Peergroup};
 
-const WAIT: Duration = Duration::from_secs(10);
-const NOTES: [u8; 16] = [0x11; 16];
 const PHOTOS: [u8; 16] = [0x22; 16];
 
-struct Member {
-    home: tempfile::TempDir,
-    pg: Peergroup,
-    id: PeerName,
-}
+mod common;
 
-fn listen() -> Option<SocketAddr> {
-    Some("127.0.0.1:0".parse().unwrap())
-}
-
-fn member(name: &str) -> Member {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    Member {
-        pg: Peergroup::new(store, listen()),
-        home,
-        id,
-    }
-}
-
-fn create(m: &Member) -> GroupHandle {
-    m.pg.create_group(GroupProperties {
-        classifier: "club".into(),
-        friendly_name: "The Club".into(),
-        creator_peer_name: m.id.to_string(),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn in_an_hour() -> i64 {
-    now_ms() + 3_600_000
-}
+use common::{
+    code, create_club as create, files_named, in_an_hour, invite, joined, loopback, member, now_ms,
+    online, until, BOTH, MENU, MINUTES, NOTES, WAIT,
+};
 
 fn note(attributes: &str) -> NewRecord {
-    NewRecord {
-        record_type: NOTES,
-        attributes: attributes.into(),
-        expires_ms: in_an_hour(),
-        data: b"hello".to_vec(),
-    }
-}
-
-fn find(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(find(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
-            found.push(path);
-        }
-    }
-    found
-}
-
-fn code<T: std::fmt::Debug>(r: Result<T, CoreError>) -> HRESULT {
-    r.expect_err("an error").hresult()
+    common::note(attributes, in_an_hour())
 }
 
 fn search(title: &str, pages: i64) -> String {
@@ -92,11 +30,6 @@ fn search(title: &str, pages: i64) -> String {
          </and></peersearch>"
     )
 }
-
-const MINUTES: &str = "<attributes><attribute name=\"Title\" type=\"string\">Minutes</attribute>\
-    <attribute name=\"Pages\" type=\"int\">12</attribute></attributes>";
-const MENU: &str = "<attributes><attribute name=\"Title\" type=\"string\">Menu</attribute>\
-    <attribute name=\"Pages\" type=\"int\">2</attribute></attributes>";
 
 #[tokio::test]
 async fn add_get_update_delete_round_trip() {
@@ -304,7 +237,7 @@ async fn records_survive_closing_the_last_handle_and_a_restart() {
     let name = group.group_name().clone();
     let id = group.add_record(note(MINUTES)).unwrap();
     group.close().await.unwrap();
-    let dbs = find(alice.home.path(), "records.db");
+    let dbs = files_named(alice.home.path(), &|n| n == "records.db");
     assert_eq!(
         dbs.len(),
         1,
@@ -318,7 +251,7 @@ async fn records_survive_closing_the_last_handle_and_a_restart() {
     drop(alice.pg);
 
     // A new instance over the same home.
-    let pg = Peergroup::new(IdentityStore::open(alice.home.path()).unwrap(), listen());
+    let pg = Peergroup::new(IdentityStore::open(alice.home.path()).unwrap(), loopback());
     let reopened = pg.open_group(Some(&alice.id), &name).unwrap();
     let r = reopened.get_record(&id).unwrap();
     assert_eq!((r.version, r.attributes.as_str()), (1, MINUTES));
@@ -334,9 +267,7 @@ async fn a_joiner_that_never_synchronised_is_not_ready() {
     let alice = member("alice");
     let bob = member("bob");
     let group = create(&alice);
-    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
-    let invitation = group.create_invitation(&bob_xml, None, &[]).unwrap();
-    let joined = bob.pg.join(Some(&bob.id), &invitation).unwrap();
+    let joined = invite(&group, &bob);
     assert_eq!(code(joined.add_record(note(""))), PEER_E_GROUP_NOT_READY);
     assert_eq!(code(joined.get_record(&[1; 16])), PEER_E_GROUP_NOT_READY);
     assert_eq!(code(joined.enum_records(None)), PEER_E_GROUP_NOT_READY);
@@ -363,14 +294,9 @@ async fn a_synchronised_member_manages_its_own_records() {
     let bob = member("bob");
     let group = create(&alice);
     let alices = group.add_record(note(MINUTES)).unwrap();
-    group.connect().await.unwrap();
-    group.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
-    let bob_xml = bob.pg.identities().public_xml(&bob.id).unwrap();
-    let invitation = group.create_invitation(&bob_xml, None, &[]).unwrap();
-    let joined = bob.pg.join(Some(&bob.id), &invitation).unwrap();
-    joined.connect().await.unwrap();
-    let both = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
-    assert_eq!(joined.wait_status(both, WAIT).await.unwrap(), both);
+    let group = online(group).await;
+    let joined = joined(&group, &bob).await;
+    assert_eq!(joined.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
 
     let deadline = tokio::time::Instant::now() + WAIT;
     let bobs = loop {
@@ -393,14 +319,10 @@ async fn a_synchronised_member_manages_its_own_records() {
         bob.id.to_string()
     );
     // Alice's record reaches Bob, who may read it but not change it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while joined.get_record(&alices).is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Alice's record never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("Alice's record at Bob", || {
+        joined.get_record(&alices).is_ok()
+    })
+    .await;
     assert_eq!(
         code(joined.update_record(&alices, "", in_an_hour(), Vec::new())),
         PEER_E_NOT_AUTHORIZED
@@ -410,14 +332,7 @@ async fn a_synchronised_member_manages_its_own_records() {
         g.enum_records(None).unwrap().iter().map(|r| r.id).collect()
     };
     assert_eq!(ids(&joined), vec![alices]);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while ids(&group) != vec![alices] {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "Bob's delete never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("Bob's delete at Alice", || ids(&group) == vec![alices]).await;
     joined.close().await.unwrap();
     group.close().await.unwrap();
 }

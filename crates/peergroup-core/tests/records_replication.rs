@@ -4,47 +4,18 @@
 //! offline catch up; a member killed with SIGKILL mid-burst keeps what it acknowledged.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peergroup_core::group::RECORDS_FILE;
 use peergroup_core::identity::hresult::*;
 use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
-use peergroup_core::properties::GroupProperties;
 use peergroup_core::records::record::Record;
 use peergroup_core::records::store::RecordStore;
 use peergroup_core::{GroupHandle, NewRecord, Peergroup};
 
-const WAIT: Duration = Duration::from_secs(20);
-const BOTH: u32 = STATUS_LISTENING | STATUS_HAS_CONNECTIONS;
-const NOTES: [u8; 16] = [0x11; 16];
+mod common;
 
-struct Member {
-    home: tempfile::TempDir,
-    pg: Peergroup,
-    id: PeerName,
-}
-
-fn member(name: &str) -> Member {
-    let home = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(home.path()).unwrap();
-    let id = store.create(Some(name), Some(name), None).unwrap();
-    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    Member {
-        pg: Peergroup::new(store, Some(listen)),
-        home,
-        id,
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use common::{files_named, hex, member, now_ms, online, until, Member, BOTH, NOTES, WAIT};
 
 fn note(text: &str) -> NewRecord {
     NewRecord {
@@ -62,34 +33,12 @@ fn contents(g: &GroupHandle) -> Vec<Record> {
     g.enum_records(None).unwrap()
 }
 
-/// Waits until `cond` holds (bounded: a failure, not a hang, if it never does).
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn create(m: &Member) -> GroupHandle {
-    let g =
-        m.pg.create_group(GroupProperties {
-            classifier: "club".into(),
-            friendly_name: "The Club".into(),
-            creator_peer_name: m.id.to_string(),
-            ..Default::default()
-        })
-        .unwrap();
-    g.connect().await.unwrap();
-    g.wait_status(STATUS_LISTENING, WAIT).await.unwrap();
-    g
+    online(common::create_club(m)).await
 }
 
 async fn join(owner: &GroupHandle, m: &Member) -> GroupHandle {
-    let xml = m.pg.identities().public_xml(&m.id).unwrap();
-    let invitation = owner.create_invitation(&xml, None, &[]).unwrap();
-    let g = m.pg.join(Some(&m.id), &invitation).unwrap();
-    g.connect().await.unwrap();
+    let g = common::joined(owner, m).await;
     assert_eq!(g.wait_status(BOTH, WAIT).await.unwrap(), BOTH);
     g
 }
@@ -176,7 +125,9 @@ async fn a_forged_record_is_dropped_and_offline_changes_reconcile() {
     c.close().await.unwrap();
     forged.version += 1;
     forged.data = b"forged".to_vec(); // Alice's old signature no longer matches
-    let db_path = find_file(carol.home.path(), RECORDS_FILE).expect("carol's record database");
+    let db_path = files_named(carol.home.path(), &|n| n == RECORDS_FILE)
+        .pop()
+        .expect("carol's record database");
     {
         let mut db = RecordStore::open(&db_path).unwrap();
         db.put(&forged).unwrap();
@@ -210,20 +161,6 @@ async fn a_forged_record_is_dropped_and_offline_changes_reconcile() {
     }
 }
 
-fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        if path.is_dir() {
-            if let Some(p) = find_file(&path, name) {
-                return Some(p);
-            }
-        } else if path.file_name().is_some_and(|n| n == name) {
-            return Some(path);
-        }
-    }
-    None
-}
-
 const CHILD: &str = "PEERGROUP_TEST_BURST_HOME";
 
 /// The child of `acknowledged_adds_survive_kill_9`: adds records as fast as it can and
@@ -246,10 +183,6 @@ async fn burst_writer() {
         writeln!(out, "ack {}", hex(&id)).unwrap();
         out.flush().unwrap();
     }
-}
-
-fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +221,7 @@ async fn acknowledged_adds_survive_kill_9() {
 
     // Restarted, Bob holds every record he acknowledged, and so does Alice once they sync.
     let store = IdentityStore::open(bob.home.path()).unwrap();
-    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
+    let pg = Peergroup::new(store, common::loopback());
     let b = pg.open_group(Some(&bob.id), &group).unwrap();
     let held: std::collections::HashSet<String> = contents(&b).iter().map(|r| hex(&r.id)).collect();
     let lost: Vec<&String> = acknowledged

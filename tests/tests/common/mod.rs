@@ -1,5 +1,7 @@
 //! Shared by the network-namespace tests (`netns_*.rs`): creating and removing namespaces,
-//! the skip rules, and driving one `pg-peer` process per host (see `src/bin/pg-peer.rs`).
+//! the skip rules, and driving one `pg-peer` process per host (see `src/bin/pg-peer.rs`);
+//! and by the service tests (`service_processes.rs`): [`Proc`], a helper process driven by
+//! JSON lines, which [`Peer`] wraps.
 //!
 //! Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
@@ -52,6 +54,18 @@ impl Namespaces {
                 .map_err(|e| format!("`ip netns exec` does not work here: {e}"))?;
         }
         Ok(namespaces)
+    }
+
+    /// Creates the switch namespace `ns("sw")`, then one namespace `ns(h)` for each host `h`.
+    pub fn switch_and_hosts(
+        ns: impl Fn(&str) -> String,
+        hosts: &[&str],
+    ) -> Result<Namespaces, String> {
+        let names: Vec<String> = std::iter::once("sw")
+            .chain(hosts.iter().copied())
+            .map(ns)
+            .collect();
+        Namespaces::create(&names)
     }
 }
 
@@ -139,32 +153,23 @@ pub fn attach_host(switch: &str, bridge: &str, port: &str, host_ns: &str, addr: 
 // ---------------------------------------------------------------------------------------
 // Peers
 
-/// One `pg-peer` process inside a host's namespace.
-pub struct Peer {
-    pub label: &'static str,
+/// One helper process driven by JSON lines over stdin/stdout; killed if still running when
+/// dropped (after a panic: no process is left behind).
+pub struct Proc {
+    pub label: String,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
-    _home: tempfile::TempDir,
 }
 
-impl Peer {
-    pub fn spawn(label: &'static str, netns: &str, listen: &str) -> Peer {
-        let home = tempfile::tempdir().unwrap();
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                env!("CARGO_BIN_EXE_pg-peer"),
-                "--home",
-            ])
-            .arg(home.path())
-            .args(["--listen", listen])
+impl Proc {
+    /// Starts `cmd` with piped stdin and stdout; a thread forwards its output lines.
+    pub fn spawn(label: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start pg-peer in {netns}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -175,33 +180,158 @@ impl Peer {
                 }
             }
         });
-        Peer {
-            label,
+        Proc {
+            label: label.to_owned(),
             stdin: child.stdin.take(),
             child,
             lines,
-            _home: home,
         }
     }
 
-    /// Sends one command and returns its answer, which must be `"ok": true`.
-    pub fn call(&mut self, req: Value) -> Value {
+    /// The next output line (within [`ANSWER_BOUND`]).
+    pub fn line(&self) -> String {
+        self.lines
+            .recv_timeout(ANSWER_BOUND)
+            .unwrap_or_else(|e| panic!("{}: no output line: {e}", self.label))
+    }
+
+    /// The next output line, which must be JSON.
+    pub fn json_line(&self) -> Value {
+        let line = self.line();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.label))
+    }
+
+    /// Sends one command; returns its answer whatever it is.
+    pub fn try_call(&mut self, req: Value) -> Value {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         writeln!(stdin, "{req}")
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|e| panic!("{}: cannot send {req}: {e}", self.label));
-        let line = self
-            .lines
-            .recv_timeout(ANSWER_BOUND)
-            .unwrap_or_else(|e| panic!("{}: no answer to {req}: {e}", self.label));
-        let answer: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{}: answer is not JSON ({e}): {line}", self.label));
+        self.json_line()
+    }
+
+    /// Sends one command and returns its answer, which must be `"ok": true`.
+    pub fn call(&mut self, req: Value) -> Value {
+        let answer = self.try_call(req.clone());
         assert_eq!(
             answer["ok"], true,
             "{}: {req} was refused: {answer}",
             self.label
         );
         answer
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, and reaps the process.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Closes stdin: the process ends its work and exits (see [`Proc::finish`]).
+    pub fn end_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    /// Waits for the exit (within [`EXIT_BOUND`]).
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + EXIT_BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: still running after {EXIT_BOUND:?}",
+                self.label
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the exit, which must be a success.
+    pub fn wait_success(&mut self) {
+        let status = self.wait_exit();
+        assert!(status.success(), "{}: exited with {status}", self.label);
+    }
+
+    /// Closes stdin and waits for the exit.
+    pub fn finish(&mut self) -> ExitStatus {
+        self.end_input();
+        self.wait_exit()
+    }
+
+    /// Closes stdin and waits for the exit, which must be a success.
+    pub fn finish_success(&mut self) {
+        self.end_input();
+        self.wait_success();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One `pg-peer` process inside a host's namespace, over a home of its own (the [`Proc`]
+/// calls reach it through `Deref`).
+pub struct Peer {
+    pub label: &'static str,
+    // Before the home: the process goes first.
+    proc: Proc,
+    _home: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+impl Peer {
+    pub fn spawn(label: &'static str, netns: &str, listen: &str) -> Peer {
+        let home = tempfile::tempdir().unwrap();
+        let proc = Proc::spawn(
+            label,
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    netns,
+                    env!("CARGO_BIN_EXE_pg-peer"),
+                    "--home",
+                ])
+                .arg(home.path())
+                .args(["--listen", listen]),
+        );
+        Peer {
+            label,
+            proc,
+            _home: home,
+        }
+    }
+
+    /// Closes stdin, waits for the exit, which must be a success, and logs it.
+    pub fn finish_logged(&mut self) {
+        let status = self.finish();
+        assert!(status.success(), "{} exited with {status}", self.label);
+        phase(&format!("{} exited: {status}", self.label));
     }
 
     /// Makes an identity with `classifier`; returns its peer name and public XML.
@@ -245,38 +375,6 @@ impl Peer {
             count,
             digest: v["digest"].as_str().unwrap().to_owned(),
             ids,
-        }
-    }
-
-    /// Closes stdin: the peer closes its group and exits (see [`Peer::finish`]).
-    pub fn end_input(&mut self) {
-        drop(self.stdin.take());
-    }
-
-    /// Closes stdin (the peer closes its group and exits) and waits for the exit.
-    pub fn finish(&mut self) -> ExitStatus {
-        self.end_input();
-        let deadline = Instant::now() + EXIT_BOUND;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: still running {EXIT_BOUND:?} after end of input",
-                self.label
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // After a panic: do not leave the process behind in a namespace about to go.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

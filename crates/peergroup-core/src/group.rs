@@ -405,6 +405,11 @@ impl Peergroup {
                         Err(e) => last = e,
                     }
                 }
+                // The member refused us (say, password authentication is suspended there):
+                // its close can arrive before the connection is reported made.
+                Err(e) if e.hresult() == crate::identity::hresult::PEER_E_NOT_AUTHORIZED => {
+                    last = CoreError::Transport(e)
+                }
                 Err(e) => last = CoreError::NoMemberReachable(format!("{addr}: {e}")),
             }
         }

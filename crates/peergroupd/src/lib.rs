@@ -32,13 +32,10 @@ use peergroup_core::service::proto::{
 use peergroup_core::service::read_frame;
 use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
 use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-/// Frames queued for one client (responses and events) before its event forwarders wait;
-/// while they wait, each subscription's own bounded queue fills and then counts lost events.
-pub const CLIENT_QUEUE: usize = 64;
 /// The longest `WaitStatus` the daemon serves; longer requests wait this long.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -218,15 +215,10 @@ impl Daemon {
 
     /// One client connection: its requests in order, its handles closed when it ends.
     async fn client(&self, stream: UnixStream) {
-        let (mut read, mut write) = stream.into_split();
-        let (out_tx, mut out_rx) = mpsc::channel::<ServerFrame>(CLIENT_QUEUE);
-        let writer = tokio::spawn(async move {
-            while let Some(frame) = out_rx.recv().await {
-                if write.write_all(&frame.encode()).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut read, write) = stream.into_split();
+        // Responses are written by this task directly and events by their forwarders, each
+        // frame whole under the lock: no hand-off to a writer task on a call's path.
+        let out: Out = Arc::new(tokio::sync::Mutex::new(write));
         let mut conn = Connection {
             daemon: self.clone(),
             handles: HashMap::new(),
@@ -240,30 +232,27 @@ impl Daemon {
                 Ok(None) => break,
                 Err(e) => {
                     // An oversized prefix or a torn frame: the stream cannot be resynchronised.
-                    let _ = out_tx.send(error_frame(0, &e)).await;
+                    send(&out, &error_frame(0, &e)).await;
                     break;
                 }
             };
             let frame = match ClientFrame::decode(&body) {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = out_tx.send(error_frame(0, &e)).await;
+                    send(&out, &error_frame(0, &e)).await;
                     break;
                 }
             };
             let (response, subscription, keep) = conn.handle(frame.request).await;
-            if out_tx
-                .send(ServerFrame::Response {
-                    id: frame.id,
-                    response,
-                })
-                .await
-                .is_err()
-            {
+            let response = ServerFrame::Response {
+                id: frame.id,
+                response,
+            };
+            if !send(&out, &response).await {
                 break;
             }
             if let Some((handle, id, sub)) = subscription {
-                let task = tokio::spawn(forward(id, sub, out_tx.clone()));
+                let task = tokio::spawn(forward(id, sub, out.clone()));
                 if let Some(h) = conn.handles.get_mut(&handle) {
                     h.forwarders.push(task);
                 }
@@ -273,8 +262,8 @@ impl Daemon {
             }
         }
         conn.close_all().await;
-        drop(out_tx);
-        let _ = writer.await;
+        // Whatever was written reaches the client before the socket closes.
+        let _ = out.lock().await.shutdown().await;
     }
 
     fn release(&self, key: &GroupKey) -> Option<SharedHandle> {
@@ -300,13 +289,23 @@ async fn close_group(handle: SharedHandle) {
     }
 }
 
-async fn forward(id: u64, mut sub: EventSubscription, out: mpsc::Sender<ServerFrame>) {
+/// The write half of a client's socket, shared by its connection task and its forwarders.
+type Out = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+
+/// Writes one frame whole; false once the client is gone.
+async fn send(out: &Out, frame: &ServerFrame) -> bool {
+    out.lock().await.write_all(&frame.encode()).await.is_ok()
+}
+
+/// Writes a subscription's events to the client as they come. A client that does not read
+/// holds this task at the socket; its subscription's bounded queue then counts the loss.
+async fn forward(id: u64, mut sub: EventSubscription, out: Out) {
     while let Some(item) = sub.next().await {
         let frame = ServerFrame::Event {
             subscription: id,
             item,
         };
-        if out.send(frame).await.is_err() {
+        if !send(&out, &frame).await {
             return;
         }
     }

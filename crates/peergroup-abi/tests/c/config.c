@@ -131,8 +131,6 @@ int main(void) {
   PEER_VERSION_DATA v;
   PWSTR alice = NULL, bob = NULL, bob_xml = NULL, invitation = NULL, config = NULL, id_export = NULL;
   HGROUP g = NULL, joined = NULL;
-  const char *base = getenv("PEERGROUP_HOME");
-  char home[4096];
   FILETIME ft = {0, 0}, out;
 
   /* Before startup: pointer checks first, then PEER_E_NOT_INITIALIZED. */
@@ -144,29 +142,8 @@ int main(void) {
     PWSTR i = NULL, gr = NULL;
     CHECK_HR(PeerGroupImportConfig(u"x", u"pw", 0, &i, &gr), PEER_E_NOT_INITIALIZED);
   }
-  if (!base) {
-    fprintf(stderr, "PEERGROUP_HOME is not set\n");
-    return 2;
-  }
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  snprintf(home, sizeof home, "%s/moved", base);
-  mkdir(home, 0700);
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) return 2;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return 2;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], home);
-    fflush(stdout);
-    _exit(rc);
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
+  child_t c = start_child(child, "moved");
+  if (c.pid < 0) return 2;
 
   CHECK_HR(PeerGroupStartup(PEER_GROUP_VERSION, &v), S_OK);
   CHECK_HR(PeerIdentityCreate(u"alice", u"Alice", 0, &alice), S_OK);
@@ -216,15 +193,15 @@ int main(void) {
   CHECK_HR(PeerGroupExportConfig(joined, u"move", &config), PEER_E_INVALID_GROUP);
 
   if (id_export && config) {
-    send_wide(to_child[1], id_export);
-    send_wide(to_child[1], config);
-    send_wide(to_child[1], bob);
+    send_wide(c.out, id_export);
+    send_wide(c.out, config);
+    send_wide(c.out, bob);
   }
-  char *done = recv_msg(to_parent[0]);
+  char *done = recv_msg(c.in);
   CHECK(done != NULL && strcmp(done, "done") == 0);
   free(done);
   int status = 0;
-  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(waitpid(c.pid, &status, 0) == c.pid);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   CHECK_HR(PeerGroupClose(g), S_OK);
   PeerFreeData(config);
@@ -234,7 +211,7 @@ int main(void) {
   PeerFreeData(bob);
   PeerFreeData(alice);
   CHECK_HR(PeerGroupShutdown(), S_OK);
-  close(to_child[1]);
-  close(to_parent[0]);
+  close(c.out);
+  close(c.in);
   return summary("config");
 }

@@ -51,23 +51,8 @@ static int child(int in, int out, const char *home) {
 }
 
 int main(void) {
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  char child_home[256];
-  snprintf(child_home, sizeof child_home, "%s/child", getenv("PEERGROUP_HOME"));
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) return 2;
-  pid_t pid = fork();
-  if (pid < 0) return 2;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], child_home);
-    fflush(stdout);
-    _exit(rc);
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
+  child_t c = start_child(child, "child");
+  if (c.pid < 0) return 2;
 
   PEER_VERSION_DATA v;
   PWSTR creator = NULL, invitation = NULL;
@@ -97,18 +82,18 @@ int main(void) {
     }
     PeerFreeData(info);
   }
-  send_wide(to_child[1], invitation);
-  char *done = recv_msg(to_parent[0]);
+  send_wide(c.out, invitation);
+  char *done = recv_msg(c.in);
   CHECK(done != NULL && strcmp(done, "done") == 0);
   free(done);
   int status = 0;
-  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(waitpid(c.pid, &status, 0) == c.pid);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   CHECK_HR(PeerGroupClose(g), S_OK);
   PeerFreeData(invitation);
   PeerFreeData(creator);
   CHECK_HR(PeerGroupShutdown(), S_OK);
-  close(to_child[1]);
-  close(to_parent[0]);
+  close(c.out);
+  close(c.in);
   return summary("password");
 }

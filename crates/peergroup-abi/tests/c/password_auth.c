@@ -65,25 +65,8 @@ static PEER_GROUP_EVENT_DATA *next_event(HPEEREVENT h, int efd) {
 int main(void) {
   CHECK_HR(PeerGroupResumePasswordAuthentication((HGROUP)(intptr_t)0x12, (HPEEREVENT)(intptr_t)0x34),
            PEER_E_NOT_INITIALIZED);
-  setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
-  char child_home[256];
-  snprintf(child_home, sizeof child_home, "%s/child", getenv("PEERGROUP_HOME"));
-  int to_child[2], to_parent[2];
-  if (pipe(to_child) != 0 || pipe(to_parent) != 0) return 2;
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  if (pid < 0) return 2;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    close(to_child[1]);
-    close(to_parent[0]);
-    int rc = child(to_child[0], to_parent[1], child_home);
-    fflush(stdout);
-    _exit(rc);
-  }
-  close(to_child[0]);
-  close(to_parent[1]);
+  child_t c = start_child(child, "child");
+  if (c.pid < 0) return 2;
 
   PEER_VERSION_DATA v;
   PWSTR creator = NULL, invitation = NULL;
@@ -118,8 +101,8 @@ int main(void) {
   CHECK_HR(PeerGroupResumePasswordAuthentication(g, failures), PEER_E_NOT_FOUND);
 
   CHECK_HR(PeerGroupCreatePasswordInvitation(g, &invitation), S_OK);
-  send_wide(to_child[1], invitation);
-  char *msg = recv_msg(to_parent[0]);
+  send_wide(c.out, invitation);
+  char *msg = recv_msg(c.in);
   CHECK(msg != NULL && strcmp(msg, "tried") == 0);
   free(msg);
   PEER_GROUP_EVENT_DATA *d = next_event(failures, efd);
@@ -129,19 +112,19 @@ int main(void) {
     CHECK(d->hrConnectionFailedReason == (HRESULT)0x80070056);
     PeerFreeData(d);
   }
-  send_msg(to_child[1], "suspended");
-  msg = recv_msg(to_parent[0]);
+  send_msg(c.out, "suspended");
+  msg = recv_msg(c.in);
   CHECK(msg != NULL && strcmp(msg, "refused") == 0);
   free(msg);
   CHECK_HR(PeerGroupResumePasswordAuthentication(g, failures), S_OK);
   CHECK_HR(PeerGroupResumePasswordAuthentication(g, failures), PEER_E_NOT_FOUND);
-  send_msg(to_child[1], "resumed");
-  msg = recv_msg(to_parent[0]);
+  send_msg(c.out, "resumed");
+  msg = recv_msg(c.in);
   CHECK(msg != NULL && strcmp(msg, "done") == 0);
   free(msg);
 
   int wstatus = 0;
-  CHECK(waitpid(pid, &wstatus, 0) == pid);
+  CHECK(waitpid(c.pid, &wstatus, 0) == c.pid);
   CHECK(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
   CHECK_HR(PeerGroupUnregisterEvent(failures), S_OK);
   CHECK_HR(PeerGroupUnregisterEvent(status_only), S_OK);
@@ -152,7 +135,7 @@ int main(void) {
   PeerFreeData(invitation);
   PeerFreeData(creator);
   CHECK_HR(PeerGroupShutdown(), S_OK);
-  close(to_child[1]);
-  close(to_parent[0]);
+  close(c.out);
+  close(c.in);
   return summary("password_auth");
 }

@@ -135,34 +135,40 @@ static inline PEER_ADDRESS loopback_address(int port) {
   return addr;
 }
 
-/* Runs `parent` in this process and `child` in a forked one whose PEERGROUP_HOME is
- * $PEERGROUP_HOME/joiner (it starts the library after the fork), both bound to loopback and
- * joined by two pipes (`in` reads from the other side, `out` writes to it). The child's last
- * message must be its counts, "passed failed"; they are added to ours, and its exit status
- * must be 0, or 1 when it counted failures (a crash or a sanitizer report is one more
- * failure). Returns summary(name). */
-static inline int run_pair(const char *name, int (*child)(int in, int out, const char *home),
-                           void (*parent)(int in, int out)) {
+/* A forked child process and the pipe ends that talk to it. */
+typedef struct {
+  pid_t pid;
+  int in;  /* reads what the child sends */
+  int out; /* writes to the child */
+} child_t;
+
+/* Forks `child` with PEERGROUP_HOME $PEERGROUP_HOME/`home_name` (created; the child starts the
+ * library after the fork) and PEERGROUP_LISTEN on loopback, joined to this process by two
+ * pipes. The child exits with what `child` returns (sanitizers report through its exit);
+ * it dies with this process. `pid` is -1 when the fork could not be made. */
+static inline child_t start_child(int (*child)(int in, int out, const char *home),
+                                  const char *home_name) {
+  child_t c = {-1, -1, -1};
   const char *base = getenv("PEERGROUP_HOME");
   char home[4096];
   setenv("PEERGROUP_LISTEN", "127.0.0.1:0", 1);
   if (!base) {
     fprintf(stderr, "PEERGROUP_HOME is not set\n");
-    return 2;
+    return c;
   }
-  snprintf(home, sizeof home, "%s/joiner", base);
+  snprintf(home, sizeof home, "%s/%s", base, home_name);
   mkdir(home, 0700);
   int to_child[2], to_parent[2];
   if (pipe(to_child) != 0 || pipe(to_parent) != 0) {
     perror("pipe");
-    return 2;
+    return c;
   }
   fflush(stdout);
   fflush(stderr);
   pid_t pid = fork();
   if (pid < 0) {
     perror("fork");
-    return 2;
+    return c;
   }
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a parent killed by the timeout */
@@ -175,8 +181,22 @@ static inline int run_pair(const char *name, int (*child)(int in, int out, const
   }
   close(to_child[0]);
   close(to_parent[1]);
-  parent(to_parent[0], to_child[1]);
-  char *result = recv_msg(to_parent[0]);
+  c.pid = pid;
+  c.in = to_parent[0];
+  c.out = to_child[1];
+  return c;
+}
+
+/* Runs `parent` in this process and `child` in a forked one (start_child, home "joiner").
+ * The child's last message must be its counts, "passed failed"; they are added to ours, and
+ * its exit status must be 0, or 1 when it counted failures (a crash or a sanitizer report is
+ * one more failure). Returns summary(name). */
+static inline int run_pair(const char *name, int (*child)(int in, int out, const char *home),
+                           void (*parent)(int in, int out)) {
+  child_t c = start_child(child, "joiner");
+  if (c.pid < 0) return 2;
+  parent(c.in, c.out);
+  char *result = recv_msg(c.in);
   int child_passed = 0, child_failed = 0;
   if (result && sscanf(result, "%d %d", &child_passed, &child_failed) == 2) {
     g_passed += child_passed;
@@ -186,11 +206,11 @@ static inline int run_pair(const char *name, int (*child)(int in, int out, const
     g_failed++;
   }
   free(result);
-  close(to_child[1]);
-  close(to_parent[0]);
+  close(c.out);
+  close(c.in);
   int wstatus = 0;
   int expected = child_failed > 0 ? 1 : 0;
-  if (waitpid(pid, &wstatus, 0) != pid || !WIFEXITED(wstatus) ||
+  if (waitpid(c.pid, &wstatus, 0) != c.pid || !WIFEXITED(wstatus) ||
       WEXITSTATUS(wstatus) != expected) {
     fprintf(stderr, "%s: the child ended badly (status 0x%x)\n", name, wstatus);
     g_failed++;

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use peergroup_core::identity::hresult;
 use peergroup_core::service::proto::{
-    split_frame, ClientFrame, Request, Response, ServerFrame, HEADER_LEN, MAX_FRAME_LEN,
-    PROTOCOL_VERSION,
+    split_frame, ClientFrame, Request, Response, ServerFrame, WireLimits, HEADER_LEN,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
+use peergroup_core::transport::Limits;
 use serde_json::{json, Value};
 
 mod common;
@@ -57,14 +58,9 @@ fn daemon(home: &Path, socket: &Path) -> Proc {
     d
 }
 
-/// A client process connected to the service at `socket`.
-fn client(label: &str, socket: &Path) -> Proc {
-    let c = Proc::spawn(
-        label,
-        Command::new(env!("CARGO_BIN_EXE_pg-service-client"))
-            .arg("--socket")
-            .arg(socket),
-    );
+/// A client process connected to the service of `d`, for its data directory.
+fn client(label: &str, d: &Dirs) -> Proc {
+    let c = Proc::spawn(label, &mut client_command(d));
     let hello = c.json_line();
     assert_eq!(hello["ok"], true, "{label}: cannot connect: {hello}");
     c
@@ -83,6 +79,12 @@ fn home_with_group(home: &Path) -> (String, String) {
         .to_owned();
     setup.finish_success();
     (identity, group)
+}
+
+fn client_command(d: &Dirs) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pg-service-client"));
+    c.arg("--socket").arg(&d.socket).arg("--home").arg(&d.home);
+    c
 }
 
 struct Dirs {
@@ -168,8 +170,8 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     let _service = daemon(&d.home, &d.socket);
 
     // Two processes open the group; both connect.
-    let mut a = client("client A", &d.socket);
-    let mut b = client("client B", &d.socket);
+    let mut a = client("client A", &d);
+    let mut b = client("client B", &d);
     let ha = open(&mut a, &identity, &group);
     let hb = open(&mut b, &identity, &group);
     a.call(json!({"cmd": "connect", "handle": ha, "addrs": [remote_addr]}));
@@ -220,7 +222,7 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     assert!(text.contains("GROUP_CLOSED (1)"), "{closed}");
 
     // A third process opens the group again: the service reconnects.
-    let mut c = client("client C", &d.socket);
+    let mut c = client("client C", &d);
     let hc = open(&mut c, &identity, &group);
     c.call(json!({"cmd": "connect", "handle": hc, "addrs": [remote_addr]}));
     wait_connected(&mut c, hc, "C");
@@ -256,11 +258,14 @@ fn raw_exchange(socket: &Path, bytes: &[u8]) -> Vec<ServerFrame> {
     frames
 }
 
-fn hello() -> Vec<u8> {
+fn hello_request(version: u8, home: &Path) -> Vec<u8> {
     ClientFrame {
         id: 1,
         request: Request::Hello {
-            version: PROTOCOL_VERSION,
+            version,
+            home: home.to_str().unwrap().to_owned(),
+            listen: None,
+            limits: WireLimits::from(&Limits::default()),
         },
     }
     .encode()
@@ -270,9 +275,9 @@ fn hello() -> Vec<u8> {
 fn assert_refused(frames: &[ServerFrame], hr: i32, what: &str) {
     match frames {
         [ServerFrame::Response {
-            response: Response::Error { hresult, .. },
+            response: Response::Error(e),
             ..
-        }] => assert_eq!(*hresult, hr, "{what}: {frames:?}"),
+        }] => assert_eq!(e.hresult, hr, "{what}: {frames:?}"),
         _ => panic!("{what}: expected one error reply, got {frames:?}"),
     }
 }
@@ -289,7 +294,7 @@ fn bad_requests_do_not_disturb_other_clients() {
     let mut service = daemon(&d.home, &d.socket);
 
     // A well-behaved client, connected before and served after every bad one.
-    let mut good = client("good client", &d.socket);
+    let mut good = client("good client", &d);
     let h = open(&mut good, &identity, &group);
     let first = good.call(json!({"cmd": "add", "handle": h, "text": "before"}))["id"].clone();
 
@@ -300,26 +305,22 @@ fn bad_requests_do_not_disturb_other_clients() {
     oversized.extend_from_slice(&[0; 64]);
     refuses_bytes(&d.socket, &oversized, "oversized");
 
-    let mut other_version = hello();
+    let mut other_version = hello_request(PROTOCOL_VERSION, &d.home);
     other_version[HEADER_LEN] = PROTOCOL_VERSION + 1;
     refuses_bytes(&d.socket, &other_version, "version");
 
-    let old_hello = ClientFrame {
-        id: 1,
-        request: Request::Hello { version: 0 },
-    }
-    .encode();
+    let old_hello = hello_request(0, &d.home);
     refuses_bytes(&d.socket, &old_hello, "hello v0");
 
     let no_hello = ClientFrame {
         id: 1,
-        request: Request::Status { handle: 1 },
+        request: Request::Status(1),
     }
     .encode();
     refuses_bytes(&d.socket, &no_hello, "no hello");
 
     // A good hello then a torn frame: the hello is answered, the rest refused.
-    let mut torn = hello();
+    let mut torn = hello_request(PROTOCOL_VERSION, &d.home);
     torn.extend_from_slice(&[0, 0, 0, 9, PROTOCOL_VERSION, 0, 0]);
     let frames = raw_exchange(&d.socket, &torn);
     assert!(
@@ -327,7 +328,7 @@ fn bad_requests_do_not_disturb_other_clients() {
             frames.first(),
             Some(ServerFrame::Response {
                 id: 1,
-                response: Response::Hello { .. }
+                response: Response::Session { .. }
             })
         ),
         "{frames:?}"
@@ -335,11 +336,11 @@ fn bad_requests_do_not_disturb_other_clients() {
     assert_refused(&frames[1..], hresult::E_INVALIDARG, "torn frame");
 
     // The handle of another connection is not this one's.
-    let mut stranger = hello();
+    let mut stranger = hello_request(PROTOCOL_VERSION, &d.home);
     stranger.extend(
         ClientFrame {
             id: 2,
-            request: Request::Close { handle: h },
+            request: Request::Close(h),
         }
         .encode(),
     );
@@ -375,7 +376,7 @@ fn bad_requests_do_not_disturb_other_clients() {
     let ids = records["ids"].as_array().unwrap();
     assert!(ids.contains(&first) && ids.contains(&second), "{records}");
     // And new clients are accepted.
-    let mut late = client("late client", &d.socket);
+    let mut late = client("late client", &d);
     let hl = open(&mut late, &identity, &group);
     let records = late.call(json!({"cmd": "records", "handle": hl}));
     assert_eq!(records["texts"].as_array().unwrap().len(), 2, "{records}");
@@ -390,7 +391,7 @@ fn a_killed_service_is_reported_and_a_restarted_one_serves() {
     let d = dirs();
     let (identity, group) = home_with_group(&d.home);
     let mut service = daemon(&d.home, &d.socket);
-    let mut c = client("client", &d.socket);
+    let mut c = client("client", &d);
     let h = open(&mut c, &identity, &group);
     let id = c.call(json!({"cmd": "add", "handle": h, "text": "kept"}))["id"].clone();
 
@@ -403,12 +404,7 @@ fn a_killed_service_is_reported_and_a_restarted_one_serves() {
     );
     // A new process cannot connect either; the socket file it finds is stale.
     assert!(d.socket.exists());
-    let mut refused = Proc::spawn(
-        "refused client",
-        Command::new(env!("CARGO_BIN_EXE_pg-service-client"))
-            .arg("--socket")
-            .arg(&d.socket),
-    );
+    let mut refused = Proc::spawn("refused client", &mut client_command(&d));
     let answer = refused.json_line();
     assert_eq!(
         answer["hresult"],
@@ -419,7 +415,7 @@ fn a_killed_service_is_reported_and_a_restarted_one_serves() {
 
     // A restarted service replaces the stale socket and serves the same, intact data.
     let _service = daemon(&d.home, &d.socket);
-    let mut again = client("client again", &d.socket);
+    let mut again = client("client again", &d);
     let h2 = open(&mut again, &identity, &group);
     let records = again.call(json!({"cmd": "records", "handle": h2}));
     assert_eq!(records["ids"], json!([id]), "{records}");
@@ -443,7 +439,7 @@ fn a_second_service_on_a_live_socket_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already serves"), "{err}");
     // The first one still serves.
-    let mut c = client("client", &d.socket);
+    let mut c = client("client", &d);
     c.finish_success();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(d.socket.parent().unwrap())
@@ -458,7 +454,7 @@ fn sigterm_closes_groups_and_removes_the_socket() {
     let d = dirs();
     let (identity, group) = home_with_group(&d.home);
     let mut service = daemon(&d.home, &d.socket);
-    let mut c = client("client", &d.socket);
+    let mut c = client("client", &d);
     let h = open(&mut c, &identity, &group);
     c.call(json!({"cmd": "connect", "handle": h}));
     c.call(json!({"cmd": "wait", "handle": h, "bits": LISTENING, "timeout_ms": 20_000}));
@@ -484,8 +480,8 @@ fn events_reach_every_subscribed_process() {
     let d = dirs();
     let (identity, group) = home_with_group(&d.home);
     let mut service = daemon(&d.home, &d.socket);
-    let mut a = client("client A", &d.socket);
-    let mut b = client("client B", &d.socket);
+    let mut a = client("client A", &d);
+    let mut b = client("client B", &d);
     let ha = open(&mut a, &identity, &group);
     let hb = open(&mut b, &identity, &group);
     // Record events come from the running group: bring it online (the creator listens).

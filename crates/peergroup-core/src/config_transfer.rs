@@ -12,13 +12,13 @@ use std::net::SocketAddr;
 use crate::clock::unix_now;
 use crate::config_export::{GroupConfig, MAX_CONFIG_ADDRESSES};
 use crate::error::{CoreError, Result};
-use crate::group::{lock, GroupHandle, Peergroup};
+use crate::group::{lock, LocalGroup, LocalPeergroup};
 use crate::group_store::{GroupStore, StoredConfig};
 use crate::identity::export::DEFAULT_ITERATIONS;
 use crate::identity::gmc::{GmcChain, GroupRootCertificate};
 use crate::identity::{PeerName, PrivateKey};
 
-impl GroupHandle {
+impl LocalGroup {
     /// `PeerGroupExportConfig`: this identity's membership of the group as a document sealed
     /// under `password` (any password, even empty, as on Windows). The owner's export carries
     /// the group root key: guard it like the identity export.
@@ -26,7 +26,7 @@ impl GroupHandle {
         self.export_config_with_rounds(password, DEFAULT_ITERATIONS)
     }
 
-    /// [`GroupHandle::export_config`] with a chosen number of PBKDF2 rounds (tests use the
+    /// [`LocalGroup::export_config`] with a chosen number of PBKDF2 rounds (tests use the
     /// minimum, [`crate::identity::export::MIN_ITERATIONS`]).
     pub fn export_config_with_rounds(&self, password: &str, rounds: u32) -> Result<String> {
         let st = self.live()?;
@@ -68,9 +68,9 @@ impl GroupHandle {
     }
 }
 
-impl Peergroup {
+impl LocalPeergroup {
     /// `PeerGroupImportConfig`: stores a group configuration exported elsewhere; returns
-    /// (identity, group) for [`Peergroup::open_group`]. The identity must exist here
+    /// (identity, group) for [`LocalPeergroup::open_group`]. The identity must exist here
     /// (`PEER_E_NOT_FOUND`: import it first). A group this identity already holds is
     /// `PEER_E_ALREADY_EXISTS` unless `overwrite`; an open one is `PEER_E_GROUP_IN_USE`.
     /// Any refusal leaves the disk as it was.

@@ -14,6 +14,7 @@
 //! connection's reader task, not the driver: a slow subscriber slows that one sender down
 //! through QUIC flow control ([`crate::EventHub::publish_waiting`]) and nothing else.
 
+pub use crate::values::ConnectionInfo;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,22 +50,6 @@ pub fn group_of_direct_name(name: &str) -> Option<String> {
     name.strip_prefix('d')
         .filter(|rest| rest.ends_with(".peergroup"))
         .map(|rest| format!("g{rest}"))
-}
-
-/// One connection of a group, as `PeerGroupEnumConnections` reports it
-/// (`PEER_CONNECTION_INFO`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConnectionInfo {
-    /// [`PEER_CONNECTION_NEIGHBOR`] or [`PEER_CONNECTION_DIRECT`].
-    pub flags: u32,
-    /// `ullConnectionId`.
-    pub connection_id: u64,
-    /// `ullNodeId`: the peer's node id.
-    pub node_id: u64,
-    /// `pwzPeerId`: the member's peer name.
-    pub member: String,
-    /// `address`.
-    pub address: SocketAddr,
 }
 
 struct Entry {
@@ -387,7 +372,7 @@ pub(crate) async fn send_data(
     Ok(())
 }
 
-impl crate::group::GroupHandle {
+impl crate::group::LocalGroup {
     /// `PeerGroupOpenDirectConnection`: starts a direct connection to `member`, at `address`
     /// or (when `None`) where the group last saw it, and returns its connection id at once.
     ///

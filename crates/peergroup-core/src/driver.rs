@@ -6,6 +6,7 @@
 //! must present a membership chain of a group we run). Each online group has one driver task
 //! that feeds its machine and carries out what the machine asks.
 
+pub use crate::values::Neighbour;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use crate::direct::{
     ConnectionInfo, DirectContext, Directs, PEER_CONNECTION_DIRECT, PEER_CONNECTION_NEIGHBOR,
 };
 use crate::error::{CoreError, Result};
-use crate::group::{verify_properties, GroupInner, Peergroup};
+use crate::group::{verify_properties, GroupInner, LocalPeergroup};
 use crate::identity::gmc::{
     issue_gmc_at, role::roles_may_issue, validate_chain, Gmc, GroupRootCertificate, Member,
 };
@@ -45,7 +46,7 @@ pub const REFERRAL_LINGER: Duration = Duration::from_millis(500);
 pub const CLOSE_FLUSH: Duration = Duration::from_millis(1500);
 /// Frames queued for one connection before it counts as stalled.
 pub const CONNECTION_QUEUE: usize = 256;
-/// How many connection ends a group remembers for [`crate::GroupHandle::recent_disconnects`].
+/// How many connection ends a group remembers for [`crate::LocalGroup::recent_disconnects`].
 pub const RECENT_DISCONNECTS: usize = 32;
 /// Network events queued for one group before readers wait (back-pressure to the peers).
 pub const NET_QUEUE: usize = 1024;
@@ -210,21 +211,6 @@ struct NetNode {
     node: Arc<Node>,
     registry: Arc<Registry>,
     accept_task: tokio::task::JoinHandle<()>,
-}
-
-/// A neighbour connection, as [`crate::GroupHandle::neighbours`] reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Neighbour {
-    /// The transport's connection id (`ullConnectionId`).
-    pub connection_id: u64,
-    /// The member's peer name.
-    pub member: String,
-    /// The member's node id (`ullNodeId`).
-    pub node_id: u64,
-    /// Its address.
-    pub address: SocketAddr,
-    /// True when this side dialed.
-    pub outbound: bool,
 }
 
 /// The transport node of a library instance, bound on first use.
@@ -531,7 +517,7 @@ impl DriverHandle {
 }
 
 /// Starts the driver of a group (binding the node if needed).
-pub(crate) async fn start(pg: &Peergroup, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
+pub(crate) async fn start(pg: &LocalPeergroup, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
     let (node, registry) = pg.shared.network.node().await?;
     let (chain, config, signed) = {
         let st = inner.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -47,7 +47,7 @@ pub enum CoreError {
     InvitationExpired,
     /// The invitation needs the other join function (password vs. GMC).
     #[error("{0}")]
-    WrongJoinKind(&'static str),
+    WrongJoinKind(String),
     /// A stored group could not be read back.
     #[error("group store entry {path} is corrupted: {why}")]
     StoreCorrupted {

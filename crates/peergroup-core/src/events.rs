@@ -45,7 +45,9 @@ pub const MIN_QUEUE: usize = 2;
 pub const DATA_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// `PEER_GROUP_EVENT_TYPE`: the kinds of group event, with Windows' numbers (7 and 9 unused).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum EventKind {
     /// `PEER_GROUP_EVENT_STATUS_CHANGED` (1).
     StatusChanged = 1,
@@ -93,7 +95,7 @@ impl EventKind {
 }
 
 /// `PEER_EVENT_CONNECTION_CHANGE_DATA`: a connection came, went or failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConnectionChange {
     /// `status`: connected, disconnected or failed.
     pub status: ConnectionStatus,
@@ -109,7 +111,7 @@ pub struct ConnectionChange {
 
 /// One group event, with the data `PEER_GROUP_EVENT_DATA` carries for it. Only events this
 /// library raises have a variant (see the module documentation on adding one).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// `PEER_GROUP_EVENT_STATUS_CHANGED`: the new `PEER_GROUP_STATUS` bits.
     StatusChanged(u32),
@@ -222,7 +224,7 @@ impl From<&GroupEvent> for Event {
 }
 
 /// What a subscription reads: an event, or how many events it lost.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum EventItem {
     /// An event the filter matched.
     Event(Event),
@@ -232,7 +234,7 @@ pub enum EventItem {
 
 /// One `PEER_GROUP_EVENT_REGISTRATION`: a kind, and for record changes (later incoming data)
 /// optionally the one type GUID wanted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Registration {
     /// The event kind.
     pub kind: EventKind,
@@ -430,7 +432,8 @@ struct HubState {
 }
 
 /// A group's event fan-out. Publishing never blocks and never grows memory without bound.
-#[derive(Default)]
+/// Clones share the hub.
+#[derive(Clone, Default)]
 pub struct EventHub {
     state: Arc<Mutex<HubState>>,
 }
@@ -510,6 +513,24 @@ impl EventHub {
     /// [`EventHub::publish`] for what the membership machine reported.
     pub fn publish_group_event(&self, event: &GroupEvent) {
         self.publish(&Event::from(event));
+    }
+
+    /// Counts `n` events as lost for every subscription: they were dropped before reaching
+    /// this hub (the service's queue for a slow client), so readers see `Lagged` as usual.
+    pub fn report_lost(&self, n: u64) {
+        let subs = lock(&self.state).subscribers.clone();
+        for s in subs {
+            let (became_ready, waker) = {
+                let mut q = lock(&s.queue);
+                if q.closed {
+                    continue;
+                }
+                let was_empty = q.items.is_empty() && q.lost == 0;
+                q.lost += n;
+                (was_empty, q.waker.take())
+            };
+            s.delivered(became_ready, waker);
+        }
     }
 
     /// How many subscriptions are live.

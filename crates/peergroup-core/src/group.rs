@@ -1,7 +1,7 @@
 //! Groups on disk and their handles: create, open, join, delete, properties and invitations.
 //!
-//! [`Peergroup`] is one user's library instance (one identity store, one transport node).
-//! Every `create`/`open`/`join` returns a new [`GroupHandle`]; handles to the same
+//! [`LocalPeergroup`] is one user's library instance (one identity store, one transport node).
+//! Every `create`/`open`/`join` returns a new [`LocalGroup`]; handles to the same
 //! (identity, group) share one [`GroupInner`], which counts them. The network side lives in
 //! `driver`; it is started by `connect` and stopped when the last handle closes.
 //!
@@ -30,12 +30,14 @@ use crate::records::store::RecordStore;
 use crate::records::view::{index_rows, is_reserved_type};
 use crate::wire::SignedProperties;
 
+pub use crate::values::{DatabaseProgress, DatabaseStage, NewRecord};
+
 /// Identifies a group as one identity holds it.
 pub type GroupKey = (PeerName, PeerName);
 
 /// One user's groups: the identity store, the open groups and the network.
 #[derive(Clone)]
-pub struct Peergroup {
+pub struct LocalPeergroup {
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -60,47 +62,8 @@ pub struct GroupInner {
     pub(crate) password_gate: crate::password_gate::PasswordGate,
 }
 
-/// Where a database export or import is ([`GroupHandle::export_database_with`],
-/// [`GroupHandle::import_database_with`]), for a progress bar.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DatabaseProgress {
-    /// The stage it is in.
-    pub stage: DatabaseStage,
-    /// Records done in this stage.
-    pub done: u64,
-    /// Records in this stage (0 while not known yet).
-    pub total: u64,
-}
-
-/// The stages of a database export or import.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DatabaseStage {
-    /// Reading the database (export) or the file (import).
-    Reading,
-    /// Writing the file (export).
-    Writing,
-    /// Checking each record's signature, membership and rights (import).
-    Verifying,
-    /// Storing the records in one transaction (import).
-    Storing,
-}
-
 /// The file of a group's record database, in its group directory.
 pub const RECORDS_FILE: &str = "records.db";
-
-/// What `PeerGroupAddRecord` takes from the application's `PEER_RECORD`: the rest (id,
-/// version, creator, modifier, times, security data) is the infrastructure's.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewRecord {
-    /// The application's record type, GUID bytes in Windows order; not a reserved type.
-    pub record_type: [u8; 16],
-    /// `pwzAttributes`: attribute XML, or empty for none.
-    pub attributes: String,
-    /// When the record expires, peer time in ms since the Unix epoch; must be in the future.
-    pub expires_ms: i64,
-    /// The payload.
-    pub data: Vec<u8>,
-}
 
 pub(crate) struct GroupState {
     pub(crate) handles: usize,
@@ -113,9 +76,9 @@ pub(crate) struct GroupState {
 }
 
 /// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
-pub struct GroupHandle {
+pub struct LocalGroup {
     pub(crate) inner: Arc<GroupInner>,
-    pub(crate) pg: Peergroup,
+    pub(crate) pg: LocalPeergroup,
     closed: bool,
 }
 
@@ -123,21 +86,21 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Peergroup {
+impl LocalPeergroup {
     /// A library instance over an identity store; the network binds on first use to
     /// `listen` (tests: `127.0.0.1:0`), by default `$PEERGROUP_LISTEN` or `[::]:0`.
     pub fn new(identities: IdentityStore, listen: Option<SocketAddr>) -> Self {
         Self::with_limits(identities, listen, crate::transport::Limits::default())
     }
 
-    /// [`Peergroup::new`] with the transport's bounds and timeouts (e.g. a shorter idle
+    /// [`LocalPeergroup::new`] with the transport's bounds and timeouts (e.g. a shorter idle
     /// timeout, so a lost peer is noticed sooner).
     pub fn with_limits(
         identities: IdentityStore,
         listen: Option<SocketAddr>,
         limits: crate::transport::Limits,
     ) -> Self {
-        Peergroup {
+        LocalPeergroup {
             shared: Arc::new(Shared {
                 identities,
                 open: Mutex::new(HashMap::new()),
@@ -165,7 +128,7 @@ impl Peergroup {
 
     /// `PeerGroupCreate`: a new group whose creator (default: the default identity) becomes
     /// its administrator. The group peer name is generated.
-    pub fn create_group(&self, properties: GroupProperties) -> Result<GroupHandle> {
+    pub fn create_group(&self, properties: GroupProperties) -> Result<LocalGroup> {
         let mut props = properties.normalized_for_create()?;
         let creator: Option<PeerName> = if props.creator_peer_name.is_empty() {
             None
@@ -215,7 +178,7 @@ impl Peergroup {
     }
 
     /// `PeerGroupOpen`: a new handle to a group this identity created or joined.
-    pub fn open_group(&self, identity: Option<&PeerName>, group: &PeerName) -> Result<GroupHandle> {
+    pub fn open_group(&self, identity: Option<&PeerName>, group: &PeerName) -> Result<LocalGroup> {
         let identity = self.identity_or_default(identity)?;
         let key = (identity.clone(), group.clone());
         let mut open = lock(&self.shared.open);
@@ -224,7 +187,7 @@ impl Peergroup {
             if !st.deleted {
                 st.handles += 1;
                 drop(st);
-                return Ok(GroupHandle {
+                return Ok(LocalGroup {
                     inner: inner.clone(),
                     pg: self.clone(),
                     closed: false,
@@ -271,7 +234,7 @@ impl Peergroup {
             password_gate: Default::default(),
         });
         open.insert(key, inner.clone());
-        Ok(GroupHandle {
+        Ok(LocalGroup {
             inner,
             pg: self.clone(),
             closed: false,
@@ -280,7 +243,7 @@ impl Peergroup {
 
     /// `PeerGroupJoin`: stores a GMC invitation for `identity` and returns an offline handle;
     /// nothing is sent until `connect`.
-    pub fn join(&self, identity: Option<&PeerName>, invitation: &str) -> Result<GroupHandle> {
+    pub fn join(&self, identity: Option<&PeerName>, invitation: &str) -> Result<LocalGroup> {
         let identity = self.identity_or_default(identity)?;
         let inv = Invitation::parse(invitation)?;
         let member = inv.validate_for(&identity, unix_now())?;
@@ -330,12 +293,12 @@ impl Peergroup {
         identity: Option<&PeerName>,
         invitation: &str,
         password: &str,
-    ) -> Result<(GroupHandle, bool)> {
+    ) -> Result<(LocalGroup, bool)> {
         let identity = self.identity_or_default(identity)?;
         let inv = Invitation::parse(invitation)?;
         if !matches!(inv.credential, Credential::Password) {
             return Err(CoreError::WrongJoinKind(
-                "this invitation carries a membership certificate: use PeerGroupJoin",
+                "this invitation carries a membership certificate: use PeerGroupJoin".into(),
             ));
         }
         let already = self
@@ -510,7 +473,7 @@ pub(crate) fn verify_properties(
         .map_err(|e| CoreError::Protocol(format!("properties: {e}")))
 }
 
-impl GroupHandle {
+impl LocalGroup {
     pub(crate) fn inner(&self) -> &Arc<GroupInner> {
         &self.inner
     }
@@ -700,7 +663,7 @@ impl GroupHandle {
         self.subscribe_with(filter, DEFAULT_QUEUE, None)
     }
 
-    /// [`GroupHandle::subscribe`] with a queue of `capacity` items and a `notifier` called
+    /// [`LocalGroup::subscribe`] with a queue of `capacity` items and a `notifier` called
     /// each time the queue goes from empty to non-empty (the C ABI signals an eventfd).
     pub fn subscribe_with(
         &self,
@@ -785,7 +748,7 @@ impl GroupHandle {
     }
 }
 
-impl Drop for GroupHandle {
+impl Drop for LocalGroup {
     fn drop(&mut self) {
         // Fallback only: an explicit close() is the way. Count the handle out, and if it was
         // the last, stop the driver without waiting.
@@ -865,7 +828,7 @@ fn may_modify(me: &str, admin: bool, record: &Record) -> bool {
 
 /// The record calls (`PeerGroup*Record*`): each change is stored here durably, then flooded
 /// to the group when it is online (else reconciled at the next connection).
-impl GroupHandle {
+impl LocalGroup {
     /// The state, checked for a live handle and a synchronised member
     /// (`PEER_E_GROUP_NOT_READY` before the first synchronisation).
     fn ready(&self) -> Result<MutexGuard<'_, GroupState>> {
@@ -888,7 +851,7 @@ impl GroupHandle {
         Ok(self.add_records(vec![new])?[0])
     }
 
-    /// [`GroupHandle::add_record`] of many records in one durable transaction (one disk sync
+    /// [`LocalGroup::add_record`] of many records in one durable transaction (one disk sync
     /// for the batch, where `add_record` syncs each): all are stored, or, when one is refused
     /// with its error, none. Returns the ids in order. Not a Windows call; what a program
     /// loading many records at once wants.
@@ -953,7 +916,7 @@ impl GroupHandle {
     /// next version, modified and signed by this member. Errors: `PEER_E_RECORD_NOT_FOUND`
     /// (absent, deleted or expired), `PEER_E_NOT_AUTHORIZED` (neither creator nor admin),
     /// `PEER_E_INVALID_RECORD_EXPIRATION` (earlier than the stored expiration), and those of
-    /// [`GroupHandle::add_record`] for the attributes and the size.
+    /// [`LocalGroup::add_record`] for the attributes and the size.
     pub fn update_record(
         &self,
         id: &[u8; 16],
@@ -993,7 +956,7 @@ impl GroupHandle {
     }
 
     /// `PeerGroupDeleteRecord`: stores the signed tombstone of record `id`, which floods
-    /// like any version and outlives every copy of the record. Same errors and rights as [`GroupHandle::update_record`].
+    /// like any version and outlives every copy of the record. Same errors and rights as [`LocalGroup::update_record`].
     pub fn delete_record(&self, id: &[u8; 16]) -> Result<()> {
         let st = self.ready()?;
         let now = now_ms();
@@ -1065,7 +1028,7 @@ impl GroupHandle {
 
 /// `PeerGroupExportDatabase` and `PeerGroupImportDatabase` (file format and rules:
 /// [`crate::records::dbfile`]).
-impl GroupHandle {
+impl LocalGroup {
     /// The state, checked for a live handle of a group that is not online: the database
     /// calls are refused once the group connected (`PEER_E_GROUP_IN_USE`).
     fn offline(&self, what: &str) -> Result<MutexGuard<'_, GroupState>> {
@@ -1085,7 +1048,7 @@ impl GroupHandle {
         self.export_database_with(path, |_| {})
     }
 
-    /// [`GroupHandle::export_database`], telling `progress` how far it got.
+    /// [`LocalGroup::export_database`], telling `progress` how far it got.
     pub fn export_database_with(
         &self,
         path: &std::path::Path,
@@ -1124,7 +1087,7 @@ impl GroupHandle {
         Ok(total)
     }
 
-    /// `PeerGroupImportDatabase`: stores the records of a file [`GroupHandle::export_database`]
+    /// `PeerGroupImportDatabase`: stores the records of a file [`LocalGroup::export_database`]
     /// wrote for this group and member, each under the conflict order, in one transaction;
     /// returns how many changed the database. The file must be intact, of this group and
     /// member, and every record must verify; else nothing changes (`PEER_E_INVALID_DATABASE`,
@@ -1134,7 +1097,7 @@ impl GroupHandle {
         self.import_database_with(path, |_| {})
     }
 
-    /// [`GroupHandle::import_database`], telling `progress` how far it got: reading the
+    /// [`LocalGroup::import_database`], telling `progress` how far it got: reading the
     /// file, verifying each record (the long part), storing them in one transaction.
     pub fn import_database_with(
         &self,
@@ -1248,7 +1211,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = IdentityStore::open(home.path()).unwrap();
         let me = store.create(Some("race"), Some("Race"), None).unwrap();
-        let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
+        let pg = LocalPeergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
         let first = pg
             .create_group(GroupProperties {
                 classifier: "race".into(),

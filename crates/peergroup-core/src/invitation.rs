@@ -99,7 +99,7 @@ impl Invitation {
     pub fn validate_for(&self, identity: &PeerName, now: i64) -> Result<Member> {
         let Credential::Gmc(chain) = &self.credential else {
             return Err(CoreError::WrongJoinKind(
-                "this is a password invitation: join it with the group password",
+                "this is a password invitation: join it with the group password".into(),
             ));
         };
         let member = chain.validate(&self.grc, now).map_err(|e| match e {

@@ -8,6 +8,8 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "net")]
+mod api;
+#[cfg(feature = "net")]
 mod clock;
 pub mod config_export;
 #[cfg(feature = "net")]
@@ -39,15 +41,18 @@ pub mod service;
 pub mod sim;
 #[cfg(feature = "net")]
 mod store_port;
+pub mod values;
 pub mod wire;
 
+#[cfg(feature = "net")]
+pub use api::{GroupHandle, PasswordHold, Peergroup};
 #[cfg(feature = "net")]
 pub use driver::{reachable_addrs, server_name_of, Neighbour};
 pub use error::{CoreError, Result};
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
-pub use group::{DatabaseProgress, DatabaseStage, GroupHandle, NewRecord, Peergroup};
+pub use group::{DatabaseProgress, DatabaseStage, LocalGroup, LocalPeergroup, NewRecord};
 #[cfg(feature = "net")]
-pub use password_gate::PasswordHold;
+pub use password_gate::LocalPasswordHold;
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

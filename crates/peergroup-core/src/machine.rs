@@ -43,7 +43,7 @@ pub enum CloseReason {
 }
 
 /// `PEER_CONNECTION_STATUS`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConnectionStatus {
     /// `PEER_CONNECTED`.
     Connected = 1,
@@ -54,7 +54,7 @@ pub enum ConnectionStatus {
 }
 
 /// `PEER_RECORD_CHANGE_TYPE`: how a record changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RecordChange {
     /// `PEER_RECORD_ADDED`.
     Added = 1,

@@ -4,12 +4,12 @@
 //! Microsoft documents no behaviour for `PeerGroupResumePasswordAuthentication`; this is
 //! ours. When a password joiner fails the proof at this member, the group raises
 //! [`crate::Event::AuthenticationFailed`] with the reason (`0x80070056`, a wrong password).
-//! An application that wants to decide what happens next takes a [`PasswordHold`]
-//! ([`GroupHandle::hold_password_authentication`]; the C ABI takes one for each registration
+//! An application that wants to decide what happens next takes a [`LocalPasswordHold`]
+//! ([`LocalGroup::hold_password_authentication`]; the C ABI takes one for each registration
 //! that lists `PEER_GROUP_EVENT_AUTHENTICATION_FAILED`). While any hold exists, a failure
 //! *suspends* password authentication at this member: later password joiners are refused
 //! (their connection is closed with `NotAuthorized`) until the application calls
-//! [`GroupHandle::resume_password_authentication`]. That stops online guessing at the
+//! [`LocalGroup::resume_password_authentication`]. That stops online guessing at the
 //! speed of the network and leaves the policy (resume at once, after a delay, after asking
 //! someone, never) to the application. Without holds, failures are only reported. When the
 //! last hold goes, a suspension ends with it.
@@ -17,7 +17,7 @@
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::{CoreError, Result};
-use crate::group::{lock, GroupHandle, GroupInner};
+use crate::group::{lock, GroupInner, LocalGroup};
 
 /// Whether password authentication is suspended, and how many holds ask for suspension.
 #[derive(Default)]
@@ -65,11 +65,11 @@ impl PasswordGate {
 
 /// An application's claim to decide when password authentication goes on after a failure.
 /// Dropping it gives the claim up (and ends the suspension if it was the last one).
-pub struct PasswordHold {
+pub struct LocalPasswordHold {
     group: Weak<GroupInner>,
 }
 
-impl Drop for PasswordHold {
+impl Drop for LocalPasswordHold {
     fn drop(&mut self) {
         if let Some(inner) = self.group.upgrade() {
             inner.password_gate.release();
@@ -77,14 +77,14 @@ impl Drop for PasswordHold {
     }
 }
 
-impl GroupHandle {
-    /// Takes a [`PasswordHold`]: from now on a failed password authentication at this
+impl LocalGroup {
+    /// Takes a [`LocalPasswordHold`]: from now on a failed password authentication at this
     /// member suspends password authentication until
-    /// [`GroupHandle::resume_password_authentication`].
-    pub fn hold_password_authentication(&self) -> Result<PasswordHold> {
+    /// [`LocalGroup::resume_password_authentication`].
+    pub fn hold_password_authentication(&self) -> Result<LocalPasswordHold> {
         let _st = self.live()?;
         self.inner.password_gate.hold();
-        Ok(PasswordHold {
+        Ok(LocalPasswordHold {
             group: Arc::downgrade(&self.inner),
         })
     }
@@ -92,7 +92,7 @@ impl GroupHandle {
     /// `PeerGroupResumePasswordAuthentication`: ends the suspension that a failed password
     /// authentication caused, so password joiners are served again. `hold` must be of this
     /// group (`E_INVALIDARG`); `PEER_E_NOT_FOUND` when nothing is suspended.
-    pub fn resume_password_authentication(&self, hold: &PasswordHold) -> Result<()> {
+    pub fn resume_password_authentication(&self, hold: &LocalPasswordHold) -> Result<()> {
         let _st = self.live()?;
         let same = hold
             .group

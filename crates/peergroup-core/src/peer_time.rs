@@ -8,9 +8,9 @@
 //! peer time yet (`PEER_E_GROUP_NOT_READY`).
 
 use crate::error::{CoreError, Result};
-use crate::group::GroupHandle;
+use crate::group::LocalGroup;
 
-impl GroupHandle {
+impl LocalGroup {
     /// `PeerGroupPeerTimeToUniversalTime`: peer time (ms since the Unix epoch) to UTC (ms
     /// since the Unix epoch). `PEER_E_GROUP_NOT_READY` before the first synchronisation.
     pub fn peer_time_to_universal(&self, peer_ms: i64) -> Result<i64> {
@@ -19,7 +19,7 @@ impl GroupHandle {
     }
 
     /// `PeerGroupUniversalTimeToPeerTime`: the inverse of
-    /// [`GroupHandle::peer_time_to_universal`], with the same errors.
+    /// [`LocalGroup::peer_time_to_universal`], with the same errors.
     pub fn universal_to_peer_time(&self, utc_ms: i64) -> Result<i64> {
         self.synchronised()?;
         Ok(utc_ms)

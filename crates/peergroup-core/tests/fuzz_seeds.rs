@@ -229,13 +229,17 @@ fn presence_seed_decodes_and_round_trips() {
     assert_eq!(Presence::decode(&p.encode()).unwrap(), p);
 }
 
-/// The `service_request` seed: a client session, one frame per request kind.
+/// The `service_request` seed: a client session, one frame per common request kind.
 fn service_session() -> Vec<peergroup_core::service::proto::ClientFrame> {
-    use peergroup_core::events::EventKind;
-    use peergroup_core::service::proto::{ClientFrame, Request, PROTOCOL_VERSION};
+    use peergroup_core::events::{EventKind, Registration};
+    use peergroup_core::service::proto::{ClientFrame, Request, WireLimits, PROTOCOL_VERSION};
+    use peergroup_core::NewRecord;
     let requests = vec![
         Request::Hello {
             version: PROTOCOL_VERSION,
+            home: "/run/user/1000/peergroup-home".into(),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            limits: WireLimits::from(&peergroup_core::transport::Limits::default()),
         },
         Request::OpenGroup {
             identity: Some(FUZZ_IDENTITY.into()),
@@ -250,30 +254,50 @@ fn service_session() -> Vec<peergroup_core::service::proto::ClientFrame> {
         },
         Request::Subscribe {
             handle: 1,
-            kinds: vec![EventKind::StatusChanged, EventKind::RecordChanged],
+            id: 1,
+            registrations: vec![
+                Registration {
+                    kind: EventKind::StatusChanged,
+                    type_filter: None,
+                },
+                Registration {
+                    kind: EventKind::RecordChanged,
+                    type_filter: Some(*b"service-request1"),
+                },
+            ],
+            capacity: 1024,
         },
         Request::WaitStatus {
             handle: 1,
             bits: 3,
             timeout_ms: 2000,
         },
-        Request::AddRecord {
+        Request::AddRecords(
+            1,
+            vec![NewRecord {
+                record_type: *b"service-request1",
+                attributes: String::new(),
+                expires_ms: 1_900_000_000_000,
+                data: b"hello".to_vec(),
+            }],
+        ),
+        Request::EnumRecords(1, None),
+        Request::SearchRecords(1, "<peersearch/>".into()),
+        Request::GetRecord(1, [7; 16]),
+        Request::SendData {
             handle: 1,
-            record_type: *b"service-request1",
-            attributes: String::new(),
-            expires_ms: 1_900_000_000_000,
-            data: b"hello".to_vec(),
+            connection: 9,
+            data_type: [3; 16],
+            data: b"data".to_vec(),
         },
-        Request::EnumRecords {
+        Request::Members {
             handle: 1,
-            record_type: None,
+            flags: 1,
+            identity: None,
         },
-        Request::GetRecord {
-            handle: 1,
-            id: [7; 16],
-        },
-        Request::Status { handle: 1 },
-        Request::Close { handle: 1 },
+        Request::Status(1),
+        Request::Unsubscribe(1),
+        Request::Close(1),
     ];
     requests
         .into_iter()

@@ -8,7 +8,7 @@
 use std::fmt;
 
 /// Why a connection is closed, sent to the peer as the QUIC application error code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CloseCode {
     /// 0: the node is shutting down, or dropped the connection without saying why. Also what
     /// QUIC stacks (quinn included) send when a connection is dropped without an explicit close.
@@ -78,7 +78,7 @@ impl fmt::Display for CloseCode {
 }
 
 /// How a connection ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CloseReason {
     /// The peer closed it with one of our codes.
     Peer {

@@ -2,8 +2,8 @@
 //! in-process, on one machine. Prints figures; asserts none.
 //!
 //! One group, created in a temporary home; the daemon serves it on a temporary socket in this
-//! process (its own tasks, the same code as the binary), a `service::Client` calls it over the
-//! Unix socket. Timed per call: `PeerGroupGetStatus` (status of an open handle) and
+//! process (on a thread and runtime of its own, the same code as the binary), and a
+//! `Peergroup` served by it calls it over the Unix socket from the caller's thread. Timed per call: `PeerGroupGetStatus` (status of an open handle) and
 //! `PeerGroupAddRecord` (a 1 KiB record, stored durably: one SQLite transaction), each
 //! `BENCH_SERVICE_CALLS` times (default 2 000 and a tenth as many adds), after a warm-up.
 
@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::properties::GroupProperties;
-use peergroup_core::service::Client;
 use peergroup_core::{NewRecord, Peergroup};
-use peergroupd::{bind_socket, current_uid, Daemon};
+use peergroupd::{current_uid, Background};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -46,18 +45,14 @@ fn report(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     (pct(0.5), pct(0.99))
 }
 
-async fn time<F, Fut>(n: usize, mut call: F) -> Vec<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+fn time(n: usize, mut call: impl FnMut()) -> Vec<Duration> {
     for _ in 0..n / 10 {
-        call().await;
+        call();
     }
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        call().await;
+        call();
         samples.push(t.elapsed());
     }
     samples
@@ -73,7 +68,8 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let store = IdentityStore::open(dir.path().join("home")).unwrap();
     let me = store.create(Some("bench"), Some("Bench"), None).unwrap();
-    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
+    let listen = Some("127.0.0.1:0".parse().unwrap());
+    let pg = Peergroup::embedded(store, listen, Default::default());
     let g = pg
         .create_group(GroupProperties {
             classifier: "bench".into(),
@@ -85,43 +81,30 @@ async fn main() {
     let group = g.group_name().clone();
 
     // In-process: the handle's own calls.
-    let local_status = time(n, || async {
+    let local_status = time(n, || {
         g.status().unwrap();
-    })
-    .await;
-    let local_add = time(adds, || async {
+    });
+    let local_add = time(adds, || {
         g.add_record(record()).unwrap();
-    })
-    .await;
+    });
     g.close().await.unwrap();
 
     // Through the service, over its Unix socket.
     let socket = dir.path().join("run").join("peergroupd.sock");
-    let listener = bind_socket(&socket).await.unwrap();
-    let daemon = Daemon::new(pg, current_uid().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(async move {
-        daemon
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
+    let home = || IdentityStore::open(dir.path().join("home")).unwrap();
+    let service =
+        Background::start(home(), listen, socket.clone(), current_uid().unwrap()).unwrap();
+    let client = Peergroup::through_service(home(), listen, Default::default(), socket).unwrap();
+    let h = client.open_group(Some(&me), &group).unwrap();
+    let remote_status = time(n, || {
+        h.status().unwrap();
     });
-    let client = Client::connect(&socket).await.unwrap();
-    let h = client.open_group(Some(&me), &group).await.unwrap();
-    let remote_status = time(n, || async {
-        client.status(h).await.unwrap();
-    })
-    .await;
-    let remote_add = time(adds, || async {
-        client.add_record(h, record()).await.unwrap();
-    })
-    .await;
-    client.close(h).await.unwrap();
+    let remote_add = time(adds, || {
+        h.add_record(record()).unwrap();
+    });
+    h.close().await.unwrap();
     drop(client);
-    let _ = stop.send(());
-    served.await.unwrap();
+    service.stop().unwrap();
 
     println!(
         "per call, in-process vs through peergroupd ({} cores):",

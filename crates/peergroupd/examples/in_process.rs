@@ -1,6 +1,6 @@
-//! The Peergroup service in-process: a daemon on a temporary socket and home, a
-//! [`Client`] connected to it, a group opened, brought online (loopback only) and its status
-//! printed, then everything shut down.
+//! The Peergroup service in-process: a daemon on a temporary socket and home (on a thread of
+//! its own), a `Peergroup` served by it, a group opened, brought online (loopback only) and
+//! its status printed, then everything shut down.
 //!
 //! ```sh
 //! cargo run -p peergroupd --example in_process
@@ -11,9 +11,8 @@ use std::time::Duration;
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::machine::STATUS_LISTENING;
 use peergroup_core::properties::GroupProperties;
-use peergroup_core::service::Client;
 use peergroup_core::Peergroup;
-use peergroupd::{bind_socket, current_uid, Daemon};
+use peergroupd::{current_uid, Background};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = IdentityStore::open(dir.path().join("home"))?;
     let me = store.create(Some("example"), Some("Example"), None)?;
-    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse()?));
+    let listen = Some("127.0.0.1:0".parse()?);
+    let pg = Peergroup::embedded(store, listen, Default::default());
     let created = pg.create_group(GroupProperties {
         classifier: "example".into(),
         friendly_name: "Service example".into(),
@@ -35,25 +35,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The service on a private socket of its own, for this user only.
     let socket = dir.path().join("run").join("peergroupd.sock");
-    let listener = bind_socket(&socket).await?;
-    let daemon = Daemon::new(pg, current_uid()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = daemon.clone();
-    let served = tokio::spawn(async move {
-        serving
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let home = IdentityStore::open(dir.path().join("home"))?;
+    let service = Background::start(home.clone(), listen, socket.clone(), current_uid()?)?;
     println!("service  listening on {}", socket.display());
 
-    // A client process would do this part: open the group, bring it online, read its status.
-    let client = Client::connect(&socket).await?;
-    let handle = client.open_group(Some(&me), &group).await?;
-    client.connect_group(handle, &[]).await?;
-    let status = client
-        .wait_status(handle, STATUS_LISTENING, Duration::from_secs(10))
+    // A client process would do this part (with PEERGROUP_SERVICE=required and
+    // PEERGROUP_SERVICE_SOCKET set, `Peergroup::new` does the same): open the group, bring
+    // it online, read its status.
+    let client = Peergroup::through_service(home, listen, Default::default(), socket)?;
+    let handle = client.open_group(Some(&me), &group)?;
+    handle.connect().await?;
+    let status = handle
+        .wait_status(STATUS_LISTENING, Duration::from_secs(10))
         .await?;
     println!(
         "status   {status:#x}{}",
@@ -65,14 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "opened   {} handle(s) to the group in the service",
-        daemon.open_count(&(me.clone(), group.clone()))
+        service.daemon().open_count(&(me.clone(), group.clone()))
     );
 
     // Closing the last handle closes the group; then the service stops.
-    client.close(handle).await?;
+    handle.close().await?;
     drop(client);
-    let _ = stop.send(());
-    served.await??;
+    service.stop()?;
     println!("service  stopped");
     Ok(())
 }

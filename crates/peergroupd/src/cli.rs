@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use crate::{bind_socket, current_uid, default_socket, Daemon, DaemonError};
 use clap::Parser;
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::Peergroup;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The per-user Peergroup service.
@@ -36,7 +35,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
     }
     .map_err(peergroup_core::CoreError::from)?;
     let listener = bind_socket(&socket).await?;
-    let daemon = Daemon::new(Peergroup::new(store, args.listen), current_uid()?);
+    let daemon = Daemon::new(store, args.listen, current_uid()?);
     let mut term = signal(SignalKind::terminate()).map_err(|source| DaemonError::Io {
         what: "installing the SIGTERM handler".into(),
         source,

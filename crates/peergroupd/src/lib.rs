@@ -6,35 +6,38 @@
 //! user may enter, accepts only connections of its own user (`SO_PEERCRED`), and owns one
 //! [`Peergroup`] (identity store, transport node, open groups).
 //!
-//! Each client connection has its own handle table. Per open group the daemon holds one
-//! [`GroupHandle`] and counts the client handles to it across all connections; when the
-//! count falls to 0 (a `Close`, the client's connection ending, or the client dying) the
-//! daemon runs the group's layered close. Requests of one connection are served in order;
-//! events are pushed as they come, through a bounded queue per connection.
+//! Each client process is one session (see `peergroup_core::service::proto`): its handles,
+//! subscriptions and password holds live in [`session`], and every client handle is a handle
+//! of the daemon's in-process instance for the client's data directory, so the group layer
+//! counts handles across all processes and runs the layered close when the last one closes
+//! (a `Close`, or the client's connections all ending: it exited or died). Requests are
+//! served per connection, in order; events are pushed on the session's event connection.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
+mod serve;
+mod session;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use peergroup_core::events::{EventFilter, EventSubscription};
 use peergroup_core::group::GroupKey;
-use peergroup_core::identity::hresult;
-use peergroup_core::identity::PeerName;
-use peergroup_core::service::proto::{
-    ClientFrame, Request, Response, ServerFrame, PROTOCOL_VERSION,
-};
+use peergroup_core::identity::IdentityStore;
+use peergroup_core::service::proto::{ClientFrame, Request, Response, ServerFrame, WireLimits};
 use peergroup_core::service::read_frame;
-use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
+use peergroup_core::transport::Limits;
+use peergroup_core::{CoreError, Peergroup};
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinSet;
+
+use session::Session;
 
 /// The longest `WaitStatus` the daemon serves; longer requests wait this long.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -128,46 +131,89 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The daemon's handle to one group. Requests hold it shared while they run; closing takes it
-/// exclusively, so the close waits for the requests in flight (each bounded in time).
-type SharedHandle = Arc<tokio::sync::RwLock<Option<GroupHandle>>>;
+/// The write half of a client connection, shared by the task serving it and, for the event
+/// connection, the subscriptions' forwarders; each frame is written whole under the lock.
+type Out = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
 
-/// A group handle held for one request.
-type HeldHandle = tokio::sync::OwnedRwLockReadGuard<Option<GroupHandle>, GroupHandle>;
+/// Writes one frame whole; false once the client is gone.
+async fn send(out: &Out, frame: &ServerFrame) -> bool {
+    out.lock().await.write_all(&frame.encode()).await.is_ok()
+}
 
-/// One group the daemon holds open, and how many client handles point at it.
-struct OpenGroup {
-    handle: SharedHandle,
-    count: usize,
+fn respond(id: u32, response: Response) -> ServerFrame {
+    ServerFrame::Response { id, response }
 }
 
 struct State {
-    pg: Peergroup,
     uid: u32,
-    groups: Mutex<HashMap<GroupKey, OpenGroup>>,
+    /// The data directory of `--home`: the one a home-less caller ([`Daemon::open_count`]) means.
+    default_home: PathBuf,
+    /// One in-process instance per data directory clients named, made on first use.
+    homes: Mutex<HashMap<PathBuf, Peergroup>>,
+    sessions: Mutex<HashMap<u64, Arc<Session>>>,
 }
 
-/// The service: a [`Peergroup`] shared by every client connection.
+/// The service: in-process instances (one per data directory) shared by every client.
 #[derive(Clone)]
 pub struct Daemon {
     state: Arc<State>,
 }
 
 impl Daemon {
-    /// A daemon over `pg`, accepting connections of the user `uid` only.
-    pub fn new(pg: Peergroup, uid: u32) -> Self {
+    /// A daemon accepting connections of the user `uid` only. `home` is its own data
+    /// directory, served with `listen` and default limits; a client naming another directory
+    /// gets an instance of its own for it.
+    pub fn new(home: IdentityStore, listen: Option<SocketAddr>, uid: u32) -> Self {
+        let default_home = home.home().to_owned();
+        let pg = Peergroup::embedded(home, listen, Limits::default());
         Daemon {
             state: Arc::new(State {
-                pg,
                 uid,
-                groups: Mutex::new(HashMap::new()),
+                default_home: default_home.clone(),
+                homes: Mutex::new(HashMap::from([(default_home, pg)])),
+                sessions: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// How many client handles point at the group `key` across all connections.
+    /// How many client handles point at the group `key` of the daemon's own data directory,
+    /// across all sessions.
     pub fn open_count(&self, key: &GroupKey) -> usize {
-        lock(&self.state.groups).get(key).map_or(0, |g| g.count)
+        let sessions: Vec<Arc<Session>> = lock(&self.state.sessions).values().cloned().collect();
+        sessions
+            .iter()
+            .filter(|s| s.home == self.state.default_home)
+            .map(|s| s.count_handles(key))
+            .sum()
+    }
+
+    /// How many client sessions (processes) are connected.
+    pub fn session_count(&self) -> usize {
+        lock(&self.state.sessions).len()
+    }
+
+    /// The instance for `home`, made with `listen` and `limits` when it is the first use.
+    fn home(
+        &self,
+        home: &Path,
+        listen: Option<SocketAddr>,
+        limits: &WireLimits,
+    ) -> Result<Peergroup, CoreError> {
+        let mut homes = lock(&self.state.homes);
+        if let Some(pg) = homes.get(home) {
+            return Ok(pg.clone());
+        }
+        if !home.is_absolute() {
+            return Err(CoreError::InvalidArgument(format!(
+                "{} is not an absolute path",
+                home.display()
+            )));
+        }
+        let store = IdentityStore::open(home)?;
+        let pg = Peergroup::embedded(store, listen, Limits::from(limits));
+        homes.insert(home.to_owned(), pg.clone());
+        tracing::info!(home = %home.display(), "serving a data directory");
+        Ok(pg)
     }
 
     /// Serves `listener` until `shutdown` completes; then drops every client connection and
@@ -193,7 +239,7 @@ impl Daemon {
                     match stream.peer_cred() {
                         Ok(cred) if cred.uid() == self.state.uid => {
                             let daemon = self.clone();
-                            clients.spawn(async move { daemon.client(stream).await });
+                            clients.spawn(async move { daemon.connection(stream).await });
                         }
                         Ok(cred) => {
                             tracing::warn!(uid = cred.uid(), "refusing a connection of another user");
@@ -206,25 +252,22 @@ impl Daemon {
         }
         tracing::info!("shutting down");
         clients.shutdown().await;
-        let open: Vec<OpenGroup> = lock(&self.state.groups).drain().map(|(_, g)| g).collect();
-        for g in open {
-            close_group(g.handle).await;
+        let sessions: Vec<Arc<Session>> =
+            lock(&self.state.sessions).drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            s.close_all().await;
         }
         Ok(())
     }
 
-    /// One client connection: its requests in order, its handles closed when it ends.
-    async fn client(&self, stream: UnixStream) {
+    /// One client connection: greeted (a new session, or attached to one), then its requests
+    /// in order; when the session's last connection ends, its handles close.
+    async fn connection(&self, stream: UnixStream) {
         let (mut read, write) = stream.into_split();
-        // Responses are written by this task directly and events by their forwarders, each
-        // frame whole under the lock: no hand-off to a writer task on a call's path.
         let out: Out = Arc::new(tokio::sync::Mutex::new(write));
-        let mut conn = Connection {
-            daemon: self.clone(),
-            handles: HashMap::new(),
-            next_handle: 1,
-            next_subscription: 1,
-            greeted: false,
+        let Some(session) = self.greet(&mut read, &out).await else {
+            let _ = out.lock().await.shutdown().await;
+            return;
         };
         loop {
             let body = match read_frame(&mut read).await {
@@ -232,305 +275,226 @@ impl Daemon {
                 Ok(None) => break,
                 Err(e) => {
                     // An oversized prefix or a torn frame: the stream cannot be resynchronised.
-                    send(&out, &error_frame(0, &e)).await;
+                    send(&out, &respond(0, Response::error(&e))).await;
                     break;
                 }
             };
             let frame = match ClientFrame::decode(&body) {
                 Ok(f) => f,
                 Err(e) => {
-                    send(&out, &error_frame(0, &e)).await;
+                    send(&out, &respond(0, Response::error(&e))).await;
                     break;
                 }
             };
-            let (response, subscription, keep) = conn.handle(frame.request).await;
-            let response = ServerFrame::Response {
-                id: frame.id,
-                response,
-            };
-            if !send(&out, &response).await {
-                break;
-            }
-            if let Some((handle, id, sub)) = subscription {
-                let task = tokio::spawn(forward(id, sub, out.clone()));
-                if let Some(h) = conn.handles.get_mut(&handle) {
-                    h.forwarders.push(task);
+            if matches!(frame.request, Request::Events) {
+                session.set_events(out.clone()).await;
+                if !send(&out, &respond(frame.id, Response::Ok)).await {
+                    break;
                 }
+                continue;
             }
-            if !keep {
+            if !serve::serve(&session, frame, &out).await {
                 break;
             }
         }
-        conn.close_all().await;
-        // Whatever was written reaches the client before the socket closes.
+        let ended = {
+            // Under the sessions lock, so an `Attach` never joins a session that is ending.
+            let mut sessions = lock(&self.state.sessions);
+            let last = session.disconnected();
+            if last {
+                sessions.remove(&session.id);
+            }
+            last
+        };
+        if ended {
+            session.close_all().await;
+            tracing::debug!(session = session.id, "session ended");
+        }
         let _ = out.lock().await.shutdown().await;
     }
 
-    fn release(&self, key: &GroupKey) -> Option<SharedHandle> {
-        let mut groups = lock(&self.state.groups);
-        let g = groups.get_mut(key)?;
-        g.count -= 1;
-        if g.count > 0 {
-            return None;
-        }
-        groups.remove(key).map(|g| g.handle)
-    }
-}
-
-/// Closes the group once no request holds its handle any more: the layered close.
-async fn close_group(handle: SharedHandle) {
-    let Some(h) = handle.write().await.take() else {
-        return;
-    };
-    let name = h.group_name().to_string();
-    match h.close().await {
-        Ok(()) => tracing::info!(group = %name, "group closed: no client holds it"),
-        Err(e) => tracing::warn!(group = %name, "close: {e}"),
-    }
-}
-
-/// The write half of a client's socket, shared by its connection task and its forwarders.
-type Out = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
-
-/// Writes one frame whole; false once the client is gone.
-async fn send(out: &Out, frame: &ServerFrame) -> bool {
-    out.lock().await.write_all(&frame.encode()).await.is_ok()
-}
-
-/// Writes a subscription's events to the client as they come. A client that does not read
-/// holds this task at the socket; its subscription's bounded queue then counts the loss.
-async fn forward(id: u64, mut sub: EventSubscription, out: Out) {
-    while let Some(item) = sub.next().await {
-        let frame = ServerFrame::Event {
-            subscription: id,
-            item,
+    /// Reads the first request: `Hello` starts a session, `Attach` joins one; anything else
+    /// is answered with an error and the connection closed.
+    async fn greet(
+        &self,
+        read: &mut tokio::net::unix::OwnedReadHalf,
+        out: &Out,
+    ) -> Option<Arc<Session>> {
+        let body = match read_frame(read).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return None,
+            Err(e) => {
+                send(out, &respond(0, Response::error(&e))).await;
+                return None;
+            }
         };
-        if !send(&out, &frame).await {
-            return;
+        let frame = match ClientFrame::decode(&body) {
+            Ok(f) => f,
+            Err(e) => {
+                send(out, &respond(0, Response::error(&e))).await;
+                return None;
+            }
+        };
+        let result = match frame.request {
+            Request::Hello {
+                version,
+                home,
+                listen,
+                limits,
+            } => self.hello(version, Path::new(&home), listen, &limits),
+            Request::Attach {
+                version,
+                session,
+                token,
+            } => self.attach(version, session, &token),
+            _ => Err(CoreError::ServiceMessage(
+                "the first request must be Hello or Attach".into(),
+            )),
+        };
+        match result {
+            Ok((session, response)) => {
+                // Counted in already: a failed write ends it through the read loop's EOF.
+                send(out, &respond(frame.id, response)).await;
+                Some(session)
+            }
+            Err(e) => {
+                send(out, &respond(frame.id, Response::error(&e))).await;
+                None
+            }
+        }
+    }
+
+    fn hello(
+        &self,
+        version: u8,
+        home: &Path,
+        listen: Option<SocketAddr>,
+        limits: &WireLimits,
+    ) -> Result<(Arc<Session>, Response), CoreError> {
+        use peergroup_core::service::proto::PROTOCOL_VERSION;
+        if version != PROTOCOL_VERSION {
+            return Err(CoreError::ServiceVersion(version));
+        }
+        let pg = self.home(home, listen, limits)?;
+        let session = Arc::new(Session::new(home.to_owned(), pg));
+        session.connected();
+        lock(&self.state.sessions).insert(session.id, session.clone());
+        let response = Response::Session {
+            version: PROTOCOL_VERSION,
+            id: session.id,
+            token: session.token,
+        };
+        Ok((session, response))
+    }
+
+    fn attach(
+        &self,
+        version: u8,
+        id: u64,
+        token: &[u8; 16],
+    ) -> Result<(Arc<Session>, Response), CoreError> {
+        use peergroup_core::service::proto::PROTOCOL_VERSION;
+        if version != PROTOCOL_VERSION {
+            return Err(CoreError::ServiceVersion(version));
+        }
+        let sessions = lock(&self.state.sessions);
+        match sessions.get(&id) {
+            Some(s) if s.token_matches(token) => {
+                s.connected();
+                Ok((s.clone(), Response::Ok))
+            }
+            _ => Err(CoreError::ServiceMessage("no such session".into())),
         }
     }
 }
 
-fn error_frame(id: u32, e: &CoreError) -> ServerFrame {
-    ServerFrame::Response {
-        id,
-        response: error(e),
-    }
-}
-
-fn error(e: &CoreError) -> Response {
-    Response::Error {
-        hresult: e.hresult(),
-        message: e.to_string(),
-    }
-}
-
-struct ClientHandle {
-    key: GroupKey,
-    forwarders: Vec<tokio::task::JoinHandle<()>>,
-}
-
-struct Connection {
+/// A daemon serving on a thread of its own (with its own runtime), for tests, benchmarks and
+/// programs that embed the service. Stopped by [`Background::stop`] or on drop.
+pub struct Background {
     daemon: Daemon,
-    handles: HashMap<u64, ClientHandle>,
-    next_handle: u64,
-    next_subscription: u64,
-    greeted: bool,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), DaemonError>>>,
 }
 
-/// A new subscription to start once its response is sent: (handle, id, subscription).
-type NewSubscription = (u64, u64, EventSubscription);
-
-impl Connection {
-    /// The daemon's handle to the group of this connection's `handle`, held for one request.
-    async fn group(&self, handle: u64) -> Result<HeldHandle, CoreError> {
-        let key = &self
-            .handles
-            .get(&handle)
-            .ok_or(CoreError::InvalidGroup)?
-            .key;
-        let shared = lock(&self.daemon.state.groups)
-            .get(key)
-            .map(|g| g.handle.clone())
-            .ok_or(CoreError::InvalidGroup)?;
-        tokio::sync::OwnedRwLockReadGuard::try_map(shared.read_owned().await, Option::as_ref)
-            .map_err(|_| CoreError::InvalidGroup)
-    }
-
-    /// Serves one request: the response, a subscription to start, and whether to go on.
-    async fn handle(&mut self, request: Request) -> (Response, Option<NewSubscription>, bool) {
-        if !self.greeted {
-            return match request {
-                Request::Hello { version } if version == PROTOCOL_VERSION => {
-                    self.greeted = true;
-                    (
-                        Response::Hello {
-                            version: PROTOCOL_VERSION,
-                        },
-                        None,
-                        true,
-                    )
-                }
-                Request::Hello { version } => {
-                    (error(&CoreError::ServiceVersion(version)), None, false)
-                }
-                _ => (
-                    error(&CoreError::ServiceMessage(
-                        "the first request must be Hello".into(),
-                    )),
-                    None,
-                    false,
-                ),
-            };
-        }
-        if let Request::Subscribe { handle, kinds } = request {
-            return match self.subscribe(handle, &kinds).await {
-                Ok((id, sub)) => (Response::Subscription(id), Some((handle, id, sub)), true),
-                Err(e) => (error(&e), None, true),
-            };
-        }
-        match self.serve(request).await {
-            Ok(r) => (r, None, true),
-            Err(e) => (error(&e), None, true),
-        }
-    }
-
-    async fn subscribe(
-        &mut self,
-        handle: u64,
-        kinds: &[peergroup_core::EventKind],
-    ) -> Result<(u64, EventSubscription), CoreError> {
-        if kinds.is_empty() {
-            return Err(CoreError::InvalidRegistration("no event kind".into()));
-        }
-        let sub = self
-            .group(handle)
-            .await?
-            .subscribe(EventFilter::kinds(kinds))?;
-        let id = self.next_subscription;
-        self.next_subscription += 1;
-        Ok((id, sub))
-    }
-
-    async fn serve(&mut self, request: Request) -> Result<Response, CoreError> {
-        Ok(match request {
-            Request::Hello { .. } => {
-                return Err(CoreError::ServiceMessage("Hello was already sent".into()))
-            }
-            Request::OpenGroup { identity, group } => {
-                let identity: Option<PeerName> = identity.map(|i| i.parse()).transpose()?;
-                let group: PeerName = group.parse()?;
-                let key = self.open(identity.as_ref(), &group)?;
-                let h = self.next_handle;
-                self.next_handle += 1;
-                self.handles.insert(
-                    h,
-                    ClientHandle {
-                        key,
-                        forwarders: Vec::new(),
-                    },
-                );
-                Response::Handle(h)
-            }
-            Request::Connect { handle, addrs } => {
-                self.group(handle).await?.connect_by_address(&addrs).await?;
-                Response::Ok
-            }
-            Request::Status { handle } => Response::Status(self.group(handle).await?.status()?),
-            Request::WaitStatus {
-                handle,
-                bits,
-                timeout_ms,
-            } => {
-                let wait = Duration::from_millis(timeout_ms.into()).min(MAX_WAIT);
-                Response::Status(self.group(handle).await?.wait_status(bits, wait).await?)
-            }
-            Request::Close { handle } => {
-                let h = self
-                    .handles
-                    .remove(&handle)
-                    .ok_or(CoreError::InvalidGroup)?;
-                self.release(h).await;
-                Response::Ok
-            }
-            Request::AddRecord {
-                handle,
-                record_type,
-                attributes,
-                expires_ms,
-                data,
-            } => Response::RecordId(self.group(handle).await?.add_record(NewRecord {
-                record_type,
-                attributes,
-                expires_ms,
-                data,
-            })?),
-            Request::GetRecord { handle, id } => {
-                Response::Record(Box::new(self.group(handle).await?.get_record(&id)?))
-            }
-            Request::EnumRecords {
-                handle,
-                record_type,
-            } => {
-                let ids: Vec<[u8; 16]> = self
-                    .group(handle)
-                    .await?
-                    .enum_records(record_type)?
-                    .iter()
-                    .map(|r| r.id)
-                    .collect();
-                if ids.len() > peergroup_core::service::proto::MAX_RECORD_IDS {
-                    return Err(CoreError::Service {
-                        hresult: hresult::E_OUTOFMEMORY,
-                        message: format!("{} records do not fit one response", ids.len()),
-                    });
-                }
-                Response::RecordIds(ids)
-            }
-            Request::Subscribe { .. } => {
-                return Err(CoreError::ServiceMessage(
-                    "subscribe is served apart".into(),
-                ))
-            }
-        })
-    }
-
-    /// Counts one more client handle to the group, opening it in the daemon if it is not.
-    fn open(&self, identity: Option<&PeerName>, group: &PeerName) -> Result<GroupKey, CoreError> {
-        let state = &self.daemon.state;
-        let mut groups = lock(&state.groups);
-        let identity = match identity {
-            Some(i) => i.clone(),
-            None => state.pg.identities().default_identity()?,
+impl Background {
+    /// Binds `socket` (as [`bind_socket`]) and serves `home` there for the user `uid`;
+    /// returns once it accepts connections.
+    pub fn start(
+        home: IdentityStore,
+        listen: Option<SocketAddr>,
+        socket: PathBuf,
+        uid: u32,
+    ) -> Result<Background, DaemonError> {
+        let daemon = Daemon::new(home, listen, uid);
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = daemon.clone();
+        let thread = std::thread::Builder::new()
+            .name("peergroupd".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(io("starting the runtime"))?;
+                rt.block_on(async move {
+                    let listener = match bind_socket(&socket).await {
+                        Ok(l) => {
+                            let _ = ready.send(None);
+                            l
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Some(e));
+                            return Ok(());
+                        }
+                    };
+                    serving
+                        .serve(listener, async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                })
+            })
+            .map_err(io("starting the service thread"))?;
+        let mut background = Background {
+            daemon,
+            stop: Some(stop),
+            thread: Some(thread),
         };
-        let key = (identity, group.clone());
-        if let Some(g) = groups.get_mut(&key) {
-            g.count += 1;
-            return Ok(key);
-        }
-        let handle = state.pg.open_group(Some(&key.0), group)?;
-        tracing::info!(group = %group, "group opened for a client");
-        groups.insert(
-            key.clone(),
-            OpenGroup {
-                handle: Arc::new(tokio::sync::RwLock::new(Some(handle))),
-                count: 1,
-            },
-        );
-        Ok(key)
-    }
-
-    async fn release(&self, h: ClientHandle) {
-        h.forwarders.iter().for_each(|t| t.abort());
-        if let Some(last) = self.daemon.release(&h.key) {
-            close_group(last).await;
+        match is_ready.recv() {
+            Ok(None) => Ok(background),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err(background.join().err().unwrap_or(DaemonError::Io {
+                what: "the service thread".into(),
+                source: std::io::Error::other("ended before serving"),
+            })),
         }
     }
 
-    async fn close_all(&mut self) {
-        let handles: Vec<ClientHandle> = self.handles.drain().map(|(_, h)| h).collect();
-        for h in handles {
-            self.release(h).await;
+    /// The daemon, for its counts.
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    fn join(&mut self) -> Result<(), DaemonError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops serving: every client connection is dropped and every group closed.
+    pub fn stop(mut self) -> Result<(), DaemonError> {
+        self.join()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.join();
     }
 }

@@ -1,5 +1,5 @@
-//! The daemon in-process: open counts across client connections, handles closed when a
-//! client's connection ends, and the user check.
+//! The daemon in-process: open counts across client sessions, the user check, and a
+//! service that goes away.
 
 use std::time::{Duration, Instant};
 
@@ -7,27 +7,32 @@ use peergroup_core::identity::hresult;
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::records::record::MAX_RECORD_DATA;
-use peergroup_core::service::Client;
 use peergroup_core::{CoreError, NewRecord, Peergroup};
-use peergroupd::{bind_socket, current_uid, Daemon};
+use peergroupd::{current_uid, Background};
 
-/// Upper bound for the daemon to notice a connection that ended.
+/// Upper bound for the daemon to notice a session that ended.
 const BOUND: Duration = Duration::from_secs(20);
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     socket: std::path::PathBuf,
-    daemon: Daemon,
+    service: Background,
     key: peergroup_core::group::GroupKey,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<()>,
+}
+
+fn home(dir: &tempfile::TempDir) -> IdentityStore {
+    IdentityStore::open(dir.path().join("home")).unwrap()
 }
 
 async fn setup(uid: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let store = IdentityStore::open(dir.path().join("home")).unwrap();
+    let store = home(&dir);
     let me = store.create(Some("d"), Some("d"), None).unwrap();
-    let pg = Peergroup::new(store, Some("127.0.0.1:0".parse().unwrap()));
+    let pg = Peergroup::embedded(
+        store,
+        Some("127.0.0.1:0".parse().unwrap()),
+        Default::default(),
+    );
     let g = pg
         .create_group(GroupProperties {
             classifier: "daemon".into(),
@@ -38,80 +43,63 @@ async fn setup(uid: u32) -> Setup {
     let key = (me, g.group_name().clone());
     g.close().await.unwrap();
     let socket = dir.path().join("run").join("peergroupd.sock");
-    let listener = bind_socket(&socket).await.unwrap();
-    let daemon = Daemon::new(pg, uid);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = daemon.clone();
-    let served = tokio::spawn(async move {
-        serving
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let listen = Some("127.0.0.1:0".parse().unwrap());
+    let service = Background::start(home(&dir), listen, socket.clone(), uid).unwrap();
     Setup {
-        _dir: dir,
+        dir,
         socket,
-        daemon,
+        service,
         key,
-        stop,
-        served,
     }
 }
 
-async fn until_count(daemon: &Daemon, key: &peergroup_core::group::GroupKey, n: usize) {
+fn client(s: &Setup) -> peergroup_core::Result<Peergroup> {
+    Peergroup::through_service(home(&s.dir), None, Default::default(), s.socket.clone())
+}
+
+async fn until_count(s: &Setup, n: usize) {
     let deadline = Instant::now() + BOUND;
-    while daemon.open_count(key) != n {
+    while s.service.daemon().open_count(&s.key) != n {
         assert!(Instant::now() < deadline, "open count never became {n}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_counts_span_connections_and_a_closed_connection_closes_its_handles() {
+async fn open_counts_span_sessions_and_a_dead_service_is_reported() {
     let s = setup(current_uid().unwrap()).await;
-    let a = Client::connect(&s.socket).await.unwrap();
-    let b = Client::connect(&s.socket).await.unwrap();
-    let ha1 = a.open_group(Some(&s.key.0), &s.key.1).await.unwrap();
-    let ha2 = a.open_group(Some(&s.key.0), &s.key.1).await.unwrap();
-    let hb = b.open_group(Some(&s.key.0), &s.key.1).await.unwrap();
-    assert_ne!(ha1, ha2);
-    assert_eq!(s.daemon.open_count(&s.key), 3);
+    let a = client(&s).unwrap();
+    let b = client(&s).unwrap();
+    assert!(a.is_service() && b.is_service());
+    let ha1 = a.open_group(Some(&s.key.0), &s.key.1).unwrap();
+    let ha2 = a.open_group(Some(&s.key.0), &s.key.1).unwrap();
+    let hb = b.open_group(Some(&s.key.0), &s.key.1).unwrap();
+    assert_eq!(s.service.daemon().open_count(&s.key), 3);
+    assert_eq!(s.service.daemon().session_count(), 2);
+    ha1.close().await.unwrap();
+    assert_eq!(s.service.daemon().open_count(&s.key), 2);
 
-    // Handles are per connection: b holds no handle numbered like a's second one.
-    assert_ne!(hb, ha2);
-    let err = b.close(ha2).await.unwrap_err();
-    assert_eq!(err.hresult(), hresult::PEER_E_INVALID_GROUP);
-    assert_eq!(s.daemon.open_count(&s.key), 3);
-    a.close(ha1).await.unwrap();
-    assert_eq!(s.daemon.open_count(&s.key), 2);
-    let err = a.close(ha1).await.unwrap_err();
-    assert_eq!(err.hresult(), hresult::PEER_E_INVALID_GROUP);
-
-    // A record too large for the service protocol is refused in the client: the connection
-    // and its handles survive.
+    // A record over the size limit is refused with the in-process error; the session and
+    // its handles survive.
     let huge = NewRecord {
         record_type: *b"daemon-test-type",
         attributes: String::new(),
         expires_ms: i64::MAX / 2,
         data: vec![0; MAX_RECORD_DATA + 1],
     };
-    let err = a.add_record(ha2, huge).await.unwrap_err();
-    assert_eq!(err.hresult(), hresult::PEER_E_MAX_RECORD_SIZE_EXCEEDED);
-    assert_eq!(a.status(ha2).await.unwrap(), 0);
+    let err = ha2.add_record(huge).unwrap_err();
+    assert!(matches!(err, CoreError::MaxRecordSize), "{err}");
+    assert_eq!(ha2.status().unwrap(), 0);
 
-    // a goes away with one handle open: the daemon counts it out.
+    // a's process ends: its session ends and the daemon counts its handles out.
+    drop(ha2);
     drop(a);
-    until_count(&s.daemon, &s.key, 1).await;
-    assert_eq!(b.status(hb).await.unwrap(), 0);
-    b.close(hb).await.unwrap();
-    assert_eq!(s.daemon.open_count(&s.key), 0);
+    until_count(&s, 1).await;
+    assert_eq!(hb.status().unwrap(), 0);
 
-    s.stop.send(()).unwrap();
-    s.served.await.unwrap();
+    s.service.stop().unwrap();
     // The service is gone: calls fail with PEER_E_SERVICE_NOT_AVAILABLE.
-    let err = b.status(hb).await.unwrap_err();
+    let err = hb.status().unwrap_err();
     assert!(matches!(err, CoreError::ServiceNotAvailable(_)), "{err}");
     assert_eq!(err.hresult(), hresult::PEER_E_SERVICE_NOT_AVAILABLE);
 }
@@ -119,23 +107,25 @@ async fn open_counts_span_connections_and_a_closed_connection_closes_its_handles
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_of_another_user_are_refused() {
     let s = setup(current_uid().unwrap().wrapping_add(1)).await;
-    let err = Client::connect(&s.socket).await.err().unwrap();
+    let err = client(&s).err().unwrap();
     assert_eq!(
         err.hresult(),
         hresult::PEER_E_SERVICE_NOT_AVAILABLE,
         "{err}"
     );
-    s.stop.send(()).unwrap();
-    s.served.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_service_is_service_not_available() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Client::connect(&dir.path().join("none.sock"))
-        .await
-        .err()
-        .unwrap();
+    let err = Peergroup::through_service(
+        home(&dir),
+        None,
+        Default::default(),
+        dir.path().join("none.sock"),
+    )
+    .err()
+    .unwrap();
     assert_eq!(
         err.hresult(),
         hresult::PEER_E_SERVICE_NOT_AVAILABLE,

@@ -1,11 +1,13 @@
 //! `pg-service-client`: one client process of `peergroupd`, driven line by line over
 //! stdin/stdout like `pg-peer`, so that multi-process service tests keep their logic in the
-//! test. It connects once at start and answers that with a first line, `{"ok":true}` or the
-//! error (`{"ok":false,"error":"…","hresult":N}`, then it exits 1). Every later input line is
-//! one JSON command with exactly one JSON line back.
+//! test. It uses the public `Peergroup` API served by the service at `--socket` for the data
+//! directory `--home` (as any program would with `PEERGROUP_SERVICE=required`). It connects
+//! once at start and answers that with a first line, `{"ok":true}` or the error
+//! (`{"ok":false,"error":"…","hresult":N}`, then it exits 1). Every later input line is one
+//! JSON command with exactly one JSON line back. Handles are numbered from 1 in this process.
 //!
 //! ```text
-//! pg-service-client --socket PATH
+//! pg-service-client --socket PATH --home DIR
 //!
 //! {"cmd":"open","identity":"…","group":"…"}           -> {"ok":true,"handle":N}
 //! {"cmd":"connect","handle":N,"addrs":["IP:PORT",…]}   -> {"ok":true}
@@ -25,13 +27,13 @@
 //! arrives, or answers `{"ok":false,"error":"timeout"}` after `timeout_ms`; `id` is the record
 //! id of a record change, else absent. End of input exits 0 (the service closes the handles).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use peergroup_core::events::{Event, EventItem, EventKind};
-use peergroup_core::identity::PeerName;
-use peergroup_core::service::{Client, ServiceSubscription};
-use peergroup_core::{CoreError, NewRecord};
+use peergroup_core::events::{Event, EventFilter, EventItem, EventSubscription};
+use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -72,13 +74,21 @@ fn str_arg<'a>(req: &'a Value, key: &str) -> Result<&'a str, Value> {
 }
 
 struct Session {
-    client: Client,
-    subscriptions: Vec<ServiceSubscription>,
+    pg: Peergroup,
+    handles: HashMap<u64, GroupHandle>,
+    next_handle: u64,
+    subscriptions: Vec<EventSubscription>,
 }
 
 impl Session {
+    fn group(&self, req: &Value) -> Result<&GroupHandle, Value> {
+        let n = handle_arg(req)?;
+        self.handles
+            .get(&n)
+            .ok_or_else(|| failure(&CoreError::InvalidGroup))
+    }
+
     async fn handle(&mut self, req: &Value) -> Result<Value, Value> {
-        let c = &self.client;
         match str_arg(req, "cmd")? {
             "open" => {
                 let identity: PeerName = str_arg(req, "identity")?
@@ -87,11 +97,14 @@ impl Session {
                 let group: PeerName = str_arg(req, "group")?
                     .parse()
                     .map_err(|e| usage(format!("group: {e}")))?;
-                let h = c
+                let h = self
+                    .pg
                     .open_group(Some(&identity), &group)
-                    .await
                     .map_err(|e| failure(&e))?;
-                Ok(json!({ "ok": true, "handle": h }))
+                let n = self.next_handle;
+                self.next_handle += 1;
+                self.handles.insert(n, h);
+                Ok(json!({ "ok": true, "handle": n }))
             }
             "connect" => {
                 let addrs = match req.get("addrs").and_then(Value::as_array) {
@@ -105,13 +118,14 @@ impl Session {
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 };
-                c.connect_group(handle_arg(req)?, &addrs)
+                self.group(req)?
+                    .connect_by_address(&addrs)
                     .await
                     .map_err(|e| failure(&e))?;
                 Ok(json!({ "ok": true }))
             }
             "status" => {
-                let s = c.status(handle_arg(req)?).await.map_err(|e| failure(&e))?;
+                let s = self.group(req)?.status().map_err(|e| failure(&e))?;
                 Ok(json!({ "ok": true, "status": s }))
             }
             "wait" => {
@@ -120,47 +134,46 @@ impl Session {
                     .get("timeout_ms")
                     .and_then(Value::as_u64)
                     .unwrap_or(10_000);
-                let s = c
-                    .wait_status(handle_arg(req)?, bits, Duration::from_millis(ms))
+                let s = self
+                    .group(req)?
+                    .wait_status(bits, Duration::from_millis(ms))
                     .await
                     .map_err(|e| failure(&e))?;
                 Ok(json!({ "ok": true, "status": s }))
             }
             "add" => {
                 let text = str_arg(req, "text")?;
-                let id = c
-                    .add_record(
-                        handle_arg(req)?,
-                        NewRecord {
-                            record_type: TEST_RECORD_TYPE,
-                            attributes: String::new(),
-                            expires_ms: now_ms() + RECORD_LIFETIME_MS,
-                            data: text.as_bytes().to_vec(),
-                        },
-                    )
-                    .await
+                let id = self
+                    .group(req)?
+                    .add_record(NewRecord {
+                        record_type: TEST_RECORD_TYPE,
+                        attributes: String::new(),
+                        expires_ms: now_ms() + RECORD_LIFETIME_MS,
+                        data: text.as_bytes().to_vec(),
+                    })
                     .map_err(|e| failure(&e))?;
                 Ok(json!({ "ok": true, "id": hex(&id) }))
             }
             "records" => {
-                let h = handle_arg(req)?;
-                let mut ids = c.enum_records(h, None).await.map_err(|e| failure(&e))?;
-                ids.sort();
-                let mut texts = Vec::new();
-                for id in &ids {
-                    let r = c.get_record(h, *id).await.map_err(|e| failure(&e))?;
-                    texts.push(String::from_utf8_lossy(&r.data).into_owned());
-                }
-                let ids: Vec<String> = ids.iter().map(|id| hex(id)).collect();
+                let mut records = self
+                    .group(req)?
+                    .enum_records(None)
+                    .map_err(|e| failure(&e))?;
+                records.sort_by_key(|r| r.id);
+                let texts: Vec<String> = records
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+                    .collect();
+                let ids: Vec<String> = records.iter().map(|r| hex(&r.id)).collect();
                 Ok(json!({ "ok": true, "ids": ids, "texts": texts }))
             }
             "subscribe" => {
-                let sub = c
-                    .subscribe(handle_arg(req)?, &EventKind::ALL)
-                    .await
+                let sub = self
+                    .group(req)?
+                    .subscribe(EventFilter::all())
                     .map_err(|e| failure(&e))?;
-                let id = sub.id();
                 self.subscriptions.push(sub);
+                let id = self.subscriptions.len();
                 Ok(json!({ "ok": true, "subscription": id }))
             }
             "event" => {
@@ -199,7 +212,11 @@ impl Session {
                 }
             }
             "close" => {
-                c.close(handle_arg(req)?).await.map_err(|e| failure(&e))?;
+                let h = self
+                    .handles
+                    .remove(&handle_arg(req)?)
+                    .ok_or_else(|| failure(&CoreError::InvalidGroup))?;
+                h.close().await.map_err(|e| failure(&e))?;
                 Ok(json!({ "ok": true }))
             }
             other => Err(usage(format!("unknown command {other:?}"))),
@@ -207,25 +224,33 @@ impl Session {
     }
 }
 
-fn parse_args() -> Result<PathBuf, String> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next(), args.next()) {
-        (Some("--socket"), Some(path), None) => Ok(PathBuf::from(path)),
-        _ => Err("usage: pg-service-client --socket PATH".into()),
+fn parse_args() -> Result<(PathBuf, PathBuf), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [s, socket, h, home] if s == "--socket" && h == "--home" => {
+            Ok((PathBuf::from(socket), PathBuf::from(home)))
+        }
+        _ => Err("usage: pg-service-client --socket PATH --home DIR".into()),
     }
+}
+
+fn connect(socket: PathBuf, home: PathBuf) -> Result<Peergroup, CoreError> {
+    let store = IdentityStore::open(home)?;
+    let listen = Some("127.0.0.1:0".parse().expect("an address"));
+    Peergroup::through_service(store, listen, Default::default(), socket)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let socket = match parse_args() {
+    let (socket, home) = match parse_args() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("pg-service-client: {e}");
             std::process::exit(2);
         }
     };
-    let client = match Client::connect(&socket).await {
-        Ok(c) => c,
+    let pg = match connect(socket, home) {
+        Ok(pg) => pg,
         Err(e) => {
             println!("{}", failure(&e));
             std::process::exit(1);
@@ -233,7 +258,9 @@ async fn main() {
     };
     println!("{}", json!({ "ok": true }));
     let mut session = Session {
-        client,
+        pg,
+        handles: HashMap::new(),
+        next_handle: 1,
         subscriptions: Vec::new(),
     };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::unix_now;
 use crate::error::{CoreError, Result};
-use crate::group::{GroupHandle, GroupInner};
+use crate::group::{GroupInner, LocalGroup};
 use crate::identity::gmc::{issue_gmc_at, GmcChain, Role, Subject};
 use crate::identity::PeerName;
 use crate::invitation::Credential;
@@ -17,7 +17,7 @@ use super::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT,
 
 /// What `PeerGroupIssueCredentials` takes from a `PEER_CREDENTIAL_INFO` (the issuer fields
 /// and the validity start are the issuer's to set, so they are not here).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CredentialSpec {
     /// `pwzFriendlyName`: the subject's friendly name.
     pub friendly_name: String,
@@ -37,7 +37,7 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-impl GroupHandle {
+impl LocalGroup {
     /// `PeerGroupEnumMembers`: the members this member knows, the local one first (with no
     /// `identity`). `flags` is 0 (every known member) or [`PEER_MEMBER_PRESENT`] (those
     /// online). With `identity`, that member alone: `PEER_E_IDENTITY_NOT_FOUND` when it is

@@ -10,7 +10,7 @@ use crate::records::record::Record;
 use super::{member_data_chain, Presence, PEER_MEMBER_PRESENT};
 
 /// `PEER_CREDENTIAL_INFO`: what a member's membership certificate says.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CredentialInfo {
     /// `pwzFriendlyName`: the member's friendly name.
     pub friendly_name: String,
@@ -50,7 +50,7 @@ impl CredentialInfo {
 }
 
 /// `PEER_MEMBER`: one member as this member knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// `dwFlags`: [`PEER_MEMBER_PRESENT`] when it has a live presence record.
     pub flags: u32,

@@ -47,7 +47,7 @@ pub const PEER_MEMBER_PRESENT: u32 = 0x1;
 pub const PEER_GROUP_STORE_CREDENTIALS: u32 = 0x1;
 
 /// `PEER_MEMBER_CHANGE_TYPE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MemberChange {
     /// `PEER_MEMBER_CONNECTED`: its presence appeared.
     Connected = 1,

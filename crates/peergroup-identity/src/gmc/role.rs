@@ -13,7 +13,9 @@ pub type GuidParts = (u32, u16, u16, [u8; 8]);
 ///
 /// The order (Admin < InvitingMember < Member) is the canonical order in which roles are
 /// written into a certificate; it says nothing about rank.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize,
+)]
 pub enum Role {
     /// `PEER_GROUP_ROLE_ADMIN` {04387127-aa56-450a-8ce5-4f565c6790f4}: may issue Admin,
     /// Inviting Member and Member certificates, and modify anyone's records.

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::{cargo, ctest, fuzz, header, run as run_command};
+use crate::{cargo, ctest, fuzz, header, run as run_command, service};
 
 type Step = (&'static str, fn() -> Result<()>);
 
@@ -24,9 +24,17 @@ const STEPS: &[Step] = &[
             "warnings",
         ]))
     }),
-    ("test", || run_command(&mut cargo(["test", "--workspace"]))),
+    ("test", || {
+        let mut command = cargo(["test", "--workspace"]);
+        command.env("PEERGROUP_SERVICE", "off");
+        run_command(&mut command)
+    }),
     ("header", header::check),
-    ("ctest", || ctest::run()?.into_result()),
+    ("ctest", || {
+        std::env::set_var("PEERGROUP_SERVICE", "off");
+        ctest::run()?.into_result()
+    }),
+    ("service", service::run_tests),
     ("doc", || {
         let mut command = cargo(["doc", "--workspace", "--no-deps"]);
         command.env("RUSTDOCFLAGS", "-D warnings");

@@ -10,6 +10,7 @@ mod ctest;
 mod fuzz;
 mod header;
 mod pkgconfig;
+mod service;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                         fmt, clippy, tests, header check, C tests, docs, fuzz smoke
+  ci                         fmt, clippy, tests (in-process, then through peergroupd),
+                             header check, C tests, docs, fuzz smoke
+  service-tests              the integration and C tests through a temporary peergroupd
   header [--check]           regenerate crates/peergroup-abi/include/p2p.h and peergroup.pc (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
   bench [NAME]               run the benchmarks (or NAME: connect, reconcile); they print figures
@@ -60,6 +63,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             [flag] if flag == "--check" => header::check(),
             _ => bail!("usage: cargo xtask header [--check]"),
         },
+        "service-tests" => {
+            no_arguments(command, rest)?;
+            service::run_tests()
+        }
         "ctest" => {
             no_arguments(command, rest)?;
             ctest::run()?.into_result()

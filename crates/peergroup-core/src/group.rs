@@ -379,6 +379,11 @@ impl LocalPeergroup {
         Err(last)
     }
 
+    /// True while some handle of this instance holds the group `key` open.
+    pub fn is_open(&self, key: &GroupKey) -> bool {
+        lock(&self.shared.open).contains_key(key)
+    }
+
     /// `PeerGroupParseInvitation`.
     pub fn parse_invitation(invitation: &str) -> Result<Invitation> {
         Invitation::parse(invitation)

@@ -41,6 +41,7 @@ pub struct NewRecord {
     /// When the record expires, peer time in ms since the Unix epoch; must be in the future.
     pub expires_ms: i64,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

@@ -61,7 +61,7 @@ async fn send_records(
     let mut bytes = 0;
     let mut iter = records.iter().peekable();
     while let Some(r) = iter.next() {
-        let encoded = r.encode();
+        let encoded = serde_bytes::ByteBuf::from(r.encode());
         bytes += encoded.len() + 8;
         part.push(encoded);
         let more = iter.peek().is_some();

@@ -38,6 +38,9 @@ struct SubEntry {
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// How long a closed group's subscriptions may take to deliver their last events.
+const DRAIN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) token: [u8; 16],
@@ -131,12 +134,9 @@ impl Session {
         let entry = lock(&self.handles)
             .remove(&n)
             .ok_or(CoreError::InvalidGroup)?;
-        if self.count_handles(&entry.key) == 0 {
-            self.end_subscriptions_of(&entry.key).await;
-            lock(&self.holds).retain(|_, (h, _)| *h != n);
-        }
+        lock(&self.holds).retain(|_, (h, _)| *h != n);
         let handle = entry.handle.write().await.take();
-        match handle {
+        let closed = match handle {
             Some(h) => {
                 let name = h.group_name().to_string();
                 let r = h.close().await;
@@ -144,11 +144,18 @@ impl Session {
                 r
             }
             None => Err(CoreError::InvalidGroup),
+        };
+        if self.count_handles(&entry.key) == 0 {
+            self.end_subscriptions_of(&entry.key).await;
         }
+        closed
     }
 
-    /// Stops the forwarders of the group `key` and tells the client they ended.
+    /// Ends this session's subscriptions to the group `key`, which it no longer holds. If
+    /// the group closed for good, each forwarder delivers the group's last events and ends by
+    /// itself (bounded); else it is stopped. Either way the client is told `Ended`.
     async fn end_subscriptions_of(&self, key: &GroupKey) {
+        let still_open = self.pg.as_local().is_some_and(|l| l.is_open(key));
         let ended: Vec<(u64, SubEntry)> = {
             let mut subs = lock(&self.subs);
             let ids: Vec<u64> = subs
@@ -160,7 +167,15 @@ impl Session {
                 .filter_map(|id| subs.remove(&id).map(|s| (id, s)))
                 .collect()
         };
-        for (id, sub) in ended {
+        for (id, mut sub) in ended {
+            if !still_open
+                && tokio::time::timeout(DRAIN_BOUND, &mut sub.task)
+                    .await
+                    .is_ok()
+            {
+                // It said `Ended` itself.
+                continue;
+            }
             sub.task.abort();
             self.send_event(&ServerFrame::Ended { subscription: id })
                 .await;

@@ -317,7 +317,7 @@ impl RemoteGroup {
         }
         let session = self.session.clone();
         let handle = self.handle;
-        session.end_subscriptions(handle);
+        // Its subscriptions end when the service says `Ended`, after the group's last events.
         off_runtime(move || answer!(session.call(Request::Close(handle)), Response::Ok => ())).await
     }
 
@@ -363,7 +363,7 @@ impl RemoteGroup {
             return Err(CoreError::InvalidGroup);
         }
         let mut out = Vec::new();
-        let mut take = |encoded: Vec<Vec<u8>>| -> Result<()> {
+        let mut take = |encoded: Vec<serde_bytes::ByteBuf>| -> Result<()> {
             for bytes in encoded {
                 out.push(Record::decode(&bytes)?);
             }
@@ -543,7 +543,6 @@ impl Drop for RemoteGroup {
     fn drop(&mut self) {
         // Fallback only: `close` is the way. The service counts this handle out.
         if !self.closed.swap(true, Ordering::Relaxed) {
-            self.session.end_subscriptions(self.handle);
             let _ = self.session.call(Request::Close(self.handle));
         }
     }

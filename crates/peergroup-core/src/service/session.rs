@@ -115,7 +115,6 @@ pub struct SessionConfig {
 /// One subscription's local end: the hub its events are published into.
 struct Sub {
     hub: EventHub,
-    handle: u64,
 }
 
 /// One process's session with the service (see the module documentation).
@@ -233,7 +232,7 @@ impl Session {
         let hub = EventHub::new();
         let sub = hub.subscribe(filter.clone(), capacity, notifier);
         // Registered before the request, so no event of it can arrive unrouted.
-        lock(&self.subs).insert(id, Sub { hub, handle });
+        lock(&self.subs).insert(id, Sub { hub });
         let request = Request::Subscribe {
             handle,
             id,
@@ -251,20 +250,6 @@ impl Session {
                 Err(e)
             }
         }
-    }
-
-    /// Ends the local side of every subscription of `handle` (it closed).
-    pub fn end_subscriptions(&self, handle: u64) {
-        let ended: Vec<Sub> = {
-            let mut subs = lock(&self.subs);
-            let ids: Vec<u64> = subs
-                .iter()
-                .filter(|(_, s)| s.handle == handle)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| subs.remove(id)).collect()
-        };
-        ended.iter().for_each(|s| s.hub.close());
     }
 
     /// Opens the event connection and its reader thread, once.

@@ -206,6 +206,7 @@ pub enum Request {
         /// New expiry.
         expires_ms: i64,
         /// New payload.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// `PeerGroupDeleteRecord` → [`Response::Ok`].
@@ -285,6 +286,7 @@ pub enum Request {
         /// The data's type GUID.
         data_type: [u8; 16],
         /// The message.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
 }
@@ -497,11 +499,11 @@ pub enum Response {
     /// Record ids.
     RecordIds(Vec<[u8; 16]>),
     /// One record, its canonical encoding.
-    Record(Vec<u8>),
+    Record(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Records, canonical encodings; `more` while further parts follow on this connection.
     Records {
         /// Up to [`RECORDS_PER_PART`] records.
-        records: Vec<Vec<u8>>,
+        records: Vec<serde_bytes::ByteBuf>,
         /// True when this is not the last part.
         more: bool,
     },

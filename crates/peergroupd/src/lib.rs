@@ -148,8 +148,11 @@ struct State {
     uid: u32,
     /// The data directory of `--home`: the one a home-less caller ([`Daemon::open_count`]) means.
     default_home: PathBuf,
-    /// One in-process instance per data directory clients named, made on first use.
-    homes: Mutex<HashMap<PathBuf, Peergroup>>,
+    /// One in-process instance per data directory clients named, made on first use, with
+    /// the number of sessions using it. Another directory than the daemon's own is let go
+    /// when its last session ended (its node closes), so the next session's listen address
+    /// applies, as for a process of its own.
+    homes: Mutex<HashMap<PathBuf, (Peergroup, usize)>>,
     sessions: Mutex<HashMap<u64, Arc<Session>>>,
 }
 
@@ -164,13 +167,14 @@ impl Daemon {
     /// directory, served with `listen` and default limits; a client naming another directory
     /// gets an instance of its own for it.
     pub fn new(home: IdentityStore, listen: Option<SocketAddr>, uid: u32) -> Self {
-        let default_home = home.home().to_owned();
+        let default_home =
+            std::path::absolute(home.home()).unwrap_or_else(|_| home.home().to_owned());
         let pg = Peergroup::embedded(home, listen, Limits::default());
         Daemon {
             state: Arc::new(State {
                 uid,
                 default_home: default_home.clone(),
-                homes: Mutex::new(HashMap::from([(default_home, pg)])),
+                homes: Mutex::new(HashMap::from([(default_home, (pg, 1))])),
                 sessions: Mutex::new(HashMap::new()),
             }),
         }
@@ -192,7 +196,8 @@ impl Daemon {
         lock(&self.state.sessions).len()
     }
 
-    /// The instance for `home`, made with `listen` and `limits` when it is the first use.
+    /// The instance for `home`, made with `listen` and `limits` when no session uses it;
+    /// counts one more session in.
     fn home(
         &self,
         home: &Path,
@@ -200,7 +205,8 @@ impl Daemon {
         limits: &WireLimits,
     ) -> Result<Peergroup, CoreError> {
         let mut homes = lock(&self.state.homes);
-        if let Some(pg) = homes.get(home) {
+        if let Some((pg, sessions)) = homes.get_mut(home) {
+            *sessions += 1;
             return Ok(pg.clone());
         }
         if !home.is_absolute() {
@@ -211,9 +217,22 @@ impl Daemon {
         }
         let store = IdentityStore::open(home)?;
         let pg = Peergroup::embedded(store, listen, Limits::from(limits));
-        homes.insert(home.to_owned(), pg.clone());
+        homes.insert(home.to_owned(), (pg.clone(), 1));
         tracing::info!(home = %home.display(), "serving a data directory");
         Ok(pg)
+    }
+
+    /// Counts a session out of `home`'s instance; the last one lets it go (not the daemon's
+    /// own directory).
+    fn release_home(&self, home: &Path) {
+        let mut homes = lock(&self.state.homes);
+        if let Some((_, sessions)) = homes.get_mut(home) {
+            *sessions -= 1;
+            if *sessions == 0 {
+                homes.remove(home);
+                tracing::debug!(home = %home.display(), "no session uses a data directory");
+            }
+        }
     }
 
     /// Serves `listener` until `shutdown` completes; then drops every client connection and
@@ -308,6 +327,7 @@ impl Daemon {
         };
         if ended {
             session.close_all().await;
+            self.release_home(&session.home);
             tracing::debug!(session = session.id, "session ended");
         }
         let _ = out.lock().await.shutdown().await;

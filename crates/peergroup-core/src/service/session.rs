@@ -147,6 +147,11 @@ impl Session {
             Response::Session { version, .. } => return Err(CoreError::ServiceVersion(version)),
             other => return Err(unexpected(&other)),
         };
+        tracing::info!(
+            socket = %config.socket.display(),
+            session = id,
+            "groups are served by peergroupd"
+        );
         Ok(Arc::new(Session {
             socket: config.socket.clone(),
             id,

@@ -283,11 +283,14 @@ impl Drop for Proc {
 }
 
 /// One `pg-peer` process inside a host's namespace, over a home of its own (the [`Proc`]
-/// calls reach it through `Deref`).
+/// calls reach it through `Deref`). When the tests run through the service
+/// (`PEERGROUP_SERVICE=required`), each host runs a `peergroupd` of its own, in its
+/// namespace, and the peer goes through it: a service serves one machine.
 pub struct Peer {
     pub label: &'static str,
-    // Before the home: the process goes first.
+    // Before the daemon and the home: the process goes first.
     proc: Proc,
+    _daemon: Option<Proc>,
     _home: tempfile::TempDir,
 }
 
@@ -307,22 +310,48 @@ impl std::ops::DerefMut for Peer {
 impl Peer {
     pub fn spawn(label: &'static str, netns: &str, listen: &str) -> Peer {
         let home = tempfile::tempdir().unwrap();
-        let proc = Proc::spawn(
-            label,
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    netns,
-                    env!("CARGO_BIN_EXE_pg-peer"),
-                    "--home",
-                ])
-                .arg(home.path())
-                .args(["--listen", listen]),
-        );
+        let through_service = std::env::var("PEERGROUP_SERVICE").as_deref() == Ok("required");
+        let socket = home.path().join("run").join("peergroupd.sock");
+        let daemon = through_service.then(|| {
+            let d = Proc::spawn(
+                label,
+                Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        netns,
+                        env!("CARGO_BIN_EXE_pg-daemon"),
+                        "--socket",
+                    ])
+                    .arg(&socket)
+                    // Its own directory apart: the peer's is then made from the peer's
+                    // session, with its listen address and transport limits.
+                    .arg("--home")
+                    .arg(home.path().join("daemon"))
+                    .env("RUST_LOG", "warn"),
+            );
+            assert_eq!(d.line(), format!("listening {}", socket.display()));
+            d
+        });
+        let mut command = Command::new("ip");
+        command
+            .args([
+                "netns",
+                "exec",
+                netns,
+                env!("CARGO_BIN_EXE_pg-peer"),
+                "--home",
+            ])
+            .arg(home.path())
+            .args(["--listen", listen]);
+        if through_service {
+            command.env("PEERGROUP_SERVICE_SOCKET", &socket);
+        }
+        let proc = Proc::spawn(label, &mut command);
         Peer {
             label,
             proc,
+            _daemon: daemon,
             _home: home,
         }
     }

@@ -126,8 +126,9 @@ pub struct Session {
     next_request: AtomicU32,
     next_subscription: AtomicU64,
     subs: Arc<Mutex<HashMap<u64, Sub>>>,
-    /// The event connection, once a subscription asked for it.
-    events_started: Mutex<bool>,
+    /// The event connection (a clone of the reader thread's), once a subscription asked for
+    /// it; shut down when the session is dropped, which ends the thread.
+    events: Mutex<Option<UnixStream>>,
     dead: Arc<AtomicBool>,
 }
 
@@ -160,7 +161,7 @@ impl Session {
             next_request: AtomicU32::new(1),
             next_subscription: AtomicU64::new(1),
             subs: Arc::new(Mutex::new(HashMap::new())),
-            events_started: Mutex::new(false),
+            events: Mutex::new(None),
             dead: Arc::new(AtomicBool::new(false)),
         }))
     }
@@ -259,8 +260,8 @@ impl Session {
 
     /// Opens the event connection and its reader thread, once.
     fn start_events(self: &Arc<Self>) -> Result<()> {
-        let mut started = lock(&self.events_started);
-        if *started {
+        let mut events = lock(&self.events);
+        if events.is_some() {
             return Ok(());
         }
         let mut conn = self.attach()?;
@@ -268,6 +269,7 @@ impl Session {
             Response::Ok => {}
             other => return Err(unexpected(&other)),
         }
+        let ours = conn.try_clone().map_err(gone)?;
         let subs = self.subs.clone();
         let dead = self.dead.clone();
         let weak = Arc::downgrade(self);
@@ -275,7 +277,7 @@ impl Session {
             .name("peergroup-events".into())
             .spawn(move || read_events(conn, subs, dead, weak))
             .map_err(|e| CoreError::ServiceNotAvailable(format!("event thread: {e}")))?;
-        *started = true;
+        *events = Some(ours);
         Ok(())
     }
 }
@@ -336,8 +338,12 @@ fn read_events(
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Closing the connections ends the session in the service (its handles close there).
+        // Closing the connections ends the session in the service (its handles close there);
+        // the event connection's reader thread sees its end and exits.
         lock(&self.idle).clear();
+        if let Some(events) = lock(&self.events).take() {
+            let _ = events.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 

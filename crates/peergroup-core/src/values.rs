@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::gmc::Role;
+
 /// Where a database export or import is ([`GroupHandle::export_database_with`],
 /// [`GroupHandle::import_database_with`]), for a progress bar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,4 +76,20 @@ pub struct ConnectionInfo {
     pub member: String,
     /// `address`.
     pub address: SocketAddr,
+}
+
+/// What `PeerGroupIssueCredentials` takes from a `PEER_CREDENTIAL_INFO` (the issuer fields
+/// and the validity start are the issuer's to set, so they are not here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSpec {
+    /// `pwzFriendlyName`: the subject's friendly name.
+    pub friendly_name: String,
+    /// `pPublicKey`: the subject's public key, DER SubjectPublicKeyInfo; the subject peer
+    /// name must be a name of it.
+    pub public_key_der: Vec<u8>,
+    /// `pRoles`: the roles granted (at least one).
+    pub roles: Vec<Role>,
+    /// `ftValidityEnd`, seconds since the Unix epoch; `None` (a zero `FILETIME`): the
+    /// issuer's remaining lifetime.
+    pub not_after: Option<i64>,
 }

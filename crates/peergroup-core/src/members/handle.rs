@@ -13,23 +13,9 @@ use crate::records::record::{derive_id, Record};
 
 use super::duties::{MemberSettings, Publisher};
 use super::list::{build, newest_chains, Member};
+use crate::values::CredentialSpec;
 use super::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE};
 
-/// What `PeerGroupIssueCredentials` takes from a `PEER_CREDENTIAL_INFO` (the issuer fields
-/// and the validity start are the issuer's to set, so they are not here).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CredentialSpec {
-    /// `pwzFriendlyName`: the subject's friendly name.
-    pub friendly_name: String,
-    /// `pPublicKey`: the subject's public key, DER SubjectPublicKeyInfo; the subject peer
-    /// name must be a name of it.
-    pub public_key_der: Vec<u8>,
-    /// `pRoles`: the roles granted (at least one).
-    pub roles: Vec<Role>,
-    /// `ftValidityEnd`, seconds since the Unix epoch; `None` (a zero `FILETIME`): the
-    /// issuer's remaining lifetime.
-    pub not_after: Option<i64>,
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -32,8 +32,7 @@ use crate::machine::{GroupEvent, RecordChange};
 use crate::records::record::Record;
 use crate::records::view::is_reserved_type;
 
-#[cfg(feature = "net")]
-pub use handle::CredentialSpec;
+pub use crate::values::CredentialSpec;
 pub use list::{CredentialInfo, Member};
 
 /// The member data record type, `{03000000-0000-0000-0000-000000000000}` (reserved range).

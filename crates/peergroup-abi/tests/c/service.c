@@ -137,11 +137,18 @@ static ULONG neighbours(HGROUP g, char **peer) {
   return n;
 }
 
-/* Waits (bounded) until the group has `n` neighbour connections; returns the last count. */
+/* Waits (bounded) until the group has `n` neighbour connections; returns the last count
+ * (0xFFFF when the enumeration failed). Polls without counting checks, so the counts do not
+ * depend on timing. */
 static ULONG wait_neighbours(HGROUP g, ULONG n) {
-  ULONG seen = 0;
+  ULONG seen = 0xFFFF;
   for (int waited = 0; waited <= WAIT_MS; waited += 50) {
-    seen = neighbours(g, NULL);
+    HPEERENUM e = NULL;
+    seen = 0xFFFF;
+    if (PeerGroupEnumConnections(g, PEER_CONNECTION_NEIGHBOR, &e) == S_OK) {
+      if (PeerGetItemCount(e, &seen) != S_OK) seen = 0xFFFF;
+      PeerEndEnumeration(e);
+    }
     if (seen == n) break;
     sleep_ms(50);
   }
@@ -626,8 +633,10 @@ int main(void) {
 
     /* SIGTERM stops the service cleanly; it removes its socket. */
     int wstatus = 0;
+    long long term_at = now_ms();
     CHECK(kill(d, SIGTERM) == 0);
     CHECK(waitpid(d, &wstatus, 0) == d);
+    printf("service: peergroupd stopped %lld ms after SIGTERM\n", now_ms() - term_at);
     CHECK(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
     if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0)
       fprintf(stderr, "peergroupd ended with status 0x%x\n", wstatus);

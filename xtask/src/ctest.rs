@@ -44,11 +44,21 @@ pub fn run() -> Result<Summary> {
     if sources.is_empty() {
         println!("ctest: no C tests in crates/peergroup-abi/tests/c");
     } else {
-        run_command(&mut cargo(["build", "-p", "peergroup-abi"]))?;
+        run_command(&mut cargo([
+            "build",
+            "-p",
+            "peergroup-abi",
+            "-p",
+            "peergroupd",
+        ]))?;
         let target = target_dir()?;
         let archive = target.join("debug/libpeergroup.a");
         if !archive.is_file() {
             bail!("{} was not built", display_path(&archive));
+        }
+        let daemon = target.join("debug/peergroupd");
+        if !daemon.is_file() {
+            bail!("{} was not built", display_path(&daemon));
         }
         let out_dir = target.join("ctest");
         fs::create_dir_all(&out_dir)?;
@@ -56,7 +66,8 @@ pub fn run() -> Result<Summary> {
             let name = source.file_stem().expect("a .c file has a stem");
             let program = out_dir.join(name);
             let started = Instant::now();
-            let outcome = compile(source, &archive, &program).and_then(|()| execute(&program));
+            let outcome =
+                compile(source, &archive, &program).and_then(|()| execute(&program, &daemon));
             let secs = started.elapsed().as_secs_f64();
             let name = name.to_string_lossy();
             match outcome {
@@ -112,8 +123,9 @@ fn compile(source: &Path, archive: &Path, program: &Path) -> Result<()> {
     run_command(&mut command).context("compilation failed")
 }
 
-/// Runs one program with the sanitizers set to abort and a fresh, private `PEERGROUP_HOME`.
-fn execute(program: &Path) -> Result<()> {
+/// Runs one program with the sanitizers set to abort and a fresh, private `PEERGROUP_HOME`;
+/// `PEERGROUP_DAEMON` names the `peergroupd` binary for programs that start their own.
+fn execute(program: &Path, daemon: &Path) -> Result<()> {
     let home = tempfile::Builder::new()
         .prefix("peergroup-ctest-")
         .tempdir()
@@ -123,7 +135,8 @@ fn execute(program: &Path) -> Result<()> {
         .current_dir(workspace_root())
         .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
         .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
-        .env("PEERGROUP_HOME", home.path());
+        .env("PEERGROUP_HOME", home.path())
+        .env("PEERGROUP_DAEMON", daemon);
     println!("$ {}", describe(&command));
     let child = command
         .spawn()

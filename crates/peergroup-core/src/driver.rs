@@ -903,9 +903,28 @@ impl Driver {
     fn feed(&mut self, input: Input) {
         let now = self.now();
         self.machine.handle(now, input);
+        let mut events = Vec::new();
         while let Some(out) = self.machine.poll_output() {
-            self.output(out);
+            match out {
+                Output::Event(e) => {
+                    if let GroupEvent::StatusChanged(s) = e {
+                        let _ = self.status.send(s);
+                    }
+                    events.push(e);
+                }
+                other => self.output(other),
+            }
         }
+        self.refresh_neighbours();
+        // Published once the status and the neighbour list agree with them: a reader woken by
+        // an event (a C program on its eventfd) that asks at once sees the change already.
+        for e in events {
+            self.inner.events.publish_group_event(&e);
+            tracing::debug!(group = %self.inner.key.1, event = ?e, "group event");
+        }
+    }
+
+    fn refresh_neighbours(&self) {
         let snapshot: Vec<Neighbour> = self
             .machine
             .neighbours()
@@ -1014,13 +1033,9 @@ impl Driver {
                     }
                 }
             }
-            Output::Event(e) => {
-                if let GroupEvent::StatusChanged(s) = e {
-                    let _ = self.status.send(s);
-                }
-                self.inner.events.publish_group_event(&e);
-                tracing::debug!(group = %self.inner.key.1, event = ?e, "group event");
-            }
+            // `feed` takes events out and publishes them once the state they describe is
+            // visible; any other caller publishes at once.
+            Output::Event(e) => self.inner.events.publish_group_event(&e),
             Output::Persist(p) => {
                 if let Err(e) = self.persist(p) {
                     tracing::error!(group = %self.inner.key.1, error = %e, "storage write failed");

@@ -13,9 +13,8 @@ use crate::records::record::{derive_id, Record};
 
 use super::duties::{MemberSettings, Publisher};
 use super::list::{build, newest_chains, Member};
-use crate::values::CredentialSpec;
 use super::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE};
-
+use crate::values::CredentialSpec;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

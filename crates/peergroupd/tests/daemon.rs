@@ -97,11 +97,31 @@ async fn open_counts_span_sessions_and_a_dead_service_is_reported() {
     until_count(&s, 1).await;
     assert_eq!(hb.status().unwrap(), 0);
 
-    s.service.stop().unwrap();
-    // The service is gone: calls fail with PEER_E_SERVICE_NOT_AVAILABLE.
+    let Setup {
+        dir,
+        socket,
+        service,
+        key,
+    } = s;
+    service.stop().unwrap();
+    // The service is gone: calls fail with PEER_E_SERVICE_NOT_AVAILABLE, opening too.
     let err = hb.status().unwrap_err();
     assert!(matches!(err, CoreError::ServiceNotAvailable(_)), "{err}");
     assert_eq!(err.hresult(), hresult::PEER_E_SERVICE_NOT_AVAILABLE);
+    let err = b.open_group(Some(&key.0), &key.1).err().unwrap();
+    assert_eq!(err.hresult(), hresult::PEER_E_SERVICE_NOT_AVAILABLE);
+
+    // A restarted service is reached by the same instance's next open (a new session); the
+    // old handle stays invalid.
+    let listen = Some("127.0.0.1:0".parse().unwrap());
+    let again = Background::start(home(&dir), listen, socket, current_uid().unwrap()).unwrap();
+    let h = b.open_group(Some(&key.0), &key.1).unwrap();
+    assert_eq!(h.status().unwrap(), 0);
+    assert_eq!(again.daemon().open_count(&key), 1);
+    assert!(hb.status().is_err());
+    h.close().await.unwrap();
+    drop(hb);
+    again.stop().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ pub(crate) mod remote;
 mod session;
 
 #[cfg(feature = "net")]
-pub use session::{answers, default_socket_path, read_frame, Session, SessionConfig};
+pub use session::{default_socket_path, read_frame, Session, SessionConfig};
 
 /// The socket's file name inside the service directory.
 pub const SOCKET_NAME: &str = "peergroupd.sock";

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -416,9 +416,4 @@ fn exchange(
 /// The error for an answer of the wrong kind.
 pub fn unexpected(r: &Response) -> CoreError {
     CoreError::ServiceMessage(format!("unexpected answer {r:?}"))
-}
-
-/// Whether `path` is a socket something answers on.
-pub fn answers(path: &Path) -> bool {
-    UnixStream::connect(path).is_ok()
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::MAX_DATA_LEN;
 use crate::error::{CoreError, Result};
-use crate::events::{EventItem, EventKind, Registration};
+use crate::events::{EventItem, Registration};
 use crate::identity::gmc::Role;
 use crate::identity::hresult::HRESULT;
 use crate::members::{CredentialSpec, Member};
@@ -681,14 +681,6 @@ impl From<&WireLimits> for crate::transport::Limits {
             accept_backlog: w.accept_backlog as usize,
         }
     }
-}
-
-/// Every event kind a subscription's registrations name, each once.
-pub fn kinds_of(registrations: &[Registration]) -> Vec<EventKind> {
-    let mut kinds: Vec<EventKind> = registrations.iter().map(|r| r.kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! `peergroup status GROUP`: a group's status as this home sees it — status bits, neighbours,
 //! listen addresses and record count.
 //!
-//! The command is one process, so it brings the group online (`PeerGroupConnect`) and waits
-//! until it has a neighbour or `--wait` seconds pass, then reports and closes; `--offline`
-//! reports without connecting.
+//! The command brings the group online (`PeerGroupConnect`) and waits until it has a
+//! neighbour or `--wait` seconds pass, then reports and closes; `--offline` reports without
+//! connecting. It says who runs the group: `peergroupd` (then other processes' handles keep it
+//! online after this one closes) or this process.
 
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,7 @@ pub fn status(
                     "listen": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "neighbours": ns,
                     "records": records,
+                    "service": pg.is_service(),
                 })
             );
         } else {
@@ -124,6 +126,12 @@ pub fn status(
                 Some(n) => println!("records:    {n}"),
                 None => println!("records:    (not synchronised yet)"),
             }
+            let runner = if pg.is_service() {
+                "peergroupd"
+            } else {
+                "this process"
+            };
+            println!("run by:     {runner}");
         }
         Ok(())
     })

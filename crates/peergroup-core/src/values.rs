@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::gmc::Role;
 
-/// Where a database export or import is ([`GroupHandle::export_database_with`],
-/// [`GroupHandle::import_database_with`]), for a progress bar.
+/// Where a database export or import is (`GroupHandle::export_database_with`,
+/// `GroupHandle::import_database_with`), for a progress bar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseProgress {
     /// The stage it is in.
@@ -47,7 +47,7 @@ pub struct NewRecord {
     pub data: Vec<u8>,
 }
 
-/// A neighbour connection, as [`crate::GroupHandle::neighbours`] reports it.
+/// A neighbour connection, as `GroupHandle::neighbours` reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neighbour {
     /// The transport's connection id (`ullConnectionId`).
@@ -66,7 +66,7 @@ pub struct Neighbour {
 /// (`PEER_CONNECTION_INFO`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionInfo {
-    /// [`PEER_CONNECTION_NEIGHBOR`] or [`PEER_CONNECTION_DIRECT`].
+    /// `PEER_CONNECTION_NEIGHBOR` or `PEER_CONNECTION_DIRECT` (`direct`'s constants).
     pub flags: u32,
     /// `ullConnectionId`.
     pub connection_id: u64,

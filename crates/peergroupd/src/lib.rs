@@ -7,7 +7,7 @@
 //! [`Peergroup`] (identity store, transport node, open groups).
 //!
 //! Each client process is one session (see `peergroup_core::service::proto`): its handles,
-//! subscriptions and password holds live in [`session`], and every client handle is a handle
+//! subscriptions and password holds live in `session`, and every client handle is a handle
 //! of the daemon's in-process instance for the client's data directory, so the group layer
 //! counts handles across all processes and runs the layered close when the last one closes
 //! (a `Close`, or the client's connections all ending: it exited or died). Requests are

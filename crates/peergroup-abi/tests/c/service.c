@@ -366,7 +366,8 @@ done:
 static char g_identity[256], g_group[256];
 
 /* B: opens the group, connects; reports its counts before it is killed. */
-static int client_b(int in, int out, const char *home) {
+/* Starts the library through the service and opens the parent's group (NULL on failure). */
+static HGROUP open_shared(const char *home) {
   PEER_VERSION_DATA v;
   HGROUP g = NULL;
 
@@ -376,6 +377,11 @@ static int client_b(int in, int out, const char *home) {
   CHECK_HR(PeerGroupOpen(identity, group, NULL, &g), S_OK);
   free(identity);
   free(group);
+  return g;
+}
+
+static int client_b(int in, int out, const char *home) {
+  HGROUP g = open_shared(home);
   if (g) {
     CHECK_HR(PeerGroupConnect(g), S_OK);
     CHECK(has_connections(wait_status(g, has_connections)));
@@ -398,15 +404,7 @@ static int client_b(int in, int out, const char *home) {
 
 /* C: opens the group after B died and connects again (to the invitation's address). */
 static int client_c(int in, int out, const char *home) {
-  PEER_VERSION_DATA v;
-  HGROUP g = NULL;
-
-  client_env(home);
-  CHECK_HR(PeerGroupStartup(PEER_GROUP_VERSION, &v), S_OK);
-  WCHAR *identity = widen(g_identity), *group = widen(g_group);
-  CHECK_HR(PeerGroupOpen(identity, group, NULL, &g), S_OK);
-  free(identity);
-  free(group);
+  HGROUP g = open_shared(home);
   if (g) {
     DWORD status = 0xFF;
     CHECK_HR(PeerGroupGetStatus(g, &status), S_OK);

@@ -2,7 +2,7 @@
 //! storage when it runs (see `docs/service.md`).
 //!
 //! [`proto`] is the wire format (always built: the fuzz crate decodes it without the `net`
-//! feature); [`Session`] is one process's conversation with the service and [`remote`] the
+//! feature); [`Session`] is one process's conversation with the service and `remote` the
 //! group calls made through it (feature `net`). `Peergroup` chooses between the service and
 //! the in-process node ([`Mode`]).
 

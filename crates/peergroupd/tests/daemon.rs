@@ -152,3 +152,56 @@ async fn no_service_is_service_not_available() {
         "{err}"
     );
 }
+
+/// Whether UDP `port` on loopback can be bound (nobody holds it).
+fn udp_free(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_session_of_a_directory_releases_its_port() {
+    let s = setup(current_uid().unwrap()).await;
+    // A data directory of its own (not the daemon's), listening on a fixed port.
+    let other = tempfile::tempdir().unwrap();
+    let store = IdentityStore::open(other.path()).unwrap();
+    let me = store.create(Some("o"), Some("o"), None).unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let pg =
+        Peergroup::through_service(store, listen, Default::default(), s.socket.clone()).unwrap();
+    let g = pg
+        .create_group(GroupProperties {
+            classifier: "port".into(),
+            creator_peer_name: me.to_string(),
+            ..Default::default()
+        })
+        .unwrap();
+    g.connect().await.unwrap();
+    g.wait_status(peergroup_core::machine::STATUS_LISTENING, BOUND)
+        .await
+        .unwrap();
+    assert_eq!(
+        pg.local_addr().await,
+        listen,
+        "the service's node took the port"
+    );
+    assert!(!udp_free(port));
+
+    // The process closes its group (the last handle anywhere: the node closes and the port
+    // is released) and goes away (its session ends).
+    g.close().await.unwrap();
+    drop(pg);
+    let deadline = Instant::now() + BOUND;
+    while !udp_free(port) {
+        assert!(Instant::now() < deadline, "port {port} still held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while s.service.daemon().session_count() != 0 {
+        assert!(Instant::now() < deadline, "the session never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

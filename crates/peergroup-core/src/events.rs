@@ -429,6 +429,8 @@ impl Subscriber {
 struct HubState {
     subscribers: Vec<Arc<Subscriber>>,
     closed: bool,
+    /// Called once when the last subscription leaves an open hub.
+    on_empty: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// A group's event fan-out. Publishing never blocks and never grows memory without bound.
@@ -533,6 +535,12 @@ impl EventHub {
         }
     }
 
+    /// Calls `f` once, when the last subscription is dropped or closed while the hub is open
+    /// (a service session then tells the service to stop sending).
+    pub fn on_last_unsubscribe(&self, f: impl FnOnce() + Send + 'static) {
+        lock(&self.state).on_empty = Some(Box::new(f));
+    }
+
     /// How many subscriptions are live.
     pub fn subscriber_count(&self) -> usize {
         lock(&self.state).subscribers.len()
@@ -605,9 +613,18 @@ impl EventSubscription {
     /// its group closes. (The C ABI does this when the `HGROUP` it was made through closes.)
     pub fn close(&self) {
         if let Some(hub) = self.hub.upgrade() {
-            lock(&hub)
-                .subscribers
-                .retain(|s| !Arc::ptr_eq(s, &self.sub));
+            let emptied = {
+                let mut st = lock(&hub);
+                st.subscribers.retain(|s| !Arc::ptr_eq(s, &self.sub));
+                if st.subscribers.is_empty() && !st.closed {
+                    st.on_empty.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(f) = emptied {
+                f();
+            }
         }
         self.sub.close().into_iter().for_each(Waker::wake);
     }
@@ -955,5 +972,33 @@ mod tests {
         for n in 0..10 {
             hub.publish_waiting(&data(n, 1)).await;
         }
+    }
+
+    #[test]
+    fn the_last_unsubscribe_of_an_open_hub_is_told_once() {
+        let hub = EventHub::new();
+        let told = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t = told.clone();
+        hub.on_last_unsubscribe(move || {
+            t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let a = hub.subscribe(EventFilter::all(), 8, None);
+        let b = hub.subscribe(EventFilter::all(), 8, None);
+        drop(a);
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 0);
+        b.close();
+        drop(b);
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // A closed hub (its group ended) tells nobody.
+        let hub = EventHub::new();
+        let t = told.clone();
+        hub.on_last_unsubscribe(move || {
+            t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let c = hub.subscribe(EventFilter::all(), 8, None);
+        hub.close();
+        drop(c);
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -229,6 +229,12 @@ impl Daemon {
             .sum()
     }
 
+    /// How many event subscriptions the daemon forwards, over all sessions.
+    pub fn subscription_count(&self) -> usize {
+        let sessions: Vec<Arc<Session>> = lock(&self.state.sessions).values().cloned().collect();
+        sessions.iter().map(|s| s.subscription_count()).sum()
+    }
+
     /// How many client sessions (processes) are connected.
     pub fn session_count(&self) -> usize {
         lock(&self.state.sessions).len()

@@ -233,6 +233,10 @@ impl Session {
         Ok(())
     }
 
+    pub(crate) fn subscription_count(&self) -> usize {
+        lock(&self.subs).len()
+    }
+
     pub(crate) fn unsubscribe(&self, id: u64) -> Result<(), CoreError> {
         let sub = lock(&self.subs)
             .remove(&id)

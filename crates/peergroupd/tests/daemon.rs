@@ -79,6 +79,12 @@ async fn open_counts_span_sessions_and_a_dead_service_is_reported() {
     ha1.close().await.unwrap();
     assert_eq!(s.service.daemon().open_count(&s.key), 2);
 
+    // A subscription is forwarded by the daemon until the client drops it.
+    let sub = hb.subscribe(peergroup_core::EventFilter::all()).unwrap();
+    assert_eq!(s.service.daemon().subscription_count(), 1);
+    drop(sub);
+    assert_eq!(s.service.daemon().subscription_count(), 0);
+
     // A record over the size limit is refused with the in-process error; the session and
     // its handles survive.
     let huge = NewRecord {

@@ -265,6 +265,15 @@ impl Session {
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
         let hub = EventHub::new();
         let sub = hub.subscribe(filter.clone(), capacity, notifier);
+        // Dropping (or closing) the subscription stops the service's forwarding at once.
+        let weak = Arc::downgrade(self);
+        hub.on_last_unsubscribe(move || {
+            if let Some(session) = weak.upgrade() {
+                if lock(&session.subs).remove(&id).is_some() && !session.is_dead() {
+                    let _ = session.call(Request::Unsubscribe(id));
+                }
+            }
+        });
         // Registered before the request, so no event of it can arrive unrouted.
         lock(&self.subs).insert(id, Sub { hub });
         let request = Request::Subscribe {
@@ -328,18 +337,9 @@ fn read_events(
         };
         match frame {
             ServerFrame::Event { subscription, item } => {
+                // None once unsubscribed here (the service stops soon after).
                 let hub = lock(&subs).get(&subscription).map(|s| s.hub.clone());
                 let Some(hub) = hub else { continue };
-                if hub.subscriber_count() == 0 {
-                    // Nobody reads it any more: the service may stop sending it.
-                    lock(&subs).remove(&subscription);
-                    if let Some(s) = session.upgrade() {
-                        std::thread::spawn(move || {
-                            let _ = s.call(Request::Unsubscribe(subscription));
-                        });
-                    }
-                    continue;
-                }
                 match item {
                     EventItem::Event(e @ Event::IncomingData { .. }) => {
                         block_on(hub.publish_waiting(&e))

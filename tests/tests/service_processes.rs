@@ -500,3 +500,51 @@ fn events_reach_every_subscribed_process() {
     b.finish_success();
     service.kill();
 }
+
+/// Data a remote member sends on its neighbour connection reaches both processes that
+/// registered for incoming data, through the one connection they share.
+#[test]
+fn data_reaches_every_registered_process() {
+    let d = dirs();
+    let remote_home = tempfile::tempdir().unwrap();
+    let mut remote = pg_peer("remote", remote_home.path());
+    remote.call(json!({"cmd": "identity", "classifier": "remote"}));
+    let group = remote.call(json!({"cmd": "create"}))["group"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    remote.call(json!({"cmd": "connect"}));
+    let listening = remote.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
+    let remote_addr = listening["listen"][0].as_str().unwrap().to_owned();
+    let mut setup = pg_peer("setup", &d.home);
+    let me = setup.call(json!({"cmd": "identity", "classifier": "svc"}));
+    let identity = me["peer_name"].as_str().unwrap().to_owned();
+    let invitation = remote.call(json!({"cmd": "invite", "xml": me["xml"]}))["invitation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    setup.call(json!({"cmd": "join", "invitation": invitation}));
+    setup.finish_success();
+    let _service = daemon(&d.home, &d.socket);
+
+    let mut a = client("client A", &d);
+    let mut b = client("client B", &d);
+    let ha = open(&mut a, &identity, &group);
+    let hb = open(&mut b, &identity, &group);
+    a.call(json!({"cmd": "subscribe", "handle": ha}));
+    b.call(json!({"cmd": "subscribe", "handle": hb}));
+    a.call(json!({"cmd": "connect", "handle": ha, "addrs": [remote_addr]}));
+    wait_connected(&mut a, ha, "A");
+    remote_neighbours(&mut remote, 1);
+
+    let sent = remote.call(json!({"cmd": "send", "text": "to both processes"}));
+    assert_eq!(sent["sent"], 1, "{sent}");
+    // PEER_GROUP_EVENT_INCOMING_DATA is 6.
+    for p in [&mut a, &mut b] {
+        let ev = p.call(json!({"cmd": "event", "kind": 6, "timeout_ms": 20_000}));
+        assert_eq!(ev["text"], "to both processes", "{}: {ev}", p.label);
+    }
+    a.finish_success();
+    b.finish_success();
+    remote.finish_success();
+}

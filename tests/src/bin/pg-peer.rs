@@ -20,6 +20,7 @@
 //! {"cmd":"add","text":"…"}              -> {"ok":true,"id":"<32 hex>"}
 //! {"cmd":"records"}                      -> {"ok":true,"count":N,"digest":"<64 hex>",
 //!                                            "ids":["<32 hex>",…]}
+//! {"cmd":"send","text":"…"}              -> {"ok":true,"sent":N}   (to every neighbour)
 //! {"cmd":"close"}                        -> {"ok":true}
 //! ```
 //!
@@ -249,6 +250,17 @@ impl Peer {
                     "digest": records_digest(&records),
                     "ids": ids,
                 }))
+            }
+            "send" => {
+                let text = str_arg(req, "text")?;
+                let group = self.group()?;
+                let neighbours = group.neighbours()?;
+                for n in &neighbours {
+                    group
+                        .send_data(n.connection_id, &TEST_RECORD_TYPE, text.as_bytes())
+                        .await?;
+                }
+                Ok(json!({ "ok": true, "sent": neighbours.len() }))
             }
             "close" => {
                 let group = self.group.take().ok_or_else(|| usage("no group"))?;

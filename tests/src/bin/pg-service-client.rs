@@ -25,7 +25,7 @@
 //! order. `subscribe` registers for every event kind; `event` reads the subscriptions' events
 //! (oldest subscription first) until one of kind `K` (a `PEER_GROUP_EVENT_TYPE` number)
 //! arrives, or answers `{"ok":false,"error":"timeout"}` after `timeout_ms`; `id` is the record
-//! id of a record change, else absent. End of input exits 0 (the service closes the handles).
+//! id of a record change, `text` the data of incoming data (as UTF-8), else absent. End of input exits 0 (the service closes the handles).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -208,6 +208,11 @@ impl Session {
                     Ok(Some(Event::RecordChanged { id, .. })) => {
                         Ok(json!({ "ok": true, "kind": kind, "id": hex(&id) }))
                     }
+                    Ok(Some(Event::IncomingData { data, .. })) => Ok(json!({
+                        "ok": true,
+                        "kind": kind,
+                        "text": String::from_utf8_lossy(&data),
+                    })),
                     Ok(Some(_)) => Ok(json!({ "ok": true, "kind": kind })),
                 }
             }

@@ -34,6 +34,11 @@ macro_rules! answer {
     };
 }
 
+/// The longest a close waits for the service's answer. The service bounds its side: the
+/// close waits for the handle's calls in flight (a status wait at most 60 s) and then runs
+/// the layered close, whose steps time out in seconds; no answer by then means it is wedged.
+const CLOSE_BOUND: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// Runs a blocking call from async code: on tokio's blocking pool inside a runtime, else here.
 async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::runtime::Handle::try_current() {
@@ -318,7 +323,10 @@ impl RemoteGroup {
         let session = self.session.clone();
         let handle = self.handle;
         // Its subscriptions end when the service says `Ended`, after the group's last events.
-        off_runtime(move || answer!(session.call(Request::Close(handle)), Response::Ok => ())).await
+        off_runtime(move || {
+            answer!(session.call_bounded(Request::Close(handle), CLOSE_BOUND), Response::Ok => ())
+        })
+        .await
     }
 
     pub(crate) fn add_records(&self, batch: Vec<NewRecord>) -> Result<Vec<[u8; 16]>> {
@@ -543,7 +551,9 @@ impl Drop for RemoteGroup {
     fn drop(&mut self) {
         // Fallback only: `close` is the way. The service counts this handle out.
         if !self.closed.swap(true, Ordering::Relaxed) {
-            let _ = self.session.call(Request::Close(self.handle));
+            let _ = self
+                .session
+                .call_bounded(Request::Close(self.handle), CLOSE_BOUND);
         }
     }
 }

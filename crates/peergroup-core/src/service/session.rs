@@ -221,7 +221,23 @@ impl Session {
     pub fn call_with(
         &self,
         request: Request,
+        part: impl FnMut(Response) -> Result<()>,
+    ) -> Result<Response> {
+        self.exchange_on_pool(request, part, None)
+    }
+
+    /// [`Session::call`] that gives up after `bound` without an answer: the service is then
+    /// taken for gone (`PEER_E_SERVICE_NOT_AVAILABLE`). For closes, which the service bounds
+    /// itself.
+    pub fn call_bounded(&self, request: Request, bound: std::time::Duration) -> Result<Response> {
+        self.exchange_on_pool(request, |r| Err(unexpected(&r)), Some(bound))
+    }
+
+    fn exchange_on_pool(
+        &self,
+        request: Request,
         mut part: impl FnMut(Response) -> Result<()>,
+        bound: Option<std::time::Duration>,
     ) -> Result<Response> {
         if self.is_dead() {
             return Err(gone("the service went away"));
@@ -232,9 +248,13 @@ impl Session {
             None => self.attach().inspect_err(|_| self.mark_dead())?,
         };
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        conn.set_read_timeout(bound).map_err(gone)?;
         match exchange(&mut conn, id, request, &mut part) {
             // Answered (a result or a failure): the connection is in step, keep it.
             Ok(answer) => {
+                if bound.is_some() {
+                    conn.set_read_timeout(None).map_err(gone)?;
+                }
                 lock(&self.idle).push(conn);
                 answer
             }

@@ -172,10 +172,7 @@ async fn call(session: &Arc<Session>, request: Request) -> Result<Response> {
             let (i, g) = pg.import_config(&xml, &password, overwrite)?;
             Response::Names(i.to_string(), g.to_string())
         }
-        Request::Close(n) => {
-            session.close_handle(n).await?;
-            Response::Ok
-        }
+        Request::Close(n) => Response::Ended(session.close_handle(n).await?),
         Request::Unsubscribe(id) => {
             session.unsubscribe(id)?;
             Response::Ok

@@ -129,8 +129,9 @@ impl Session {
             .map_err(|_| CoreError::InvalidGroup)
     }
 
-    /// Closes handle `n` (the group's layered close when it was the last anywhere).
-    pub(crate) async fn close_handle(&self, n: u64) -> Result<(), CoreError> {
+    /// Closes handle `n` (the group's layered close when it was the last anywhere); the ids
+    /// of the subscriptions that ended with it.
+    pub(crate) async fn close_handle(&self, n: u64) -> Result<Vec<u64>, CoreError> {
         let entry = lock(&self.handles)
             .remove(&n)
             .ok_or(CoreError::InvalidGroup)?;
@@ -145,16 +146,18 @@ impl Session {
             }
             None => Err(CoreError::InvalidGroup),
         };
-        if self.count_handles(&entry.key) == 0 {
-            self.end_subscriptions_of(&entry.key).await;
-        }
-        closed
+        let ended = if self.count_handles(&entry.key) == 0 {
+            self.end_subscriptions_of(&entry.key).await
+        } else {
+            Vec::new()
+        };
+        closed.map(|()| ended)
     }
 
     /// Ends this session's subscriptions to the group `key`, which it no longer holds. If
     /// the group closed for good, each forwarder delivers the group's last events and ends by
     /// itself (bounded); else it is stopped. Either way the client is told `Ended`.
-    async fn end_subscriptions_of(&self, key: &GroupKey) {
+    async fn end_subscriptions_of(&self, key: &GroupKey) -> Vec<u64> {
         let still_open = self.pg.as_local().is_some_and(|l| l.is_open(key));
         let ended: Vec<(u64, SubEntry)> = {
             let mut subs = lock(&self.subs);
@@ -167,6 +170,7 @@ impl Session {
                 .filter_map(|id| subs.remove(&id).map(|s| (id, s)))
                 .collect()
         };
+        let ids = ended.iter().map(|(id, _)| *id).collect();
         for (id, mut sub) in ended {
             if !still_open
                 && tokio::time::timeout(DRAIN_BOUND, &mut sub.task)
@@ -180,6 +184,7 @@ impl Session {
             self.send_event(&ServerFrame::Ended { subscription: id })
                 .await;
         }
+        ids
     }
 
     async fn send_event(&self, frame: &ServerFrame) -> bool {

@@ -323,10 +323,7 @@ impl RemoteGroup {
         let session = self.session.clone();
         let handle = self.handle;
         // Its subscriptions end when the service says `Ended`, after the group's last events.
-        off_runtime(move || {
-            answer!(session.call_bounded(Request::Close(handle), CLOSE_BOUND), Response::Ok => ())
-        })
-        .await
+        off_runtime(move || session.close_handle(handle, CLOSE_BOUND)).await
     }
 
     pub(crate) fn add_records(&self, batch: Vec<NewRecord>) -> Result<Vec<[u8; 16]>> {
@@ -551,9 +548,7 @@ impl Drop for RemoteGroup {
     fn drop(&mut self) {
         // Fallback only: `close` is the way. The service counts this handle out.
         if !self.closed.swap(true, Ordering::Relaxed) {
-            let _ = self
-                .session
-                .call_bounded(Request::Close(self.handle), CLOSE_BOUND);
+            let _ = self.session.close_handle(self.handle, CLOSE_BOUND);
         }
     }
 }

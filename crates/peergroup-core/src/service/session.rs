@@ -140,6 +140,17 @@ pub struct SessionConfig {
     pub limits: WireLimits,
 }
 
+/// The session's subscriptions, shared with the event thread, which signals `ended` each
+/// time it ends some (so a close can wait for its subscriptions' last events).
+#[derive(Default)]
+struct Subs {
+    map: Mutex<HashMap<u64, Sub>>,
+    ended: std::sync::Condvar,
+}
+
+/// How long a close waits for the event thread to deliver its subscriptions' last events.
+const ENDED_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One subscription's local end: the hub its events are published into.
 struct Sub {
     hub: EventHub,
@@ -153,7 +164,7 @@ pub struct Session {
     idle: Mutex<Vec<UnixStream>>,
     next_request: AtomicU32,
     next_subscription: AtomicU64,
-    subs: Arc<Mutex<HashMap<u64, Sub>>>,
+    subs: Arc<Subs>,
     /// The event connection (a clone of the reader thread's), once a subscription asked for
     /// it; shut down when the session is dropped, which ends the thread.
     events: Mutex<Option<UnixStream>>,
@@ -188,7 +199,7 @@ impl Session {
             idle: Mutex::new(vec![conn]),
             next_request: AtomicU32::new(1),
             next_subscription: AtomicU64::new(1),
-            subs: Arc::new(Mutex::new(HashMap::new())),
+            subs: Arc::new(Subs::default()),
             events: Mutex::new(None),
             dead: Arc::new(AtomicBool::new(false)),
         }))
@@ -289,13 +300,13 @@ impl Session {
         let weak = Arc::downgrade(self);
         hub.on_last_unsubscribe(move || {
             if let Some(session) = weak.upgrade() {
-                if lock(&session.subs).remove(&id).is_some() && !session.is_dead() {
+                if lock(&session.subs.map).remove(&id).is_some() && !session.is_dead() {
                     let _ = session.call(Request::Unsubscribe(id));
                 }
             }
         });
         // Registered before the request, so no event of it can arrive unrouted.
-        lock(&self.subs).insert(id, Sub { hub });
+        lock(&self.subs.map).insert(id, Sub { hub });
         let request = Request::Subscribe {
             handle,
             id,
@@ -305,14 +316,38 @@ impl Session {
         match self.call(request) {
             Ok(Response::Ok) => Ok(sub),
             Ok(other) => {
-                lock(&self.subs).remove(&id);
+                lock(&self.subs.map).remove(&id);
                 Err(unexpected(&other))
             }
             Err(e) => {
-                lock(&self.subs).remove(&id);
+                lock(&self.subs.map).remove(&id);
                 Err(e)
             }
         }
+    }
+
+    /// Closes `handle` in the service; when that ended subscriptions of this session (it
+    /// held the group no more), waits (bounded) until the event thread has delivered their
+    /// last events and ended them here, so they read as ended when this returns.
+    pub fn close_handle(&self, handle: u64, bound: std::time::Duration) -> Result<()> {
+        let ended = match self.call_bounded(Request::Close(handle), bound)? {
+            Response::Ended(ids) => ids,
+            other => return Err(unexpected(&other)),
+        };
+        let deadline = std::time::Instant::now() + ENDED_BOUND;
+        let mut map = lock(&self.subs.map);
+        while ended.iter().any(|id| map.contains_key(id)) && !self.is_dead() {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
+            map = self
+                .subs
+                .ended
+                .wait_timeout(map, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
     }
 
     /// Opens the event connection and its reader thread, once.
@@ -343,7 +378,7 @@ impl Session {
 /// back-pressure for incoming data (as in-process), until the service goes away.
 fn read_events(
     mut conn: UnixStream,
-    subs: Arc<Mutex<HashMap<u64, Sub>>>,
+    subs: Arc<Subs>,
     dead: Arc<AtomicBool>,
     session: std::sync::Weak<Session>,
 ) {
@@ -358,7 +393,7 @@ fn read_events(
         match frame {
             ServerFrame::Event { subscription, item } => {
                 // None once unsubscribed here (the service stops soon after).
-                let hub = lock(&subs).get(&subscription).map(|s| s.hub.clone());
+                let hub = lock(&subs.map).get(&subscription).map(|s| s.hub.clone());
                 let Some(hub) = hub else { continue };
                 match item {
                     EventItem::Event(e @ Event::IncomingData { .. }) => {
@@ -369,9 +404,11 @@ fn read_events(
                 }
             }
             ServerFrame::Ended { subscription } => {
-                if let Some(s) = lock(&subs).remove(&subscription) {
+                let ended = lock(&subs.map).remove(&subscription);
+                if let Some(s) = ended {
                     s.hub.close();
                 }
+                subs.ended.notify_all();
             }
             ServerFrame::Response { .. } => {}
         }
@@ -380,8 +417,9 @@ fn read_events(
     if session.upgrade().is_some() {
         dead.store(true, Ordering::Relaxed);
     }
-    let all: Vec<Sub> = lock(&subs).drain().map(|(_, s)| s).collect();
+    let all: Vec<Sub> = lock(&subs.map).drain().map(|(_, s)| s).collect();
     all.iter().for_each(|s| s.hub.close());
+    subs.ended.notify_all();
 }
 
 impl Drop for Session {

@@ -134,7 +134,7 @@ pub enum Request {
         /// `fOverwrite`.
         overwrite: bool,
     },
-    /// `PeerGroupClose` of one handle → [`Response::Ok`].
+    /// `PeerGroupClose` of one handle → [`Response::Ended`].
     Close(Handle),
     /// The member's roles → [`Response::Roles`].
     Roles(Handle),
@@ -513,6 +513,9 @@ pub enum Response {
     Members(Vec<Member>),
     /// Connections.
     Connections(Vec<ConnectionInfo>),
+    /// The answer to `Close`: the session's subscriptions the close ended (it held the group
+    /// no more); their last events and `Ended` were sent on the event connection first.
+    Ended(Vec<u64>),
     /// The request failed.
     Error(WireError),
 }

@@ -140,12 +140,12 @@ fn wait_connected(c: &mut Proc, handle: u64, who: &str) {
     );
 }
 
-#[test]
-fn closing_in_one_process_keeps_the_group_for_the_other() {
-    let d = dirs();
+/// A remote member (in-process `pg-peer`, home of its own) that created a group and listens,
+/// and an identity in the service's home that joined it (offline: the invitation is stored,
+/// nothing is sent). Returns the remote's home (first, so it outlives the process), the
+/// remote, its address, the identity and the group.
+fn remote_and_member(d: &Dirs) -> (tempfile::TempDir, Proc, String, String, String) {
     let remote_home = tempfile::tempdir().unwrap();
-
-    // The remote member creates the group and listens.
     let mut remote = pg_peer("remote", remote_home.path());
     remote.call(json!({"cmd": "identity", "classifier": "remote"}));
     let group = remote.call(json!({"cmd": "create"}))["group"]
@@ -155,8 +155,6 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
     remote.call(json!({"cmd": "connect"}));
     let listening = remote.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
     let remote_addr = listening["listen"][0].as_str().unwrap().to_owned();
-
-    // The service's identity joins (offline: the invitation is stored, nothing is sent).
     let mut setup = pg_peer("setup", &d.home);
     let me = setup.call(json!({"cmd": "identity", "classifier": "svc"}));
     let identity = me["peer_name"].as_str().unwrap().to_owned();
@@ -166,7 +164,13 @@ fn closing_in_one_process_keeps_the_group_for_the_other() {
         .to_owned();
     setup.call(json!({"cmd": "join", "invitation": invitation}));
     setup.finish_success();
+    (remote_home, remote, remote_addr, identity, group)
+}
 
+#[test]
+fn closing_in_one_process_keeps_the_group_for_the_other() {
+    let d = dirs();
+    let (_remote_home, mut remote, remote_addr, identity, group) = remote_and_member(&d);
     let _service = daemon(&d.home, &d.socket);
 
     // Two processes open the group; both connect.
@@ -506,25 +510,7 @@ fn events_reach_every_subscribed_process() {
 #[test]
 fn data_reaches_every_registered_process() {
     let d = dirs();
-    let remote_home = tempfile::tempdir().unwrap();
-    let mut remote = pg_peer("remote", remote_home.path());
-    remote.call(json!({"cmd": "identity", "classifier": "remote"}));
-    let group = remote.call(json!({"cmd": "create"}))["group"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    remote.call(json!({"cmd": "connect"}));
-    let listening = remote.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
-    let remote_addr = listening["listen"][0].as_str().unwrap().to_owned();
-    let mut setup = pg_peer("setup", &d.home);
-    let me = setup.call(json!({"cmd": "identity", "classifier": "svc"}));
-    let identity = me["peer_name"].as_str().unwrap().to_owned();
-    let invitation = remote.call(json!({"cmd": "invite", "xml": me["xml"]}))["invitation"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    setup.call(json!({"cmd": "join", "invitation": invitation}));
-    setup.finish_success();
+    let (_remote_home, mut remote, remote_addr, identity, group) = remote_and_member(&d);
     let _service = daemon(&d.home, &d.socket);
 
     let mut a = client("client A", &d);

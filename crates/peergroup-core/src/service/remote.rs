@@ -196,7 +196,6 @@ pub(crate) struct RemoteGroup {
 /// A password-authentication hold the service keeps for this process.
 pub(crate) struct RemoteHold {
     session: Arc<Session>,
-    handle: u64,
     id: u64,
 }
 
@@ -450,19 +449,17 @@ impl RemoteGroup {
         let id = answer!(self.call(request), Response::U64(id) => id)?;
         Ok(RemoteHold {
             session: self.session.clone(),
-            handle: self.handle,
             id,
         })
     }
 
     pub(crate) fn resume_password_authentication(&self, hold: &RemoteHold) -> Result<()> {
-        if !Arc::ptr_eq(&hold.session, &self.session) || hold.handle != self.handle {
-            // Another handle's hold may still be of the same group: the service decides.
-            if !Arc::ptr_eq(&hold.session, &self.session) {
-                return Err(CoreError::InvalidRegistration(
-                    "the registration is not of this group".into(),
-                ));
-            }
+        // A hold of another session is not this group's; within the session the service
+        // checks the group (another handle's hold may be of the same group).
+        if !Arc::ptr_eq(&hold.session, &self.session) {
+            return Err(CoreError::InvalidRegistration(
+                "the registration is not of this group".into(),
+            ));
         }
         let request = Request::ResumePasswordAuthentication(self.handle, hold.id);
         answer!(self.call(request), Response::Ok => ())

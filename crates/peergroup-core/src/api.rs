@@ -288,14 +288,6 @@ impl GroupHandle {
         }
     }
 
-    /// The in-process handle, when this is one.
-    pub fn as_local(&self) -> Option<&LocalGroup> {
-        match &self.imp {
-            HandleImp::Local(h) => Some(h),
-            HandleImp::Remote(_) => None,
-        }
-    }
-
     /// The group's peer name.
     pub fn group_name(&self) -> &PeerName {
         each!(self, h => h.group_name())

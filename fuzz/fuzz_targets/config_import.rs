@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::config_export::{parse_envelope, GroupConfig};
+use peergroup_proto::config_export::{parse_envelope, GroupConfig};
 use peergroup_identity::export::SealedExport;
 use peergroup_identity::PeerName;
 

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::data::{
+use peergroup_proto::data::{
     decode_direct_hello, Reassembler, KIND_DATA, KIND_DIRECT_HELLO, MAX_DATA_LEN,
 };
 

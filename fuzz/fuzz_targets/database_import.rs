@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::records::dbfile;
+use peergroup_proto::records::dbfile;
 use ring::digest::{digest, SHA256};
 
 fn check(bytes: &[u8]) {

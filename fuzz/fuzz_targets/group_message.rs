@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::wire::Message;
+use peergroup_proto::wire::Message;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, payload)) = data.split_first() else {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::members::{Presence, MAX_PRESENCE_ADDRS};
+use peergroup_proto::members::{Presence, MAX_PRESENCE_ADDRS};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = Presence::decode(data) {

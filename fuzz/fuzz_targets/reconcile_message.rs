@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::reconcile::{ItemKey, Reconciler};
+use peergroup_proto::reconcile::{ItemKey, Reconciler};
 
 fn items() -> Vec<ItemKey> {
     (0u32..300)

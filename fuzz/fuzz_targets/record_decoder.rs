@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::records::record::Record;
+use peergroup_proto::records::record::Record;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = Record::decode(data) {

@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::identity::gmc::{GroupRoot, GroupRootCertificate};
-use peergroup_core::machine::{Config, Group, Input};
-use peergroup_core::reconcile::ItemKey;
-use peergroup_core::records::record::Record;
-use peergroup_core::replication::{MemoryPort, Verifier};
-use peergroup_core::wire::{Hello, Message};
+use peergroup_proto::identity::gmc::{GroupRoot, GroupRootCertificate};
+use peergroup_proto::machine::{Config, Group, Input};
+use peergroup_proto::reconcile::ItemKey;
+use peergroup_proto::records::record::Record;
+use peergroup_proto::replication::{MemoryPort, Verifier};
+use peergroup_proto::wire::{Hello, Message};
 
 const NOW: u64 = 1_750_000_000_000;
 

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_core::records::attributes::{Attributes, Timestamp};
-use peergroup_core::records::search::{Criteria, RecordView};
+use peergroup_proto::records::attributes::{Attributes, Timestamp};
+use peergroup_proto::records::search::{Criteria, RecordView};
 
 struct Fixed {
     attributes: Attributes,

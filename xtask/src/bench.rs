@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 const BENCHES: &[(&str, &str, &str)] = &[
     ("connect", "peergroup-transport", "connect"),
     ("direct", "peergroup-core", "direct"),
-    ("reconcile", "peergroup-core", "reconcile"),
+    ("reconcile", "peergroup-proto", "reconcile"),
     ("records", "peergroup-core", "records"),
     ("service", "peergroupd", "service"),
 ];
@@ -41,7 +41,9 @@ pub fn run(name: Option<&str>) -> Result<()> {
                 "run",
                 "--release",
                 "-p",
-                "peergroup-core",
+                "peergroup-proto",
+                "--features",
+                "test-utils",
                 "--example",
                 "simulate",
                 "--",
@@ -53,7 +55,7 @@ pub fn run(name: Option<&str>) -> Result<()> {
                 crate::run(&mut crate::cargo([
                     "bench",
                     "-p",
-                    "peergroup-core",
+                    "peergroup-proto",
                     "--bench",
                     "reconcile",
                 ]))?;

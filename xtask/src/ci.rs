@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::{cargo, ctest, fuzz, header, run as run_command, service};
+use crate::{cargo, ctest, fuzz, header, layers, run as run_command, service};
 
 type Step = (&'static str, fn() -> Result<()>);
 
@@ -14,6 +14,7 @@ const STEPS: &[Step] = &[
     ("fmt", || {
         run_command(&mut cargo(["fmt", "--all", "--check"]))
     }),
+    ("layers", layers::check),
     ("clippy", || {
         run_command(&mut cargo([
             "clippy",

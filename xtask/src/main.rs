@@ -9,6 +9,7 @@ mod ci;
 mod ctest;
 mod fuzz;
 mod header;
+mod layers;
 mod pkgconfig;
 mod service;
 
@@ -25,6 +26,8 @@ commands:
   ci                         fmt, clippy, tests (in-process, then through peergroupd),
                              header check, C tests, docs, fuzz smoke
   service-tests              the integration and C tests through a temporary peergroupd
+  layers                     check that peergroup-proto holds no I/O: no runtime crate in its
+                             tree, no file, socket, clock or thread in its code
   header [--check]           regenerate crates/peergroup-abi/include/p2p.h and peergroup.pc (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
   bench [NAME]               run the benchmarks (or NAME: connect, reconcile); they print figures
@@ -63,6 +66,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             [flag] if flag == "--check" => header::check(),
             _ => bail!("usage: cargo xtask header [--check]"),
         },
+        "layers" => {
+            no_arguments(command, rest)?;
+            layers::check()
+        }
         "service-tests" => {
             no_arguments(command, rest)?;
             service::run_tests()
@@ -82,7 +89,9 @@ fn dispatch(args: &[String]) -> Result<()> {
                 "run",
                 "--release",
                 "-p",
-                "peergroup-core",
+                "peergroup-proto",
+                "--features",
+                "test-utils",
                 "--example",
                 "simulate",
                 "--",

@@ -1148,7 +1148,10 @@ async fn preverify(verifier: &Verifier, frame: &Frame) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let _ = tokio::task::spawn_blocking(move || verifier.verify(&records, now)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        crate::store_port::verify_on_all_cores(&verifier, &records, now)
+    })
+    .await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

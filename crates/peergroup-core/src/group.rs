@@ -26,8 +26,9 @@ use crate::properties::GroupProperties;
 use crate::records::attributes::Attributes;
 use crate::records::record::{derive_id, Record};
 use crate::records::search::Criteria;
+use crate::records::store::index_rows;
 use crate::records::store::RecordStore;
-use crate::records::view::{index_rows, is_reserved_type};
+use crate::records::view::is_reserved_type;
 use crate::wire::SignedProperties;
 
 pub use crate::values::{DatabaseProgress, DatabaseStage, NewRecord};
@@ -1078,7 +1079,7 @@ impl LocalGroup {
             done: 0,
             total,
         });
-        crate::records::dbfile::write(
+        crate::records::file::write(
             path,
             &self.inner.key.1.to_string(),
             &self.inner.key.0.to_string(),
@@ -1116,7 +1117,7 @@ impl LocalGroup {
             done: 0,
             total: 0,
         });
-        let records = crate::records::dbfile::read(path)?.records_to_import_with(
+        let records = crate::records::file::read(path)?.records_to_import_with(
             &self.inner.key.1.to_string(),
             &self.inner.key.0.to_string(),
             &self.inner.grc,

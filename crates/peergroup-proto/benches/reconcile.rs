@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use peergroup_core::reconcile::{run_local, ItemKey, Reconciler};
+use peergroup_proto::reconcile::{run_local, ItemKey, Reconciler};
 
 fn key(i: u64, version: u32) -> ItemKey {
     // Spread ids like random GUIDs.

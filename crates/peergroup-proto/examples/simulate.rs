@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use peergroup_core::sim::{Sim, SimConfig};
+use peergroup_proto::sim::{Sim, SimConfig};
 
 const TYPE: [u8; 16] = [0x5a; 16];
 

@@ -2,9 +2,9 @@
 //! a clean leave is a DISCONNECTED everywhere, and a member cut off is DISCONNECTED once its
 //! presence expires.
 
-use peergroup_core::members::duties::MemberSettings;
-use peergroup_core::members::MemberChange;
-use peergroup_core::sim::{Sim, SimConfig};
+use peergroup_proto::members::duties::MemberSettings;
+use peergroup_proto::members::MemberChange;
+use peergroup_proto::sim::{Sim, SimConfig};
 
 fn sim(members: usize, seed: u64) -> Sim {
     let mut sim = Sim::new(SimConfig {
@@ -111,7 +111,7 @@ fn a_member_cut_off_is_disconnected_when_its_presence_expires() {
 
 #[test]
 fn with_member_data_optional_a_member_publishes_it_when_it_first_acts() {
-    use peergroup_core::members::MEMBER_DATA_TYPE;
+    use peergroup_proto::members::MEMBER_DATA_TYPE;
     let n = 6;
     let mut sim = Sim::new(SimConfig {
         members: n,

@@ -1,7 +1,7 @@
 //! The membership machine in a simulated network of a hundred members.
 
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
-use peergroup_core::sim::{Sim, SimConfig};
+use peergroup_proto::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_proto::sim::{Sim, SimConfig};
 
 fn run(seed: u64, members: usize) -> Sim {
     let mut sim = Sim::new(SimConfig {

@@ -2,7 +2,7 @@
 //! and churn, the rights rules, forged records, and reproducibility. Small scenarios (at
 //! most 100 members); `cargo xtask sim` runs the large ones.
 
-use peergroup_core::sim::{Sim, SimConfig};
+use peergroup_proto::sim::{Sim, SimConfig};
 
 const TYPE: [u8; 16] = [0x42; 16];
 

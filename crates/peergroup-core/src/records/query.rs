@@ -203,8 +203,8 @@ fn successor(prefix: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::records::attributes::{AttrValue, Attributes, Timestamp};
+    use crate::records::store::index_rows;
     use crate::records::store::RecordStore;
-    use crate::records::view::index_rows;
     use proptest::prelude::*;
 
     const NOW: i64 = 1_700_000_000_000;

@@ -541,5 +541,24 @@ fn decode_stored(path: &Path, bytes: &[u8]) -> Result<Record> {
     })
 }
 
+/// The search index rows of parsed attributes: ints as integers, dates as ms since the Unix
+/// epoch, strings as text.
+pub fn index_rows(attributes: &super::attributes::Attributes) -> Vec<IndexedAttribute> {
+    use super::attributes::AttrValue;
+    use super::view::timestamp_ms;
+    attributes
+        .iter()
+        .map(|a| IndexedAttribute {
+            name: a.name.clone(),
+            type_name: a.value.attr_type().as_str().to_owned(),
+            value: match &a.value {
+                AttrValue::String(s) => IndexValue::Text(s.clone()),
+                AttrValue::Int(i) => IndexValue::Integer(*i),
+                AttrValue::Date(t) => IndexValue::Integer(timestamp_ms(*t)),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,8 +18,6 @@
 //! member after the usual signature and rights checks.
 
 pub mod duties;
-#[cfg(feature = "net")]
-pub(crate) mod handle;
 pub mod list;
 
 use std::net::SocketAddr;

@@ -40,8 +40,6 @@ pub const MAGIC: [u8; 4] = *b"PGDB";
 pub const FORMAT_VERSION: u8 = 1;
 /// Largest database file read, in bytes (larger is refused before it is read).
 pub const MAX_DATABASE_FILE_BYTES: u64 = 1 << 30;
-/// The permissions of a written database file: the owner's only (it holds the group's data).
-pub const FILE_MODE: u32 = 0o600;
 
 const TAG_RECORD: u8 = 1;
 const TAG_END: u8 = 0;
@@ -156,33 +154,6 @@ pub fn parse(bytes: &[u8]) -> Result<DatabaseFile> {
         member,
         records,
     })
-}
-
-/// Reads and [`parse`]s the file at `path`; a file over [`MAX_DATABASE_FILE_BYTES`] is refused
-/// before it is read. File-system errors are the identity layer's I/O errors (their
-/// HRESULTs are Windows' file errors).
-pub fn read(path: &std::path::Path) -> Result<DatabaseFile> {
-    use std::io::Read;
-    let io = |op: &'static str, e: std::io::Error| {
-        CoreError::Identity(crate::identity::IdentityError::Io {
-            op,
-            path: path.display().to_string(),
-            source: e,
-        })
-    };
-    let file = std::fs::File::open(path).map_err(|e| io("open", e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_DATABASE_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| io("read", e))?;
-    parse(&bytes)
-}
-
-/// Writes `records` of `group` exported by `member` to `path`, atomically and durably
-/// (temporary file, fsync, rename, directory fsync).
-pub fn write(path: &std::path::Path, group: &str, member: &str, records: &[Record]) -> Result<()> {
-    crate::identity::fsutil::write_atomic(path, &encode(group, member, records), FILE_MODE)?;
-    Ok(())
 }
 
 impl DatabaseFile {

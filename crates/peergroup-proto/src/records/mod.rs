@@ -3,17 +3,13 @@
 //!
 //! Both documents come from applications and, through replication, from other members, so
 //! both parsers are bounded, strict and total: they refuse what they do not understand rather
-//! than guess, and they never panic. Nothing here does I/O; the store builds on it.
+//! than guess, and they never panic. Nothing here does I/O; the runtime's SQLite store builds on it.
 
 pub mod attributes;
 pub mod dbfile;
-#[cfg(feature = "store")]
-pub mod query;
 pub mod search;
 
 pub mod record;
-#[cfg(feature = "store")]
-pub mod store;
 pub mod view;
 
 /// What storing a record version did (the SQLite store's and the replication port's answer).

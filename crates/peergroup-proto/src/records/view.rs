@@ -99,26 +99,6 @@ impl RecordView for StoredRecordView<'_> {
     }
 }
 
-/// The search index rows of parsed attributes: ints as integers, dates as ms since the Unix
-/// epoch, strings as text.
-#[cfg(feature = "store")]
-pub fn index_rows(attributes: &Attributes) -> Vec<super::store::IndexedAttribute> {
-    use super::attributes::AttrValue;
-    use super::store::{IndexValue, IndexedAttribute};
-    attributes
-        .iter()
-        .map(|a| IndexedAttribute {
-            name: a.name.clone(),
-            type_name: a.value.attr_type().as_str().to_owned(),
-            value: match &a.value {
-                AttrValue::String(s) => IndexValue::Text(s.clone()),
-                AttrValue::Int(i) => IndexValue::Integer(*i),
-                AttrValue::Date(t) => IndexValue::Integer(timestamp_ms(*t)),
-            },
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

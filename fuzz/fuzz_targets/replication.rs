@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use peergroup_proto::identity::gmc::{GroupRoot, GroupRootCertificate};
-use peergroup_proto::machine::{Config, Group, Input};
+use peergroup_proto::io::Input;
+use peergroup_proto::machine::{Config, Group};
 use peergroup_proto::reconcile::ItemKey;
 use peergroup_proto::records::record::Record;
 use peergroup_proto::replication::{MemoryPort, Verifier};

@@ -22,8 +22,8 @@ use peergroup_core::events::{
     Event, EventFilter, EventItem, EventKind, EventSubscription, Registration, DEFAULT_QUEUE,
 };
 use peergroup_core::identity::hresult::{self, HRESULT};
-use peergroup_core::machine::ConnectionStatus;
-use peergroup_core::machine::RecordChange;
+use peergroup_core::io::ConnectionStatus;
+use peergroup_core::io::RecordChange;
 use peergroup_core::PasswordHold;
 use slotmap::DefaultKey;
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::{RecordChange, STATUS_HAS_CONNECTIONS};
+use peergroup_core::io::{RecordChange, STATUS_HAS_CONNECTIONS};
 use peergroup_core::members::{MemberChange, PEER_MEMBER_PRESENT};
 use peergroup_core::records::record::Record;
 use peergroup_core::{
@@ -493,7 +493,7 @@ pub fn chat(store: &IdentityStore, who: &As, args: ChatArgs) -> Result<(), CliEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peergroup_core::machine::STATUS_LISTENING;
+    use peergroup_core::io::STATUS_LISTENING;
     use peergroup_core::properties::GroupProperties;
 
     #[test]

@@ -21,7 +21,7 @@ use clap::Args;
 use peergroup_core::direct::PEER_CONNECTION_DIRECT;
 use peergroup_core::events::Registration;
 use peergroup_core::identity::{hresult, IdentityStore, PeerName};
-use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::records::view::guid_text;
 use peergroup_core::{
     CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Peergroup,

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use peergroup_core::identity::{hresult, IdentityError, IdentityStore};
-use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::{
     GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
 };

@@ -10,7 +10,7 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::GroupHandle;
 
 use crate::status_cmd::status_names;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use clap::{Args, Subcommand};
-use peergroup_core::machine::{ConnectionStatus, RecordChange, STATUS_HAS_CONNECTIONS};
+use peergroup_core::io::{ConnectionStatus, RecordChange, STATUS_HAS_CONNECTIONS};
 use peergroup_core::records::record::Record;
 use peergroup_core::records::view::guid_text;
 use peergroup_core::{

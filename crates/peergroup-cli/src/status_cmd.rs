@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::Peergroup;
 use serde_json::json;
 

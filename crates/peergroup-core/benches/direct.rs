@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use peergroup_core::direct::PEER_CONNECTION_NEIGHBOR;
 use peergroup_core::identity::gmc::GroupRoot;
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{Event, EventFilter, EventItem, EventKind, EventSubscription, Peergroup};
 

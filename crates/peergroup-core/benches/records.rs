@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peergroup_core::identity::keys::{verify_signature, KeyAlgorithm};
 use peergroup_core::identity::{IdentityStore, PeerName, PrivateKey};
-use peergroup_core::machine::{RecordChange, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{RecordChange, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{Event, EventFilter, EventItem, EventKind, GroupHandle, NewRecord, Peergroup};
 

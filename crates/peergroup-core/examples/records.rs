@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{Event, EventFilter, EventItem, EventKind, NewRecord, Peergroup};
 

@@ -24,7 +24,7 @@ use crate::data::{self, Reassembler, KIND_DATA, KIND_DIRECT_HELLO};
 use crate::error::{CoreError, Result};
 use crate::events::{ConnectionChange, Event, EventHub};
 use crate::identity::hresult;
-use crate::machine::ConnectionStatus;
+use crate::io::ConnectionStatus;
 use crate::transport::{CloseCode, Connection, Frame, TransportError};
 
 /// `PEER_CONNECTION_NEIGHBOR`: a neighbour connection, in [`ConnectionInfo::flags`].

@@ -26,7 +26,8 @@ use crate::identity::gmc::{
     issue_gmc_at, role::roles_may_issue, validate_chain, Gmc, GroupRootCertificate, Member,
 };
 use crate::identity::{Authority, IdentityCertificate, IdentityError, PeerName};
-use crate::machine::{CloseReason, Config, ConnId, Group, GroupEvent, Input, Output, Persist};
+use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist};
+use crate::machine::{Config, Group};
 use crate::replication::Verifier;
 use crate::store_port::StorePort;
 use crate::transport::{

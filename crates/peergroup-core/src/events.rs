@@ -34,7 +34,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::machine::{ConnectionStatus, GroupEvent, RecordChange};
+use crate::io::{ConnectionStatus, GroupEvent, RecordChange};
 
 /// How many undelivered items a subscription holds by default.
 pub const DEFAULT_QUEUE: usize = 1024;

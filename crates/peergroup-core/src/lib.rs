@@ -43,7 +43,7 @@ pub use group::{DatabaseProgress, DatabaseStage, LocalGroup, LocalPeergroup, New
 #[cfg(feature = "net")]
 pub use password_gate::LocalPasswordHold;
 pub use peergroup_proto::{
-    config_export, data, error, invitation, machine, properties, reconcile, replication, values,
-    wire,
+    config_export, data, error, invitation, io, machine, port, properties, reconcile, replication,
+    rng, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity, CoreError, Result};

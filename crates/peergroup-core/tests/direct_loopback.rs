@@ -5,7 +5,7 @@ use peergroup_core::data::MAX_DATA_LEN;
 use peergroup_core::direct::{ConnectionInfo, PEER_CONNECTION_DIRECT, PEER_CONNECTION_NEIGHBOR};
 use peergroup_core::events::ConnectionChange;
 use peergroup_core::identity::hresult;
-use peergroup_core::machine::ConnectionStatus;
+use peergroup_core::io::ConnectionStatus;
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{CoreError, Event, EventFilter, EventKind, EventSubscription, GroupHandle};
 

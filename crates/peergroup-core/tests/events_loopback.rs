@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use peergroup_core::events::ConnectionChange;
-use peergroup_core::machine::{ConnectionStatus, STATUS_LISTENING};
+use peergroup_core::io::{ConnectionStatus, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{
     Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Neighbour,

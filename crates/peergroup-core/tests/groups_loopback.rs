@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use peergroup_core::identity::gmc::Role;
 use peergroup_core::identity::hresult::*;
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::transport::{CloseCode, CloseReason};
 use peergroup_core::{GroupHandle, Peergroup};

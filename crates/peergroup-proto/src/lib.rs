@@ -17,12 +17,15 @@ pub mod config_export;
 pub mod data;
 pub mod error;
 pub mod invitation;
+pub mod io;
 pub mod machine;
 pub mod members;
+pub mod port;
 pub mod properties;
 pub mod reconcile;
 pub mod records;
 pub mod replication;
+pub mod rng;
 #[cfg(feature = "test-utils")]
 pub mod sim;
 pub mod values;

@@ -1,7 +1,7 @@
 //! Record replication, the part of the group machine that keeps every member's database
 //! the same: flooding, reconciliation on every connection, and pulling what is missing.
 //!
-//! - **Flooding.** A record stored here by the application ([`crate::machine::Input::LocalRecords`])
+//! - **Flooding.** A record stored here by the application ([`crate::io::Input::LocalRecords`])
 //!   goes to every neighbour at once as [`Message::Record`]. A member that receives one
 //!   verifies it, stores it, and forwards it to its other neighbours only when it was new
 //!   (stored, not ignored), so each member forwards each version once and the flood dies out.
@@ -35,10 +35,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::error::Result;
-use crate::machine::{ConnId, GroupEvent, Millis, Output, RecordChange};
+use crate::io::{ConnId, GroupEvent, Millis, Output, Persist, RecordChange};
+use crate::port::{PutOutcome, RecordPort};
 use crate::reconcile::{ItemKey, Reconciler, DIGEST_BYTES};
 use crate::records::record::{ChainCache, Record};
-use crate::records::PutOutcome;
 use crate::wire::{Message, MAX_OFFER_ITEMS, MAX_RECORDS_BYTES, MAX_REQUEST_IDS};
 
 /// Requests a member keeps outstanding on one connection.
@@ -52,27 +52,6 @@ pub const PULL_BATCH: usize = REQUEST_WINDOW * MAX_REQUEST_IDS;
 pub const PULL_FLUSH_MS: Millis = 20;
 /// Room kept in a [`Message::Records`] frame for its counts and the missing ids.
 const RECORDS_OVERHEAD: usize = 4 + 4 + MAX_REQUEST_IDS * 16 + 64;
-
-/// The record database as the machine sees it: storage and verification, provided by the
-/// host. Times are the machine's (ms since the Unix epoch, peer time).
-pub trait RecordPort: Send {
-    /// Every stored version that has not expired at `now`, live or tombstone, as items.
-    fn items(&mut self, now: i64) -> Result<Vec<ItemKey>>;
-    /// The version and digest stored for `id`, if any (expired or not).
-    fn held(&mut self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>>;
-    /// The canonical encodings of the stored versions of `ids` that have not expired at
-    /// `now` (`None` for an id not held).
-    fn encodings(&mut self, ids: &[[u8; 16]], now: i64) -> Result<Vec<Option<Vec<u8>>>>;
-    /// Verifies records from a peer as [`Record::verify`] does.
-    fn verify(&mut self, records: &[Record], now: i64) -> Vec<Result<()>>;
-    /// Stores verified records in one durable transaction, each under the conflict order.
-    fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>>;
-    /// Removes every record whose expiration has come and returns them.
-    fn expire(&mut self, now: i64) -> Result<Vec<Record>>;
-    /// The live (not deleted, not expired at `now`) records of `record_type`: the member
-    /// records the machine publishes are looked up this way.
-    fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>>;
-}
 
 /// Counters of what replication did, for tests, the simulator and benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -588,9 +567,7 @@ impl Replication {
                 && crate::members::member_data_chain(r)
                     .is_ok_and(|c| c.leaf().peer_name().to_string() == self.member)
             {
-                out.push_back(Output::Persist(crate::machine::Persist::Credentials(
-                    r.data.clone(),
-                )));
+                out.push_back(Output::Persist(Persist::Credentials(r.data.clone())));
             }
             if let Some(e) = change.and_then(|c| change_event(r, c)) {
                 out.push_back(Output::Event(e));

@@ -21,12 +21,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::identity::gmc::{GmcChain, GroupRoot, Role};
 use crate::identity::{IdentityCertificate, PrivateKey};
-use crate::machine::{Config, ConnId, Group, GroupEvent, Input, Millis, Output, RecordChange, Rng};
-use crate::members::duties::{MemberSettings, Publisher};
+use crate::io::{ConnId, GroupEvent, Input, Millis, Output, RecordChange};
+use crate::machine::{Config, Group};
+use crate::members::duties::MemberSettings;
 use crate::members::{MemberChange, PRESENCE_TYPE};
+use crate::port::Publisher;
 use crate::reconcile::ItemKey;
 use crate::records::record::{derive_id, Record};
 use crate::replication::{MemoryPort, Verifier};
+use crate::rng::Rng;
 
 /// Simulated time 0 on the members' clocks: ms since the Unix epoch (mid-2025), inside
 /// the validity of the pool's group root.

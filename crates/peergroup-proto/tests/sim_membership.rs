@@ -1,6 +1,6 @@
 //! The membership machine in a simulated network of a hundred members.
 
-use peergroup_proto::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_proto::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_proto::sim::{Sim, SimConfig};
 
 fn run(seed: u64, members: usize) -> Sim {

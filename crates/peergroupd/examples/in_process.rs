@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use peergroup_core::identity::IdentityStore;
-use peergroup_core::machine::STATUS_LISTENING;
+use peergroup_core::io::STATUS_LISTENING;
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::Peergroup;
 use peergroupd::{current_uid, Background};

@@ -187,7 +187,7 @@ async fn the_last_session_of_a_directory_releases_its_port() {
         })
         .unwrap();
     g.connect().await.unwrap();
-    g.wait_status(peergroup_core::machine::STATUS_LISTENING, BOUND)
+    g.wait_status(peergroup_core::io::STATUS_LISTENING, BOUND)
         .await
         .unwrap();
     assert_eq!(

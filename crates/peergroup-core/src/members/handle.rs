@@ -11,9 +11,10 @@ use crate::identity::PeerName;
 use crate::invitation::Credential;
 use crate::records::record::{derive_id, Record};
 
-use super::duties::{MemberSettings, Publisher};
+use super::duties::MemberSettings;
 use super::list::{build, newest_chains, Member};
 use super::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE};
+use crate::port::Publisher;
 use crate::values::CredentialSpec;
 
 fn now_ms() -> i64 {

@@ -78,7 +78,7 @@ CREATE INDEX IF NOT EXISTS attributes_name_value ON attributes(name COLLATE NOCA
 CREATE INDEX IF NOT EXISTS attributes_record ON attributes(record_id);
 ";
 
-pub use super::PutOutcome;
+pub use crate::port::PutOutcome;
 
 /// The records expired at `?1` (what [`RecordStore::expire`] removes).
 const EXPIRED: &str = "SELECT encoded FROM records WHERE expires <= ?1";

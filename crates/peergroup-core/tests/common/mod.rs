@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use peergroup_core::direct::PEER_CONNECTION_NEIGHBOR;
 use peergroup_core::identity::hresult::HRESULT;
 use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::machine::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
+use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::{
     CoreError, Event, EventItem, EventSubscription, GroupHandle, NewRecord, Peergroup,

@@ -6,23 +6,13 @@
 //! already signed (by the host's [`Publisher`]) and stored (through the [`RecordPort`]), which
 //! the machine floods and reports like the application's own records.
 
-use crate::error::Result;
-use crate::identity::gmc::GmcChain;
-use crate::machine::{Millis, Rng};
+use crate::io::Millis;
+use crate::port::{Publisher, RecordPort};
 use crate::properties::{GroupProperties, PEER_DISABLE_PRESENCE, PEER_MEMBER_DATA_OPTIONAL};
 use crate::records::record::{derive_id, Record};
-use crate::replication::RecordPort;
+use crate::rng::Rng;
 
 use super::{member_data_chain, Presence, MEMBER_DATA_TYPE, PRESENCE_TYPE};
-
-/// The host's side of publishing: this member's current chain and its signature. The driver
-/// signs with the identity's key; the simulator with its pool's.
-pub trait Publisher: Send {
-    /// The member's current membership chain (it changes when new credentials are adopted).
-    fn chain(&self) -> GmcChain;
-    /// Signs a record this member made or modified ([`Record::sign`]).
-    fn sign(&self, record: &mut Record) -> Result<()>;
-}
 
 /// The group properties that rule publishing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

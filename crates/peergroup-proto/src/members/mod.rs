@@ -14,7 +14,7 @@
 //!
 //! Applications may not add records of these types (they are in the reserved range,
 //! [`crate::records::view::is_reserved_type`]); the library signs them through
-//! [`duties::Publisher`]. [`check_reserved`] is the receiving side's rule, run by every
+//! [`Publisher`](crate::port::Publisher). [`check_reserved`] is the receiving side's rule, run by every
 //! member after the usual signature and rights checks.
 
 pub mod duties;
@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::identity::gmc::{GmcChain, GroupRootCertificate, Member as GmcMember, Role};
-use crate::machine::{GroupEvent, RecordChange};
+pub use crate::io::MemberChange;
+use crate::io::{GroupEvent, RecordChange};
 use crate::records::record::Record;
 use crate::records::view::is_reserved_type;
 
@@ -42,21 +43,6 @@ pub const PRESENCE_TYPE: [u8; 16] = [1, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 pub const PEER_MEMBER_PRESENT: u32 = 0x1;
 /// `PEER_GROUP_STORE_CREDENTIALS`: `PeerGroupIssueCredentials` publishes the new GMC.
 pub const PEER_GROUP_STORE_CREDENTIALS: u32 = 0x1;
-
-/// `PEER_MEMBER_CHANGE_TYPE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum MemberChange {
-    /// `PEER_MEMBER_CONNECTED`: its presence appeared.
-    Connected = 1,
-    /// `PEER_MEMBER_DISCONNECTED`: its presence was deleted or expired.
-    Disconnected = 2,
-    /// `PEER_MEMBER_UPDATED`: its presence changed (addresses, attributes).
-    Updated = 3,
-    /// `PEER_MEMBER_JOINED`: membership information for it was published.
-    Joined = 4,
-    /// `PEER_MEMBER_LEFT`: in the header, undocumented, never raised.
-    Left = 5,
-}
 
 /// A presence record's payload (JSON): where an online member is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

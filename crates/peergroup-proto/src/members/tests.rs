@@ -217,7 +217,7 @@ struct TestPublisher {
     fail: bool,
 }
 
-impl duties::Publisher for TestPublisher {
+impl crate::port::Publisher for TestPublisher {
     fn chain(&self) -> GmcChain {
         self.chain.clone()
     }
@@ -245,7 +245,8 @@ fn duties_of(p: &Someone, fail: bool) -> duties::MemberDuties {
 
 #[test]
 fn duties_publish_refresh_update_and_delete_presence() {
-    use crate::replication::{MemoryPort, RecordPort, Verifier};
+    use crate::port::RecordPort;
+    use crate::replication::{MemoryPort, Verifier};
     let (root, _, bob, _) = group();
     let mut port = MemoryPort::new(Verifier::new(root.certificate().clone()));
     let mut d = duties_of(&bob, false);
@@ -301,7 +302,7 @@ fn duties_that_cannot_sign_retry_later_not_in_a_loop() {
     let mut port = MemoryPort::new(Verifier::new(root.certificate().clone()));
     let mut good = duties_of(&bob, false);
     let made = good.start(NOW_MS, &[], &mut port);
-    crate::replication::RecordPort::put(&mut port, &made).unwrap();
+    crate::port::RecordPort::put(&mut port, &made).unwrap();
     // A later session whose signing fails: its old records are past half-life.
     let mut bad = duties_of(&bob, true);
     let later = NOW_MS + 290_000;

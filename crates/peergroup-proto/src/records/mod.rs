@@ -11,14 +11,3 @@ pub mod search;
 
 pub mod record;
 pub mod view;
-
-/// What storing a record version did (the SQLite store's and the replication port's answer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PutOutcome {
-    /// No version of the record was stored; now this one is.
-    Inserted,
-    /// This version won the conflict order over the stored one and replaced it.
-    Replaced,
-    /// The stored version wins (or is identical): nothing changed.
-    Ignored,
-}

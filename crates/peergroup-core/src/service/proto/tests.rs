@@ -2,7 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::events::{ConnectionChange, Event};
-use crate::machine::{ConnectionStatus, RecordChange};
+use crate::io::{ConnectionStatus, RecordChange};
 
 fn body(frame: &[u8]) -> &[u8] {
     let (body, used) = split_frame(frame).unwrap().unwrap();

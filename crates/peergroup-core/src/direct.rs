@@ -405,7 +405,7 @@ impl crate::group::LocalGroup {
 
     fn last_address_of(
         &self,
-        driver: &crate::driver::DriverHandle,
+        driver: &crate::control::DriverHandle,
         member: &str,
     ) -> Result<SocketAddr> {
         if let Some(n) = driver.neighbours().into_iter().find(|n| n.member == member) {

@@ -15,13 +15,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::clock::unix_now;
-use crate::driver::{self, Network};
+use crate::control::DriverHandle;
+use crate::driver;
 use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventHub, EventSubscription, Notifier, DEFAULT_QUEUE};
 use crate::group_store::{GroupStore, StoredConfig};
 use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Member, Role};
 use crate::identity::{documents, Identity, IdentityStore, PeerName};
 use crate::invitation::{Credential, Invitation};
+use crate::network::Network;
 use crate::properties::GroupProperties;
 use crate::records::attributes::Attributes;
 use crate::records::record::{derive_id, Record};
@@ -73,7 +75,7 @@ pub(crate) struct GroupState {
     pub(crate) member: Member,
     pub(crate) config: StoredConfig,
     pub(crate) signed: Option<SignedProperties>,
-    pub(crate) driver: Option<driver::DriverHandle>,
+    pub(crate) driver: Option<DriverHandle>,
 }
 
 /// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
@@ -346,7 +348,7 @@ impl LocalPeergroup {
             me.private_key(),
             vec![CertificateDer::from(me.certificate().der().to_vec())],
         )?;
-        let name = crate::driver::server_name_of(&inv.group_name);
+        let name = crate::trust::server_name_of(&inv.group_name);
         let mut last = CoreError::NoMemberReachable("the invitation names no address".into());
         for addr in &inv.addresses {
             let trust = crate::password::group_trust(&inv.grc);
@@ -642,7 +644,7 @@ impl LocalGroup {
     }
 
     /// The neighbour connections of this group now.
-    pub fn neighbours(&self) -> Result<Vec<crate::driver::Neighbour>> {
+    pub fn neighbours(&self) -> Result<Vec<crate::control::Neighbour>> {
         Ok(self
             .live()?
             .driver

@@ -14,6 +14,8 @@ mod clock;
 #[cfg(feature = "net")]
 mod config_transfer;
 #[cfg(feature = "net")]
+mod control;
+#[cfg(feature = "net")]
 pub mod direct;
 #[cfg(feature = "net")]
 mod driver;
@@ -22,6 +24,8 @@ pub mod events;
 pub mod group;
 pub mod group_store;
 pub mod members;
+#[cfg(feature = "net")]
+mod network;
 #[cfg(feature = "net")]
 pub mod password;
 #[cfg(feature = "net")]
@@ -32,14 +36,18 @@ pub mod records;
 pub mod service;
 #[cfg(feature = "net")]
 mod store_port;
+#[cfg(feature = "net")]
+mod trust;
 
 #[cfg(feature = "net")]
 pub use api::{GroupHandle, PasswordHold, Peergroup};
 #[cfg(feature = "net")]
-pub use driver::{reachable_addrs, server_name_of, Neighbour};
+pub use control::Neighbour;
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
 pub use group::{DatabaseProgress, DatabaseStage, LocalGroup, LocalPeergroup, NewRecord};
+#[cfg(feature = "net")]
+pub use network::reachable_addrs;
 #[cfg(feature = "net")]
 pub use password_gate::LocalPasswordHold;
 pub use peergroup_proto::{
@@ -47,3 +55,5 @@ pub use peergroup_proto::{
     rng, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity, CoreError, Result};
+#[cfg(feature = "net")]
+pub use trust::server_name_of;

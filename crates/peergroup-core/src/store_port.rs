@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::group::GroupInner;
+use crate::port::PutOutcome;
 use crate::port::RecordPort;
 use crate::reconcile::{ItemKey, DIGEST_BYTES};
 use crate::records::attributes::Attributes;
 use crate::records::record::Record;
 use crate::records::store::index_rows;
-use crate::port::PutOutcome;
 use crate::replication::Verifier;
 
 /// [`Verifier::verify`] of each record at `now`, a large batch split over the machine's

@@ -14,13 +14,14 @@ use tokio::time::Instant;
 use crate::clock::unix_now;
 use crate::direct::{DirectContext, Directs};
 use crate::error::{CoreError, Result};
-use crate::group::{verify_properties, GroupInner, LocalPeergroup};
 use crate::identity::gmc::{issue_gmc_at, role::roles_may_issue};
 use crate::identity::IdentityCertificate;
 use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist};
 use crate::machine::{Config, Group};
+use crate::ports::records::StorePort;
 use crate::replication::Verifier;
-use crate::store_port::StorePort;
+use crate::signing::verify_properties;
+use crate::state::{GroupInner, Shared};
 use crate::transport::{
     CertificateDer, CloseCode, Connection, Credentials, Frame, Node, TrustPolicy,
 };
@@ -44,8 +45,8 @@ pub const RECENT_DISCONNECTS: usize = 32;
 pub const NET_QUEUE: usize = 1024;
 
 /// Starts the driver of a group (binding the node if needed).
-pub(crate) async fn start(pg: &LocalPeergroup, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
-    let (node, registry) = pg.shared.network.node().await?;
+pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
+    let (node, registry) = shared.network.node().await?;
     let (chain, config, signed) = {
         let st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
         (st.chain.clone(), st.config.clone(), st.signed.clone())
@@ -74,14 +75,14 @@ pub(crate) async fn start(pg: &LocalPeergroup, inner: &Arc<GroupInner>) -> Resul
         );
     // One verifier per running group, shared by its connections' readers and its machine.
     let verifier = Verifier::new(inner.grc.clone()).with_memo();
-    let mut cfg = Config::new(pg.shared.network.node_id, &inner.key.0.to_string());
+    let mut cfg = Config::new(shared.network.node_id, &inner.key.0.to_string());
     cfg.creator = config.properties.creator_peer_name == inner.key.0.to_string();
     cfg.synced_before = config.synced;
     cfg.seed = random_u64();
     let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
         .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())))
         .with_members(
-            Box::new(crate::members::handle::GroupPublisher::new(inner.clone())),
+            Box::new(crate::ports::presence::GroupPublisher::new(inner.clone())),
             crate::members::duties::MemberSettings::from_properties(&config.properties),
         );
     machine.add_bootstrap(&inner.store.load_bootstrap()?);
@@ -93,8 +94,8 @@ pub(crate) async fn start(pg: &LocalPeergroup, inner: &Arc<GroupInner>) -> Resul
     let directs = Arc::new(Directs::default());
     let direct = Arc::new(DirectContext {
         directs: directs.clone(),
-        events: inner.clone(),
-        node_id: pg.shared.network.node_id,
+        events: inner.events.clone(),
+        node_id: shared.network.node_id,
     });
     let driver = Driver {
         machine,
@@ -580,7 +581,7 @@ impl Driver {
             }
             Persist::KnownPeers(peers) => self.inner.store.save_peers(&peers),
             Persist::Credentials(chain) => {
-                if crate::members::handle::adopt(&self.inner, &chain)? {
+                if crate::ports::presence::adopt(&self.inner, &chain)? {
                     self.present_current_chain()?;
                 }
                 Ok(())
@@ -676,7 +677,7 @@ async fn preverify(verifier: &Verifier, frame: &Frame) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let _ = tokio::task::spawn_blocking(move || {
-        crate::store_port::verify_on_all_cores(&verifier, &records, now)
+        crate::ports::records::verify_on_all_cores(&verifier, &records, now)
     })
     .await;
 }

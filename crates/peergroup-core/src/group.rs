@@ -14,13 +14,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub(crate) use crate::signing::sign_properties;
+pub(crate) use crate::state::{lock, GroupState, Shared};
+pub use crate::state::{GroupInner, GroupKey, RECORDS_FILE};
+
 use crate::clock::unix_now;
-use crate::control::DriverHandle;
 use crate::driver;
 use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventHub, EventSubscription, Notifier, DEFAULT_QUEUE};
 use crate::group_store::{GroupStore, StoredConfig};
-use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Member, Role};
+use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Role};
 use crate::identity::{documents, Identity, IdentityStore, PeerName};
 use crate::invitation::{Credential, Invitation};
 use crate::network::Network;
@@ -31,12 +34,8 @@ use crate::records::search::Criteria;
 use crate::records::store::index_rows;
 use crate::records::store::RecordStore;
 use crate::records::view::is_reserved_type;
-use crate::wire::SignedProperties;
 
 pub use crate::values::{DatabaseProgress, DatabaseStage, NewRecord};
-
-/// Identifies a group as one identity holds it.
-pub type GroupKey = (PeerName, PeerName);
 
 /// One user's groups: the identity store, the open groups and the network.
 #[derive(Clone)]
@@ -44,49 +43,11 @@ pub struct LocalPeergroup {
     pub(crate) shared: Arc<Shared>,
 }
 
-pub(crate) struct Shared {
-    pub(crate) identities: IdentityStore,
-    pub(crate) open: Mutex<HashMap<GroupKey, Arc<GroupInner>>>,
-    pub(crate) network: Network,
-}
-
-/// The state of one open group, shared by its handles.
-pub struct GroupInner {
-    pub(crate) key: GroupKey,
-    pub(crate) identity: Identity,
-    pub(crate) store: GroupStore,
-    pub(crate) grc: GroupRootCertificate,
-    pub(crate) state: Mutex<GroupState>,
-    /// The record database, once a record call opened it. Lock order: `state`, then this.
-    pub(crate) records: Mutex<Option<RecordStore>>,
-    /// The group's events, fanned out to its subscriptions; closed with the group.
-    pub(crate) events: EventHub,
-    /// Whether password authentication is suspended after a failure (`password_gate`).
-    pub(crate) password_gate: crate::password_gate::PasswordGate,
-}
-
-/// The file of a group's record database, in its group directory.
-pub const RECORDS_FILE: &str = "records.db";
-
-pub(crate) struct GroupState {
-    pub(crate) handles: usize,
-    pub(crate) deleted: bool,
-    pub(crate) chain: GmcChain,
-    pub(crate) member: Member,
-    pub(crate) config: StoredConfig,
-    pub(crate) signed: Option<SignedProperties>,
-    pub(crate) driver: Option<DriverHandle>,
-}
-
 /// One handle to an open group (`HGROUP`). Closing the last handle closes the group.
 pub struct LocalGroup {
     pub(crate) inner: Arc<GroupInner>,
     pub(crate) pg: LocalPeergroup,
     closed: bool,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LocalPeergroup {
@@ -441,46 +402,6 @@ fn joiner_config(inv: &Invitation) -> StoredConfig {
     }
 }
 
-/// Signs properties with a member's key, as an administrator publishes them.
-pub(crate) fn sign_properties(
-    identity: &Identity,
-    chain: &GmcChain,
-    version: u64,
-    props: &GroupProperties,
-) -> Result<SignedProperties> {
-    let body = serde_json::to_vec(props).expect("plain data serialises");
-    let signature = identity
-        .private_key()
-        .sign(&SignedProperties::signed_bytes(version, &body))?;
-    Ok(SignedProperties {
-        version,
-        body,
-        signer_chain: chain.to_bytes(),
-        signature,
-    })
-}
-
-/// Checks signed properties from a peer: an administrator of this group signed them.
-pub(crate) fn verify_properties(
-    grc: &GroupRootCertificate,
-    signed: &SignedProperties,
-) -> Result<GroupProperties> {
-    let chain = GmcChain::from_bytes(&signed.signer_chain)?;
-    let signer = chain.validate(grc, unix_now())?;
-    if !signer.has_role(Role::Admin) {
-        return Err(CoreError::NotAuthorized(
-            "properties not signed by an administrator".into(),
-        ));
-    }
-    crate::identity::keys::verify_signature(
-        signer.public_key_der(),
-        &SignedProperties::signed_bytes(signed.version, &signed.body),
-        &signed.signature,
-    )?;
-    serde_json::from_slice(&signed.body)
-        .map_err(|e| CoreError::Protocol(format!("properties: {e}")))
-}
-
 impl LocalGroup {
     pub(crate) fn inner(&self) -> &Arc<GroupInner> {
         &self.inner
@@ -697,7 +618,7 @@ impl LocalGroup {
         let driver = match driver {
             Some(d) => d,
             None => {
-                let d = driver::start(&self.pg, &self.inner).await?;
+                let d = driver::start(&self.pg.shared, &self.inner).await?;
                 let mut st = self.live()?;
                 match &st.driver {
                     Some(existing) => existing.clone(),
@@ -781,31 +702,6 @@ impl Drop for LocalGroup {
             d.abort();
         }
         self.inner.events.close();
-    }
-}
-
-impl GroupInner {
-    /// Runs `f` on the record database, opening it on first use. Lock order: a caller
-    /// holding `state` may call this; nothing holding the records lock takes `state`.
-    pub(crate) fn with_records<T>(
-        &self,
-        f: impl FnOnce(&mut RecordStore) -> Result<T>,
-    ) -> Result<T> {
-        let mut db = lock(&self.records);
-        if db.is_none() {
-            *db = Some(RecordStore::open(self.store.dir().join(RECORDS_FILE))?);
-        }
-        f(db.as_mut().expect("opened above"))
-    }
-
-    /// Closes the record database if it is open (checkpointing its WAL); the next record call
-    /// would open it again. Errors are logged: a close is best effort, and the WAL is safe.
-    fn close_records(&self) {
-        if let Some(db) = lock(&self.records).take() {
-            if let Err(e) = db.close() {
-                tracing::warn!(group = %self.key.1, error = %e, "closing the record database");
-            }
-        }
     }
 }
 

@@ -12,8 +12,6 @@ mod api;
 #[cfg(feature = "net")]
 mod clock;
 #[cfg(feature = "net")]
-mod config_transfer;
-#[cfg(feature = "net")]
 mod control;
 #[cfg(feature = "net")]
 pub mod direct;
@@ -23,19 +21,20 @@ pub mod events;
 #[cfg(feature = "net")]
 pub mod group;
 pub mod group_store;
-pub mod members;
+#[cfg(feature = "net")]
+mod handle;
 #[cfg(feature = "net")]
 mod network;
 #[cfg(feature = "net")]
 pub mod password;
 #[cfg(feature = "net")]
-mod password_gate;
-#[cfg(feature = "net")]
-mod peer_time;
+mod ports;
 pub mod records;
 pub mod service;
 #[cfg(feature = "net")]
-mod store_port;
+mod signing;
+#[cfg(feature = "net")]
+mod state;
 #[cfg(feature = "net")]
 mod trust;
 
@@ -47,12 +46,12 @@ pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscr
 #[cfg(feature = "net")]
 pub use group::{DatabaseProgress, DatabaseStage, LocalGroup, LocalPeergroup, NewRecord};
 #[cfg(feature = "net")]
-pub use network::reachable_addrs;
+pub use handle::password::LocalPasswordHold;
 #[cfg(feature = "net")]
-pub use password_gate::LocalPasswordHold;
+pub use network::reachable_addrs;
 pub use peergroup_proto::{
-    config_export, data, error, invitation, io, machine, port, properties, reconcile, replication,
-    rng, values, wire,
+    config_export, data, error, invitation, io, machine, members, port, properties, reconcile,
+    replication, rng, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity, CoreError, Result};
 #[cfg(feature = "net")]

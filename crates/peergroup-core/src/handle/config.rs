@@ -108,7 +108,7 @@ impl LocalPeergroup {
             Some(bytes) => {
                 match crate::wire::Message::decode(crate::wire::KIND_PROPERTIES, bytes) {
                     Ok(crate::wire::Message::Properties(p)) => {
-                        crate::group::verify_properties(&grc, &p)?;
+                        crate::signing::verify_properties(&grc, &p)?;
                         Some(p)
                     }
                     _ => {

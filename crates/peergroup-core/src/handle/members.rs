@@ -1,20 +1,19 @@
 //! The member calls of an open group (`PeerGroupEnumMembers`, `PeerGroupIssueCredentials`),
 //! the driver's [`Publisher`], and the adoption of credentials an administrator published.
 
-use std::sync::Arc;
-
 use crate::clock::unix_now;
 use crate::error::{CoreError, Result};
-use crate::group::{GroupInner, LocalGroup};
-use crate::identity::gmc::{issue_gmc_at, GmcChain, Role, Subject};
+use crate::group::LocalGroup;
+use crate::identity::gmc::{issue_gmc_at, Role, Subject};
 use crate::identity::PeerName;
 use crate::invitation::Credential;
 use crate::records::record::{derive_id, Record};
 
-use super::duties::MemberSettings;
-use super::list::{build, newest_chains, Member};
-use super::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE};
-use crate::port::Publisher;
+use crate::members::duties::MemberSettings;
+use crate::members::list::{build, newest_chains, Member};
+use crate::members::{
+    MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE,
+};
 use crate::values::CredentialSpec;
 
 fn now_ms() -> i64 {
@@ -157,54 +156,4 @@ impl LocalGroup {
         self.publish_local(std::slice::from_ref(&record));
         Ok(invitation)
     }
-}
-
-/// The running group's [`Publisher`]: the identity's key and the member's current chain.
-pub(crate) struct GroupPublisher {
-    inner: Arc<GroupInner>,
-}
-
-impl GroupPublisher {
-    pub(crate) fn new(inner: Arc<GroupInner>) -> Self {
-        GroupPublisher { inner }
-    }
-}
-
-impl Publisher for GroupPublisher {
-    fn chain(&self) -> GmcChain {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .chain
-            .clone()
-    }
-
-    fn sign(&self, record: &mut Record) -> Result<()> {
-        let chain = self.chain();
-        record.sign(self.inner.identity.private_key(), &chain)
-    }
-}
-
-/// Adopts a chain an administrator published for this member, when it validates now, is
-/// this identity's (name and key), differs from the one held and starts no earlier: the
-/// member then holds its roles (and presents the chain from its next connection on). Returns
-/// whether it was adopted.
-pub(crate) fn adopt(inner: &GroupInner, bytes: &[u8]) -> Result<bool> {
-    let chain = GmcChain::from_bytes(bytes)?;
-    let member = chain.validate(&inner.grc, unix_now())?;
-    if member.peer_name() != &inner.key.0
-        || member.public_key_der() != inner.identity.private_key().public_key_der()
-    {
-        return Ok(false);
-    }
-    let mut st = inner.state.lock().unwrap_or_else(|p| p.into_inner());
-    if st.chain == chain || chain.leaf().not_before() < st.chain.leaf().not_before() {
-        return Ok(false);
-    }
-    inner.store.save_gmc(&chain.to_bytes())?;
-    tracing::info!(group = %inner.key.1, roles = ?member.roles(), "adopted new credentials");
-    st.chain = chain;
-    st.member = member;
-    Ok(true)
 }

@@ -14,54 +14,11 @@
 //! someone, never) to the application. Without holds, failures are only reported. When the
 //! last hold goes, a suspension ends with it.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use crate::error::{CoreError, Result};
-use crate::group::{lock, GroupInner, LocalGroup};
-
-/// Whether password authentication is suspended, and how many holds ask for suspension.
-#[derive(Default)]
-pub(crate) struct PasswordGate {
-    state: Mutex<GateState>,
-}
-
-#[derive(Default)]
-struct GateState {
-    holds: usize,
-    suspended: bool,
-}
-
-impl PasswordGate {
-    /// True while password joiners are refused.
-    pub(crate) fn is_suspended(&self) -> bool {
-        lock(&self.state).suspended
-    }
-
-    /// A joiner failed the proof: suspend, if anyone holds the gate.
-    pub(crate) fn failed(&self) {
-        let mut st = lock(&self.state);
-        if st.holds > 0 {
-            st.suspended = true;
-        }
-    }
-
-    fn hold(&self) {
-        lock(&self.state).holds += 1;
-    }
-
-    fn release(&self) {
-        let mut st = lock(&self.state);
-        st.holds = st.holds.saturating_sub(1);
-        if st.holds == 0 {
-            st.suspended = false;
-        }
-    }
-
-    /// Ends a suspension; false when there was none.
-    fn resume(&self) -> bool {
-        std::mem::take(&mut lock(&self.state).suspended)
-    }
-}
+use crate::group::LocalGroup;
+use crate::state::GroupInner;
 
 /// An application's claim to decide when password authentication goes on after a failure.
 /// Dropping it gives the claim up (and ends the suspension if it was the last one).

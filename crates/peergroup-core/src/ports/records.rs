@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::group::GroupInner;
 use crate::port::PutOutcome;
 use crate::port::RecordPort;
 use crate::reconcile::{ItemKey, DIGEST_BYTES};
@@ -12,6 +11,7 @@ use crate::records::attributes::Attributes;
 use crate::records::record::Record;
 use crate::records::store::index_rows;
 use crate::replication::Verifier;
+use crate::state::GroupInner;
 
 /// [`Verifier::verify`] of each record at `now`, a large batch split over the machine's
 /// cores (a joiner verifies every record of the group once). The answers come in the order

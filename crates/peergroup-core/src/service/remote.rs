@@ -16,12 +16,12 @@ use super::session::{unexpected, Session, SessionConfig};
 use crate::direct::ConnectionInfo;
 use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventSubscription, Notifier, DEFAULT_QUEUE};
-use crate::group::lock;
 use crate::identity::gmc::Role;
 use crate::identity::PeerName;
 use crate::members::{CredentialSpec, Member};
 use crate::properties::GroupProperties;
 use crate::records::record::Record;
+use crate::state::lock;
 use crate::values::{DatabaseProgress, Neighbour, NewRecord};
 
 /// Takes the one answer shape a request has, or reports the wrong one.

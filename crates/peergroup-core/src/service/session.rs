@@ -30,7 +30,7 @@ use super::proto::{
 use super::{SERVICE_DIR, SOCKET_ENV, SOCKET_NAME};
 use crate::error::{CoreError, Result};
 use crate::events::{Event, EventFilter, EventHub, EventItem, EventSubscription, Notifier};
-use crate::group::lock;
+use crate::state::lock;
 
 /// The service socket: `$PEERGROUP_SERVICE_SOCKET`, else
 /// `$XDG_RUNTIME_DIR/peergroup/peergroupd.sock`; `None` without either.

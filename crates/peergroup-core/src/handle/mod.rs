@@ -1,0 +1,8 @@
+//! The group handle's calls, one file per concern. Each is an `impl LocalGroup` block over the
+//! shared group state; none is imported by the layers below.
+
+pub(crate) mod config;
+pub(crate) mod direct;
+pub(crate) mod members;
+pub(crate) mod password;
+pub(crate) mod time;

@@ -5,10 +5,9 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::GroupHandle;
 
 use crate::convert::unix_ms_from_filetime;
-use crate::identity::{give_wstr, require_out};
+use crate::ffi::{give_wstr, read_in_req, read_req, require_out};
 use crate::runtime::{entry, lock, started_network, ToHresult};
 use crate::types::{BOOL, FILETIME, HGROUP, PCWSTR, PWSTR};
-use crate::wstr::read_req;
 
 /// Exports this identity's membership of the group as XML sealed under `pwzPassword` (any
 /// password, even empty, as on Windows). The owner's export carries the group root key.
@@ -85,11 +84,8 @@ unsafe fn convert_time(
 ) -> HRESULT {
     entry(|| {
         require_out(output)?;
-        if input.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
-        // SAFETY: checked non-null; readable per the contract.
-        let ft = unsafe { input.read() };
+        // SAFETY: NULL or readable per the contract.
+        let ft = unsafe { read_in_req(input) }?;
         let group = lock().group(hGroup)?;
         let ms = unix_ms_from_filetime(ft);
         let shift = convert(&group, ms).hr()?.saturating_sub(ms);

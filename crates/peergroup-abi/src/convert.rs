@@ -13,13 +13,13 @@ use peergroup_core::properties::GroupProperties;
 use peergroup_core::records::record::Record;
 
 use crate::alloc::CBlock;
+use crate::ffi::{read_opt, try_slice_in};
 use crate::spki::parse_spki;
 use crate::types::{
     CERT_PUBLIC_KEY_INFO, CRYPT_ALGORITHM_IDENTIFIER, CRYPT_BIT_BLOB, CRYPT_OBJID_BLOB, DWORD,
     FILETIME, GUID, PEER_ADDRESS, PEER_DATA, PEER_GROUP_PROPERTIES, PEER_INVITATION_INFO,
     PEER_RECORD, PWSTR, ULONG,
 };
-use crate::wstr::read_opt;
 
 /// Seconds from 1601-01-01 (the `FILETIME` epoch) to 1970-01-01 (the Unix epoch).
 pub(crate) const FILETIME_UNIX_OFFSET_SECS: i64 = 11_644_473_600;
@@ -121,14 +121,9 @@ pub unsafe fn read_record(p: *const PEER_RECORD) -> Result<RecordInput, HRESULT>
     if r.dwSize as usize != size_of::<PEER_RECORD>() {
         return Err(hresult::E_INVALIDARG);
     }
-    let data = match (r.data.cbData, r.data.pbData.is_null()) {
-        (0, _) => Vec::new(),
-        (_, true) => return Err(hresult::E_INVALIDARG),
-        (n, false) => {
-            // SAFETY: the caller promises cbData readable bytes at pbData.
-            unsafe { std::slice::from_raw_parts(r.data.pbData, n as usize) }.to_vec()
-        }
-    };
+    // SAFETY: the caller promises cbData readable bytes at pbData (NULL is refused for a
+    // non-zero cbData).
+    let data = unsafe { try_slice_in(r.data.pbData, r.data.cbData as usize) }?.to_vec();
     Ok(RecordInput {
         record_type: guid_bytes(&r.r#type),
         id: guid_bytes(&r.id),

@@ -10,13 +10,13 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 
 use crate::alloc::CBlock;
 use crate::convert::{guid_bytes, peer_address_from_socket_addr, socket_addr_from_peer_address};
-use crate::identity::{open_enumeration, require_out};
+use crate::ffi::{read_in_opt, read_in_req, read_req, require_in, require_out, try_slice_in};
+use crate::identity::open_enumeration;
 use crate::runtime::{entry, group_and_network, lock, EnumItem, ToHresult};
 use crate::types::{
     DWORD, GUID, HGROUP, HPEERENUM, PCWSTR, PEER_ADDRESS, PEER_CONNECTION_INFO, PVOID, ULONG,
     ULONGLONG,
 };
-use crate::wstr::read_req;
 
 /// A `PEER_CONNECTION_INFO` child of `block`, its strings in the same block.
 pub fn connection_child(block: &mut CBlock, c: &ConnectionInfo) -> *mut PEER_CONNECTION_INFO {
@@ -54,20 +54,16 @@ pub unsafe extern "C" fn PeerGroupOpenDirectConnection(
 ) -> HRESULT {
     entry(|| {
         require_out(pullConnectionId)?;
-        if pwzIdentity.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzIdentity)?;
         let group = lock().group(hGroup)?;
         // SAFETY: checked non-null; per this function's contract.
         let member = unsafe { read_req(pwzIdentity) }?
             .parse::<peergroup_core::identity::PeerName>()
             .map_err(|_| hresult::E_INVALIDARG)?;
-        let address = if pAddress.is_null() {
-            None
-        } else {
-            // SAFETY: checked non-null; the caller promises a readable PEER_ADDRESS.
-            Some(socket_addr_from_peer_address(&unsafe { pAddress.read() })?)
-        };
+        // SAFETY: the caller promises NULL or a readable PEER_ADDRESS.
+        let address = unsafe { read_in_opt(pAddress) }
+            .map(|a| socket_addr_from_peer_address(&a))
+            .transpose()?;
         let id = group.open_direct_connection(&member, address).hr()?;
         // SAFETY: checked non-null; the caller promises it is writable.
         unsafe { pullConnectionId.write(id) };
@@ -133,19 +129,12 @@ pub unsafe extern "C" fn PeerGroupSendData(
     pvData: PVOID,
 ) -> HRESULT {
     entry(|| {
-        if pType.is_null() || (pvData.is_null() && cbData > 0) {
-            return Err(hresult::E_INVALIDARG);
-        }
+        // SAFETY: the caller promises NULL or a readable GUID.
+        let data_type = guid_bytes(&unsafe { read_in_req(pType) }?);
+        // SAFETY: the caller promises NULL or cbData readable bytes, which stay untouched for
+        // the length of this call.
+        let data: &[u8] = unsafe { try_slice_in(pvData as *const u8, cbData as usize) }?;
         let (group, net) = group_and_network(hGroup)?;
-        // SAFETY: checked non-null; the caller promises a readable GUID.
-        let data_type = guid_bytes(&unsafe { pType.read() });
-        let data: &[u8] = if cbData == 0 {
-            &[]
-        } else {
-            // SAFETY: checked non-null; the caller promises cbData readable bytes, which stay
-            // untouched for the length of this call.
-            unsafe { std::slice::from_raw_parts(pvData as *const u8, cbData as usize) }
-        };
         net.rt
             .block_on(group.send_data(ullConnectionId, &data_type, data))
             .hr()?;

@@ -7,6 +7,7 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 use crate::alloc::{free_block, CBlock};
 use crate::convert::record_child;
 use crate::direct::connection_child;
+use crate::ffi::require_out;
 use crate::runtime::{entry, from_handle, lock, EnumItem, Object};
 use crate::types::{HPEERENUM, PEER_NAME_PAIR, PVOID, ULONG};
 
@@ -31,9 +32,7 @@ pub unsafe extern "C" fn PeerFreeData(pvData: *const c_void) {
 #[no_mangle]
 pub unsafe extern "C" fn PeerGetItemCount(hPeerEnum: HPEERENUM, pCount: *mut ULONG) -> HRESULT {
     entry(|| {
-        if pCount.is_null() {
-            return Err(hresult::E_POINTER);
-        }
+        require_out(pCount)?;
         let rt = lock();
         rt.store()?;
         let Some(Object::Enumeration(e)) = from_handle(hPeerEnum).and_then(|k| rt.handles.get(k))
@@ -59,9 +58,8 @@ pub unsafe extern "C" fn PeerGetNextItem(
     pppvItems: *mut *mut PVOID,
 ) -> HRESULT {
     entry(|| {
-        if pCount.is_null() || pppvItems.is_null() {
-            return Err(hresult::E_POINTER);
-        }
+        require_out(pCount)?;
+        require_out(pppvItems)?;
         // SAFETY: checked non-null; the caller promises it is readable.
         let wanted = unsafe { pCount.read() } as usize;
         let mut rt = lock();

@@ -29,7 +29,7 @@ use slotmap::DefaultKey;
 
 use crate::alloc::CBlock;
 use crate::convert::{guid_bytes, guid_from_bytes};
-use crate::identity::require_out;
+use crate::ffi::{read_in_opt, require_out, slice_in};
 use crate::runtime::{entry, from_handle, lock, Object, ToHresult};
 use crate::types::{
     DWORD, HANDLE, HGROUP, HPEEREVENT, PEER_CONNECTED, PEER_CONNECTION_FAILED, PEER_DATA,
@@ -126,16 +126,12 @@ unsafe fn read_filter(
     count: usize,
 ) -> Result<EventFilter, HRESULT> {
     // SAFETY: per this function's contract.
-    let given = unsafe { std::slice::from_raw_parts(regs, count) };
+    let given = unsafe { slice_in(regs, count) };
     let mut out = Vec::with_capacity(count);
     for r in given {
         let kind = EventKind::from_code(r.eventType).ok_or(hresult::E_INVALIDARG)?;
-        let type_filter = if r.pType.is_null() {
-            None
-        } else {
-            // SAFETY: non-null; the caller promises a readable GUID.
-            Some(guid_bytes(unsafe { &*r.pType }))
-        };
+        // SAFETY: the caller promises NULL or a readable GUID.
+        let type_filter = unsafe { read_in_opt(r.pType) }.map(|g| guid_bytes(&g));
         out.push(Registration { kind, type_filter });
     }
     Ok(EventFilter::new(out))

@@ -13,13 +13,12 @@ use peergroup_core::identity::PeerName;
 use peergroup_core::GroupHandle;
 
 use crate::convert::{properties_block, read_properties, socket_addr_from_peer_address};
-use crate::identity::require_out;
+use crate::ffi::{read_opt, read_req, require_in, require_out, slice_in};
 use crate::runtime::{
     entry, exclusive, from_handle, group_and_network, lock, started_network, ToHresult,
     EXCLUSIVE_WAIT,
 };
 use crate::types::{DWORD, HGROUP, PCWSTR, PEER_ADDRESS, PEER_GROUP_PROPERTIES, ULONG};
-use crate::wstr::{read_opt, read_req};
 
 /// Largest `cAddresses` accepted by `PeerGroupConnectByAddress`.
 const MAX_CONNECT_ADDRESSES: usize = 1024;
@@ -78,9 +77,7 @@ pub unsafe extern "C" fn PeerGroupCreate(
 ) -> HRESULT {
     entry(|| {
         require_out(phGroup)?;
-        if pProperties.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pProperties)?;
         let net = started_network()?;
         // SAFETY: checked non-null; per this function's contract.
         let props = unsafe { read_properties(pProperties) }?;
@@ -104,9 +101,7 @@ pub unsafe extern "C" fn PeerGroupOpen(
 ) -> HRESULT {
     entry(|| {
         require_out(phGroup)?;
-        if pwzGroupPeerName.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzGroupPeerName)?;
         let net = started_network()?;
         // SAFETY: per this function's contract.
         let identity = unsafe { read_identity(pwzIdentity) }?;
@@ -134,9 +129,7 @@ pub unsafe extern "C" fn PeerGroupJoin(
 ) -> HRESULT {
     entry(|| {
         require_out(phGroup)?;
-        if pwzInvitation.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzInvitation)?;
         let net = started_network()?;
         // SAFETY: per this function's contract.
         let identity = unsafe { read_identity(pwzIdentity) }?;
@@ -167,9 +160,8 @@ pub unsafe extern "C" fn PeerGroupPasswordJoin(
 ) -> HRESULT {
     entry(|| {
         require_out(phGroup)?;
-        if pwzInvitation.is_null() || pwzPassword.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzInvitation)?;
+        require_in(pwzPassword)?;
         let net = started_network()?;
         // SAFETY: per this function's contract.
         let identity = unsafe { read_identity(pwzIdentity) }?;
@@ -225,7 +217,7 @@ pub unsafe extern "C" fn PeerGroupConnectByAddress(
         }
         let (group, net) = group_and_network(hGroup)?;
         // SAFETY: checked non-null; the caller promises `cAddresses` readable structures.
-        let given = unsafe { std::slice::from_raw_parts(pAddresses as *const PEER_ADDRESS, count) };
+        let given = unsafe { slice_in(pAddresses as *const PEER_ADDRESS, count) };
         let addrs = given
             .iter()
             .map(socket_addr_from_peer_address)
@@ -274,9 +266,7 @@ pub extern "C" fn PeerGroupClose(hGroup: HGROUP) -> HRESULT {
 #[no_mangle]
 pub unsafe extern "C" fn PeerGroupDelete(pwzIdentity: PCWSTR, pwzGroupPeerName: PCWSTR) -> HRESULT {
     entry(|| {
-        if pwzGroupPeerName.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzGroupPeerName)?;
         let net = started_network()?;
         // SAFETY: per this function's contract.
         let identity = unsafe { read_identity(pwzIdentity) }?;
@@ -337,9 +327,7 @@ pub unsafe extern "C" fn PeerGroupSetProperties(
     pProperties: *mut PEER_GROUP_PROPERTIES,
 ) -> HRESULT {
     entry(|| {
-        if pProperties.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pProperties)?;
         let group = lock().group(hGroup)?;
         // SAFETY: checked non-null; per this function's contract.
         let props = unsafe { read_properties(pProperties) }?;

@@ -3,31 +3,12 @@
 use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::identity::PeerName;
 
-use crate::alloc::CBlock;
+use crate::ffi::{give_wstr, read_opt, read_req, require_out};
 use crate::runtime::{
     entry, from_handle, identity_or_default, lock, started_store, EnumItem, Enumeration, Object,
     ToHresult,
 };
 use crate::types::{BOOL, DWORD, HCRYPTPROV, HPEERENUM, PCWSTR, PWSTR};
-use crate::wstr::{read_opt, read_req};
-
-/// Writes a new string for the caller to free with `PeerFreeData`.
-///
-/// # Safety
-/// `out` must be non-null and valid for a write.
-pub(crate) unsafe fn give_wstr(out: *mut PWSTR, s: &str) {
-    let (block, _) = CBlock::for_wstr(s);
-    // SAFETY: the caller checked `out`.
-    unsafe { out.write(block.into_raw() as PWSTR) };
-}
-
-pub(crate) fn require_out<T>(p: *mut T) -> Result<(), HRESULT> {
-    if p.is_null() {
-        Err(hresult::E_POINTER)
-    } else {
-        Ok(())
-    }
-}
 
 /// Creates an identity. `hCryptProv` 0 makes a new key; a handle from
 /// `PeerIdentityGetCryptKey` reuses that key.

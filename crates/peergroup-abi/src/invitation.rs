@@ -5,10 +5,9 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::Peergroup;
 
 use crate::convert::{guid_role, invitation_block, unix_from_filetime};
-use crate::identity::{give_wstr, require_out};
+use crate::ffi::{give_wstr, read_in_opt, read_req, require_in, require_out, slice_in};
 use crate::runtime::{entry, lock, ToHresult};
 use crate::types::{FILETIME, GUID, HGROUP, PCWSTR, PEER_INVITATION_INFO, PWSTR, ULONG};
-use crate::wstr::read_req;
 
 /// Invites the identity described by `pwzIdentityInfo` (its `PeerIdentityGetXML` document)
 /// with the roles `pRoles` (none: Member) until `*pftExpiration` (NULL: the issuer's own
@@ -37,21 +36,14 @@ pub unsafe extern "C" fn PeerGroupCreateInvitation(
         let group = lock().group(hGroup)?;
         // SAFETY: per this function's contract.
         let identity_xml = unsafe { read_req(pwzIdentityInfo) }?;
-        let expiration = if pftExpiration.is_null() {
-            None
-        } else {
-            // SAFETY: checked non-null; the caller promises it is readable.
-            Some(unix_from_filetime(unsafe { pftExpiration.read() }))
-        };
-        let roles = if cRoles == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: checked non-null; the caller promises `cRoles` readable GUIDs.
-            unsafe { std::slice::from_raw_parts(pRoles, cRoles as usize) }
-                .iter()
-                .map(guid_role)
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        // SAFETY: the caller promises NULL or a readable FILETIME.
+        let expiration = unsafe { read_in_opt(pftExpiration) }.map(unix_from_filetime);
+        // SAFETY: checked non-null when `cRoles` > 0; the caller promises `cRoles` readable
+        // GUIDs.
+        let roles = unsafe { slice_in(pRoles, cRoles as usize) }
+            .iter()
+            .map(guid_role)
+            .collect::<Result<Vec<_>, _>>()?;
         let invitation = group
             .create_invitation(&identity_xml, expiration, &roles)
             .hr()?;
@@ -97,9 +89,7 @@ pub unsafe extern "C" fn PeerGroupParseInvitation(
 ) -> HRESULT {
     entry(|| {
         require_out(ppInvitationInfo)?;
-        if pwzInvitation.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzInvitation)?;
         lock().store()?;
         // SAFETY: per this function's contract.
         let text = unsafe { read_req(pwzInvitation) }?;

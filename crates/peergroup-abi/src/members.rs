@@ -13,13 +13,15 @@ use crate::convert::{
     cert_public_key_info, filetime_from_unix, guid_role, peer_address_from_socket_addr, role_guid,
     unix_from_filetime,
 };
-use crate::identity::{give_wstr, open_enumeration, require_out};
+use crate::ffi::{
+    give_wstr, read_cstr_req, read_opt, read_req, require_in, require_out, slice_in, try_slice_in,
+};
+use crate::identity::open_enumeration;
 use crate::runtime::{entry, lock, EnumItem, ToHresult};
 use crate::types::{
     CERT_PUBLIC_KEY_INFO, DWORD, FILETIME, GUID, HGROUP, HPEERENUM, PCWSTR, PEER_ADDRESS,
     PEER_CREDENTIAL_INFO, PEER_MEMBER, PWSTR,
 };
-use crate::wstr::{read_opt, read_req};
 
 /// A member's credential information as a child of `block`. The key comes from a chain the
 /// core validated; should it not decompose, `pPublicKey` is NULL rather than the item lost.
@@ -76,23 +78,14 @@ unsafe fn read_public_key(p: *const CERT_PUBLIC_KEY_INFO) -> Result<Vec<u8>, HRE
     // SAFETY: per this function's contract.
     let info = unsafe { p.read() };
     let bytes = |ptr: *const u8, len: DWORD| -> Result<Vec<u8>, HRESULT> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        if ptr.is_null() || len > 64 * 1024 {
+        if len > 64 * 1024 {
             return Err(hresult::E_INVALIDARG);
         }
-        // SAFETY: non-null; the caller promises `len` readable bytes.
-        Ok(unsafe { std::slice::from_raw_parts(ptr, len as usize) }.to_vec())
+        // SAFETY: the caller promises `len` readable bytes (NULL is refused for `len` > 0).
+        Ok(unsafe { try_slice_in(ptr, len as usize) }?.to_vec())
     };
-    if info.Algorithm.pszObjId.is_null() {
-        return Err(hresult::E_INVALIDARG);
-    }
-    // SAFETY: non-null; the caller promises a NUL-terminated string.
-    let oid = unsafe { std::ffi::CStr::from_ptr(info.Algorithm.pszObjId) }
-        .to_str()
-        .map_err(|_| hresult::E_INVALIDARG)?
-        .to_owned();
+    // SAFETY: the caller promises NULL or a NUL-terminated string.
+    let oid = unsafe { read_cstr_req(info.Algorithm.pszObjId) }?;
     let parameters = bytes(
         info.Algorithm.Parameters.pbData,
         info.Algorithm.Parameters.cbData,
@@ -125,7 +118,7 @@ unsafe fn read_credential_info(p: *const PEER_CREDENTIAL_INFO) -> Result<Credent
     // SAFETY: checked non-null; per this function's contract.
     let public_key_der = unsafe { read_public_key(info.pPublicKey) }?;
     // SAFETY: checked non-null; the caller promises `cRoles` readable GUIDs.
-    let roles = unsafe { std::slice::from_raw_parts(info.pRoles, info.cRoles as usize) }
+    let roles = unsafe { slice_in(info.pRoles, info.cRoles as usize) }
         .iter()
         .map(guid_role)
         .collect::<Result<Vec<_>, _>>()?;
@@ -195,9 +188,7 @@ pub unsafe extern "C" fn PeerGroupIssueCredentials(
         if dwFlags == 0 {
             require_out(ppwzInvitation)?;
         }
-        if pwzSubjectIdentity.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzSubjectIdentity)?;
         let group = lock().group(hGroup)?;
         // SAFETY: per this function's contract.
         let subject = unsafe { read_req(pwzSubjectIdentity) }?

@@ -11,10 +11,10 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::{GroupHandle, NewRecord};
 
 use crate::convert::{guid_bytes, guid_from_bytes, read_record, record_block, RecordInput};
-use crate::identity::{open_enumeration, require_out};
+use crate::ffi::{read_in_opt, read_in_req, read_req, require_in, require_out};
+use crate::identity::open_enumeration;
 use crate::runtime::{entry, lock, EnumItem, ToHresult};
 use crate::types::{GUID, HGROUP, HPEERENUM, PCWSTR, PEER_RECORD};
-use crate::wstr::read_req;
 
 /// Adds a record and writes its new id. Read from `pRecord`: `dwSize` (must be
 /// `sizeof(PEER_RECORD)`, else `E_INVALIDARG`), `type`, `pwzAttributes`, `ftExpiration` (in
@@ -122,12 +122,8 @@ pub unsafe extern "C" fn PeerGroupEnumRecords(
     entry(|| {
         require_out(phPeerEnum)?;
         let group = lock().group(hGroup)?;
-        let record_type = if pRecordType.is_null() {
-            None
-        } else {
-            // SAFETY: checked non-null; the caller promises it is readable.
-            Some(guid_bytes(&unsafe { pRecordType.read() }))
-        };
+        // SAFETY: the caller promises NULL or a readable GUID.
+        let record_type = unsafe { read_in_opt(pRecordType) }.map(|g| guid_bytes(&g));
         let records = group.enum_records(record_type).hr()?;
         open_enumeration(
             records
@@ -152,9 +148,7 @@ pub unsafe extern "C" fn PeerGroupSearchRecords(
 ) -> HRESULT {
     entry(|| {
         require_out(phPeerEnum)?;
-        if pwzCriteria.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzCriteria)?;
         let group = lock().group(hGroup)?;
         // SAFETY: checked non-null; per this function's contract.
         let criteria = unsafe { read_req(pwzCriteria) }?;
@@ -178,9 +172,7 @@ unsafe fn group_and_record(
     h: HGROUP,
     p: *const PEER_RECORD,
 ) -> Result<(Arc<GroupHandle>, RecordInput), HRESULT> {
-    if p.is_null() {
-        return Err(hresult::E_INVALIDARG);
-    }
+    require_in(p)?;
     let group = lock().group(h)?;
     // SAFETY: checked non-null; forwarded contract.
     let input = unsafe { read_record(p) }?;
@@ -192,11 +184,8 @@ unsafe fn group_and_record(
 /// # Safety
 /// `p` NULL or a readable `GUID`.
 unsafe fn read_record_id(p: *const GUID) -> Result<[u8; 16], HRESULT> {
-    if p.is_null() {
-        return Err(hresult::E_INVALIDARG);
-    }
-    // SAFETY: checked non-null; the caller promises it is readable.
-    Ok(guid_bytes(&unsafe { p.read() }))
+    // SAFETY: forwarded contract.
+    Ok(guid_bytes(&unsafe { read_in_req(p) }?))
 }
 
 /// Reads a required, non-empty file path.
@@ -223,9 +212,7 @@ unsafe fn with_group_file(
     f: impl FnOnce(&peergroup_core::GroupHandle, &std::path::Path) -> peergroup_core::Result<()>,
 ) -> HRESULT {
     entry(|| {
-        if pwzFilePath.is_null() {
-            return Err(hresult::E_INVALIDARG);
-        }
+        require_in(pwzFilePath)?;
         let group = lock().group(hGroup)?;
         // SAFETY: checked non-null; per the caller's contract.
         let path = unsafe { read_path(pwzFilePath) }?;

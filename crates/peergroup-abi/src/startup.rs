@@ -2,6 +2,7 @@
 
 use peergroup_core::identity::hresult::{self, HRESULT};
 
+use crate::ffi::require_out;
 use crate::runtime::{entry, lock};
 use crate::types::{PEER_GROUP_VERSION, PEER_VERSION_DATA, WORD};
 
@@ -27,9 +28,7 @@ pub unsafe extern "C" fn PeerGroupStartup(
     pVersionData: *mut PEER_VERSION_DATA,
 ) -> HRESULT {
     entry(|| {
-        if pVersionData.is_null() {
-            return Err(hresult::E_POINTER);
-        }
+        require_out(pVersionData)?;
         let granted = negotiate(wVersionRequested)?;
         lock().startup()?;
         // SAFETY: checked non-null; the caller promises it is writable.

@@ -23,10 +23,9 @@ use peergroup_core::members::{MemberChange, PEER_MEMBER_PRESENT};
 use peergroup_core::records::record::Record;
 use peergroup_core::{
     CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, NewRecord,
-    Peergroup,
 };
 
-use crate::group_cmd::{group_name, identity, runtime, As};
+use crate::context::{block_on_detached, wait_for_member, As, Context};
 use crate::output::CliError;
 use crate::record_cmd::{attributes_xml, parse_guid};
 
@@ -253,7 +252,7 @@ impl Chat {
         ]))?;
         h.connect_by_address(addresses).await?;
         tracing::info!(group = %h.group_name(), ?addresses, "chat: connecting");
-        crate::progress::wait_status(h, STATUS_HAS_CONNECTIONS, wait).await?;
+        wait_for_member(h, wait).await?;
         // Presence records come with the first synchronisation: wait a little (bounded; a
         // group may have presence turned off) so the roster starts with who is here.
         let me = h.identity().to_string();
@@ -422,11 +421,8 @@ fn print_lines(lines: &[String]) -> bool {
 
 /// Runs the chat on standard input and output until `/quit`, end of input or Ctrl-C.
 pub fn chat(store: &IdentityStore, who: &As, args: ChatArgs) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = match identity(who)? {
-        Some(m) => m,
-        None => store.default_identity()?,
-    };
+    let mut ctx = Context::new(store, who)?;
+    let me = ctx.resolve_identity()?;
     let name = match args.name {
         Some(n) => n,
         None => match store.friendly_name(&me)? {
@@ -437,9 +433,8 @@ pub fn chat(store: &IdentityStore, who: &As, args: ChatArgs) -> Result<(), CliEr
     if name.trim().is_empty() {
         return Err(CliError::usage("--name must not be empty"));
     }
-    let rt = runtime()?;
-    let result = rt.block_on(async {
-        let h = pg.open_group(Some(&me), &group_name(&args.group)?)?;
+    block_on_detached(async {
+        let h = ctx.open(&args.group)?;
         let (mut chat, history) =
             Chat::start(h, name, &args.addresses, Duration::from_secs(args.wait)).await?;
         print_lines(&history);
@@ -485,9 +480,7 @@ pub fn chat(store: &IdentityStore, who: &As, args: ChatArgs) -> Result<(), CliEr
             Some(e) => Err(e),
             None => closed,
         }
-    });
-    rt.shutdown_timeout(Duration::from_millis(100));
-    result
+    })
 }
 
 #[cfg(test)]
@@ -495,6 +488,7 @@ mod tests {
     use super::*;
     use peergroup_core::io::STATUS_LISTENING;
     use peergroup_core::properties::GroupProperties;
+    use peergroup_core::Peergroup;
 
     #[test]
     fn authors_and_text_are_read_back_safely() {

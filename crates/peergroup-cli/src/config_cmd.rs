@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use peergroup_core::identity::{IdentityStore, PeerName};
-use peergroup_core::Peergroup;
 use serde_json::json;
 
-use crate::group_cmd::{group_name, read_input, runtime};
+use crate::context::{read_input, runtime, Context};
 use crate::identity_cmd::Password;
 use crate::output::CliError;
 
@@ -22,9 +21,9 @@ pub fn export(
     as_json: bool,
 ) -> Result<(), CliError> {
     let password = password.get()?;
-    let pg = Peergroup::new(store.clone(), None);
+    let ctx = Context::with_identity(store, me.cloned());
     runtime()?.block_on(async {
-        let h = pg.open_group(me, &group_name(group)?)?;
+        let h = ctx.open(group)?;
         let xml = h.export_config(&password).map_err(CliError::from);
         h.close().await?;
         let xml = xml?;
@@ -55,8 +54,8 @@ pub fn import(
 ) -> Result<(), CliError> {
     let password = password.get()?;
     let text = read_input(file)?;
-    let pg = Peergroup::new(store.clone(), None);
-    let (identity, group) = pg.import_config(text.trim(), &password, overwrite)?;
+    let ctx = Context::with_identity(store, None);
+    let (identity, group) = ctx.pg.import_config(text.trim(), &password, overwrite)?;
     if as_json {
         println!(
             "{}",

@@ -24,11 +24,11 @@ use peergroup_core::identity::{hresult, IdentityStore, PeerName};
 use peergroup_core::io::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::records::view::guid_text;
 use peergroup_core::{
-    CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle, Peergroup,
+    CoreError, Event, EventFilter, EventItem, EventKind, EventSubscription, GroupHandle,
 };
 use serde_json::json;
 
-use crate::group_cmd::{group_name, identity, runtime, As};
+use crate::context::{block_on_detached, close_after, As, Context};
 use crate::output::CliError;
 use crate::record_cmd::parse_guid;
 
@@ -190,8 +190,7 @@ pub fn send(
     args: SendArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     let data_type = parse_guid(&args.data_type)?;
     let to: PeerName = args.to.parse()?;
     let (mut input, total): (Box<dyn Read>, Option<u64>) = match &args.file {
@@ -203,13 +202,10 @@ pub fn send(
         }
         _ => (Box::new(std::io::stdin()), None),
     };
-    let rt = runtime()?;
-    let result = rt.block_on(async {
-        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+    block_on_detached(async {
+        let h = ctx.open(&args.group)?;
         let result = send_open(&h, &args, &to, data_type, &mut *input, total).await;
-        let closed = h.close().await;
-        let (sent, messages, id) = result?;
-        closed?;
+        let (sent, messages, id) = close_after(h, result).await?;
         tracing::info!(sent, messages, connection_id = id, "transfer confirmed");
         if as_json {
             println!(
@@ -222,9 +218,7 @@ pub fn send(
             println!("sent {sent} bytes in {messages} message{plural} to {to}");
         }
         Ok(())
-    });
-    rt.shutdown_timeout(Duration::from_millis(100));
-    result
+    })
 }
 
 /// The transfer on an open group: bytes and messages sent, and the connection id.
@@ -347,11 +341,8 @@ pub fn listen(
     args: ListenArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = match identity(who)? {
-        Some(m) => m,
-        None => store.default_identity()?,
-    };
+    let mut ctx = Context::new(store, who)?;
+    let me = ctx.resolve_identity()?;
     let data_type = parse_guid(&args.data_type)?;
     let sinks = match &args.out {
         None => Sinks {
@@ -371,17 +362,11 @@ pub fn listen(
             }
         }
     };
-    let rt = runtime()?;
-    let result = rt.block_on(async {
-        let h = pg.open_group(Some(&me), &group_name(&args.group)?)?;
+    block_on_detached(async {
+        let h = ctx.open(&args.group)?;
         let result = listen_open(&h, &me, &args, data_type, sinks, as_json).await;
-        let closed = h.close().await;
-        result?;
-        closed?;
-        Ok(())
-    });
-    rt.shutdown_timeout(Duration::from_millis(100));
-    result
+        close_after(h, result).await
+    })
 }
 
 async fn listen_open(

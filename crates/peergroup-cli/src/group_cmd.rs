@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use peergroup_core::identity::gmc::Role;
-use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::identity::IdentityStore;
 use peergroup_core::properties::{
     GroupProperties, PEER_GROUP_GMC_AUTHENTICATION, PEER_GROUP_PASSWORD_AUTHENTICATION,
 };
-use peergroup_core::{GroupHandle, Peergroup};
+use peergroup_core::GroupHandle;
 use serde_json::json;
 
+use crate::context::{identity, peer_name, read_input, role, runtime, As, Context};
 use crate::output::CliError;
 
 /// Group subcommands.
@@ -89,44 +89,6 @@ pub enum GroupCommand {
     },
 }
 
-/// Which identity a group command acts as.
-#[derive(Args)]
-pub struct As {
-    /// Identity peer name (default: the default identity).
-    #[arg(long = "as", global = true)]
-    pub identity: Option<String>,
-}
-
-pub(crate) fn identity(a: &As) -> Result<Option<PeerName>, CliError> {
-    a.identity
-        .as_deref()
-        .map(|s| s.parse::<PeerName>().map_err(CliError::from))
-        .transpose()
-}
-
-pub(crate) fn role(text: &str) -> Result<Role, CliError> {
-    match text {
-        "admin" => Ok(Role::Admin),
-        "inviting-member" => Ok(Role::InvitingMember),
-        "member" => Ok(Role::Member),
-        other => Err(CliError::usage(format!(
-            "unknown role {other:?}: admin, inviting-member or member"
-        ))),
-    }
-}
-
-pub(crate) fn group_name(s: &str) -> Result<PeerName, CliError> {
-    Ok(s.parse::<PeerName>()?)
-}
-
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::internal("tokio runtime", e))
-}
-
 fn print_properties(h: &GroupHandle, as_json: bool) -> Result<(), CliError> {
     let p = h.properties()?;
     let roles: Vec<String> = h.roles()?.iter().map(|r| format!("{r:?}")).collect();
@@ -191,7 +153,7 @@ pub fn run(
         } => return crate::config_cmd::import(store, &file, &password, overwrite, as_json),
         _ => {}
     }
-    let pg = Peergroup::new(store.clone(), None);
+    let mut ctx = Context::with_identity(store, me);
     let rt = runtime()?;
     rt.block_on(async {
         match cmd {
@@ -202,10 +164,7 @@ pub fn run(
                 password,
                 password_role,
             } => {
-                let creator = match &me {
-                    Some(m) => m.clone(),
-                    None => store.default_identity()?,
-                };
+                let creator = ctx.resolve_identity()?;
                 let mut props = GroupProperties {
                     classifier,
                     friendly_name: name.unwrap_or_default(),
@@ -219,15 +178,12 @@ pub fn run(
                     props.group_password = Some(pw);
                     props.group_password_role = role(&password_role)?;
                 }
-                let h = pg.create_group(props)?;
+                let h = ctx.pg.create_group(props)?;
                 print_properties(&h, as_json)?;
                 h.close().await?;
             }
             GroupCommand::List => {
-                let who = match &me {
-                    Some(m) => m.clone(),
-                    None => store.default_identity()?,
-                };
+                let who = ctx.resolve_identity()?;
                 let groups = store.groups(&who)?;
                 if as_json {
                     let items: Vec<_> = groups
@@ -244,7 +200,7 @@ pub fn run(
                 }
             }
             GroupCommand::Show { group } => {
-                let h = pg.open_group(me.as_ref(), &group_name(&group)?)?;
+                let h = ctx.open(&group)?;
                 print_properties(&h, as_json)?;
                 h.close().await?;
             }
@@ -253,7 +209,7 @@ pub fn run(
                 name,
                 comment,
             } => {
-                let h = pg.open_group(me.as_ref(), &group_name(&group)?)?;
+                let h = ctx.open(&group)?;
                 let mut p = h.properties()?;
                 if let Some(n) = name {
                     p.friendly_name = n;
@@ -269,11 +225,11 @@ pub fn run(
                 unreachable!("handled above")
             }
             GroupCommand::IssueCredentials(args) => {
-                crate::members_cmd::issue_credentials(&pg, who, args, as_json).await?;
+                crate::members_cmd::issue_credentials(&ctx, args, as_json).await?;
             }
             GroupCommand::Delete { group } => {
-                let g = group_name(&group)?;
-                pg.delete_group(me.as_ref(), &g).await?;
+                let g = peer_name(&group)?;
+                ctx.pg.delete_group(ctx.me.as_ref(), &g).await?;
                 if as_json {
                     println!("{}", json!({"deleted": g.to_string()}));
                 } else {
@@ -305,16 +261,6 @@ pub struct InviteArgs {
     expires_in: Option<i64>,
 }
 
-pub(crate) fn read_input(path: &PathBuf) -> Result<String, CliError> {
-    if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .map_err(|e| CliError::io("reading standard input", &e))
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| CliError::io(format!("reading {}", path.display()), &e))
-    }
-}
-
 /// Creates an invitation and prints it (with `--json`, as `{"invitation": …}`).
 pub fn invite(
     store: &IdentityStore,
@@ -322,10 +268,9 @@ pub fn invite(
     args: InviteArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
-        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+        let h = ctx.open(&args.group)?;
         let text = if args.password {
             h.create_password_invitation()
         } else {
@@ -387,13 +332,17 @@ pub fn join(
     args: JoinArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     let text = read_input(&args.invitation)?;
     runtime()?.block_on(async {
         let h = match args.password {
-            Some(pw) => pg.password_join(me.as_ref(), text.trim(), &pw).await?.0,
-            None => pg.join(me.as_ref(), text.trim())?,
+            Some(pw) => {
+                ctx.pg
+                    .password_join(ctx.me.as_ref(), text.trim(), &pw)
+                    .await?
+                    .0
+            }
+            None => ctx.pg.join(ctx.me.as_ref(), text.trim())?,
         };
         tracing::info!(group = %h.group_name(), "joined");
         let result = match print_properties(&h, as_json) {
@@ -425,10 +374,9 @@ pub fn connect(
     args: ConnectArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
-        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+        let h = ctx.open(&args.group)?;
         let result = online(&h, &args.addresses, args.seconds, as_json).await;
         h.close().await?;
         result

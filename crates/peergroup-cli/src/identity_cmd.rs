@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use peergroup_core::identity::{IdentityStore, PeerName};
+use peergroup_core::identity::IdentityStore;
 use serde_json::json;
 
+use crate::context::{peer_name, read_input};
 use crate::output::CliError;
 
 /// Identity subcommands.
@@ -86,10 +87,6 @@ impl Password {
             )),
         }
     }
-}
-
-fn peer_name(s: &str) -> Result<PeerName, CliError> {
-    Ok(s.parse()?)
 }
 
 /// Runs one identity subcommand.
@@ -183,13 +180,7 @@ pub fn run(store: &IdentityStore, cmd: IdentityCommand, as_json: bool) -> Result
             }
         }
         IdentityCommand::Import { file, password } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-                    .map_err(|e| CliError::io("reading standard input", &e))?
-            } else {
-                std::fs::read_to_string(&file)
-                    .map_err(|e| CliError::io(format!("reading {}", file.display()), &e))?
-            };
+            let text = read_input(&file)?;
             let id = store.import(text.trim(), &password.get()?)?;
             let friendly = store.friendly_name(&id)?;
             print_pair(as_json, &id.to_string(), &friendly);

@@ -2,6 +2,7 @@
 
 mod chat;
 mod config_cmd;
+mod context;
 mod data_cmd;
 mod demo;
 mod group_cmd;
@@ -34,7 +35,7 @@ struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(flatten)]
-    who: group_cmd::As,
+    who: context::As,
     #[command(subcommand)]
     command: Command,
 }

@@ -11,10 +11,10 @@ use peergroup_core::identity::{IdentityStore, PeerName};
 use peergroup_core::members::{
     CredentialSpec, Member, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT,
 };
-use peergroup_core::{GroupHandle, Peergroup};
+use peergroup_core::GroupHandle;
 use serde_json::json;
 
-use crate::group_cmd::{group_name, identity, role, runtime, As};
+use crate::context::{close_after, role, runtime, As, Context};
 use crate::output::CliError;
 
 /// `peergroup members GROUP [--present] [--member NAME]`.
@@ -99,10 +99,6 @@ fn member_line(m: &Member) -> String {
     )
 }
 
-fn open(pg: &Peergroup, who: &As, group: &str) -> Result<GroupHandle, CliError> {
-    Ok(pg.open_group(identity(who)?.as_ref(), &group_name(group)?)?)
-}
-
 /// Lists the members (the local one first).
 pub fn members(
     store: &IdentityStore,
@@ -110,9 +106,9 @@ pub fn members(
     args: MembersArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
+    let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
-        let h = open(&pg, who, &args.group)?;
+        let h = ctx.open(&args.group)?;
         let member = args
             .member
             .as_deref()
@@ -123,9 +119,7 @@ pub fn members(
             Ok(m) => h.members(flags, m.as_ref()).map_err(CliError::from),
             Err(e) => Err(e.into()),
         };
-        let closed = h.close().await;
-        let listed = listed?;
-        closed?;
+        let listed = close_after(h, listed).await?;
         tracing::debug!(members = listed.len(), "members listed");
         if as_json {
             println!(
@@ -142,17 +136,14 @@ pub fn members(
 }
 
 /// Issues credentials (administrators only); prints the invitation unless `--store`.
-pub async fn issue_credentials(
-    pg: &Peergroup,
-    who: &As,
+pub(crate) async fn issue_credentials(
+    ctx: &Context,
     args: IssueCredentialsArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let h = open(pg, who, &args.group)?;
+    let h = ctx.open(&args.group)?;
     let result = issue_open(&h, &args);
-    let closed = h.close().await;
-    let invitation = result?;
-    closed?;
+    let invitation = close_after(h, result).await?;
     match (args.store, as_json) {
         (true, true) => println!("{}", json!({"stored": args.subject})),
         (true, false) => println!("stored new credentials for {}", args.subject),

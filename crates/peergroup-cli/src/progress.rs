@@ -11,7 +11,6 @@ use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
-use peergroup_core::GroupHandle;
 
 use crate::status_cmd::status_names;
 
@@ -125,28 +124,6 @@ impl SyncProgress {
             self.bar.finish_and_clear();
         }
     }
-}
-
-/// [`GroupHandle::wait_status`] with the synchronisation spinner running meanwhile (on a
-/// terminal): the status once it has all of `bits`, or when `timeout` passed.
-pub async fn wait_status(
-    h: &GroupHandle,
-    bits: u32,
-    timeout: Duration,
-) -> Result<u32, peergroup_core::CoreError> {
-    let mut sync = SyncProgress::new(&h.group_name().to_string());
-    let waited = h.wait_status(bits, timeout);
-    tokio::pin!(waited);
-    let status = loop {
-        tokio::select! {
-            status = &mut waited => break status,
-            _ = tokio::time::sleep(Duration::from_millis(100)), if sync.running() => {
-                sync.update(h.status()?, h.record_count().ok());
-            }
-        }
-    };
-    sync.finish();
-    status
 }
 
 #[cfg(test)]

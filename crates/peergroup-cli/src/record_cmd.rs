@@ -21,11 +21,11 @@ use peergroup_core::records::record::Record;
 use peergroup_core::records::view::guid_text;
 use peergroup_core::{
     CoreError, DatabaseProgress, DatabaseStage, Event, EventFilter, EventItem, EventKind,
-    GroupHandle, NewRecord, Peergroup,
+    GroupHandle, NewRecord,
 };
 use serde_json::json;
 
-use crate::group_cmd::{group_name, identity, runtime, As};
+use crate::context::{block_on_detached, close_after, runtime, wait_for_member, As, Context};
 use crate::output::CliError;
 
 /// The record type `record add` uses without `--type`: "peergroup note".
@@ -431,7 +431,7 @@ async fn go_online(
     h.connect_by_address(&online.addresses).await?;
     tracing::info!(group = %h.group_name(), addresses = ?online.addresses, "connecting");
     let wait = Duration::from_secs(online.wait);
-    let status = crate::progress::wait_status(h, STATUS_HAS_CONNECTIONS, wait).await?;
+    let status = wait_for_member(h, wait).await?;
     tracing::info!(status, "online");
     if status & STATUS_HAS_CONNECTIONS == 0 {
         eprintln!(
@@ -485,8 +485,7 @@ pub fn run(
     cmd: RecordCommand,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
         let group = match &cmd {
             RecordCommand::Add { group, .. }
@@ -494,14 +493,11 @@ pub fn run(
             | RecordCommand::List { group, .. }
             | RecordCommand::Search { group, .. }
             | RecordCommand::Update { group, .. }
-            | RecordCommand::Delete { group, .. } => group_name(group)?,
+            | RecordCommand::Delete { group, .. } => group,
         };
-        let h = pg.open_group(me.as_ref(), &group)?;
+        let h = ctx.open(group)?;
         let result = run_open(&h, cmd, as_json).await;
-        let closed = h.close().await;
-        result?;
-        closed?;
-        Ok(())
+        close_after(h, result).await
     })
 }
 
@@ -648,14 +644,13 @@ pub fn db(
     cmd: DbCommand,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
         let (group, file, export) = match &cmd {
             DbCommand::Export { group, file } => (group, file, true),
             DbCommand::Import { group, file } => (group, file, false),
         };
-        let h = pg.open_group(me.as_ref(), &group_name(group)?)?;
+        let h = ctx.open(group)?;
         let bar = db_progress_bar(export, file);
         let report = |p: DatabaseProgress| {
             let stage = match p.stage {
@@ -676,9 +671,7 @@ pub fn db(
             h.import_database_with(file, report)
         };
         bar.finish_and_clear();
-        let closed = h.close().await;
-        let n = result?;
-        closed?;
+        let n = close_after(h, result).await?;
         let verb = if export { "exported" } else { "imported" };
         tracing::info!(records = n, file = %file.display(), "{verb}");
         if as_json {
@@ -866,8 +859,7 @@ pub fn watch(
     args: WatchArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     let filter = if args.kinds.is_empty() {
         EventFilter::all()
     } else {
@@ -879,9 +871,8 @@ pub fn watch(
                 .collect::<Result<Vec<_>, _>>()?,
         )
     };
-    let rt = runtime()?;
-    let result = rt.block_on(async {
-        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+    block_on_detached(async {
+        let h = ctx.open(&args.group)?;
         let mut sub = h.subscribe(filter)?;
         h.connect_by_address(&args.addresses).await?;
         tracing::info!(group = %args.group, addresses = ?args.addresses, "watching");
@@ -918,9 +909,7 @@ pub fn watch(
         drop(sub);
         h.close().await?;
         Ok(())
-    });
-    rt.shutdown_timeout(Duration::from_millis(100));
-    result
+    })
 }
 
 #[cfg(test)]

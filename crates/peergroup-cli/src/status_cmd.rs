@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use peergroup_core::identity::IdentityStore;
 use peergroup_core::io::{STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
-use peergroup_core::Peergroup;
 use serde_json::json;
 
-use crate::group_cmd::{group_name, identity, runtime, As};
+use crate::context::{runtime, As, Context};
 use crate::output::CliError;
 
 /// `peergroup status GROUP [--wait SECONDS] [--offline]`.
@@ -49,10 +48,9 @@ pub fn status(
     args: StatusArgs,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let pg = Peergroup::new(store.clone(), None);
-    let me = identity(who)?;
+    let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
-        let h = pg.open_group(me.as_ref(), &group_name(&args.group)?)?;
+        let h = ctx.open(&args.group)?;
         let report = async {
             if !args.offline {
                 h.connect().await?;
@@ -107,7 +105,7 @@ pub fn status(
                     "listen": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "neighbours": ns,
                     "records": records,
-                    "service": pg.is_service(),
+                    "service": ctx.pg.is_service(),
                 })
             );
         } else {
@@ -126,7 +124,7 @@ pub fn status(
                 Some(n) => println!("records:    {n}"),
                 None => println!("records:    (not synchronised yet)"),
             }
-            let runner = if pg.is_service() {
+            let runner = if ctx.pg.is_service() {
                 "peergroupd"
             } else {
                 "this process"

@@ -1,5 +1,5 @@
 //! `PeerGroupResumePasswordAuthentication`: Windows 7 added it without documentation; the
-//! behaviour here is Peergroup's (see `peergroup_core`'s `password_gate` module).
+//! behaviour here is Peergroup's (see `peergroup_core`'s `handle::password` module).
 
 use peergroup_core::identity::hresult::{self, HRESULT};
 

@@ -4,7 +4,7 @@
 //! the messages per member, and whether every database is identical at the end.
 //!
 //! ```text
-//! cargo run --release -p peergroup-core --example simulate -- [SCENARIO...] [--seed N]
+//! cargo run --release -p peergroup-proto --features test-utils --example simulate -- [SCENARIO...] [--seed N]
 //! ```
 
 use std::time::Instant;

@@ -318,7 +318,10 @@ fn bad_requests_do_not_disturb_other_clients() {
 
     let no_hello = ClientFrame {
         id: 1,
-        request: Request::Status(1),
+        request: Request::Group {
+            handle: 1,
+            call: peergroup_core::GroupCall::Status {},
+        },
     }
     .encode();
     refuses_bytes(&d.socket, &no_hello, "no hello");

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::direct::ConnectionInfo;
+use crate::calls::{GroupCall, GroupReply};
 use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventSubscription, Notifier};
 use crate::group::{LocalGroup, LocalPeergroup};
@@ -288,6 +288,22 @@ impl GroupHandle {
         }
     }
 
+    /// The in-process handle, or the service's: what the calls of [`crate::calls`] dispatch on.
+    pub(crate) fn local_or_remote(&self) -> std::result::Result<&LocalGroup, &RemoteGroup> {
+        match &self.imp {
+            HandleImp::Local(h) => Ok(h),
+            HandleImp::Remote(h) => Err(h),
+        }
+    }
+
+    /// Runs a [`GroupCall`] on this handle: in this process, or through the service.
+    pub fn run_call(&self, call: GroupCall) -> Result<GroupReply> {
+        match &self.imp {
+            HandleImp::Local(h) => call.run(h),
+            HandleImp::Remote(h) => h.call_group(call),
+        }
+    }
+
     /// The group's peer name.
     pub fn group_name(&self) -> &PeerName {
         each!(self, h => h.group_name())
@@ -296,56 +312,6 @@ impl GroupHandle {
     /// The identity holding this handle.
     pub fn identity(&self) -> &PeerName {
         each!(self, h => h.identity())
-    }
-
-    /// This member's roles.
-    pub fn roles(&self) -> Result<Vec<Role>> {
-        each!(self, h => h.roles())
-    }
-
-    /// `PeerGroupGetStatus`.
-    pub fn status(&self) -> Result<u32> {
-        each!(self, h => h.status())
-    }
-
-    /// `PeerGroupGetProperties`.
-    pub fn properties(&self) -> Result<GroupProperties> {
-        each!(self, h => h.properties())
-    }
-
-    /// `PeerGroupSetProperties`: administrators only; the identifying fields cannot change.
-    pub fn set_properties(&self, update: &GroupProperties) -> Result<()> {
-        each!(self, h => h.set_properties(update))
-    }
-
-    /// `PeerGroupCreateInvitation`: an invitation for the identity whose public XML is given.
-    pub fn create_invitation(
-        &self,
-        identity_xml: &str,
-        expiration: Option<i64>,
-        roles: &[Role],
-    ) -> Result<String> {
-        each!(self, h => h.create_invitation(identity_xml, expiration, roles))
-    }
-
-    /// `PeerGroupCreatePasswordInvitation`.
-    pub fn create_password_invitation(&self) -> Result<String> {
-        each!(self, h => h.create_password_invitation())
-    }
-
-    /// Why the group's recent neighbour connections ended (newest last).
-    pub fn recent_disconnects(&self) -> Result<Vec<crate::transport::CloseReason>> {
-        each!(self, h => h.recent_disconnects())
-    }
-
-    /// The group's neighbour connections.
-    pub fn neighbours(&self) -> Result<Vec<Neighbour>> {
-        each!(self, h => h.neighbours())
-    }
-
-    /// The addresses the group's node is reachable on, once online.
-    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>> {
-        each!(self, h => h.listen_addrs())
     }
 
     /// Subscribes to this group's events that `filter` matches (`PeerGroupRegisterEvent`);
@@ -390,44 +356,14 @@ impl GroupHandle {
 
     /// `PeerGroupAddRecord`.
     pub fn add_record(&self, new: NewRecord) -> Result<[u8; 16]> {
-        match &self.imp {
-            HandleImp::Local(h) => h.add_record(new),
-            HandleImp::Remote(h) => h
-                .add_records(vec![new])?
-                .pop()
-                .ok_or_else(|| CoreError::ServiceMessage("no record id".into())),
-        }
-    }
-
-    /// Adds records in one transaction (each as `PeerGroupAddRecord`).
-    pub fn add_records(&self, batch: Vec<NewRecord>) -> Result<Vec<[u8; 16]>> {
-        each!(self, h => h.add_records(batch))
-    }
-
-    /// `PeerGroupUpdateRecord`.
-    pub fn update_record(
-        &self,
-        id: &[u8; 16],
-        attributes: &str,
-        expires_ms: i64,
-        data: Vec<u8>,
-    ) -> Result<()> {
-        each!(self, h => h.update_record(id, attributes, expires_ms, data))
-    }
-
-    /// `PeerGroupDeleteRecord`.
-    pub fn delete_record(&self, id: &[u8; 16]) -> Result<()> {
-        each!(self, h => h.delete_record(id))
+        self.add_records(vec![new])?
+            .pop()
+            .ok_or_else(|| CoreError::ServiceMessage("no record id".into()))
     }
 
     /// `PeerGroupGetRecord`.
     pub fn get_record(&self, id: &[u8; 16]) -> Result<Record> {
         each!(self, h => h.get_record(id))
-    }
-
-    /// How many records the database holds.
-    pub fn record_count(&self) -> Result<u64> {
-        each!(self, h => h.record_count())
     }
 
     /// `PeerGroupEnumRecords`: every record, or those of one type.
@@ -479,11 +415,6 @@ impl GroupHandle {
         self.export_config_with_rounds(password, crate::identity::export::DEFAULT_ITERATIONS)
     }
 
-    /// [`GroupHandle::export_config`] with this many PBKDF2 rounds.
-    pub fn export_config_with_rounds(&self, password: &str, rounds: u32) -> Result<String> {
-        each!(self, h => h.export_config_with_rounds(password, rounds))
-    }
-
     /// Takes a [`PasswordHold`]: from now on a failed password authentication at this
     /// member suspends password authentication until
     /// [`GroupHandle::resume_password_authentication`].
@@ -504,56 +435,6 @@ impl GroupHandle {
                 "the registration is not of this group".into(),
             )),
         }
-    }
-
-    /// True while password authentication at this member is suspended after a failure.
-    pub fn password_authentication_suspended(&self) -> Result<bool> {
-        each!(self, h => h.password_authentication_suspended())
-    }
-
-    /// `PeerGroupPeerTimeToUniversalTime` (Unix ms both).
-    pub fn peer_time_to_universal(&self, peer_ms: i64) -> Result<i64> {
-        each!(self, h => h.peer_time_to_universal(peer_ms))
-    }
-
-    /// `PeerGroupUniversalTimeToPeerTime` (Unix ms both).
-    pub fn universal_to_peer_time(&self, utc_ms: i64) -> Result<i64> {
-        each!(self, h => h.universal_to_peer_time(utc_ms))
-    }
-
-    /// `PeerGroupEnumMembers`.
-    pub fn members(&self, flags: u32, identity: Option<&PeerName>) -> Result<Vec<Member>> {
-        each!(self, h => h.members(flags, identity))
-    }
-
-    /// `PeerGroupIssueCredentials`.
-    pub fn issue_credentials(
-        &self,
-        subject: &PeerName,
-        info: Option<&CredentialSpec>,
-        flags: u32,
-    ) -> Result<String> {
-        each!(self, h => h.issue_credentials(subject, info, flags))
-    }
-
-    /// `PeerGroupOpenDirectConnection`: the new connection's id; the outcome arrives as a
-    /// `DIRECT_CONNECTION` event.
-    pub fn open_direct_connection(
-        &self,
-        member: &PeerName,
-        address: Option<SocketAddr>,
-    ) -> Result<u64> {
-        each!(self, h => h.open_direct_connection(member, address))
-    }
-
-    /// `PeerGroupCloseDirectConnection`.
-    pub fn close_direct_connection(&self, id: u64) -> Result<()> {
-        each!(self, h => h.close_direct_connection(id))
-    }
-
-    /// `PeerGroupEnumConnections`.
-    pub fn connections(&self, flags: u32) -> Result<Vec<ConnectionInfo>> {
-        each!(self, h => h.connections(flags))
     }
 
     /// `PeerGroupSendData`: one whole message on a neighbour or direct connection.

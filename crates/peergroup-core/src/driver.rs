@@ -565,7 +565,8 @@ impl Driver {
             // visible; any other caller publishes at once.
             Output::Event(e) => self.inner.events.publish_group_event(&e),
             Output::Persist(p) => {
-                if let Err(e) = self.persist(p) {
+                // Group files are written atomically and synced: not on an async worker.
+                if let Err(e) = crate::blocking::off_the_workers(|| self.persist(p)) {
                     tracing::error!(group = %self.inner.key.1, error = %e, "storage write failed");
                 }
             }

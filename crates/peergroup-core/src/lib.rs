@@ -10,6 +10,9 @@
 #[cfg(feature = "net")]
 mod api;
 #[cfg(feature = "net")]
+pub mod blocking;
+pub mod calls;
+#[cfg(feature = "net")]
 mod clock;
 #[cfg(feature = "net")]
 mod control;
@@ -40,6 +43,7 @@ mod trust;
 
 #[cfg(feature = "net")]
 pub use api::{GroupHandle, PasswordHold, Peergroup};
+pub use calls::{GroupCall, GroupReply};
 #[cfg(feature = "net")]
 pub use control::Neighbour;
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};

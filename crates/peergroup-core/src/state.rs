@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::blocking::off_the_workers;
 use crate::control::DriverHandle;
 use crate::error::Result;
 use crate::events::EventHub;
@@ -72,6 +73,15 @@ impl GroupInner {
             *db = Some(RecordStore::open(self.store.dir().join(RECORDS_FILE))?);
         }
         f(db.as_mut().expect("opened above"))
+    }
+
+    /// [`GroupInner::with_records`] for a durable write: the transaction's disk sync runs
+    /// off the async workers ([`off_the_workers`]).
+    pub(crate) fn write_records<T>(
+        &self,
+        f: impl FnOnce(&mut RecordStore) -> Result<T>,
+    ) -> Result<T> {
+        off_the_workers(|| self.with_records(f))
     }
 
     /// Closes the record database if it is open (checkpointing its WAL); the next record call

@@ -233,6 +233,7 @@ fn presence_seed_decodes_and_round_trips() {
 fn service_session() -> Vec<peergroup_core::service::proto::ClientFrame> {
     use peergroup_core::events::{EventKind, Registration};
     use peergroup_core::service::proto::{ClientFrame, Request, WireLimits, PROTOCOL_VERSION};
+    use peergroup_core::GroupCall;
     use peergroup_core::NewRecord;
     let requests = vec![
         Request::Hello {
@@ -272,15 +273,17 @@ fn service_session() -> Vec<peergroup_core::service::proto::ClientFrame> {
             bits: 3,
             timeout_ms: 2000,
         },
-        Request::AddRecords(
-            1,
-            vec![NewRecord {
-                record_type: *b"service-request1",
-                attributes: String::new(),
-                expires_ms: 1_900_000_000_000,
-                data: b"hello".to_vec(),
-            }],
-        ),
+        Request::Group {
+            handle: 1,
+            call: GroupCall::AddRecords {
+                batch: vec![NewRecord {
+                    record_type: *b"service-request1",
+                    attributes: String::new(),
+                    expires_ms: 1_900_000_000_000,
+                    data: b"hello".to_vec(),
+                }],
+            },
+        },
         Request::EnumRecords(1, None),
         Request::SearchRecords(1, "<peersearch/>".into()),
         Request::GetRecord(1, [7; 16]),
@@ -290,12 +293,17 @@ fn service_session() -> Vec<peergroup_core::service::proto::ClientFrame> {
             data_type: [3; 16],
             data: b"data".to_vec(),
         },
-        Request::Members {
+        Request::Group {
             handle: 1,
-            flags: 1,
-            identity: None,
+            call: GroupCall::Members {
+                flags: 1,
+                identity: None,
+            },
         },
-        Request::Status(1),
+        Request::Group {
+            handle: 1,
+            call: GroupCall::Status {},
+        },
         Request::Unsubscribe(1),
         Request::Close(1),
     ];

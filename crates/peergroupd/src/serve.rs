@@ -228,39 +228,18 @@ fn new_handle(session: &Session, h: GroupHandle, flag: bool) -> Response {
 fn handle_of(request: &Request) -> u64 {
     use Request as R;
     match request {
-        R::Roles(n)
-        | R::Status(n)
-        | R::Properties(n)
-        | R::SetProperties(n, _)
-        | R::CreatePasswordInvitation(n)
-        | R::RecentDisconnects(n)
-        | R::Neighbours(n)
-        | R::ListenAddrs(n)
-        | R::AddRecords(n, _)
-        | R::DeleteRecord(n, _)
-        | R::GetRecord(n, _)
-        | R::RecordCount(n)
+        R::GetRecord(n, _)
         | R::EnumRecords(n, _)
         | R::SearchRecords(n, _)
         | R::ExportDatabase(n, _)
         | R::ImportDatabase(n, _)
         | R::HoldPasswordAuthentication(n)
         | R::ResumePasswordAuthentication(n, _)
-        | R::PasswordAuthenticationSuspended(n)
-        | R::PeerTimeToUniversal(n, _)
-        | R::UniversalToPeerTime(n, _)
-        | R::CloseDirectConnection(n, _)
-        | R::Connections(n, _)
         | R::Close(n) => *n,
-        R::WaitStatus { handle, .. }
-        | R::CreateInvitation { handle, .. }
+        R::Group { handle, .. }
+        | R::WaitStatus { handle, .. }
         | R::Subscribe { handle, .. }
         | R::Connect { handle, .. }
-        | R::UpdateRecord { handle, .. }
-        | R::ExportConfig { handle, .. }
-        | R::Members { handle, .. }
-        | R::IssueCredentials { handle, .. }
-        | R::OpenDirectConnection { handle, .. }
         | R::SendData { handle, .. } => *handle,
         // Not per handle: no handle has number 0.
         _ => 0,
@@ -271,75 +250,19 @@ fn handle_of(request: &Request) -> u64 {
 async fn on_handle(h: &HeldHandle, request: Request) -> Result<Response> {
     use Request as R;
     Ok(match request {
-        R::Roles(_) => Response::Roles(h.roles()?),
-        R::Status(_) => Response::U32(h.status()?),
+        // Every call that answers once, generically: the handle runs it in-process.
+        R::Group { call, .. } => Response::Group(h.run_call(call)?),
         R::WaitStatus {
             bits, timeout_ms, ..
         } => {
             let wait = Duration::from_millis(timeout_ms).min(MAX_WAIT);
             Response::U32(h.wait_status(bits, wait).await?)
         }
-        R::Properties(_) => Response::Properties(h.properties()?),
-        R::SetProperties(_, p) => {
-            h.set_properties(&p)?;
-            Response::Ok
-        }
-        R::CreateInvitation {
-            identity_xml,
-            expiration,
-            roles,
-            ..
-        } => Response::Text(h.create_invitation(&identity_xml, expiration, &roles)?),
-        R::CreatePasswordInvitation(_) => Response::Text(h.create_password_invitation()?),
-        R::RecentDisconnects(_) => Response::Disconnects(h.recent_disconnects()?),
-        R::Neighbours(_) => Response::Neighbours(h.neighbours()?),
-        R::ListenAddrs(_) => Response::Addrs(h.listen_addrs()?),
         R::Connect { addrs, .. } => {
             h.connect_by_address(&addrs).await?;
             Response::Ok
         }
-        R::AddRecords(_, batch) => Response::RecordIds(h.add_records(batch)?),
-        R::UpdateRecord {
-            id,
-            attributes,
-            expires_ms,
-            data,
-            ..
-        } => {
-            h.update_record(&id, &attributes, expires_ms, data)?;
-            Response::Ok
-        }
-        R::DeleteRecord(_, id) => {
-            h.delete_record(&id)?;
-            Response::Ok
-        }
         R::GetRecord(_, id) => Response::Record(h.get_record(&id)?.encode()),
-        R::RecordCount(_) => Response::U64(h.record_count()?),
-        R::ExportConfig {
-            password, rounds, ..
-        } => Response::Text(h.export_config_with_rounds(&password, rounds)?),
-        R::PasswordAuthenticationSuspended(_) => {
-            Response::Bool(h.password_authentication_suspended()?)
-        }
-        R::PeerTimeToUniversal(_, t) => Response::I64(h.peer_time_to_universal(t)?),
-        R::UniversalToPeerTime(_, t) => Response::I64(h.universal_to_peer_time(t)?),
-        R::Members {
-            flags, identity, ..
-        } => Response::Members(h.members(flags, peer_name(identity)?.as_ref())?),
-        R::IssueCredentials {
-            subject,
-            info,
-            flags,
-            ..
-        } => Response::Text(h.issue_credentials(&subject.parse()?, info.as_ref(), flags)?),
-        R::OpenDirectConnection {
-            member, address, ..
-        } => Response::U64(h.open_direct_connection(&member.parse()?, address)?),
-        R::CloseDirectConnection(_, id) => {
-            h.close_direct_connection(id)?;
-            Response::Ok
-        }
-        R::Connections(_, flags) => Response::Connections(h.connections(flags)?),
         R::SendData {
             connection,
             data_type,

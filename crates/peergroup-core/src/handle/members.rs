@@ -16,12 +16,6 @@ use crate::members::{
 };
 use crate::values::CredentialSpec;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl LocalGroup {
     /// `PeerGroupEnumMembers`: the members this member knows, the local one first (with no
     /// `identity`). `flags` is 0 (every known member) or [`PEER_MEMBER_PRESENT`] (those
@@ -36,7 +30,7 @@ impl LocalGroup {
         }
         let chain = self.live()?.chain.clone();
         let inner = self.inner();
-        let now = now_ms();
+        let now = crate::clock::unix_now_ms();
         let (data, presence) = inner.with_records(|db| {
             Ok((
                 db.list(Some(MEMBER_DATA_TYPE), now)?,
@@ -95,7 +89,7 @@ impl LocalGroup {
                 info.not_after,
             ),
             None => {
-                let now = now_ms();
+                let now = crate::clock::unix_now_ms();
                 let data = inner.with_records(|db| db.list(Some(MEMBER_DATA_TYPE), now))?;
                 let chains = newest_chains(&data);
                 let chain = chains
@@ -127,14 +121,14 @@ impl LocalGroup {
         if flags & PEER_GROUP_STORE_CREDENTIALS == 0 {
             return Ok(invitation);
         }
-        let now = now_ms();
+        let now = crate::clock::unix_now_ms();
         let me = inner.key.0.to_string();
         let lifetime =
             MemberSettings::from_properties(&st.config.properties).member_data_lifetime_ms;
         let expires = now
             .saturating_add(lifetime)
             .min(chain.leaf().not_after().saturating_mul(1000));
-        let nonce = crate::group::new_id_nonce()?;
+        let nonce = crate::handle::records::new_id_nonce()?;
         let mut record = Record {
             record_type: MEMBER_DATA_TYPE,
             id: derive_id(&me, &MEMBER_DATA_TYPE, now, &nonce),
@@ -151,7 +145,7 @@ impl LocalGroup {
             security: Vec::new(),
         };
         record.sign(inner.identity.private_key(), &st.chain)?;
-        inner.with_records(|db| db.put(&record))?;
+        inner.write_records(|db| db.put(&record))?;
         drop(st);
         self.publish_local(std::slice::from_ref(&record));
         Ok(invitation)

@@ -98,7 +98,7 @@ impl RecordPort for StorePort {
                 Ok((r.clone(), rows))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.inner.with_records(|db| db.put_many(&batch))
+        self.inner.write_records(|db| db.put_many(&batch))
     }
 
     fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>> {
@@ -107,6 +107,6 @@ impl RecordPort for StorePort {
     }
 
     fn expire(&mut self, now: i64) -> Result<Vec<Record>> {
-        self.inner.with_records(|db| db.expire(now))
+        self.inner.write_records(|db| db.expire(now))
     }
 }

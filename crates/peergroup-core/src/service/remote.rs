@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use super::proto::{Request, Response};
 use super::session::{unexpected, Session, SessionConfig};
+use crate::calls::{GroupCall, GroupReply};
 use crate::direct::ConnectionInfo;
 use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventSubscription, Notifier, DEFAULT_QUEUE};
@@ -222,62 +223,21 @@ impl RemoteGroup {
         off_runtime(move || session.call(request)).await
     }
 
+    /// A [`GroupCall`] through the service: one request, one answer.
+    pub(crate) fn call_group(&self, call: GroupCall) -> Result<GroupReply> {
+        let request = Request::Group {
+            handle: self.handle,
+            call,
+        };
+        answer!(self.call(request), Response::Group(reply) => reply)
+    }
+
     pub(crate) fn group_name(&self) -> &PeerName {
         &self.group
     }
 
     pub(crate) fn identity(&self) -> &PeerName {
         &self.identity
-    }
-
-    pub(crate) fn roles(&self) -> Result<Vec<Role>> {
-        answer!(self.call(Request::Roles(self.handle)), Response::Roles(r) => r)
-    }
-
-    pub(crate) fn status(&self) -> Result<u32> {
-        answer!(self.call(Request::Status(self.handle)), Response::U32(s) => s)
-    }
-
-    pub(crate) fn properties(&self) -> Result<GroupProperties> {
-        answer!(self.call(Request::Properties(self.handle)), Response::Properties(p) => p)
-    }
-
-    pub(crate) fn set_properties(&self, update: &GroupProperties) -> Result<()> {
-        let request = Request::SetProperties(self.handle, update.clone());
-        answer!(self.call(request), Response::Ok => ())
-    }
-
-    pub(crate) fn create_invitation(
-        &self,
-        identity_xml: &str,
-        expiration: Option<i64>,
-        roles: &[Role],
-    ) -> Result<String> {
-        let request = Request::CreateInvitation {
-            handle: self.handle,
-            identity_xml: identity_xml.to_owned(),
-            expiration,
-            roles: roles.to_vec(),
-        };
-        answer!(self.call(request), Response::Text(t) => t)
-    }
-
-    pub(crate) fn create_password_invitation(&self) -> Result<String> {
-        let request = Request::CreatePasswordInvitation(self.handle);
-        answer!(self.call(request), Response::Text(t) => t)
-    }
-
-    pub(crate) fn recent_disconnects(&self) -> Result<Vec<crate::transport::CloseReason>> {
-        let request = Request::RecentDisconnects(self.handle);
-        answer!(self.call(request), Response::Disconnects(d) => d)
-    }
-
-    pub(crate) fn neighbours(&self) -> Result<Vec<Neighbour>> {
-        answer!(self.call(Request::Neighbours(self.handle)), Response::Neighbours(n) => n)
-    }
-
-    pub(crate) fn listen_addrs(&self) -> Result<Vec<SocketAddr>> {
-        answer!(self.call(Request::ListenAddrs(self.handle)), Response::Addrs(a) => a)
     }
 
     pub(crate) fn subscribe_with(
@@ -325,40 +285,10 @@ impl RemoteGroup {
         off_runtime(move || session.close_handle(handle, CLOSE_BOUND)).await
     }
 
-    pub(crate) fn add_records(&self, batch: Vec<NewRecord>) -> Result<Vec<[u8; 16]>> {
-        let request = Request::AddRecords(self.handle, batch);
-        answer!(self.call(request), Response::RecordIds(ids) => ids)
-    }
-
-    pub(crate) fn update_record(
-        &self,
-        id: &[u8; 16],
-        attributes: &str,
-        expires_ms: i64,
-        data: Vec<u8>,
-    ) -> Result<()> {
-        let request = Request::UpdateRecord {
-            handle: self.handle,
-            id: *id,
-            attributes: attributes.to_owned(),
-            expires_ms,
-            data,
-        };
-        answer!(self.call(request), Response::Ok => ())
-    }
-
-    pub(crate) fn delete_record(&self, id: &[u8; 16]) -> Result<()> {
-        answer!(self.call(Request::DeleteRecord(self.handle, *id)), Response::Ok => ())
-    }
-
     pub(crate) fn get_record(&self, id: &[u8; 16]) -> Result<Record> {
         let bytes =
             answer!(self.call(Request::GetRecord(self.handle, *id)), Response::Record(b) => b)?;
         Record::decode(&bytes)
-    }
-
-    pub(crate) fn record_count(&self) -> Result<u64> {
-        answer!(self.call(Request::RecordCount(self.handle)), Response::U64(n) => n)
     }
 
     /// Records that come in parts: every part decoded, in order.
@@ -435,15 +365,6 @@ impl RemoteGroup {
         )
     }
 
-    pub(crate) fn export_config_with_rounds(&self, password: &str, rounds: u32) -> Result<String> {
-        let request = Request::ExportConfig {
-            handle: self.handle,
-            password: password.to_owned(),
-            rounds,
-        };
-        answer!(self.call(request), Response::Text(t) => t)
-    }
-
     pub(crate) fn hold_password_authentication(&self) -> Result<RemoteHold> {
         let request = Request::HoldPasswordAuthentication(self.handle);
         let id = answer!(self.call(request), Response::U64(id) => id)?;
@@ -463,68 +384,6 @@ impl RemoteGroup {
         }
         let request = Request::ResumePasswordAuthentication(self.handle, hold.id);
         answer!(self.call(request), Response::Ok => ())
-    }
-
-    pub(crate) fn password_authentication_suspended(&self) -> Result<bool> {
-        let request = Request::PasswordAuthenticationSuspended(self.handle);
-        answer!(self.call(request), Response::Bool(b) => b)
-    }
-
-    pub(crate) fn peer_time_to_universal(&self, peer_ms: i64) -> Result<i64> {
-        let request = Request::PeerTimeToUniversal(self.handle, peer_ms);
-        answer!(self.call(request), Response::I64(t) => t)
-    }
-
-    pub(crate) fn universal_to_peer_time(&self, utc_ms: i64) -> Result<i64> {
-        let request = Request::UniversalToPeerTime(self.handle, utc_ms);
-        answer!(self.call(request), Response::I64(t) => t)
-    }
-
-    pub(crate) fn members(&self, flags: u32, identity: Option<&PeerName>) -> Result<Vec<Member>> {
-        let request = Request::Members {
-            handle: self.handle,
-            flags,
-            identity: name(identity),
-        };
-        answer!(self.call(request), Response::Members(m) => m)
-    }
-
-    pub(crate) fn issue_credentials(
-        &self,
-        subject: &PeerName,
-        info: Option<&CredentialSpec>,
-        flags: u32,
-    ) -> Result<String> {
-        let request = Request::IssueCredentials {
-            handle: self.handle,
-            subject: subject.to_string(),
-            info: info.cloned(),
-            flags,
-        };
-        answer!(self.call(request), Response::Text(t) => t)
-    }
-
-    pub(crate) fn open_direct_connection(
-        &self,
-        member: &PeerName,
-        address: Option<SocketAddr>,
-    ) -> Result<u64> {
-        let request = Request::OpenDirectConnection {
-            handle: self.handle,
-            member: member.to_string(),
-            address,
-        };
-        answer!(self.call(request), Response::U64(id) => id)
-    }
-
-    pub(crate) fn close_direct_connection(&self, id: u64) -> Result<()> {
-        let request = Request::CloseDirectConnection(self.handle, id);
-        answer!(self.call(request), Response::Ok => ())
-    }
-
-    pub(crate) fn connections(&self, flags: u32) -> Result<Vec<ConnectionInfo>> {
-        let request = Request::Connections(self.handle, flags);
-        answer!(self.call(request), Response::Connections(c) => c)
     }
 
     pub(crate) async fn send_data(&self, id: u64, data_type: &[u8; 16], data: &[u8]) -> Result<()> {

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::calls::{GroupCall, GroupReply};
 use crate::data::MAX_DATA_LEN;
 use crate::error::{CoreError, Result};
 use crate::events::{EventItem, Registration};
@@ -30,7 +31,7 @@ use crate::transport::CloseReason;
 use crate::values::{ConnectionInfo, DatabaseProgress, Neighbour, NewRecord};
 
 /// The protocol version this build speaks; the first byte of every frame body.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// The largest frame body: one message of `PeerGroupSendData` at its largest plus headroom.
 pub const MAX_FRAME_LEN: usize = MAX_DATA_LEN + 64 * 1024;
 /// At most this many addresses in one `Connect`.
@@ -134,12 +135,16 @@ pub enum Request {
         /// `fOverwrite`.
         overwrite: bool,
     },
+    /// A call on a handle that answers once ([`GroupCall`]) → [`Response::Group`] with the
+    /// [`GroupReply`] of the same name.
+    Group {
+        /// The handle.
+        handle: Handle,
+        /// The call.
+        call: GroupCall,
+    },
     /// `PeerGroupClose` of one handle → [`Response::Ended`].
     Close(Handle),
-    /// The member's roles → [`Response::Roles`].
-    Roles(Handle),
-    /// `PeerGroupGetStatus` → [`Response::U32`].
-    Status(Handle),
     /// Waits until the status has all of `bits` or `timeout_ms` passed → [`Response::U32`].
     WaitStatus {
         /// The handle.
@@ -149,29 +154,6 @@ pub enum Request {
         /// Upper bound of the wait.
         timeout_ms: u64,
     },
-    /// `PeerGroupGetProperties` → [`Response::Properties`].
-    Properties(Handle),
-    /// `PeerGroupSetProperties` → [`Response::Ok`].
-    SetProperties(Handle, GroupProperties),
-    /// `PeerGroupCreateInvitation` → [`Response::Text`].
-    CreateInvitation {
-        /// The handle.
-        handle: Handle,
-        /// The invitee's identity XML.
-        identity_xml: String,
-        /// Expiry, Unix ms.
-        expiration: Option<i64>,
-        /// Roles granted.
-        roles: Vec<Role>,
-    },
-    /// `PeerGroupCreatePasswordInvitation` → [`Response::Text`].
-    CreatePasswordInvitation(Handle),
-    /// Why recent neighbour connections ended → [`Response::Disconnects`].
-    RecentDisconnects(Handle),
-    /// The neighbour connections → [`Response::Neighbours`].
-    Neighbours(Handle),
-    /// The addresses the group's node is reachable on → [`Response::Addrs`].
-    ListenAddrs(Handle),
     /// `PeerGroupRegisterEvent` → [`Response::Ok`]; events follow on the
     /// session's event connection as [`ServerFrame::Event`].
     Subscribe {
@@ -193,28 +175,8 @@ pub enum Request {
         /// Addresses to dial; empty for a plain connect.
         addrs: Vec<SocketAddr>,
     },
-    /// `PeerGroupAddRecord` (one or a batch) → [`Response::RecordIds`].
-    AddRecords(Handle, Vec<NewRecord>),
-    /// `PeerGroupUpdateRecord` → [`Response::Ok`].
-    UpdateRecord {
-        /// The handle.
-        handle: Handle,
-        /// The record.
-        id: [u8; 16],
-        /// New attributes.
-        attributes: String,
-        /// New expiry.
-        expires_ms: i64,
-        /// New payload.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
-    },
-    /// `PeerGroupDeleteRecord` → [`Response::Ok`].
-    DeleteRecord(Handle, [u8; 16]),
     /// `PeerGroupGetRecord` → [`Response::Record`].
     GetRecord(Handle, [u8; 16]),
-    /// How many records are stored → [`Response::U64`].
-    RecordCount(Handle),
     /// `PeerGroupEnumRecords` → [`Response::Records`] parts.
     EnumRecords(Handle, Option<[u8; 16]>),
     /// `PeerGroupSearchRecords` → [`Response::Records`] parts.
@@ -223,60 +185,12 @@ pub enum Request {
     ExportDatabase(Handle, String),
     /// `PeerGroupImportDatabase` → [`Response::Progress`]… then [`Response::U64`].
     ImportDatabase(Handle, String),
-    /// `PeerGroupExportConfig` → [`Response::Text`].
-    ExportConfig {
-        /// The handle.
-        handle: Handle,
-        /// The password sealing it.
-        password: String,
-        /// PBKDF2 rounds.
-        rounds: u32,
-    },
     /// Takes a password-authentication hold → [`Response::U64`] (its id).
     HoldPasswordAuthentication(Handle),
     /// Gives a hold up → [`Response::Ok`].
     ReleaseHold(u64),
     /// `PeerGroupResumePasswordAuthentication` → [`Response::Ok`].
     ResumePasswordAuthentication(Handle, u64),
-    /// Whether password authentication is suspended → [`Response::Bool`].
-    PasswordAuthenticationSuspended(Handle),
-    /// `PeerGroupPeerTimeToUniversalTime` → [`Response::I64`].
-    PeerTimeToUniversal(Handle, i64),
-    /// `PeerGroupUniversalTimeToPeerTime` → [`Response::I64`].
-    UniversalToPeerTime(Handle, i64),
-    /// `PeerGroupEnumMembers` → [`Response::Members`].
-    Members {
-        /// The handle.
-        handle: Handle,
-        /// `dwFlags`.
-        flags: u32,
-        /// One identity, or every member.
-        identity: Option<String>,
-    },
-    /// `PeerGroupIssueCredentials` → [`Response::Text`].
-    IssueCredentials {
-        /// The handle.
-        handle: Handle,
-        /// The subject's peer name.
-        subject: String,
-        /// New credential information, or the stored one.
-        info: Option<CredentialSpec>,
-        /// `dwFlags`.
-        flags: u32,
-    },
-    /// `PeerGroupOpenDirectConnection` → [`Response::U64`].
-    OpenDirectConnection {
-        /// The handle.
-        handle: Handle,
-        /// The member's peer name.
-        member: String,
-        /// Its address, or its known one.
-        address: Option<SocketAddr>,
-    },
-    /// `PeerGroupCloseDirectConnection` → [`Response::Ok`].
-    CloseDirectConnection(Handle, u64),
-    /// `PeerGroupEnumConnections` → [`Response::Connections`].
-    Connections(Handle, u32),
     /// `PeerGroupSendData` → [`Response::Ok`].
     SendData {
         /// The handle.
@@ -516,6 +430,8 @@ pub enum Response {
     /// The answer to `Close`: the session's subscriptions the close ended (it held the group
     /// no more); their last events and `Ended` were sent on the event connection first.
     Ended(Vec<u64>),
+    /// The answer to a [`Request::Group`] call.
+    Group(GroupReply),
     /// The request failed.
     Error(WireError),
 }

@@ -13,7 +13,10 @@ fn body(frame: &[u8]) -> &[u8] {
 fn status(handle: u64) -> ClientFrame {
     ClientFrame {
         id: 7,
-        request: Request::Status(handle),
+        request: Request::Group {
+            handle,
+            call: GroupCall::Status {},
+        },
     }
 }
 
@@ -140,7 +143,20 @@ fn request() -> impl Strategy<Value = Request> {
             proptest::collection::vec(addr(), 0..MAX_ADDRS)
         )
             .prop_map(|(handle, addrs)| Request::Connect { handle, addrs }),
-        any::<u64>().prop_map(Request::Status),
+        any::<u64>().prop_map(|handle| Request::Group {
+            handle,
+            call: GroupCall::Status {}
+        }),
+        (any::<u64>(), guid(), ".{0,40}", any::<i64>(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(handle, id, attributes, expires_ms, data)| Request::Group {
+                handle,
+                call: GroupCall::UpdateRecord {
+                    id,
+                    attributes,
+                    expires_ms,
+                    data
+                }
+            }),
         (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(handle, bits, timeout_ms)| {
             Request::WaitStatus {
                 handle,

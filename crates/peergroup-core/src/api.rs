@@ -15,16 +15,14 @@ use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventSubscription, Notifier};
 use crate::group::{LocalGroup, LocalPeergroup};
 use crate::handle::password::LocalPasswordHold;
-use crate::identity::gmc::Role;
 use crate::identity::{IdentityStore, PeerName};
 use crate::invitation::Invitation;
-use crate::members::{CredentialSpec, Member};
 use crate::properties::GroupProperties;
 use crate::records::record::Record;
 use crate::service::proto::WireLimits;
 use crate::service::remote::{Remote, RemoteGroup, RemoteHold};
 use crate::service::{default_socket_path, Mode, Session, SessionConfig};
-use crate::values::{DatabaseProgress, Neighbour, NewRecord};
+use crate::values::{DatabaseProgress, NewRecord};
 
 /// One user's groups: the identity store, and the groups and network either of this process
 /// or of `peergroupd`.

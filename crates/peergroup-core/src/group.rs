@@ -5,10 +5,11 @@
 //! (identity, group) share one [`GroupInner`], which counts them. The network side lives in
 //! `driver`; it is started by `connect` and stopped when the last handle closes.
 //!
-//! Each open group keeps its record database ([`RecordStore`]) at `<group dir>/records.db`,
-//! opened on the first record call and closed after the driver when the last handle closes
-//! or the group is deleted. A record stored by a call here goes to the running group's
-//! machine, which floods it; see [`crate::replication`].
+//! Each open group keeps its record database
+//! ([`RecordStore`](crate::records::store::RecordStore)) at `<group dir>/records.db`, opened
+//! on the first record call and closed after the driver when the last handle closes or the
+//! group is deleted. The record calls (`handle::records`) store each change, and the running
+//! group's machine floods it; see [`crate::replication`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,12 +29,6 @@ use crate::identity::{documents, Identity, IdentityStore, PeerName};
 use crate::invitation::{Credential, Invitation};
 use crate::network::Network;
 use crate::properties::GroupProperties;
-use crate::records::attributes::Attributes;
-use crate::records::record::{derive_id, Record};
-use crate::records::search::Criteria;
-use crate::records::store::index_rows;
-use crate::records::store::RecordStore;
-use crate::records::view::is_reserved_type;
 
 pub use crate::values::{DatabaseProgress, DatabaseStage, NewRecord};
 

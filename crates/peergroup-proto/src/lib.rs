@@ -6,7 +6,7 @@
 //! codec ([`wire`]), the record model and its parsers ([`records`]), properties, invitations
 //! and the configuration document are its parts. Like `quinn-proto`, this crate never names
 //! its runtime: `peergroup-core` drives it over QUIC and SQLite, and the seeded simulator
-//! ([`sim`], feature `test-utils`) drives hundreds of members in one process.
+//! (`sim`, feature `test-utils`) drives hundreds of members in one process.
 //!
 //! No module here opens a socket or a file, reads a clock or spawns a task: the host passes
 //! the time in, and storage and signing go through the ports the machine is given.

@@ -1,33 +1,17 @@
 //! `PeerGroupExportDatabase` and `PeerGroupImportDatabase`: the record database to and from
 //! a file, only while the group is offline.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
-use crate::state::{lock, GroupState, Shared};
-use crate::group::{LocalGroup, LocalPeergroup};
-use crate::state::{GroupInner, GroupKey, RECORDS_FILE};
+use crate::group::LocalGroup;
+use crate::state::GroupState;
 
-use crate::clock::unix_now;
-use crate::driver;
 use crate::error::{CoreError, Result};
-use crate::events::{EventFilter, EventHub, EventSubscription, Notifier, DEFAULT_QUEUE};
-use crate::group_store::{GroupStore, StoredConfig};
-use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Role};
-use crate::identity::{documents, Identity, IdentityStore, PeerName};
-use crate::invitation::{Credential, Invitation};
-use crate::network::Network;
-use crate::properties::GroupProperties;
 use crate::records::attributes::Attributes;
-use crate::records::record::{derive_id, Record};
-use crate::records::search::Criteria;
+use crate::records::record::Record;
 use crate::records::store::index_rows;
-use crate::records::store::RecordStore;
-use crate::records::view::is_reserved_type;
 
-use crate::values::{DatabaseProgress, DatabaseStage, NewRecord};
-
+use crate::values::{DatabaseProgress, DatabaseStage};
 
 /// `PeerGroupExportDatabase` and `PeerGroupImportDatabase` (file format and rules:
 /// [`crate::records::dbfile`]).

@@ -13,9 +13,9 @@ impl LocalGroup {
     /// `PeerGroupOpenDirectConnection`: starts a direct connection to `member`, at `address`
     /// or (when `None`) where the group last saw it, and returns its connection id at once.
     ///
-    /// The id is not usable until a [`Event::DirectConnection`] for it reports
-    /// [`ConnectionStatus::Connected`]; a failed attempt is reported there too
-    /// ([`ConnectionStatus::Failed`] with the reason), not here. Errors here:
+    /// The id is not usable until a [`Event::DirectConnection`](crate::Event::DirectConnection) for it reports
+    /// [`ConnectionStatus::Connected`](crate::io::ConnectionStatus::Connected); a failed attempt is reported there too
+    /// ([`ConnectionStatus::Failed`](crate::io::ConnectionStatus::Failed) with the reason), not here. Errors here:
     /// [`CoreError::ConnectToSelf`] (`PEER_E_CONNECT_SELF`), [`CoreError::NotReady`] while
     /// the group is offline, [`CoreError::NoAddress`] (`PEER_E_NODE_NOT_FOUND`) when no
     /// address is given and none is known.
@@ -83,7 +83,7 @@ impl LocalGroup {
 
     /// `PeerGroupSendData`: sends `data`, tagged with `data_type`, on the neighbour or
     /// direct connection `id`. Messages on one connection arrive whole and in the order they
-    /// were sent, as [`Event::IncomingData`]. Returns once the message is queued for sending;
+    /// were sent, as [`Event::IncomingData`](crate::Event::IncomingData). Returns once the message is queued for sending;
     /// waits while the peer does not keep up.
     ///
     /// Errors: [`CoreError::ConnectionNotFound`] (`PEER_E_CONNECTION_NOT_FOUND`) for an id

@@ -2,24 +2,13 @@
 //! and stored here durably (off the async workers), then flooded to the group when it is
 //! online, else reconciled at the next connection.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
-use crate::state::{lock, GroupState, Shared};
-use crate::group::{LocalGroup, LocalPeergroup};
-use crate::state::{GroupInner, GroupKey, RECORDS_FILE};
+use crate::group::LocalGroup;
+use crate::state::{lock, GroupState};
 
-use crate::clock::unix_now;
-use crate::driver;
 use crate::error::{CoreError, Result};
-use crate::events::{EventFilter, EventHub, EventSubscription, Notifier, DEFAULT_QUEUE};
-use crate::group_store::{GroupStore, StoredConfig};
-use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Role};
-use crate::identity::{documents, Identity, IdentityStore, PeerName};
-use crate::invitation::{Credential, Invitation};
-use crate::network::Network;
-use crate::properties::GroupProperties;
+use crate::identity::gmc::Role;
 use crate::records::attributes::Attributes;
 use crate::records::record::{derive_id, Record};
 use crate::records::search::Criteria;
@@ -27,8 +16,7 @@ use crate::records::store::index_rows;
 use crate::records::store::RecordStore;
 use crate::records::view::is_reserved_type;
 
-use crate::values::{DatabaseProgress, DatabaseStage, NewRecord};
-
+use crate::values::NewRecord;
 
 /// A fresh id nonce from the system's secure random generator (the record id is derived
 /// from it: [`crate::records::record::derive_id`]).
@@ -60,11 +48,17 @@ impl LocalGroup {
         Ok(st)
     }
 
-    pub(crate) fn with_records<T>(&self, f: impl FnOnce(&mut RecordStore) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_records<T>(
+        &self,
+        f: impl FnOnce(&mut RecordStore) -> Result<T>,
+    ) -> Result<T> {
         self.inner.with_records(f)
     }
 
-    pub(crate) fn write_records<T>(&self, f: impl FnOnce(&mut RecordStore) -> Result<T>) -> Result<T> {
+    pub(crate) fn write_records<T>(
+        &self,
+        f: impl FnOnce(&mut RecordStore) -> Result<T>,
+    ) -> Result<T> {
         self.inner.write_records(f)
     }
 
@@ -245,7 +239,8 @@ impl LocalGroup {
     pub fn search_records(&self, criteria: &str) -> Result<Vec<Record>> {
         let _st = self.ready()?;
         let criteria = Criteria::parse(criteria)?;
-        let mut found = self.with_records(|db| db.search(&criteria, crate::clock::unix_now_ms()))?;
+        let mut found =
+            self.with_records(|db| db.search(&criteria, crate::clock::unix_now_ms()))?;
         found.retain(|r| !is_reserved_type(&r.record_type));
         Ok(found)
     }

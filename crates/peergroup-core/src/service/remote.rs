@@ -14,16 +14,13 @@ use std::sync::{Arc, Mutex};
 use super::proto::{Request, Response};
 use super::session::{unexpected, Session, SessionConfig};
 use crate::calls::{GroupCall, GroupReply};
-use crate::direct::ConnectionInfo;
 use crate::error::{CoreError, Result};
 use crate::events::{EventFilter, EventSubscription, Notifier, DEFAULT_QUEUE};
-use crate::identity::gmc::Role;
 use crate::identity::PeerName;
-use crate::members::{CredentialSpec, Member};
 use crate::properties::GroupProperties;
 use crate::records::record::Record;
 use crate::state::lock;
-use crate::values::{DatabaseProgress, Neighbour, NewRecord};
+use crate::values::DatabaseProgress;
 
 /// Takes the one answer shape a request has, or reports the wrong one.
 macro_rules! answer {

@@ -25,10 +25,10 @@ use crate::error::{CoreError, Result};
 use crate::events::{EventItem, Registration};
 use crate::identity::gmc::Role;
 use crate::identity::hresult::HRESULT;
-use crate::members::{CredentialSpec, Member};
+use crate::members::Member;
 use crate::properties::GroupProperties;
 use crate::transport::CloseReason;
-use crate::values::{ConnectionInfo, DatabaseProgress, Neighbour, NewRecord};
+use crate::values::{ConnectionInfo, DatabaseProgress, Neighbour};
 
 /// The protocol version this build speaks; the first byte of every frame body.
 pub const PROTOCOL_VERSION: u8 = 3;

@@ -147,16 +147,24 @@ fn request() -> impl Strategy<Value = Request> {
             handle,
             call: GroupCall::Status {}
         }),
-        (any::<u64>(), guid(), ".{0,40}", any::<i64>(), proptest::collection::vec(any::<u8>(), 0..64))
-            .prop_map(|(handle, id, attributes, expires_ms, data)| Request::Group {
-                handle,
-                call: GroupCall::UpdateRecord {
-                    id,
-                    attributes,
-                    expires_ms,
-                    data
+        (
+            any::<u64>(),
+            guid(),
+            ".{0,40}",
+            any::<i64>(),
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(
+                |(handle, id, attributes, expires_ms, data)| Request::Group {
+                    handle,
+                    call: GroupCall::UpdateRecord {
+                        id,
+                        attributes,
+                        expires_ms,
+                        data
+                    }
                 }
-            }),
+            ),
         (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(handle, bits, timeout_ms)| {
             Request::WaitStatus {
                 handle,

@@ -161,9 +161,7 @@ enum WriterItem {
 impl Driver {
     /// The machine's clock: peer time, ms since the Unix epoch (record times are on it).
     fn now(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        crate::clock::unix_now_ms().max(0) as u64
     }
 
     async fn run(
@@ -674,9 +672,7 @@ async fn preverify(verifier: &Verifier, frame: &Frame) {
         _ => return,
     };
     let verifier = verifier.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::clock::unix_now_ms();
     let _ = tokio::task::spawn_blocking(move || {
         crate::ports::records::verify_on_all_cores(&verifier, &records, now)
     })

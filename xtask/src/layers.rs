@@ -150,6 +150,7 @@ const CORE_ROOMS: &[(&str, u8)] = &[
     ("blocking", 0),
     ("clock", 0),
     ("direct", 0),
+    ("error", 0),
     ("events", 0),
     ("group_store", 0),
     ("password", 0),
@@ -173,7 +174,6 @@ const CORE_ROOMS: &[(&str, u8)] = &[
 const CORE_BELOW: &[&str] = &[
     "config_export",
     "data",
-    "error",
     "identity",
     "invitation",
     "io",

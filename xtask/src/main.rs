@@ -26,8 +26,9 @@ commands:
   ci                         fmt, clippy, tests (in-process, then through peergroupd),
                              header check, C tests, docs, fuzz smoke
   service-tests              the integration and C tests through a temporary peergroupd
-  layers                     check that peergroup-proto holds no I/O: no runtime crate in its
-                             tree, no file, socket, clock or thread in its code
+  layers                     check that peergroup-proto holds no I/O (no runtime crate in its
+                             tree, no file, socket, clock or thread in its code) and that no
+                             peergroup-core module imports a room above its own
   header [--check]           regenerate crates/peergroup-abi/include/p2p.h and peergroup.pc (--check: fail if stale)
   ctest                      build the static library and run the C tests under ASan/UBSan
   bench [NAME]               run the benchmarks (or NAME: connect, reconcile); they print figures

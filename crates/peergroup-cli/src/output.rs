@@ -80,69 +80,67 @@ impl CliError {
 
 impl From<peergroup_core::CoreError> for CliError {
     fn from(e: peergroup_core::CoreError) -> Self {
+        use peergroup_core::error::{InvitationError as I, ProtoError as P, RecordError};
+        use peergroup_core::CoreError as C;
         match e {
-            peergroup_core::CoreError::Identity(inner) => inner.into(),
+            C::Proto(P::Identity(inner)) => inner.into(),
             other => {
                 let hint = match &other {
-                    peergroup_core::CoreError::NotReady => Some(
+                    C::NotReady => Some(
                         "the group has not synchronised here yet: connect it while another member is online (`peergroup connect GROUP`)",
                     ),
-                    peergroup_core::CoreError::RecordNotFound => {
+                    C::RecordNotFound => {
                         Some("`peergroup record list GROUP` shows the live records")
                     }
-                    peergroup_core::CoreError::NoAddress(_) => Some(
+                    C::NoAddress(_) => Some(
                         "the member is not known here: have it online in the group (`peergroup listen GROUP`), or give --address IP:PORT where it listens",
                     ),
-                    peergroup_core::CoreError::ConnectToSelf => {
+                    C::ConnectToSelf => {
                         Some("--to names another member of the group, not yourself")
                     }
-                    peergroup_core::CoreError::GroupInUse(_) => {
+                    C::GroupInUse(_) => {
                         Some("close every process that has the group online, then retry")
                     }
-                    peergroup_core::CoreError::InvalidDatabaseFile(_) => Some(
+                    C::Proto(P::DatabaseFile(_)) => Some(
                         "the file is not an intact export of this group and member (`peergroup db export`)",
                     ),
-                    peergroup_core::CoreError::GroupNotFound(_) => Some(
+                    C::GroupNotFound(_) => Some(
                         "`peergroup group list` shows the groups of the identity (give --as for another)",
                     ),
-                    peergroup_core::CoreError::NotAuthorized(_) => Some(
+                    C::Proto(P::NotAuthorized(_)) => Some(
                         "the identity lacks the role: an administrator can grant it (`peergroup group issue-credentials`)",
                     ),
-                    peergroup_core::CoreError::AlreadyMember(_) => {
+                    C::AlreadyMember(_) => {
                         Some("the identity is in the group already: `peergroup group show GROUP`")
                     }
-                    peergroup_core::CoreError::InvalidInvitation(_)
-                    | peergroup_core::CoreError::InvitationNotTrusted(_) => Some(
-                        "ask for a new invitation, made for this identity (`peergroup identity show --json` gives its XML)",
-                    ),
-                    peergroup_core::CoreError::InvitationExpired => {
+                    C::Proto(P::Invitation(I::Expired)) => {
                         Some("the invitation is out of date: ask for a new one")
                     }
-                    peergroup_core::CoreError::WrongJoinKind(_) => Some(
+                    C::Proto(P::Invitation(I::NeedsJoin | I::NeedsPassword)) => Some(
                         "a password invitation needs --password; an identity invitation takes none",
                     ),
-                    peergroup_core::CoreError::PasswordRejected => {
+                    C::Proto(P::Invitation(_)) => Some(
+                        "ask for a new invitation, made for this identity (`peergroup identity show --json` gives its XML)",
+                    ),
+                    C::PasswordRejected => {
                         Some("check the group password with the group's administrator")
                     }
-                    peergroup_core::CoreError::NoMemberReachable(_) => Some(
+                    C::NoMemberReachable(_) => Some(
                         "have a member online (`peergroup connect GROUP`) where the invitation says, or check $PEERGROUP_LISTEN",
                     ),
-                    peergroup_core::CoreError::MemberNotFound(_) => {
+                    C::MemberNotFound(_) => {
                         Some("`peergroup members GROUP` lists the members known here")
                     }
-                    peergroup_core::CoreError::InvalidSearch(_)
-                    | peergroup_core::CoreError::InvalidSearchEscape(_)
-                    | peergroup_core::CoreError::InvalidAttributes(_) => Some(
+                    C::Proto(P::Search(_) | P::Attributes(_)) => Some(
                         "write clauses as NAME=TYPE:VALUE (--where/--attr), or check the XML document",
                     ),
-                    peergroup_core::CoreError::MaxRecordSize
-                    | peergroup_core::CoreError::DataTooLarge(_) => {
+                    C::Proto(P::Record(RecordError::TooLarge)) | C::DataTooLarge(_) => {
                         Some("send large data with `peergroup send`, which splits it")
                     }
-                    peergroup_core::CoreError::ServiceNotAvailable(_) => {
+                    C::ServiceNotAvailable(_) => {
                         Some("start the service: `peergroupd` (or `systemctl --user start peergroupd`)")
                     }
-                    peergroup_core::CoreError::Transport(_) => Some(
+                    C::Transport(_) => Some(
                         "check $PEERGROUP_LISTEN (an address of this machine, a free port) and the network",
                     ),
                     _ => None,

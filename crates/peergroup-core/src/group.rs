@@ -21,7 +21,9 @@ pub use crate::state::{GroupInner, GroupKey, RECORDS_FILE};
 
 use crate::clock::unix_now;
 use crate::driver;
-use crate::error::{CoreError, Result};
+use crate::error::{
+    AdminCall, AuthorizationError, CoreError, InvitationError, PropertiesError, Result,
+};
 use crate::events::{EventFilter, EventHub, EventSubscription, Notifier, DEFAULT_QUEUE};
 use crate::group_store::{GroupStore, StoredConfig};
 use crate::identity::gmc::{issue_gmc_at, GmcChain, GroupRoot, GroupRootCertificate, Role};
@@ -256,9 +258,7 @@ impl LocalPeergroup {
         let identity = self.identity_or_default(identity)?;
         let inv = Invitation::parse(invitation)?;
         if !matches!(inv.credential, Credential::Password) {
-            return Err(CoreError::WrongJoinKind(
-                "this invitation carries a membership certificate: use PeerGroupJoin".into(),
-            ));
+            return Err(InvitationError::NeedsJoin.into());
         }
         let already = self
             .shared
@@ -345,7 +345,7 @@ impl LocalPeergroup {
 
     /// `PeerGroupParseInvitation`.
     pub fn parse_invitation(invitation: &str) -> Result<Invitation> {
-        Invitation::parse(invitation)
+        Ok(Invitation::parse(invitation)?)
     }
 
     /// `PeerGroupDelete`: removes this identity's local data for the group. Every open handle
@@ -441,9 +441,7 @@ impl LocalGroup {
     pub fn set_properties(&self, update: &GroupProperties) -> Result<()> {
         let mut st = self.live()?;
         if !st.member.has_role(Role::Admin) {
-            return Err(CoreError::NotAuthorized(
-                "only administrators set group properties".into(),
-            ));
+            return Err(AuthorizationError::AdminsOnly(AdminCall::SetProperties).into());
         }
         if !st.config.synced {
             return Err(CoreError::NotReady);
@@ -475,9 +473,7 @@ impl LocalGroup {
             return Err(CoreError::NotReady);
         }
         if !st.member.has_role(Role::Admin) && !st.member.has_role(Role::InvitingMember) {
-            return Err(CoreError::NotAuthorized(
-                "only administrators and inviting members invite".into(),
-            ));
+            return Err(AuthorizationError::NotInviter.into());
         }
         let subject = documents::parse_identity_info(identity_xml)?;
         let roles = if roles.is_empty() {
@@ -503,14 +499,10 @@ impl LocalGroup {
             return Err(CoreError::NotReady);
         }
         if !st.member.has_role(Role::Admin) && !st.member.has_role(Role::InvitingMember) {
-            return Err(CoreError::NotAuthorized(
-                "only administrators and inviting members invite".into(),
-            ));
+            return Err(AuthorizationError::NotInviter.into());
         }
         if !st.config.properties.password_enabled() {
-            return Err(CoreError::InvalidProperties(
-                "the group has no password authentication".into(),
-            ));
+            return Err(PropertiesError::NoPasswordAuthentication.into());
         }
         let role = st.config.properties.group_password_role;
         Ok(self

@@ -20,6 +20,7 @@ mod control;
 pub mod direct;
 #[cfg(feature = "net")]
 mod driver;
+pub mod error;
 pub mod events;
 #[cfg(feature = "net")]
 pub mod group;
@@ -46,6 +47,7 @@ pub use api::{GroupHandle, PasswordHold, Peergroup};
 pub use calls::{GroupCall, GroupReply};
 #[cfg(feature = "net")]
 pub use control::Neighbour;
+pub use error::{CoreError, Result};
 pub use events::{Event, EventFilter, EventHub, EventItem, EventKind, EventSubscription};
 #[cfg(feature = "net")]
 pub use group::{DatabaseProgress, DatabaseStage, LocalGroup, LocalPeergroup, NewRecord};
@@ -54,9 +56,9 @@ pub use handle::password::LocalPasswordHold;
 #[cfg(feature = "net")]
 pub use network::reachable_addrs;
 pub use peergroup_proto::{
-    config_export, data, error, invitation, io, machine, members, port, properties, reconcile,
+    config_export, data, invitation, io, machine, members, port, properties, reconcile,
     replication, rng, values, wire,
 };
-pub use peergroup_proto::{transport, transport::identity, CoreError, Result};
+pub use peergroup_proto::{transport, transport::identity};
 #[cfg(feature = "net")]
 pub use trust::server_name_of;

@@ -2,7 +2,7 @@
 //! checks the signer's chain and role before it applies them.
 
 use crate::clock::unix_now;
-use crate::error::{CoreError, Result};
+use crate::error::{AuthorizationError, CoreError, Result};
 use crate::identity::gmc::{GmcChain, GroupRootCertificate, Role};
 use crate::identity::Identity;
 use crate::properties::GroupProperties;
@@ -35,9 +35,7 @@ pub(crate) fn verify_properties(
     let chain = GmcChain::from_bytes(&signed.signer_chain)?;
     let signer = chain.validate(grc, unix_now())?;
     if !signer.has_role(Role::Admin) {
-        return Err(CoreError::NotAuthorized(
-            "properties not signed by an administrator".into(),
-        ));
+        return Err(AuthorizationError::PropertiesNotByAdmin.into());
     }
     crate::identity::keys::verify_signature(
         signer.public_key_der(),

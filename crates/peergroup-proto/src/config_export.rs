@@ -27,7 +27,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::{CoreError, Result};
+use crate::error::{ProtoError, Result};
 use crate::identity::export::{self, SealedExport};
 use crate::identity::xml::{self, Element};
 use crate::identity::{IdentityError, PeerName};
@@ -96,8 +96,8 @@ fn unb64(field: &str, text: &str) -> Result<Vec<u8>> {
         .map_err(|_| bad(format!("{field} is not base64")))
 }
 
-fn bad(why: String) -> CoreError {
-    CoreError::Identity(IdentityError::BadEncoding(format!(
+fn bad(why: String) -> ProtoError {
+    ProtoError::Identity(IdentityError::BadEncoding(format!(
         "group configuration: {why}"
     )))
 }
@@ -140,7 +140,7 @@ impl GroupConfig {
         p.root_key.zeroize();
         let root_key = root_key?;
         if p.format != PAYLOAD_FORMAT {
-            return Err(CoreError::Identity(IdentityError::UnsupportedVersion(
+            return Err(ProtoError::Identity(IdentityError::UnsupportedVersion(
                 format!("group configuration payload format {}", p.format),
             )));
         }
@@ -196,13 +196,13 @@ impl GroupConfig {
             SealedExport::decode(&blob)?.open_bytes(&context(&identity, &group), password)?;
         // Decrypted under the right password, so a payload that does not read was altered.
         Self::decode_payload(identity, group, &plain)
-            .map_err(|_| CoreError::Identity(IdentityError::Tampered))
+            .map_err(|_| ProtoError::Identity(IdentityError::Tampered))
     }
 }
 
 /// Reads the clear part of a configuration document: identity, group and the sealed blob.
 pub fn parse_envelope(text: &str) -> Result<(PeerName, PeerName, Vec<u8>)> {
-    let malformed = |why: String| CoreError::Identity(IdentityError::MalformedDocument(why));
+    let malformed = |why: String| ProtoError::Identity(IdentityError::MalformedDocument(why));
     let root = xml::parse(text, MAX_CONFIG_DOCUMENT_BYTES)?;
     if root.name != ROOT {
         return Err(malformed(format!(
@@ -213,7 +213,7 @@ pub fn parse_envelope(text: &str) -> Result<(PeerName, PeerName, Vec<u8>)> {
     match root.get_attr("VERSION") {
         Some(VERSION) => {}
         Some(other) => {
-            return Err(CoreError::Identity(IdentityError::UnsupportedVersion(
+            return Err(ProtoError::Identity(IdentityError::UnsupportedVersion(
                 format!("<{ROOT}> version {other}"),
             )))
         }

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 
-use crate::error::{CoreError, Result};
+use crate::error::{InvitationError, ProtoError, Result, Shape};
 use crate::identity::gmc::{GmcChain, GroupRootCertificate, Member, Role};
 use crate::identity::xml::{self, Element};
 use crate::identity::{IdentityError, PeerName};
@@ -98,19 +98,18 @@ impl Invitation {
     /// now and names this identity.
     pub fn validate_for(&self, identity: &PeerName, now: i64) -> Result<Member> {
         let Credential::Gmc(chain) = &self.credential else {
-            return Err(CoreError::WrongJoinKind(
-                "this is a password invitation: join it with the group password".into(),
-            ));
+            return Err(InvitationError::NeedsPassword.into());
         };
         let member = chain.validate(&self.grc, now).map_err(|e| match e {
-            IdentityError::InvalidTimePeriod(..) => CoreError::InvitationExpired,
-            other => CoreError::Identity(other),
+            IdentityError::InvalidTimePeriod(..) => InvitationError::Expired.into(),
+            other => ProtoError::Identity(other),
         })?;
         if member.peer_name() != identity {
-            return Err(CoreError::InvitationNotTrusted(format!(
-                "the invitation is for {}, not {identity}",
-                member.peer_name()
-            )));
+            return Err(InvitationError::ForAnother {
+                invitee: member.peer_name().to_string(),
+                identity: identity.to_string(),
+            }
+            .into());
         }
         Ok(member)
     }
@@ -148,71 +147,83 @@ impl Invitation {
     /// Parses and checks an invitation's structure and root certificate (not its validity
     /// period nor its subject: see [`Invitation::validate_for`]).
     pub fn parse(text: &str) -> Result<Invitation> {
-        let bad = |why: String| CoreError::InvalidInvitation(why);
-        let root = xml::parse(text, MAX_INVITATION_BYTES).map_err(|e| bad(e.to_string()))?;
+        let shape = |s: Shape| ProtoError::from(InvitationError::Shape(s));
+        let missing = |name: &str| {
+            shape(Shape::Missing {
+                element: name.to_owned(),
+            })
+        };
+        let root = xml::parse(text, MAX_INVITATION_BYTES).map_err(InvitationError::Xml)?;
         if root.name != ROOT {
-            return Err(bad(format!("expected <{ROOT}>, found <{}>", root.name)));
+            return Err(shape(Shape::WrongRoot {
+                expected: ROOT.to_owned(),
+                found: root.name.clone(),
+            }));
         }
         match root.get_attr("VERSION") {
             Some(VERSION) => {}
             Some(v) => {
-                return Err(CoreError::Identity(IdentityError::UnsupportedVersion(
+                return Err(ProtoError::Identity(IdentityError::UnsupportedVersion(
                     format!("invitation version {v}"),
                 )))
             }
-            None => return Err(bad("no VERSION".into())),
+            None => {
+                return Err(shape(Shape::MissingAttribute {
+                    element: ROOT.to_owned(),
+                    attribute: "VERSION".to_owned(),
+                }))
+            }
         }
         let field = |name: &str| -> Result<String> {
             Ok(root
                 .get_child(name)
-                .ok_or_else(|| bad(format!("no <{name}>")))?
+                .ok_or_else(|| missing(name))?
                 .text
                 .clone())
         };
         let number = |name: &str| -> Result<u32> {
-            field(name)?
-                .parse()
-                .map_err(|_| bad(format!("<{name}> is not a number")))
+            field(name)?.parse().map_err(|_| {
+                InvitationError::NotANumber {
+                    element: name.to_owned(),
+                }
+                .into()
+            })
         };
         let group_name: PeerName = field("GROUPPEERNAME")?
             .parse()
-            .map_err(|e: IdentityError| bad(e.to_string()))?;
+            .map_err(InvitationError::GroupName)?;
         let grc_der = xml::base64_content(
-            root.get_child("GRC")
-                .ok_or_else(|| bad("no <GRC>".into()))?,
+            root.get_child("GRC").ok_or_else(|| missing("GRC"))?,
             crate::identity::cert::MAX_CERTIFICATE_BYTES,
         )
-        .map_err(|e| bad(e.to_string()))?;
-        let grc = GroupRootCertificate::from_der(&grc_der)
-            .map_err(|e| CoreError::InvitationNotTrusted(format!("group root certificate: {e}")))?;
+        .map_err(InvitationError::Encoding)?;
+        let grc = GroupRootCertificate::from_der(&grc_der).map_err(InvitationError::Root)?;
         if grc.group_name() != &group_name {
-            return Err(CoreError::InvitationNotTrusted(
-                "the root certificate belongs to another group".into(),
-            ));
+            return Err(InvitationError::RootOfAnotherGroup.into());
         }
         let scheme = number("AUTHSCHEME")?;
         let mut roles = Vec::new();
         if let Some(list) = root.get_child("ROLES") {
             for r in &list.children {
                 roles.push(
-                    parse_role(&r.text).ok_or_else(|| bad(format!("unknown role {}", r.text)))?,
+                    parse_role(&r.text)
+                        .ok_or_else(|| InvitationError::UnknownRole(r.text.clone()))?,
                 );
             }
         }
         let credential = match scheme {
             PEER_GROUP_GMC_AUTHENTICATION => {
                 let bytes = xml::base64_content(
-                    root.get_child("GMC")
-                        .ok_or_else(|| bad("no <GMC>".into()))?,
+                    root.get_child("GMC").ok_or_else(|| missing("GMC"))?,
                     MAX_INVITATION_BYTES,
                 )
-                .map_err(|e| bad(e.to_string()))?;
+                .map_err(InvitationError::Encoding)?;
                 let chain = GmcChain::from_bytes(&bytes)?;
                 roles = chain.leaf().roles().to_vec();
                 Credential::Gmc(chain)
             }
             PEER_GROUP_PASSWORD_AUTHENTICATION => Credential::Password,
-            other => return Err(bad(format!("unknown authentication scheme {other}"))),
+            other => return Err(InvitationError::UnknownScheme(other).into()),
         };
         let mut addresses = Vec::new();
         if let Some(list) = root.get_child("ADDRESSES") {
@@ -220,7 +231,7 @@ impl Invitation {
                 addresses.push(
                     a.text
                         .parse()
-                        .map_err(|_| bad(format!("bad address {:?}", a.text)))?,
+                        .map_err(|_| InvitationError::BadAddress(a.text.clone()))?,
                 );
             }
         }

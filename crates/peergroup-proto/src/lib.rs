@@ -31,6 +31,6 @@ pub mod sim;
 pub mod values;
 pub mod wire;
 
-pub use error::{CoreError, Result};
+pub use error::{ProtoError, Result};
 pub use peergroup_transport as transport;
 pub use peergroup_transport::identity;

@@ -762,7 +762,8 @@ impl RecordPort for MemoryPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::CoreError;
+    use crate::error::ProtoError;
+    use crate::identity::IdentityError;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -795,7 +796,7 @@ mod tests {
                 .iter()
                 .map(|r| {
                     if r.data == b"forged" {
-                        Err(CoreError::InvalidRecord("forged".into()))
+                        Err(ProtoError::Identity(IdentityError::Tampered))
                     } else {
                         Ok(())
                     }

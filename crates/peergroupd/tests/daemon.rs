@@ -94,7 +94,15 @@ async fn open_counts_span_sessions_and_a_dead_service_is_reported() {
         data: vec![0; MAX_RECORD_DATA + 1],
     };
     let err = ha2.add_record(huge).unwrap_err();
-    assert!(matches!(err, CoreError::MaxRecordSize), "{err}");
+    assert!(
+        matches!(
+            err,
+            CoreError::Proto(peergroup_core::error::ProtoError::Record(
+                peergroup_core::error::RecordError::TooLarge
+            ))
+        ),
+        "{err}"
+    );
     assert_eq!(ha2.status().unwrap(), 0);
 
     // a's process ends: its session ends and the daemon counts its handles out.

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use crate::clock::unix_now;
 use crate::config_export::{GroupConfig, MAX_CONFIG_ADDRESSES};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, InvitationError, Result};
 use crate::group::{lock, LocalGroup, LocalPeergroup};
 use crate::group_store::{GroupStore, StoredConfig};
 use crate::identity::export::DEFAULT_ITERATIONS;
@@ -64,7 +64,7 @@ impl LocalGroup {
             addresses,
         };
         drop(st);
-        config.seal(password, rounds)
+        Ok(config.seal(password, rounds)?)
     }
 }
 
@@ -86,22 +86,16 @@ impl LocalPeergroup {
         identities.load(&identity)?;
         let grc = GroupRootCertificate::from_der(&config.grc_der)?;
         if grc.group_name() != &group {
-            return Err(CoreError::InvitationNotTrusted(
-                "the group root certificate is of another group".into(),
-            ));
+            return Err(InvitationError::RootOfAnotherGroup.into());
         }
         let chain = GmcChain::from_bytes(&config.gmc_chain)?;
         let member = chain.validate(&grc, unix_now())?;
         if member.peer_name() != &identity {
-            return Err(CoreError::InvitationNotTrusted(
-                "the membership chain is of another identity".into(),
-            ));
+            return Err(InvitationError::ChainOfAnother.into());
         }
         if let Some(key) = &config.root_key {
             if PrivateKey::from_pkcs8(key)?.public_key_der() != grc.public_key_der() {
-                return Err(CoreError::InvitationNotTrusted(
-                    "the root key is not the group's".into(),
-                ));
+                return Err(InvitationError::RootKeyNotTheGroups.into());
             }
         }
         let signed = match &config.signed_properties {

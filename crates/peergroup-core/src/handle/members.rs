@@ -2,7 +2,7 @@
 //! the driver's [`Publisher`], and the adoption of credentials an administrator published.
 
 use crate::clock::unix_now;
-use crate::error::{CoreError, Result};
+use crate::error::{AdminCall, AuthorizationError, CoreError, Result};
 use crate::group::LocalGroup;
 use crate::identity::gmc::{issue_gmc_at, Role, Subject};
 use crate::identity::PeerName;
@@ -75,9 +75,7 @@ impl LocalGroup {
         let inner = self.inner();
         let st = self.live()?;
         if !st.member.has_role(Role::Admin) {
-            return Err(CoreError::NotAuthorized(
-                "only administrators issue credentials".into(),
-            ));
+            return Err(AuthorizationError::AdminsOnly(AdminCall::IssueCredentials).into());
         }
         if !st.config.synced {
             return Err(CoreError::NotReady);

@@ -7,7 +7,7 @@ use std::sync::MutexGuard;
 use crate::group::LocalGroup;
 use crate::state::{lock, GroupState};
 
-use crate::error::{CoreError, Result};
+use crate::error::{AuthorizationError, CoreError, ExpirationError, RecordError, Result};
 use crate::identity::gmc::Role;
 use crate::records::attributes::Attributes;
 use crate::records::record::{derive_id, Record};
@@ -81,15 +81,14 @@ impl LocalGroup {
         let mut rows = Vec::with_capacity(batch.len());
         for new in batch {
             if is_reserved_type(&new.record_type) {
-                return Err(CoreError::NotAuthorized(
-                    "the record type is reserved to the infrastructure".into(),
-                ));
+                return Err(AuthorizationError::ReservedType.into());
             }
             if new.expires_ms <= now {
-                return Err(CoreError::InvalidRecordExpiration(format!(
-                    "expiration {} ms is not after now ({now} ms)",
-                    new.expires_ms
-                )));
+                return Err(RecordError::Expiration(ExpirationError::NotInTheFuture {
+                    expires: new.expires_ms,
+                    now,
+                })
+                .into());
             }
             let attributes = Attributes::parse(&new.attributes)?;
             let id_nonce = new_id_nonce()?;
@@ -124,9 +123,7 @@ impl LocalGroup {
         let old = self.with_records(|db| db.get_live(id, now))?;
         let me = self.inner.key.0.to_string();
         if !may_modify(&me, st.member.has_role(Role::Admin), &old) {
-            return Err(CoreError::NotAuthorized(
-                "only the record's creator or an administrator changes it".into(),
-            ));
+            return Err(AuthorizationError::NotCreatorOrAdmin { modifier: me }.into());
         }
         Ok(old)
     }
@@ -147,16 +144,17 @@ impl LocalGroup {
         let now = crate::clock::unix_now_ms();
         let old = self.modifiable(&st, id, now)?;
         if expires_ms < old.expires {
-            return Err(CoreError::InvalidRecordExpiration(format!(
-                "expiration {expires_ms} ms is earlier than the record's {} ms",
-                old.expires
-            )));
+            return Err(RecordError::Expiration(ExpirationError::Shortened {
+                expires: expires_ms,
+                stored: old.expires,
+            })
+            .into());
         }
         let parsed = Attributes::parse(attributes)?;
         let version = old
             .version
             .checked_add(1)
-            .ok_or_else(|| CoreError::InvalidRecord("no version after the last".into()))?;
+            .ok_or(RecordError::NoNextVersion)?;
         let mut record = Record {
             version,
             modifier: self.inner.key.0.to_string(),

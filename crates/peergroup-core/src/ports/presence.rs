@@ -32,7 +32,7 @@ impl Publisher for GroupPublisher {
             .clone()
     }
 
-    fn sign(&self, record: &mut Record) -> Result<()> {
+    fn sign(&self, record: &mut Record) -> Result<(), crate::error::ProtoError> {
         let chain = self.chain();
         record.sign(self.inner.identity.private_key(), &chain)
     }

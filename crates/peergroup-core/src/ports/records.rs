@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{ProtoError, Result};
 use crate::port::PutOutcome;
 use crate::port::RecordPort;
 use crate::reconcile::{ItemKey, DIGEST_BYTES};
@@ -20,7 +20,7 @@ pub(crate) fn verify_on_all_cores(
     verifier: &Verifier,
     records: &[Record],
     now: i64,
-) -> Vec<Result<()>> {
+) -> Vec<Result<(), ProtoError>> {
     const PER_THREAD: usize = 16;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || records.len() < 2 * PER_THREAD {
@@ -57,22 +57,26 @@ impl StorePort {
 }
 
 impl RecordPort for StorePort {
-    fn items(&mut self, now: i64) -> Result<Vec<ItemKey>> {
-        self.inner.with_records(|db| db.items(now))
+    fn items(&mut self, now: i64) -> Result<Vec<ItemKey>, ProtoError> {
+        Ok(self.inner.with_records(|db| db.items(now))?)
     }
 
-    fn held(&mut self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>> {
-        self.inner.with_records(|db| db.held(id))
+    fn held(&mut self, id: &[u8; 16]) -> Result<Option<(u32, [u8; DIGEST_BYTES])>, ProtoError> {
+        Ok(self.inner.with_records(|db| db.held(id))?)
     }
 
-    fn encodings(&mut self, ids: &[[u8; 16]], now: i64) -> Result<Vec<Option<Vec<u8>>>> {
-        self.inner.with_records(|db| db.encodings(ids, now))
+    fn encodings(
+        &mut self,
+        ids: &[[u8; 16]],
+        now: i64,
+    ) -> Result<Vec<Option<Vec<u8>>>, ProtoError> {
+        Ok(self.inner.with_records(|db| db.encodings(ids, now))?)
     }
 
     /// Signatures and rights ([`Record::verify`]), and attributes a search can index (a
     /// record whose attributes do not parse could never be found, and the application that
     /// made it could not have added it).
-    fn verify(&mut self, records: &[Record], now: i64) -> Vec<Result<()>> {
+    fn verify(&mut self, records: &[Record], now: i64) -> Vec<Result<(), ProtoError>> {
         verify_on_all_cores(&self.verifier, records, now)
             .into_iter()
             .zip(records)
@@ -86,7 +90,7 @@ impl RecordPort for StorePort {
             .collect()
     }
 
-    fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+    fn put(&mut self, records: &[Record]) -> Result<Vec<PutOutcome>, ProtoError> {
         let batch = records
             .iter()
             .map(|r| {
@@ -97,16 +101,17 @@ impl RecordPort for StorePort {
                 };
                 Ok((r.clone(), rows))
             })
-            .collect::<Result<Vec<_>>>()?;
-        self.inner.write_records(|db| db.put_many(&batch))
+            .collect::<Result<Vec<_>, ProtoError>>()?;
+        Ok(self.inner.write_records(|db| db.put_many(&batch))?)
     }
 
-    fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>> {
-        self.inner
-            .with_records(|db| db.list(Some(*record_type), now))
+    fn of_type(&mut self, record_type: &[u8; 16], now: i64) -> Result<Vec<Record>, ProtoError> {
+        Ok(self
+            .inner
+            .with_records(|db| db.list(Some(*record_type), now))?)
     }
 
-    fn expire(&mut self, now: i64) -> Result<Vec<Record>> {
-        self.inner.write_records(|db| db.expire(now))
+    fn expire(&mut self, now: i64) -> Result<Vec<Record>, ProtoError> {
+        Ok(self.inner.write_records(|db| db.expire(now))?)
     }
 }

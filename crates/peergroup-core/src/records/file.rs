@@ -15,7 +15,7 @@ pub const FILE_MODE: u32 = 0o600;
 pub fn read(path: &std::path::Path) -> Result<DatabaseFile> {
     use std::io::Read;
     let io = |op: &'static str, e: std::io::Error| {
-        CoreError::Identity(crate::identity::IdentityError::Io {
+        CoreError::from(crate::identity::IdentityError::Io {
             op,
             path: path.display().to_string(),
             source: e,
@@ -26,7 +26,7 @@ pub fn read(path: &std::path::Path) -> Result<DatabaseFile> {
     file.take(MAX_DATABASE_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io("read", e))?;
-    parse(&bytes)
+    Ok(parse(&bytes)?)
 }
 
 /// Writes `records` of `group` exported by `member` to `path`, atomically and durably

@@ -285,7 +285,7 @@ impl RemoteGroup {
     pub(crate) fn get_record(&self, id: &[u8; 16]) -> Result<Record> {
         let bytes =
             answer!(self.call(Request::GetRecord(self.handle, *id)), Response::Record(b) => b)?;
-        Record::decode(&bytes)
+        Ok(Record::decode(&bytes)?)
     }
 
     /// Records that come in parts: every part decoded, in order.

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{AuthorizationError, RecordError, Result};
 use crate::identity::gmc::{GmcChain, GroupRootCertificate, Member as GmcMember, Role};
 pub use crate::io::MemberChange;
 use crate::io::{GroupEvent, RecordChange};
@@ -68,14 +68,10 @@ impl Presence {
     }
 
     /// Parses a payload, bounded by the record's own bounds and [`MAX_PRESENCE_ADDRS`].
-    pub fn decode(data: &[u8]) -> Result<Presence> {
-        let p: Presence = serde_json::from_slice(data)
-            .map_err(|e| CoreError::InvalidRecord(format!("presence: {e}")))?;
+    pub fn decode(data: &[u8]) -> Result<Presence, RecordError> {
+        let p: Presence = serde_json::from_slice(data).map_err(RecordError::Presence)?;
         if p.addrs.len() > MAX_PRESENCE_ADDRS {
-            return Err(CoreError::InvalidRecord(format!(
-                "presence with {} addresses",
-                p.addrs.len()
-            )));
+            return Err(RecordError::PresenceAddresses(p.addrs.len()));
         }
         Ok(p)
     }
@@ -89,9 +85,8 @@ impl Presence {
 }
 
 /// The subject chain a member-data record carries.
-pub fn member_data_chain(record: &Record) -> Result<GmcChain> {
-    GmcChain::from_bytes(&record.data)
-        .map_err(|e| CoreError::InvalidRecord(format!("member data: {e}")))
+pub fn member_data_chain(record: &Record) -> Result<GmcChain, RecordError> {
+    GmcChain::from_bytes(&record.data).map_err(RecordError::MemberData)
 }
 
 /// The rules of the reserved types, checked by every member on receipt after
@@ -114,9 +109,7 @@ pub fn check_reserved(
     }
     if record.record_type == PRESENCE_TYPE {
         if record.modifier != record.creator {
-            return Err(CoreError::NotAuthorized(
-                "a presence record is only made by the member it describes".into(),
-            ));
+            return Err(AuthorizationError::PresenceOfAnother.into());
         }
         if !record.is_deleted() {
             Presence::decode(&record.data)?;
@@ -131,15 +124,11 @@ pub fn check_reserved(
         let subject = chain.validate(grc, record.modified.div_euclid(1000))?;
         let by_admin = modifier.has_role(Role::Admin) && record.modifier == record.creator;
         if subject.peer_name().to_string() != record.creator && !by_admin {
-            return Err(CoreError::NotAuthorized(
-                "member data names another member and its publisher is no administrator".into(),
-            ));
+            return Err(AuthorizationError::MemberDataOfAnother.into());
         }
         return Ok(());
     }
-    Err(CoreError::NotAuthorized(
-        "a reserved record type this library does not publish".into(),
-    ))
+    Err(AuthorizationError::ReservedType.into())
 }
 
 /// The `MEMBER_CHANGED` event a stored change of a reserved record raises, if any. A presence

@@ -223,7 +223,11 @@ impl crate::port::Publisher for TestPublisher {
     }
     fn sign(&self, record: &mut Record) -> Result<()> {
         if self.fail {
-            return Err(CoreError::InvalidRecord("no key today".into()));
+            return Err(crate::error::PortError::new(
+                crate::identity::hresult::E_FAIL,
+                "no key today",
+            )
+            .into());
         }
         record.sign(&self.key, &self.chain)
     }

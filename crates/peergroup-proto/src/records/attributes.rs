@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-use crate::error::{CoreError, Result};
+use crate::error::{AttributesError, Result, Shape, ValueError};
 use crate::identity::xml::{self, Element};
 
 /// Largest attribute document accepted, in bytes of UTF-8.
@@ -332,8 +332,8 @@ impl AttrValue {
         }
     }
 
-    /// Reads the text of a value of type `ty`. The reason is for an error message.
-    pub fn parse(ty: AttrType, text: &str) -> std::result::Result<Self, String> {
+    /// Reads the text of a value of type `ty`.
+    pub fn parse(ty: AttrType, text: &str) -> std::result::Result<Self, ValueError> {
         match ty {
             AttrType::String => {
                 check_string(text)?;
@@ -342,10 +342,13 @@ impl AttrValue {
             AttrType::Int => text
                 .parse::<i64>()
                 .map(AttrValue::Int)
-                .map_err(|_| format!("{text:?} is not a signed 64-bit integer")),
+                .map_err(|_| ValueError::NotAnInteger(text.to_owned())),
             AttrType::Date => Timestamp::parse_w3c(text)
                 .map(AttrValue::Date)
-                .map_err(|why| format!("{text:?} is not a W3C date: {why}")),
+                .map_err(|why| ValueError::NotADate {
+                    text: text.to_owned(),
+                    why: why.to_owned(),
+                }),
         }
     }
 
@@ -358,7 +361,7 @@ impl AttrValue {
         }
     }
 
-    fn check(&self) -> std::result::Result<(), String> {
+    fn check(&self) -> std::result::Result<(), ValueError> {
         match self {
             AttrValue::String(s) => check_string(s),
             AttrValue::Int(_) | AttrValue::Date(_) => Ok(()),
@@ -371,19 +374,15 @@ pub(crate) fn is_xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
-fn check_string(s: &str) -> std::result::Result<(), String> {
+fn check_string(s: &str) -> std::result::Result<(), ValueError> {
     if s.chars().count() > MAX_VALUE_CHARS {
-        return Err(format!(
-            "a string value is longer than {MAX_VALUE_CHARS} characters"
-        ));
+        return Err(ValueError::TooLong);
     }
     if let Some(c) = s.chars().find(|&c| !is_xml_char(c)) {
-        return Err(format!(
-            "a string value holds {c:?}, which XML cannot carry"
-        ));
+        return Err(ValueError::NotXml(c));
     }
     if s.trim() != s {
-        return Err("a string value may not start or end with white space".into());
+        return Err(ValueError::Space);
     }
     Ok(())
 }
@@ -412,33 +411,47 @@ impl Attributes {
     }
 
     /// Parses `PEER_RECORD.pwzAttributes`. An empty (or all white space) string means no
-    /// attributes. Errors: [`CoreError::InvalidAttributes`] for bad XML or a broken rule,
-    /// [`CoreError::TooManyAttributes`] past [`MAX_ATTRIBUTES`].
-    pub fn parse(text: &str) -> Result<Self> {
-        let bad = |why: String| CoreError::InvalidAttributes(why);
+    /// attributes. Errors: [`AttributesError::TooMany`] past [`MAX_ATTRIBUTES`], another
+    /// [`AttributesError`] for bad XML or a broken rule.
+    pub fn parse(text: &str) -> Result<Self, AttributesError> {
+        let shape = AttributesError::Shape;
         if text.trim().is_empty() {
             return Ok(Self::new());
         }
-        let root = xml::parse(text, MAX_ATTRIBUTES_XML_BYTES).map_err(|e| bad(e.to_string()))?;
+        let root = xml::parse(text, MAX_ATTRIBUTES_XML_BYTES).map_err(AttributesError::Xml)?;
         if root.name != ROOT {
-            return Err(bad(format!("the root is <{}>, not <{ROOT}>", root.name)));
+            return Err(shape(Shape::WrongRoot {
+                expected: ROOT.to_owned(),
+                found: root.name.clone(),
+            }));
         }
         if let Some((k, _)) = root.attributes.iter().find(|(k, _)| !is_namespace_decl(k)) {
-            return Err(bad(format!("<{ROOT}> has an unknown attribute {k:?}")));
+            return Err(shape(Shape::UnknownAttribute {
+                element: ROOT.to_owned(),
+                attribute: k.clone(),
+            }));
         }
         if !root.text.is_empty() {
-            return Err(bad(format!("text directly inside <{ROOT}>")));
+            return Err(shape(Shape::Text {
+                element: ROOT.to_owned(),
+            }));
         }
         if root.children.len() > MAX_ATTRIBUTES {
-            return Err(CoreError::TooManyAttributes);
+            return Err(AttributesError::TooMany);
         }
         let mut out = Self::new();
         for el in &root.children {
             if el.name != ITEM {
-                return Err(bad(format!("<{}> inside <{ROOT}>", el.name)));
+                return Err(shape(Shape::Misplaced {
+                    parent: ROOT.to_owned(),
+                    child: el.name.clone(),
+                }));
             }
             if let Some(child) = el.children.first() {
-                return Err(bad(format!("<{}> inside <{ITEM}>", child.name)));
+                return Err(shape(Shape::Misplaced {
+                    parent: ITEM.to_owned(),
+                    child: child.name.clone(),
+                }));
             }
             let (mut name, mut ty) = (None, None);
             for (k, v) in &el.attributes {
@@ -446,19 +459,36 @@ impl Attributes {
                     "name" => &mut name,
                     "type" => &mut ty,
                     other => {
-                        return Err(bad(format!("<{ITEM}> has an unknown attribute {other:?}")))
+                        return Err(shape(Shape::UnknownAttribute {
+                            element: ITEM.to_owned(),
+                            attribute: other.to_owned(),
+                        }))
                     }
                 };
                 if slot.replace(v.as_str()).is_some() {
-                    return Err(bad(format!("<{ITEM}> repeats {k:?}")));
+                    return Err(shape(Shape::RepeatedAttribute {
+                        element: ITEM.to_owned(),
+                        attribute: k.clone(),
+                    }));
                 }
             }
-            let name = name.ok_or_else(|| bad(format!("<{ITEM}> without a name")))?;
-            let ty = ty.ok_or_else(|| bad(format!("attribute {name:?} has no type")))?;
-            let ty = AttrType::from_xml(ty)
-                .ok_or_else(|| bad(format!("attribute {name:?} has an unknown type {ty:?}")))?;
-            let value = AttrValue::parse(ty, &el.text)
-                .map_err(|why| bad(format!("attribute {name:?}: {why}")))?;
+            let name = name.ok_or_else(|| {
+                shape(Shape::MissingAttribute {
+                    element: ITEM.to_owned(),
+                    attribute: "name".to_owned(),
+                })
+            })?;
+            let ty = ty.ok_or_else(|| AttributesError::NoType {
+                name: name.to_owned(),
+            })?;
+            let ty = AttrType::from_xml(ty).ok_or_else(|| AttributesError::UnknownType {
+                name: name.to_owned(),
+                ty: ty.to_owned(),
+            })?;
+            let value = AttrValue::parse(ty, &el.text).map_err(|why| AttributesError::Value {
+                name: name.to_owned(),
+                why,
+            })?;
             out.push(name, value)?;
         }
         Ok(out)
@@ -466,25 +496,26 @@ impl Attributes {
 
     /// Appends an attribute after checking every rule of this module (name, reserved names,
     /// uniqueness, value, count).
-    pub fn push(&mut self, name: impl Into<String>, value: AttrValue) -> Result<()> {
+    pub fn push(
+        &mut self,
+        name: impl Into<String>,
+        value: AttrValue,
+    ) -> Result<(), AttributesError> {
         let name = name.into();
-        let bad = |why: String| Err(CoreError::InvalidAttributes(why));
         if !is_valid_name(&name) {
-            return bad(format!(
-                "attribute name {name:?} is not 1 to {MAX_NAME_CHARS} ASCII letters or digits"
-            ));
+            return Err(AttributesError::BadName(name));
         }
         if is_reserved_name(&name) {
-            return bad(format!("{name:?} is a reserved system attribute"));
+            return Err(AttributesError::Reserved(name));
         }
         if self.get(&name).is_some() {
-            return bad(format!("attribute {name:?} appears twice"));
+            return Err(AttributesError::Repeated(name));
         }
         if let Err(why) = value.check() {
-            return bad(format!("attribute {name:?}: {why}"));
+            return Err(AttributesError::Value { name, why });
         }
         if self.list.len() >= MAX_ATTRIBUTES {
-            return Err(CoreError::TooManyAttributes);
+            return Err(AttributesError::TooMany);
         }
         self.list.push(Attribute { name, value });
         Ok(())
@@ -568,7 +599,8 @@ mod tests {
 
     fn invalid(text: &str) -> String {
         match Attributes::parse(text) {
-            Err(e @ CoreError::InvalidAttributes(_)) => {
+            Err(e) if !matches!(e, AttributesError::TooMany) => {
+                let e = crate::error::ProtoError::from(e);
                 assert_eq!(e.hresult(), hresult::PEER_E_INVALID_ATTRIBUTES);
                 e.to_string()
             }
@@ -825,12 +857,15 @@ mod tests {
             MAX_ATTRIBUTES
         );
         let err = Attributes::parse(&items(MAX_ATTRIBUTES + 1)).unwrap_err();
-        assert!(matches!(err, CoreError::TooManyAttributes));
-        assert_eq!(err.hresult(), hresult::PEER_E_TOO_MANY_ATTRIBUTES);
+        assert!(matches!(err, AttributesError::TooMany));
+        assert_eq!(
+            crate::error::ProtoError::from(err).hresult(),
+            hresult::PEER_E_TOO_MANY_ATTRIBUTES
+        );
         let mut full = Attributes::parse(&items(MAX_ATTRIBUTES)).unwrap();
         assert!(matches!(
             full.push("more", AttrValue::Int(1)),
-            Err(CoreError::TooManyAttributes)
+            Err(AttributesError::TooMany)
         ));
     }
 

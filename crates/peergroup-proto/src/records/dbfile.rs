@@ -16,7 +16,7 @@
 //!
 //! The digest makes truncation and stray bytes detectable before anything is decoded; the
 //! count says the end tag is the real end. [`parse`] is pure and total (a fuzz target): any
-//! input gives a [`DatabaseFile`] or [`CoreError::InvalidDatabaseFile`], never a panic.
+//! input gives a [`DatabaseFile`] or a [`FileError`], never a panic.
 //!
 //! **Rules** (Microsoft's, and ours where it is silent), enforced by the group's
 //! `export_database` and `import_database`:
@@ -24,14 +24,14 @@
 //! * export writes the tombstones and live records, not those expired, atomically (temporary
 //!   file, fsync, rename), so a reader never sees half a file;
 //! * import accepts only a file of the same group and the same member
-//!   ([`CoreError::InvalidDatabaseFile`], `PEER_E_INVALID_DATABASE`); every record must pass
+//!   ([`FileError`], `PEER_E_INVALID_DATABASE`); every record must pass
 //!   [`Record::verify`] against the group root, expired ones are skipped, and the records are
 //!   stored in one transaction under the conflict order: a bad file changes nothing.
 
 use ring::digest::{digest, SHA256, SHA256_OUTPUT_LEN};
 
 use super::record::{Record, MAX_PEER_NAME_BYTES, MAX_RECORD_BYTES};
-use crate::error::{CoreError, Result};
+use crate::error::{DatabaseFileError as FileError, FileName, Result};
 use crate::identity::gmc::GroupRootCertificate;
 
 /// The first bytes of a database file.
@@ -92,62 +92,60 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(b);
 }
 
-fn bad(why: impl Into<String>) -> CoreError {
-    CoreError::InvalidDatabaseFile(why.into())
-}
-
 /// Parses a database file strictly: size bound, digest first (so a truncated or altered file
 /// is refused before anything is decoded), then magic, version, names, every record with
 /// [`Record::decode`], the end tag, the count, and no stray bytes. Never panics.
-pub fn parse(bytes: &[u8]) -> Result<DatabaseFile> {
+pub fn parse(bytes: &[u8]) -> Result<DatabaseFile, FileError> {
     if bytes.len() as u64 > MAX_DATABASE_FILE_BYTES {
-        return Err(bad(format!(
-            "{} bytes, more than {MAX_DATABASE_FILE_BYTES}",
-            bytes.len()
-        )));
+        return Err(FileError::TooLarge(bytes.len() as u64));
     }
     if bytes.len() < MIN_FILE_BYTES {
-        return Err(bad(format!("{} bytes: truncated", bytes.len())));
+        return Err(FileError::Truncated);
     }
     let (body, sum) = bytes.split_at(bytes.len() - SHA256_OUTPUT_LEN);
     if bytes[..4] != MAGIC {
-        return Err(bad("not a Peergroup database file"));
+        return Err(FileError::NotADatabaseFile);
     }
     if digest(&SHA256, body).as_ref() != sum {
-        return Err(bad("the checksum does not match: truncated or corrupted"));
+        return Err(FileError::Checksum);
     }
     let mut r = Reader(&body[4..]);
     let version = r.take(1)?[0];
     if version != FORMAT_VERSION {
-        return Err(bad(format!("format version {version}")));
+        return Err(FileError::Format(version));
     }
-    let group = r.name("group")?;
-    let member = r.name("member")?;
+    let group = r.name(FileName::Group)?;
+    let member = r.name(FileName::Member)?;
     let mut records = Vec::new();
     loop {
         match r.take(1)?[0] {
             TAG_RECORD => {
                 let n = u32::from_be_bytes(r.array()?) as usize;
                 if n == 0 || n > MAX_RECORD_BYTES {
-                    return Err(bad(format!("record {} of {n} bytes", records.len())));
+                    return Err(FileError::RecordLength {
+                        index: records.len(),
+                        len: n,
+                    });
                 }
-                let record = Record::decode(r.take(n)?)
-                    .map_err(|e| bad(format!("record {}: {e}", records.len())))?;
+                let record = Record::decode(r.take(n)?).map_err(|source| FileError::Record {
+                    index: records.len(),
+                    source,
+                })?;
                 records.push(record);
             }
             TAG_END => break,
-            tag => return Err(bad(format!("unknown tag {tag}"))),
+            tag => return Err(FileError::UnknownTag(tag)),
         }
     }
     let count = u64::from_be_bytes(r.array()?);
     if count != records.len() as u64 {
-        return Err(bad(format!(
-            "the trailer counts {count} records, the file holds {}",
-            records.len()
-        )));
+        return Err(FileError::Count {
+            counted: count,
+            held: records.len() as u64,
+        });
     }
     if !r.0.is_empty() {
-        return Err(bad(format!("{} bytes after the trailer", r.0.len())));
+        return Err(FileError::Trailing(r.0.len()));
     }
     Ok(DatabaseFile {
         group,
@@ -182,16 +180,18 @@ impl DatabaseFile {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Vec<Record>> {
         if self.group != group {
-            return Err(bad(format!(
-                "the file is a database of group {:?}, not of {group:?}",
-                self.group
-            )));
+            return Err(FileError::OtherGroup {
+                file: self.group,
+                group: group.to_owned(),
+            }
+            .into());
         }
         if self.member != member {
-            return Err(bad(format!(
-                "the file was exported by {:?}; only {member:?}'s own database can be imported",
-                self.member
-            )));
+            return Err(FileError::OtherMember {
+                file: self.member,
+                member: member.to_owned(),
+            }
+            .into());
         }
         let total = self.records.len() as u64;
         let mut out = Vec::with_capacity(self.records.len());
@@ -215,26 +215,25 @@ impl DatabaseFile {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FileError> {
         if self.0.len() < n {
-            return Err(bad("truncated"));
+            return Err(FileError::Truncated);
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FileError> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 
-    fn name(&mut self, what: &str) -> Result<String> {
+    fn name(&mut self, which: FileName) -> Result<String, FileError> {
         let n = u16::from_be_bytes(self.array()?) as usize;
         if n == 0 || n > MAX_PEER_NAME_BYTES {
-            return Err(bad(format!("{what} peer name of {n} bytes")));
+            return Err(FileError::BadName(which));
         }
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| bad(format!("{what} peer name is not UTF-8")))
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| FileError::BadName(which))
     }
 }
 
@@ -276,7 +275,8 @@ mod tests {
 
     fn refused(bytes: &[u8]) {
         match parse(bytes) {
-            Err(e @ CoreError::InvalidDatabaseFile(_)) => {
+            Err(e) => {
+                let e = crate::error::ProtoError::from(e);
                 assert_eq!(e.hresult(), hresult::PEER_E_INVALID_DATABASE)
             }
             other => panic!("{} bytes gave {other:?}", bytes.len()),

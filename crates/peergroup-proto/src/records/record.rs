@@ -50,7 +50,7 @@
 
 use std::cmp::Ordering;
 
-use crate::error::{CoreError, Result};
+use crate::error::{AuthorizationError, RecordError, RecordField, Result};
 use crate::identity::gmc::{GmcChain, GroupRootCertificate, Member, Role, MAX_CHAIN_BYTES};
 use crate::identity::keys::verify_signature;
 use crate::identity::PrivateKey;
@@ -164,36 +164,43 @@ impl Record {
         }
     }
 
-    /// Checks the field rules the encoding enforces: sizes ([`CoreError::MaxRecordSize`] for
+    /// Checks the field rules the encoding enforces: sizes ([`RecordError::TooLarge`] for
     /// data over [`MAX_RECORD_DATA`]), version ≥ 1, known flags, non-empty peer names, and
-    /// no data in a tombstone ([`CoreError::InvalidRecord`]).
-    pub fn check(&self) -> Result<()> {
+    /// no data in a tombstone.
+    pub fn check(&self) -> Result<(), RecordError> {
         if self.data.len() > MAX_RECORD_DATA {
-            return Err(CoreError::MaxRecordSize);
+            return Err(RecordError::TooLarge);
         }
-        let invalid = |why: String| Err(CoreError::InvalidRecord(why));
         if self.version == 0 {
-            return invalid("version 0".into());
+            return Err(RecordError::VersionZero);
         }
         if self.flags & !KNOWN_FLAGS != 0 {
-            return invalid(format!("unknown flags {:#x}", self.flags));
+            return Err(RecordError::UnknownFlags(self.flags));
         }
-        for (what, name) in [("creator", &self.creator), ("modifier", &self.modifier)] {
+        for (field, name) in [
+            (RecordField::Creator, &self.creator),
+            (RecordField::Modifier, &self.modifier),
+        ] {
             if name.is_empty() || name.len() > MAX_PEER_NAME_BYTES {
-                return invalid(format!("{what} of {} bytes", name.len()));
+                return Err(length(field, name.len(), MAX_PEER_NAME_BYTES));
             }
         }
         if self.attributes.len() > MAX_ATTRIBUTES_BYTES {
-            return invalid(format!(
-                "attributes of {} bytes exceed {MAX_ATTRIBUTES_BYTES}",
-                self.attributes.len()
+            return Err(length(
+                RecordField::Attributes,
+                self.attributes.len(),
+                MAX_ATTRIBUTES_BYTES,
             ));
         }
         if self.security.len() > MAX_SECURITY_BYTES {
-            return invalid(format!("security data of {} bytes", self.security.len()));
+            return Err(length(
+                RecordField::Security,
+                self.security.len(),
+                MAX_SECURITY_BYTES,
+            ));
         }
         if self.is_deleted() && !self.data.is_empty() {
-            return invalid("a deleted record carries data".into());
+            return Err(RecordError::DeletedWithData);
         }
         Ok(())
     }
@@ -246,17 +253,17 @@ impl Record {
     /// Decodes [`Record::encode`]'s output, strictly: every bound, the field rules of
     /// [`Record::check`], and no trailing bytes. Input over [`MAX_RECORD_BYTES`] is refused
     /// before anything is read. Never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Record> {
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         if bytes.len() > MAX_RECORD_BYTES {
-            return Err(CoreError::MaxRecordSize);
+            return Err(RecordError::TooLarge);
         }
         let mut r = Reader(bytes);
         if r.take(4)? != MAGIC {
-            return Err(bad("not a record"));
+            return Err(RecordError::NotARecord);
         }
         let format = r.take(1)?[0];
         if format != FORMAT_VERSION {
-            return Err(bad(&format!("record format {format}")));
+            return Err(RecordError::Format(format));
         }
         let record = Record {
             record_type: r.array()?,
@@ -267,14 +274,16 @@ impl Record {
             created: i64::from_be_bytes(r.array()?),
             expires: i64::from_be_bytes(r.array()?),
             modified: i64::from_be_bytes(r.array()?),
-            creator: r.string16(MAX_PEER_NAME_BYTES, "creator")?,
-            modifier: r.string16(MAX_PEER_NAME_BYTES, "modifier")?,
-            attributes: r.string32(MAX_ATTRIBUTES_BYTES, "attributes")?,
-            data: r.bytes32(MAX_RECORD_DATA, "data")?.to_vec(),
-            security: r.bytes32(MAX_SECURITY_BYTES, "security data")?.to_vec(),
+            creator: r.string16(MAX_PEER_NAME_BYTES, RecordField::Creator)?,
+            modifier: r.string16(MAX_PEER_NAME_BYTES, RecordField::Modifier)?,
+            attributes: r.string32(MAX_ATTRIBUTES_BYTES, RecordField::Attributes)?,
+            data: r.bytes32(MAX_RECORD_DATA, RecordField::Data)?.to_vec(),
+            security: r
+                .bytes32(MAX_SECURITY_BYTES, RecordField::Security)?
+                .to_vec(),
         };
         if !r.0.is_empty() {
-            return Err(bad(&format!("{} bytes after the record", r.0.len())));
+            return Err(RecordError::Trailing(r.0.len()));
         }
         record.check()?;
         Ok(record)
@@ -282,29 +291,26 @@ impl Record {
 
     /// Signs this version as the member holding `key` and `chain`, replacing the security
     /// data. The chain's member must be [`Record::modifier`] and `key` its key
-    /// ([`CoreError::InvalidRecord`] otherwise); the record must pass [`Record::check`].
+    /// ([`RecordError`] otherwise); the record must pass [`Record::check`].
     /// Rights are not checked here: [`Record::verify`] does, on every member.
     pub fn sign(&mut self, key: &PrivateKey, chain: &GmcChain) -> Result<()> {
         self.check()?;
         let leaf = chain.leaf();
         if leaf.peer_name().to_string() != self.modifier {
-            return Err(CoreError::InvalidRecord(format!(
-                "the signing chain is {}'s, the modifier is {}",
-                leaf.peer_name(),
-                self.modifier
-            )));
+            return Err(RecordError::ChainNotTheModifiers {
+                chain: leaf.peer_name().to_string(),
+                modifier: self.modifier.clone(),
+            }
+            .into());
         }
         if leaf.public_key_der() != key.public_key_der() {
-            return Err(CoreError::InvalidRecord(
-                "the signing key is not the chain's".into(),
-            ));
+            return Err(RecordError::KeyNotTheChains.into());
         }
         let signature = key.sign(&self.signed_bytes())?;
         if signature.is_empty() || signature.len() > MAX_SIGNATURE_BYTES {
-            return Err(CoreError::InvalidRecord(format!(
-                "signature of {} bytes",
-                signature.len()
-            )));
+            return Err(
+                length(RecordField::Signature, signature.len(), MAX_SIGNATURE_BYTES).into(),
+            );
         }
         let chain = chain.to_bytes();
         let mut security = Vec::with_capacity(4 + chain.len() + 2 + signature.len());
@@ -315,24 +321,23 @@ impl Record {
     }
 
     /// The modifier's chain and signature from the security data, strictly decoded.
-    pub fn security_parts(&self) -> Result<(GmcChain, Vec<u8>)> {
+    pub fn security_parts(&self) -> Result<(GmcChain, Vec<u8>), RecordError> {
         let (chain, signature) = self.split_security()?;
-        let chain = GmcChain::from_bytes(chain)
-            .map_err(|e| CoreError::InvalidRecord(format!("signing chain: {e}")))?;
+        let chain = GmcChain::from_bytes(chain).map_err(RecordError::SigningChain)?;
         Ok((chain, signature.to_vec()))
     }
 
     /// The security data's chain bytes and signature, their lengths checked.
-    fn split_security(&self) -> Result<(&[u8], &[u8])> {
+    fn split_security(&self) -> Result<(&[u8], &[u8]), RecordError> {
         let mut r = Reader(&self.security);
-        let chain = r.bytes32(MAX_CHAIN_BYTES, "signing chain")?;
+        let chain = r.bytes32(MAX_CHAIN_BYTES, RecordField::SigningChain)?;
         let n = u16::from_be_bytes(r.array()?) as usize;
         if n == 0 || n > MAX_SIGNATURE_BYTES {
-            return Err(bad(&format!("signature of {n} bytes")));
+            return Err(length(RecordField::Signature, n, MAX_SIGNATURE_BYTES));
         }
         let signature = r.take(n)?;
         if !r.0.is_empty() {
-            return Err(bad("bytes after the signature"));
+            return Err(RecordError::Trailing(r.0.len()));
         }
         Ok((chain, signature))
     }
@@ -342,14 +347,14 @@ impl Record {
     ///
     /// 1. the field rules ([`Record::check`]);
     /// 2. `modified` is not more than [`MAX_FUTURE_SKEW_MS`] after `now_ms`
-    ///    ([`CoreError::InvalidRecord`]);
-    /// 3. the security data decodes ([`CoreError::InvalidRecord`]) and its chain validates
+    ///    ([`RecordError::FromTheFuture`]), and the id is bound ([`RecordError::IdNotBound`]);
+    /// 3. the security data decodes ([`RecordError`]) and its chain validates
     ///    against `grc` **at the record's modification time** (the chain's error);
-    /// 4. the chain's member is [`Record::modifier`] ([`CoreError::InvalidRecord`]);
+    /// 4. the chain's member is [`Record::modifier`] ([`RecordError::SignedByAnother`]);
     /// 5. the signature over [`Record::signed_bytes`] verifies with the member's key (the
     ///    identity layer's bad-signature error);
     /// 6. rights: version 1 is made by its creator, later versions by the creator or an
-    ///    administrator ([`CoreError::NotAuthorized`]).
+    ///    administrator ([`crate::error::ProtoError::NotAuthorized`]).
     ///
     /// The chain is checked at `modified`, not at `now_ms`, so that the answer is the same on
     /// every member at every time (a late joiner accepts what the others hold, after the
@@ -371,10 +376,11 @@ impl Record {
     ) -> Result<Member> {
         self.check()?;
         if self.modified > now_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
-            return Err(CoreError::InvalidRecord(format!(
-                "modified at {} ms, in the future of {now_ms}",
-                self.modified
-            )));
+            return Err(RecordError::FromTheFuture {
+                modified: self.modified,
+                now: now_ms,
+            }
+            .into());
         }
         if self.id
             != derive_id(
@@ -384,9 +390,7 @@ impl Record {
                 &self.id_nonce,
             )
         {
-            return Err(CoreError::InvalidRecord(
-                "the record id is not bound to its creator, type and creation time".into(),
-            ));
+            return Err(RecordError::IdNotBound.into());
         }
         let (chain_bytes, signature) = self.split_security()?;
         let at = self.modified.div_euclid(1000);
@@ -394,32 +398,29 @@ impl Record {
         let member = match cache.get(key.as_ref(), at) {
             Some(m) => m,
             None => {
-                let chain = GmcChain::from_bytes(chain_bytes)
-                    .map_err(|e| CoreError::InvalidRecord(format!("signing chain: {e}")))?;
+                let chain = GmcChain::from_bytes(chain_bytes).map_err(RecordError::SigningChain)?;
                 let member = chain.validate(grc, at)?;
                 cache.insert(key.as_ref(), &member);
                 member
             }
         };
         if member.peer_name().to_string() != self.modifier {
-            return Err(CoreError::InvalidRecord(format!(
-                "signed by {}, modifier is {}",
-                member.peer_name(),
-                self.modifier
-            )));
+            return Err(RecordError::SignedByAnother {
+                signer: member.peer_name().to_string(),
+                modifier: self.modifier.clone(),
+            }
+            .into());
         }
         verify_signature(member.public_key_der(), &self.signed_bytes(), signature)?;
         if self.modifier != self.creator {
             if self.version == 1 {
-                return Err(CoreError::NotAuthorized(
-                    "version 1 of a record must be made by its creator".into(),
-                ));
+                return Err(AuthorizationError::FirstVersionByAnother.into());
             }
             if !member.has_role(Role::Admin) {
-                return Err(CoreError::NotAuthorized(format!(
-                    "{} is neither the creator nor an administrator",
-                    self.modifier
-                )));
+                return Err(AuthorizationError::NotCreatorOrAdmin {
+                    modifier: self.modifier.clone(),
+                }
+                .into());
             }
         }
         Ok(member)
@@ -529,8 +530,8 @@ pub fn derive_id(
 /// How far in the future of the verifier's clock a version's modification time may lie.
 pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
 
-fn bad(why: &str) -> CoreError {
-    CoreError::InvalidRecord(why.to_owned())
+fn length(field: RecordField, len: usize, max: usize) -> RecordError {
+    RecordError::FieldLength { field, len, max }
 }
 
 fn put_u16_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -548,42 +549,43 @@ fn put_u32_bytes(out: &mut Vec<u8>, b: &[u8]) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if self.0.len() < n {
-            return Err(bad("record truncated"));
+            return Err(RecordError::Truncated);
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
-    fn bytes16(&mut self, max: usize, what: &str) -> Result<&'a [u8]> {
+    fn bytes16(&mut self, max: usize, field: RecordField) -> Result<&'a [u8], RecordError> {
         let n = u16::from_be_bytes(self.array()?) as usize;
         if n > max {
-            return Err(bad(&format!("{what} of {n} bytes exceeds {max}")));
+            return Err(length(field, n, max));
         }
         self.take(n)
     }
-    fn bytes32(&mut self, max: usize, what: &str) -> Result<&'a [u8]> {
+    fn bytes32(&mut self, max: usize, field: RecordField) -> Result<&'a [u8], RecordError> {
         let n = u32::from_be_bytes(self.array()?) as usize;
         if n > max {
-            return Err(if what == "data" {
-                CoreError::MaxRecordSize
+            // Oversized data is the size error Windows gives, not a malformed record.
+            return Err(if field == RecordField::Data {
+                RecordError::TooLarge
             } else {
-                bad(&format!("{what} of {n} bytes exceeds {max}"))
+                length(field, n, max)
             });
         }
         self.take(n)
     }
-    fn string16(&mut self, max: usize, what: &str) -> Result<String> {
-        let b = self.bytes16(max, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| bad(&format!("{what} is not UTF-8")))
+    fn string16(&mut self, max: usize, field: RecordField) -> Result<String, RecordError> {
+        let b = self.bytes16(max, field)?;
+        String::from_utf8(b.to_vec()).map_err(|_| RecordError::NotUtf8(field))
     }
-    fn string32(&mut self, max: usize, what: &str) -> Result<String> {
-        let b = self.bytes32(max, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| bad(&format!("{what} is not UTF-8")))
+    fn string32(&mut self, max: usize, field: RecordField) -> Result<String, RecordError> {
+        let b = self.bytes32(max, field)?;
+        String::from_utf8(b.to_vec()).map_err(|_| RecordError::NotUtf8(field))
     }
 }
 

@@ -14,8 +14,8 @@
 //!
 //! The document is parsed once into a [`Criteria`] tree, so a malformed query fails before
 //! the database is touched, with the code Windows gives: `E_INVALIDARG` for a backslash
-//! sequence other than `\*`, `\?` and `\\` ([`CoreError::InvalidSearchEscape`]),
-//! `PEER_E_INVALID_SEARCH` for everything else ([`CoreError::InvalidSearch`]).
+//! sequence other than `\*`, `\?` and `\\` ([`SearchError::BadEscape`],
+//! [`SearchError::LoneBackslash`]), `PEER_E_INVALID_SEARCH` for every other [`SearchError`].
 //!
 //! Where Microsoft is silent this module decides:
 //! * **missing or mistyped attributes never match**: a clause on an attribute the record does
@@ -44,7 +44,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use crate::error::{CoreError, Result};
+use crate::error::{Result, SearchError, Shape, ValueError};
 use crate::identity::xml::{self, Element};
 use crate::records::attributes::{
     self, is_namespace_decl, AttrType, AttrValue, Attributes, Timestamp,
@@ -162,8 +162,8 @@ pub struct Pattern {
 
 impl Pattern {
     /// Reads a clause value: `*` and `?` are wildcards; `\*`, `\?` and `\\` are those
-    /// characters; any other backslash is [`CoreError::InvalidSearchEscape`].
-    pub fn parse(text: &str) -> Result<Self> {
+    /// characters; any other backslash is [`SearchError::BadEscape`].
+    pub fn parse(text: &str) -> Result<Self, SearchError> {
         let mut tokens = Vec::new();
         let mut chars = text.chars();
         while let Some(c) = chars.next() {
@@ -173,14 +173,15 @@ impl Pattern {
                 '\\' => match chars.next() {
                     Some(e @ ('*' | '?' | '\\')) => Token::Literal(e),
                     Some(e) => {
-                        return Err(CoreError::InvalidSearchEscape(format!(
-                            "\\{e} in {text:?}: only \\*, \\? and \\\\ are escapes"
-                        )))
+                        return Err(SearchError::BadEscape {
+                            escaped: e,
+                            pattern: text.to_owned(),
+                        })
                     }
                     None => {
-                        return Err(CoreError::InvalidSearchEscape(format!(
-                            "{text:?} ends with a lone backslash"
-                        )))
+                        return Err(SearchError::LoneBackslash {
+                            pattern: text.to_owned(),
+                        })
                     }
                 },
                 c => Token::Literal(c),
@@ -344,53 +345,68 @@ pub enum Criteria {
 impl Criteria {
     /// Parses a `<peersearch>` document, within [`MAX_CRITERIA_BYTES`], [`MAX_NESTING`] and
     /// [`MAX_CLAUSES`].
-    pub fn parse(text: &str) -> Result<Self> {
-        let root = xml::parse(text, MAX_CRITERIA_BYTES)
-            .map_err(|e| CoreError::InvalidSearch(e.to_string()))?;
+    pub fn parse(text: &str) -> Result<Self, SearchError> {
+        let root = xml::parse(text, MAX_CRITERIA_BYTES).map_err(SearchError::Xml)?;
         if root.name != ROOT {
-            return Err(invalid(format!(
-                "the root is <{}>, not <{ROOT}>",
-                root.name
-            )));
+            return Err(shape(Shape::WrongRoot {
+                expected: ROOT.to_owned(),
+                found: root.name.clone(),
+            }));
         }
         if let Some((k, _)) = root.attributes.iter().find(|(k, _)| !is_namespace_decl(k)) {
-            return Err(invalid(format!("<{ROOT}> has an unknown attribute {k:?}")));
+            return Err(shape(Shape::UnknownAttribute {
+                element: ROOT.to_owned(),
+                attribute: k.clone(),
+            }));
         }
         if !root.text.is_empty() {
-            return Err(invalid(format!("text directly inside <{ROOT}>")));
+            return Err(shape(Shape::Text {
+                element: ROOT.to_owned(),
+            }));
         }
         let [only] = root.children.as_slice() else {
-            return Err(invalid(format!(
-                "<{ROOT}> must have exactly one child, not {}",
-                root.children.len()
-            )));
+            return Err(shape(Shape::Children {
+                element: ROOT.to_owned(),
+                found: root.children.len(),
+            }));
         };
         let mut clauses = 0;
-        Self::from_element(only, 0, &mut clauses)
+        Self::from_element(ROOT, only, 0, &mut clauses)
     }
 
-    fn from_element(el: &Element, nesting: usize, clauses: &mut usize) -> Result<Self> {
+    fn from_element(
+        parent: &str,
+        el: &Element,
+        nesting: usize,
+        clauses: &mut usize,
+    ) -> Result<Self, SearchError> {
         match el.name.as_str() {
             "and" | "or" => {
                 if nesting >= MAX_NESTING {
-                    return Err(invalid(format!(
-                        "<and>/<or> nested deeper than {MAX_NESTING}"
-                    )));
+                    return Err(SearchError::TooDeep);
                 }
                 if let Some((k, _)) = el.attributes.first() {
-                    return Err(invalid(format!("<{}> has an attribute {k:?}", el.name)));
+                    return Err(shape(Shape::UnknownAttribute {
+                        element: el.name.clone(),
+                        attribute: k.clone(),
+                    }));
                 }
                 if !el.text.is_empty() {
-                    return Err(invalid(format!("text directly inside <{}>", el.name)));
+                    return Err(shape(Shape::Text {
+                        element: el.name.clone(),
+                    }));
                 }
                 if el.children.is_empty() {
-                    return Err(invalid(format!("<{}> without a child", el.name)));
+                    return Err(shape(Shape::Children {
+                        element: el.name.clone(),
+                        found: 0,
+                    }));
                 }
                 let children = el
                     .children
                     .iter()
-                    .map(|c| Self::from_element(c, nesting + 1, clauses))
-                    .collect::<Result<Vec<_>>>()?;
+                    .map(|c| Self::from_element(&el.name, c, nesting + 1, clauses))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(if el.name == "and" {
                     Criteria::And(children)
                 } else {
@@ -400,11 +416,14 @@ impl Criteria {
             "clause" => {
                 *clauses += 1;
                 if *clauses > MAX_CLAUSES {
-                    return Err(invalid(format!("more than {MAX_CLAUSES} clauses")));
+                    return Err(SearchError::TooManyClauses);
                 }
                 parse_clause(el).map(Criteria::Clause)
             }
-            other => Err(invalid(format!("unknown element <{other}>"))),
+            other => Err(shape(Shape::Misplaced {
+                parent: parent.to_owned(),
+                child: other.to_owned(),
+            })),
         }
     }
 
@@ -426,13 +445,16 @@ impl Criteria {
     }
 }
 
-fn invalid(why: String) -> CoreError {
-    CoreError::InvalidSearch(why)
+fn shape(s: Shape) -> SearchError {
+    SearchError::Shape(s)
 }
 
-fn parse_clause(el: &Element) -> Result<Clause> {
+fn parse_clause(el: &Element) -> Result<Clause, SearchError> {
     if let Some(child) = el.children.first() {
-        return Err(invalid(format!("<{}> inside <clause>", child.name)));
+        return Err(shape(Shape::Misplaced {
+            parent: "clause".to_owned(),
+            child: child.name.clone(),
+        }));
     }
     let (mut attrib, mut ty, mut compare) = (None, None, None);
     for (k, v) in &el.attributes {
@@ -441,57 +463,71 @@ fn parse_clause(el: &Element) -> Result<Clause> {
             "type" => &mut ty,
             "compare" => &mut compare,
             other => {
-                return Err(invalid(format!(
-                    "<clause> has an unknown attribute {other:?}"
-                )))
+                return Err(shape(Shape::UnknownAttribute {
+                    element: "clause".to_owned(),
+                    attribute: other.to_owned(),
+                }))
             }
         };
         if slot.replace(v.as_str()).is_some() {
-            return Err(invalid(format!("<clause> repeats {k:?}")));
+            return Err(shape(Shape::RepeatedAttribute {
+                element: "clause".to_owned(),
+                attribute: k.clone(),
+            }));
         }
     }
-    let attrib = attrib.ok_or_else(|| invalid("<clause> without attrib".into()))?;
+    let missing = |attribute: &str| {
+        shape(Shape::MissingAttribute {
+            element: "clause".to_owned(),
+            attribute: attribute.to_owned(),
+        })
+    };
+    let attrib = attrib.ok_or_else(|| missing("attrib"))?;
     if !attributes::is_valid_name(attrib) {
-        return Err(invalid(format!(
-            "attrib {attrib:?} is not 1 to {} ASCII letters or digits",
-            attributes::MAX_NAME_CHARS
-        )));
+        return Err(SearchError::BadName(attrib.to_owned()));
     }
-    let ty = ty.ok_or_else(|| invalid(format!("clause on {attrib:?} has no type")))?;
-    let ty = AttrType::from_xml(ty)
-        .ok_or_else(|| invalid(format!("clause on {attrib:?} has an unknown type {ty:?}")))?;
+    let ty = ty.ok_or_else(|| missing("type"))?;
+    let ty = AttrType::from_xml(ty).ok_or_else(|| SearchError::UnknownType {
+        attrib: attrib.to_owned(),
+        ty: ty.to_owned(),
+    })?;
     let compare = match compare {
         None => Compare::Equal,
-        Some(c) => Compare::from_xml(c)
-            .ok_or_else(|| invalid(format!("clause on {attrib:?}: unknown compare {c:?}")))?,
+        Some(c) => Compare::from_xml(c).ok_or_else(|| SearchError::UnknownCompare {
+            attrib: attrib.to_owned(),
+            compare: c.to_owned(),
+        })?,
     };
     let text = el.text.as_str();
     let operand = match ty {
         AttrType::String => {
             if text.chars().count() > MAX_PATTERN_CHARS {
-                return Err(invalid(format!(
-                    "clause on {attrib:?}: value longer than {MAX_PATTERN_CHARS} characters"
-                )));
+                return Err(SearchError::PatternTooLong(attrib.to_owned()));
             }
             let pattern = Pattern::parse(text)?;
             if compare.is_ordering() && pattern.literal().is_none() {
-                return Err(invalid(format!(
-                    "clause on {attrib:?}: wildcards with compare={:?}",
-                    compare.as_str()
-                )));
+                return Err(SearchError::WildcardOrdering {
+                    attrib: attrib.to_owned(),
+                    compare: compare.as_str().to_owned(),
+                });
             }
             Operand::String(pattern)
         }
-        AttrType::Int => Operand::Int(text.parse().map_err(|_| {
-            invalid(format!(
-                "clause on {attrib:?}: {text:?} is not a 64-bit integer"
-            ))
+        AttrType::Int => Operand::Int(text.parse().map_err(|_| SearchError::Value {
+            attrib: attrib.to_owned(),
+            why: ValueError::NotAnInteger(text.to_owned()),
         })?),
-        AttrType::Date => Operand::Date(Timestamp::parse_w3c(text).map_err(|why| {
-            invalid(format!(
-                "clause on {attrib:?}: {text:?} is not a W3C date: {why}"
-            ))
-        })?),
+        AttrType::Date => {
+            Operand::Date(
+                Timestamp::parse_w3c(text).map_err(|why| SearchError::Value {
+                    attrib: attrib.to_owned(),
+                    why: ValueError::NotADate {
+                        text: text.to_owned(),
+                        why: why.to_owned(),
+                    },
+                })?,
+            )
+        }
     };
     Ok(Clause {
         attrib: attrib.to_owned(),
@@ -579,7 +615,13 @@ mod tests {
 
     fn invalid(text: &str) {
         match Criteria::parse(text) {
-            Err(e @ CoreError::InvalidSearch(_)) => {
+            Err(e)
+                if !matches!(
+                    e,
+                    SearchError::BadEscape { .. } | SearchError::LoneBackslash { .. }
+                ) =>
+            {
+                let e = crate::error::ProtoError::from(e);
                 assert_eq!(e.hresult(), hresult::PEER_E_INVALID_SEARCH)
             }
             other => panic!("{text:?} gave {other:?}"),
@@ -702,10 +744,16 @@ mod tests {
         for value in [r"\d", r"a\", r"\n", r"\ ", r"ok\x", r"\é"] {
             let err = Criteria::parse(&search(&clause("Title", "string", "", value))).unwrap_err();
             assert!(
-                matches!(err, CoreError::InvalidSearchEscape(_)),
+                matches!(
+                    err,
+                    SearchError::BadEscape { .. } | SearchError::LoneBackslash { .. }
+                ),
                 "{value}: {err:?}"
             );
-            assert_eq!(err.hresult(), hresult::E_INVALIDARG);
+            assert_eq!(
+                crate::error::ProtoError::from(err).hresult(),
+                hresult::E_INVALIDARG
+            );
         }
         // A backslash in an int or date clause is a schema matter, not an escape.
         invalid(&search(&clause("Pages", "int", "", r"\1")));

@@ -1,6 +1,7 @@
 //! Tests of the record store: the conflict order on put, tombstones, expiry, reopening.
 
 use super::*;
+use crate::error::{ProtoError, RecordError};
 use crate::identity::hresult;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -54,10 +55,18 @@ fn put_get_replace_ignore() {
     // Bad input changes nothing.
     let mut bad = rec(2, 1, NOW + 1000);
     bad.data = vec![0; crate::records::record::MAX_RECORD_DATA + 1];
-    assert!(matches!(s.put(&bad), Err(CoreError::MaxRecordSize)));
+    assert!(matches!(
+        s.put(&bad),
+        Err(CoreError::Proto(ProtoError::Record(RecordError::TooLarge)))
+    ));
     bad.data.clear();
     bad.version = 0;
-    assert!(matches!(s.put(&bad), Err(CoreError::InvalidRecord(_))));
+    assert!(matches!(
+        s.put(&bad),
+        Err(CoreError::Proto(ProtoError::Record(
+            RecordError::VersionZero
+        )))
+    ));
     assert_eq!(s.count().unwrap(), 1);
 }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calls::{GroupCall, GroupReply};
 use crate::data::MAX_DATA_LEN;
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, ProtoError, Result};
 use crate::events::{EventItem, Registration};
 use crate::identity::gmc::Role;
 use crate::identity::hresult::HRESULT;
@@ -212,41 +212,28 @@ pub struct WireError {
     pub hresult: HRESULT,
     /// A human-readable reason (at most [`MAX_MESSAGE_BYTES`]).
     pub message: String,
-    /// The group layer's error variant when it carries no more than text, so the client
-    /// returns the same [`CoreError`] the in-process call would.
+    /// The error's variant where it can be restored, so the client returns the same
+    /// [`CoreError`] the in-process call would.
     pub kind: Option<ErrorKind>,
 }
 
-/// The [`CoreError`] variants a [`WireError`] restores (their text is the message).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The [`CoreError`] variants a [`WireError`] restores.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum ErrorKind {
-    InvalidProperties,
-    InvalidClassifier,
-    PasswordPolicy,
-    NotAuthorized,
+    /// A [`ProtoError`] without a source, whole (postcard, at most [`MAX_MESSAGE_BYTES`]).
+    Proto(#[serde(with = "serde_bytes")] Vec<u8>),
+    // The runtime's variants; those with text carry it as the message.
     InvalidGroup,
     NotReady,
     GroupNotFound,
     AlreadyMember,
-    InvalidInvitation,
-    InvitationNotTrusted,
-    InvitationExpired,
-    WrongJoinKind,
     PasswordRejected,
     NoMemberReachable,
     Protocol,
-    InvalidAttributes,
-    TooManyAttributes,
-    InvalidSearch,
-    InvalidSearchEscape,
     RecordNotFound,
-    InvalidRecord,
-    MaxRecordSize,
-    InvalidRecordExpiration,
     Database,
     GroupInUse,
-    InvalidDatabaseFile,
     ConnectionNotFound(u64),
     ConnectToSelf,
     DataTooLarge(u64),
@@ -265,32 +252,25 @@ impl WireError {
         use ErrorKind as K;
         // The inner text of a variant that carries one, so the client rebuilds it exactly.
         let (kind, text): (Option<ErrorKind>, Option<&str>) = match e {
-            C::InvalidProperties(s) => (Some(K::InvalidProperties), Some(s)),
-            C::InvalidClassifier(s) => (Some(K::InvalidClassifier), Some(s)),
-            C::PasswordPolicy(s) => (Some(K::PasswordPolicy), Some(s)),
-            C::NotAuthorized(s) => (Some(K::NotAuthorized), Some(s)),
+            // A proto error with a source (the identity layer's) does not serialise: it
+            // travels as HRESULT and text.
+            C::Proto(p) => (
+                postcard::to_allocvec(p)
+                    .ok()
+                    .filter(|b| b.len() <= MAX_MESSAGE_BYTES)
+                    .map(K::Proto),
+                None,
+            ),
             C::InvalidGroup => (Some(K::InvalidGroup), None),
             C::NotReady => (Some(K::NotReady), None),
             C::GroupNotFound(s) => (Some(K::GroupNotFound), Some(s)),
             C::AlreadyMember(s) => (Some(K::AlreadyMember), Some(s)),
-            C::InvalidInvitation(s) => (Some(K::InvalidInvitation), Some(s)),
-            C::InvitationNotTrusted(s) => (Some(K::InvitationNotTrusted), Some(s)),
-            C::InvitationExpired => (Some(K::InvitationExpired), None),
-            C::WrongJoinKind(s) => (Some(K::WrongJoinKind), Some(s)),
             C::PasswordRejected => (Some(K::PasswordRejected), None),
             C::NoMemberReachable(s) => (Some(K::NoMemberReachable), Some(s)),
             C::Protocol(s) => (Some(K::Protocol), Some(s)),
-            C::InvalidAttributes(s) => (Some(K::InvalidAttributes), Some(s)),
-            C::TooManyAttributes => (Some(K::TooManyAttributes), None),
-            C::InvalidSearch(s) => (Some(K::InvalidSearch), Some(s)),
-            C::InvalidSearchEscape(s) => (Some(K::InvalidSearchEscape), Some(s)),
             C::RecordNotFound => (Some(K::RecordNotFound), None),
-            C::InvalidRecord(s) => (Some(K::InvalidRecord), Some(s)),
-            C::MaxRecordSize => (Some(K::MaxRecordSize), None),
-            C::InvalidRecordExpiration(s) => (Some(K::InvalidRecordExpiration), Some(s)),
             C::Database(s) => (Some(K::Database), Some(s)),
             C::GroupInUse(s) => (Some(K::GroupInUse), Some(s)),
-            C::InvalidDatabaseFile(s) => (Some(K::InvalidDatabaseFile), Some(s)),
             C::ConnectionNotFound(id) => (Some(K::ConnectionNotFound(*id)), None),
             C::ConnectToSelf => (Some(K::ConnectToSelf), None),
             C::DataTooLarge(n) => (Some(K::DataTooLarge(*n as u64)), None),
@@ -315,39 +295,29 @@ impl WireError {
         use CoreError as C;
         use ErrorKind as K;
         let m = self.message;
+        let fallback = |message| C::Service {
+            hresult: self.hresult,
+            message,
+        };
         let Some(kind) = self.kind else {
-            return C::Service {
-                hresult: self.hresult,
-                message: m,
-            };
+            return fallback(m);
         };
         match kind {
-            K::InvalidProperties => C::InvalidProperties(m),
-            K::InvalidClassifier => C::InvalidClassifier(m),
-            K::PasswordPolicy => C::PasswordPolicy(m),
-            K::NotAuthorized => C::NotAuthorized(m),
+            K::Proto(bytes) => match postcard::from_bytes::<ProtoError>(&bytes) {
+                Ok(p) => C::Proto(p),
+                // A proto error of a newer service: its HRESULT and text still hold.
+                Err(_) => fallback(m),
+            },
             K::InvalidGroup => C::InvalidGroup,
             K::NotReady => C::NotReady,
             K::GroupNotFound => C::GroupNotFound(m),
             K::AlreadyMember => C::AlreadyMember(m),
-            K::InvalidInvitation => C::InvalidInvitation(m),
-            K::InvitationNotTrusted => C::InvitationNotTrusted(m),
-            K::InvitationExpired => C::InvitationExpired,
-            K::WrongJoinKind => C::WrongJoinKind(m),
             K::PasswordRejected => C::PasswordRejected,
             K::NoMemberReachable => C::NoMemberReachable(m),
             K::Protocol => C::Protocol(m),
-            K::InvalidAttributes => C::InvalidAttributes(m),
-            K::TooManyAttributes => C::TooManyAttributes,
-            K::InvalidSearch => C::InvalidSearch(m),
-            K::InvalidSearchEscape => C::InvalidSearchEscape(m),
             K::RecordNotFound => C::RecordNotFound,
-            K::InvalidRecord => C::InvalidRecord(m),
-            K::MaxRecordSize => C::MaxRecordSize,
-            K::InvalidRecordExpiration => C::InvalidRecordExpiration(m),
             K::Database => C::Database(m),
             K::GroupInUse => C::GroupInUse(m),
-            K::InvalidDatabaseFile => C::InvalidDatabaseFile(m),
             K::ConnectionNotFound(id) => C::ConnectionNotFound(id),
             K::ConnectToSelf => C::ConnectToSelf,
             K::DataTooLarge(n) => C::DataTooLarge(n as usize),

@@ -1,6 +1,9 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::error::{
+    AdminCall, AuthorizationError, InvitationError, RecordError, RecordField, SearchError,
+};
 use crate::events::{ConnectionChange, Event};
 use crate::io::{ConnectionStatus, RecordChange};
 
@@ -75,11 +78,15 @@ fn too_many_addresses_are_refused() {
 #[test]
 fn errors_come_back_as_the_same_variant() {
     let cases = [
-        CoreError::NotAuthorized("only administrators".into()),
+        CoreError::from(AuthorizationError::AdminsOnly(AdminCall::SetProperties)),
         CoreError::RecordNotFound,
         CoreError::ConnectionNotFound(42),
         CoreError::DataTooLarge(17),
-        CoreError::WrongJoinKind("use PeerGroupJoin".into()),
+        CoreError::from(InvitationError::NeedsJoin),
+        CoreError::from(SearchError::BadEscape {
+            escaped: 'd',
+            pattern: "\\d".into(),
+        }),
         CoreError::InvalidGroup,
     ];
     for e in cases {
@@ -100,11 +107,44 @@ fn errors_come_back_as_the_same_variant() {
     let back = WireError::from_error(&e).into_error();
     assert_eq!(back.hresult(), e.hresult());
     assert_eq!(back.to_string(), e.to_string());
+    // So do proto errors with a source, which do not serialise.
+    let e = CoreError::from(RecordError::SigningChain(
+        crate::identity::IdentityError::Tampered,
+    ));
+    let back = WireError::from_error(&e).into_error();
+    assert!(matches!(back, CoreError::Service { .. }), "{back:?}");
+    assert_eq!(back.hresult(), e.hresult());
+    assert_eq!(back.to_string(), e.to_string());
+}
+
+#[test]
+fn proto_errors_come_back_whole() {
+    let e = CoreError::from(RecordError::FieldLength {
+        field: RecordField::Modifier,
+        len: 300,
+        max: 256,
+    });
+    match WireError::from_error(&e).into_error() {
+        CoreError::Proto(ProtoError::Record(RecordError::FieldLength { field, len, max })) => {
+            assert_eq!((field, len, max), (RecordField::Modifier, 300, 256))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Bytes that are no proto error (a newer service's) keep HRESULT and text.
+    let w = WireError {
+        hresult: 7,
+        message: "new".into(),
+        kind: Some(ErrorKind::Proto(vec![0xff; 3])),
+    };
+    assert!(matches!(
+        w.into_error(),
+        CoreError::Service { hresult: 7, .. }
+    ));
 }
 
 #[test]
 fn error_messages_are_cut_at_a_char_boundary() {
-    let e = CoreError::InvalidRecord("é".repeat(MAX_MESSAGE_BYTES));
+    let e = CoreError::Database("é".repeat(MAX_MESSAGE_BYTES));
     let w = WireError::from_error(&e);
     assert!(w.message.len() <= MAX_MESSAGE_BYTES);
     assert!(w.message.chars().all(|c| c == 'é'));

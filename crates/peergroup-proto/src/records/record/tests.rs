@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use proptest::prelude::*;
 
 use super::*;
+use crate::error::ProtoError;
 use crate::identity::gmc::{issue_gmc, GroupRoot};
 use crate::identity::hresult;
 use crate::identity::{IdentityCertificate, KeyAlgorithm};
@@ -42,7 +43,7 @@ fn decode_refuses_trailing_truncated_and_bad_fields() {
     longer.push(0);
     assert!(matches!(
         Record::decode(&longer),
-        Err(CoreError::InvalidRecord(_))
+        Err(RecordError::Trailing(1))
     ));
     for n in 0..bytes.len() {
         assert!(Record::decode(&bytes[..n]).is_err(), "prefix of {n} bytes");
@@ -74,7 +75,7 @@ fn size_limits() {
     assert_eq!(err.hresult(), hresult::PEER_E_MAX_RECORD_SIZE_EXCEEDED);
     assert!(matches!(
         Record::decode(&r.encode()),
-        Err(CoreError::MaxRecordSize)
+        Err(RecordError::TooLarge)
     ));
     let mut r = sample();
     r.attributes = "x".repeat(MAX_ATTRIBUTES_BYTES + 1);
@@ -84,7 +85,7 @@ fn size_limits() {
     );
     assert!(matches!(
         Record::decode(&vec![0; MAX_RECORD_BYTES + 1]),
-        Err(CoreError::MaxRecordSize)
+        Err(RecordError::TooLarge)
     ));
 }
 
@@ -362,7 +363,7 @@ fn sign_verify_and_rights() {
     // A non-creator member may not update; an admin may.
     let forged = update_by(&r, &g.carol, now + 1);
     let err = forged.verify(grc, now + 1).unwrap_err();
-    assert!(matches!(err, CoreError::NotAuthorized(_)), "{err}");
+    assert!(matches!(err, ProtoError::NotAuthorized(_)), "{err}");
     assert_eq!(err.hresult(), hresult::PEER_E_NOT_AUTHORIZED);
     update_by(&r, &g.admin, now + 1)
         .verify(grc, now + 1)
@@ -380,7 +381,7 @@ fn sign_verify_and_rights() {
     in_bobs_name.sign(&g.admin.key, &g.admin.chain).unwrap();
     assert!(matches!(
         in_bobs_name.verify(grc, now),
-        Err(CoreError::NotAuthorized(_))
+        Err(ProtoError::NotAuthorized(_))
     ));
 
     // Nobody takes over a record by naming itself its creator, nor changes its type or
@@ -389,7 +390,7 @@ fn sign_verify_and_rights() {
     hijack.creator = g.carol.name.clone();
     hijack.sign(&g.carol.key, &g.carol.chain).unwrap();
     let err = hijack.verify(grc, now + 1).unwrap_err();
-    assert!(matches!(err, CoreError::InvalidRecord(_)), "{err}");
+    assert!(matches!(err, ProtoError::Record(_)), "{err}");
     for change in [
         &(|u: &mut Record| u.record_type[0] ^= 1) as &dyn Fn(&mut Record),
         &|u: &mut Record| u.created -= 1,
@@ -398,10 +399,7 @@ fn sign_verify_and_rights() {
         let mut u = update_by(&r, &g.bob, now + 1);
         change(&mut u);
         u.sign(&g.bob.key, &g.bob.chain).unwrap();
-        assert!(matches!(
-            u.verify(grc, now + 1),
-            Err(CoreError::InvalidRecord(_))
-        ));
+        assert!(matches!(u.verify(grc, now + 1), Err(ProtoError::Record(_))));
     }
 
     // A flipped byte anywhere fails.
@@ -420,10 +418,7 @@ fn sign_verify_and_rights() {
     // The modifier must be the signer.
     let mut bad = r.clone();
     bad.modifier = g.carol.name.clone();
-    assert!(matches!(
-        bad.verify(grc, now),
-        Err(CoreError::InvalidRecord(_))
-    ));
+    assert!(matches!(bad.verify(grc, now), Err(ProtoError::Record(_))));
 
     // Another group's root does not accept it.
     let other = GroupRoot::create("other", "Other").unwrap();
@@ -432,14 +427,14 @@ fn sign_verify_and_rights() {
     // Modified far in the future of the verifier: refused.
     assert!(matches!(
         r.verify(grc, now - MAX_FUTURE_SKEW_MS - 1000),
-        Err(CoreError::InvalidRecord(_))
+        Err(ProtoError::Record(_))
     ));
     // Unsigned: refused.
     let mut unsigned = r.clone();
     unsigned.security.clear();
     assert!(matches!(
         unsigned.verify(grc, now),
-        Err(CoreError::InvalidRecord(_))
+        Err(ProtoError::Record(_))
     ));
 }
 
@@ -449,15 +444,15 @@ fn sign_refuses_a_chain_that_is_not_the_modifiers() {
     let mut r = record_by(&g.bob, now_ms());
     assert!(matches!(
         r.sign(&g.carol.key, &g.carol.chain),
-        Err(CoreError::InvalidRecord(_))
+        Err(ProtoError::Record(_))
     ));
     assert!(matches!(
         r.sign(&g.carol.key, &g.bob.chain),
-        Err(CoreError::InvalidRecord(_))
+        Err(ProtoError::Record(_))
     ));
     r.data = vec![0; MAX_RECORD_DATA + 1];
     assert!(matches!(
         r.sign(&g.bob.key, &g.bob.chain),
-        Err(CoreError::MaxRecordSize)
+        Err(ProtoError::Record(RecordError::TooLarge))
     ));
 }

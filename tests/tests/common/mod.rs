@@ -6,6 +6,8 @@
 //! Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -54,6 +56,15 @@ impl Namespaces {
                 .map_err(|e| format!("`ip netns exec` does not work here: {e}"))?;
         }
         Ok(namespaces)
+    }
+
+    /// Creates one more namespace, removed with the others (before them: last made, first
+    /// removed).
+    pub fn add(&mut self, name: &str) -> Result<(), String> {
+        ip(&["netns", "add", name])
+            .map_err(|e| format!("cannot create network namespace {name}: {e}"))?;
+        self.names.push(name.to_owned());
+        Ok(())
     }
 
     /// Creates the switch namespace `ns("sw")`, then one namespace `ns(h)` for each host `h`.

@@ -1,0 +1,499 @@
+//! The NAT lab: topologies of network namespaces that a test builds itself and that go away
+//! with it (a [`Namespaces`] guard). Traffic stays between the lab's namespaces; nothing
+//! touches the root namespace's links, routes or firewall.
+//!
+//! ```text
+//!            internet: namespace `<tag>-net`, bridge br0, 198.18.0.0/16
+//!   ┌──────────────┬───────────────┴──────────────┬───────────────────────┐
+//!  public host    router (nftables NAT)         router (carrier)          router (…)
+//!  198.18.0.10+   wan 198.18.1.K                wan 198.18.1.K
+//!                 lan 10.K.0.1/24               lan 100.64.K.1/24
+//!                   │                             │
+//!                 host 10.K.0.2…                home router wan 100.64.K.2
+//!                                                 lan 10.K.0.1/24 ─ host 10.K.0.2
+//! ```
+//!
+//! Every router forwards, masquerades what leaves by `wan`, and drops new inbound traffic at
+//! its own input (`ct state new iifname "wan" counter drop`). The profiles differ in mapping
+//! and filtering ([`Nat`]). [`Lab::check`] probes a host's profile with `pg-probe` from two
+//! public observers before a test relies on it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use super::{attach_host, ip, ip_ok, phase, Namespaces, Proc};
+
+/// How a router maps and filters (RFC 4787's terms).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// No router: the host is on the internet.
+    Public,
+    /// Endpoint-independent mapping and filtering: once a host has sent from a port, anyone
+    /// reaches it there. One host per router LAN (inbound goes to it).
+    FullCone,
+    /// Endpoint-independent mapping, address-dependent filtering: any port of an IP the host
+    /// has sent to reaches it. One host per router LAN.
+    AddressRestricted,
+    /// Endpoint-independent mapping (Linux keeps the source port), address- and
+    /// port-dependent filtering: conntrack's own behaviour.
+    PortRestricted,
+    /// Endpoint-dependent mapping (a random port per destination), port-dependent filtering.
+    Symmetric,
+    /// Two layers of port-restricted NAT: a home router behind a carrier's, in 100.64/10.
+    Carrier,
+    /// Port-restricted NAT that lets UDP out only to this address (a firewall that allows one
+    /// public member).
+    UdpOnlyTo(Ipv4Addr),
+}
+
+/// A host of the lab: its namespace and address on its own link.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// The test's name for it.
+    pub label: String,
+    /// Its namespace.
+    pub ns: String,
+    /// Its address on its link (private behind a NAT).
+    pub addr: Ipv4Addr,
+    /// The profile it sits behind.
+    pub nat: Nat,
+    /// The public address its traffic leaves from (its own when public).
+    pub public_ip: Ipv4Addr,
+    /// Its routers' namespaces, nearest first.
+    pub routers: Vec<String>,
+}
+
+/// What a probe found about a host's NAT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probed {
+    /// The mapped address the first observer saw.
+    pub mapped: SocketAddrV4,
+    /// The same port's mapping seen by a second observer at another IP is the same.
+    pub independent_mapping: bool,
+    /// After sending to one observer only: another IP reaches the mapped port.
+    pub open_to_other_ips: bool,
+    /// After sending to one observer's port only: another port of the same IP reaches it.
+    pub open_to_other_ports: bool,
+}
+
+/// A topology under construction and in use; dropping it removes every namespace.
+pub struct Lab {
+    tag: String,
+    net: String,
+    namespaces: Namespaces,
+    next_public: u8,
+    next_site: u8,
+}
+
+/// Runs a command inside namespace `ns`; the error carries its stderr.
+pub fn netns(ns: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `ip netns exec`: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{}` in {ns} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Loads an nftables ruleset into namespace `ns`.
+fn nft(ns: &str, ruleset: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ruleset.as_bytes())
+        .map_err(|e| format!("nft stdin: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft in {ns} refused the ruleset: {}\n{ruleset}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The ruleset of a router whose LAN host (for the cone profiles) is `inside`.
+fn ruleset(nat: Nat, inside: Ipv4Addr) -> String {
+    let map = match nat {
+        Nat::Symmetric => "masquerade fully-random",
+        _ => "masquerade",
+    };
+    // What outbound traffic records, and which inbound traffic it lets in (DNAT to the one
+    // host inside). Port-restricted and symmetric filtering is conntrack's alone.
+    let (record, admit, block) = match nat {
+        Nat::FullCone => (
+            "oifname \"wan\" meta l4proto udp update @open { udp sport timeout 120s }".to_owned(),
+            format!("iifname \"wan\" udp dport @open dnat to {inside}"),
+            String::new(),
+        ),
+        Nat::AddressRestricted => (
+            "oifname \"wan\" meta l4proto udp update @open_to { ip daddr . udp sport timeout 120s }"
+                .to_owned(),
+            format!("iifname \"wan\" ip saddr . udp dport @open_to dnat to {inside}"),
+            String::new(),
+        ),
+        Nat::UdpOnlyTo(allowed) => (
+            String::new(),
+            String::new(),
+            format!("oifname \"wan\" meta l4proto udp ip daddr != {allowed} counter drop"),
+        ),
+        _ => (String::new(), String::new(), String::new()),
+    };
+    format!(
+        r#"flush ruleset
+table ip lab {{
+    set open {{ type inet_service; flags dynamic, timeout; size 4096; }}
+    set open_to {{ type ipv4_addr . inet_service; flags dynamic, timeout; size 4096; }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        ct state established,related accept
+        iifname "wan" ct state new counter drop
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        {block}
+        {record}
+        ct state established,related accept
+        iifname "wan" ct status dnat accept
+        iifname "wan" counter drop
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority -100; policy accept;
+        {admit}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        oifname "wan" {map}
+    }}
+}}
+"#
+    )
+}
+
+impl Lab {
+    /// An empty internet. The error is a reason to skip (no root, no `ip`, no `nft`).
+    pub fn new(tag: &str) -> Result<Lab, String> {
+        super::preflight()?;
+        Command::new("nft")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("nftables is not installed: {e}"))?;
+        let net = format!("{tag}-net");
+        let namespaces = Namespaces::create(std::slice::from_ref(&net))?;
+        ip(&["-n", &net, "link", "add", "br0", "type", "bridge"])?;
+        ip(&["-n", &net, "link", "set", "br0", "up"])?;
+        ip(&["-n", &net, "link", "set", "lo", "up"])?;
+        Ok(Lab {
+            tag: tag.to_owned(),
+            net,
+            namespaces,
+            next_public: 10,
+            next_site: 1,
+        })
+    }
+
+    fn namespace(&mut self, name: &str) -> String {
+        let ns = format!("{}-{name}", self.tag);
+        self.namespaces
+            .add(&ns)
+            .unwrap_or_else(|e| panic!("namespace {ns}: {e}"));
+        ns
+    }
+
+    /// A host on the internet.
+    pub fn public(&mut self, label: &str) -> Host {
+        let ns = self.namespace(label);
+        let addr = Ipv4Addr::new(198, 18, 0, self.next_public);
+        self.next_public += 1;
+        attach_host(
+            &self.net,
+            "br0",
+            &format!("p-{label}"),
+            &ns,
+            &format!("{addr}/16"),
+        );
+        phase(&format!("lab: {label} public at {addr}"));
+        Host {
+            label: label.to_owned(),
+            ns,
+            addr,
+            nat: Nat::Public,
+            public_ip: addr,
+            routers: Vec::new(),
+        }
+    }
+
+    /// `labels.len()` hosts on one LAN behind one router of profile `nat` (the cone
+    /// profiles take one host).
+    pub fn behind(&mut self, labels: &[&str], nat: Nat) -> Vec<Host> {
+        assert!(
+            nat != Nat::Public,
+            "a public host has no router: use Lab::public"
+        );
+        assert!(
+            labels.len() == 1 || !matches!(nat, Nat::FullCone | Nat::AddressRestricted),
+            "the cone profiles admit inbound traffic to one host"
+        );
+        let k = self.next_site;
+        self.next_site += 1;
+        let wan = Ipv4Addr::new(198, 18, 1, k);
+        let mut routers = Vec::new();
+        // The router on the internet; a carrier's puts a home router behind it.
+        let outer = self.namespace(&format!("r{k}"));
+        let outer_nat = if nat == Nat::Carrier {
+            Nat::PortRestricted
+        } else {
+            nat
+        };
+        self.router(&outer, &self.net.clone(), &format!("w{k}"), wan, None);
+        let home = if nat == Nat::Carrier {
+            let home = self.namespace(&format!("h{k}"));
+            let carrier_lan = Ipv4Addr::new(100, 64, k, 1);
+            self.lan(&outer, carrier_lan);
+            let home_wan = Ipv4Addr::new(100, 64, k, 2);
+            self.router(&home, &outer, &format!("c{k}"), home_wan, Some(carrier_lan));
+            routers.push(home.clone());
+            Some(home)
+        } else {
+            None
+        };
+        routers.push(outer.clone());
+        let nearest = home.clone().unwrap_or_else(|| outer.clone());
+        let gateway = Ipv4Addr::new(10, k, 0, 1);
+        self.lan(&nearest, gateway);
+        let mut hosts = Vec::new();
+        for (i, label) in labels.iter().enumerate() {
+            let ns = self.namespace(label);
+            let addr = Ipv4Addr::new(10, k, 0, 2 + i as u8);
+            attach_host(
+                &nearest,
+                "lan",
+                &format!("l{i}"),
+                &ns,
+                &format!("{addr}/24"),
+            );
+            ip_ok(&[
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                &gateway.to_string(),
+            ]);
+            hosts.push(Host {
+                label: (*label).to_owned(),
+                ns,
+                addr,
+                nat,
+                public_ip: wan,
+                routers: routers.clone(),
+            });
+        }
+        let inside = Ipv4Addr::new(10, k, 0, 2);
+        nft(
+            &outer,
+            &ruleset(
+                outer_nat,
+                if home.is_some() {
+                    Ipv4Addr::new(100, 64, k, 2)
+                } else {
+                    inside
+                },
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(home) = &home {
+            nft(home, &ruleset(Nat::PortRestricted, inside)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        phase(&format!(
+            "lab: {} behind {nat:?} (router {outer}, public {wan})",
+            labels.join(", ")
+        ));
+        hosts
+    }
+
+    /// Makes `ns` a router: `wan` on bridge `upstream_bridge_ns`'s bridge with `wan_addr`,
+    /// forwarding on, a default route via `gateway` when it is not on the internet.
+    fn router(
+        &mut self,
+        ns: &str,
+        upstream: &str,
+        port: &str,
+        wan_addr: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
+    ) {
+        let (bridge, prefix) = if upstream == self.net {
+            ("br0", 16)
+        } else {
+            ("lan", 24)
+        };
+        ip_ok(&[
+            "-n", upstream, "link", "add", port, "type", "veth", "peer", "name", "wan", "netns", ns,
+        ]);
+        ip_ok(&["-n", upstream, "link", "set", port, "master", bridge, "up"]);
+        ip_ok(&["-n", ns, "link", "set", "lo", "up"]);
+        ip_ok(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{wan_addr}/{prefix}"),
+            "dev",
+            "wan",
+        ]);
+        ip_ok(&["-n", ns, "link", "set", "wan", "up"]);
+        if let Some(gw) = gateway {
+            ip_ok(&["-n", ns, "route", "add", "default", "via", &gw.to_string()]);
+        }
+        netns(ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A LAN bridge `lan` in router `ns` with the router's address `addr/24`.
+    fn lan(&mut self, ns: &str, addr: Ipv4Addr) {
+        ip_ok(&["-n", ns, "link", "add", "lan", "type", "bridge"]);
+        ip_ok(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "lan"]);
+        ip_ok(&["-n", ns, "link", "set", "lan", "up"]);
+    }
+
+    /// A `pg-probe` process in `host`'s namespace.
+    pub fn probe(&self, host: &Host) -> Proc {
+        Proc::spawn(
+            &format!("probe {}", host.label),
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                host.ns.as_str(),
+                env!("CARGO_BIN_EXE_pg-probe"),
+            ]),
+        )
+    }
+
+    /// Probes `host`'s NAT from public observers `s1` and `s2` (at two IPs), without timing:
+    /// each datagram that should be dropped is followed by one that must arrive on the same
+    /// path, and the first to arrive tells which.
+    pub fn check(&self, host: &Host, s1: &Host, s2: &Host) -> Probed {
+        let mut h = self.probe(host);
+        let mut o1 = self.probe(s1);
+        let mut o2 = self.probe(s2);
+        for o in [&mut o1, &mut o2] {
+            for port in [3478, 3479] {
+                o.call(json!({"op":"bind","port":port,"echo":true}));
+            }
+        }
+        let seen = |h: &mut Proc, port: u16, to: SocketAddrV4| -> SocketAddrV4 {
+            h.call(json!({"op":"send","port":port,"to":to.to_string(),"text":"probe"}));
+            let r = h.call(json!({"op":"recv","port":port,"timeout_ms":10_000}));
+            r["text"]
+                .as_str()
+                .and_then(|t| t.strip_prefix("seen "))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("{}: no mapped address in {r}", host.label))
+        };
+        // Mapping: one port towards two observers at two IPs.
+        let port = h.call(json!({"op":"bind","port":0}))["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let m1 = seen(&mut h, port, SocketAddrV4::new(s1.addr, 3478));
+        let m2 = seen(&mut h, port, SocketAddrV4::new(s2.addr, 3478));
+        // Filtering: a fresh port, opened towards s1:3478 only.
+        let port = h.call(json!({"op":"bind","port":0}))["port"]
+            .as_u64()
+            .unwrap() as u16;
+        let mapped = seen(&mut h, port, SocketAddrV4::new(s1.addr, 3478));
+        let to = json!(mapped.to_string());
+        o2.call(json!({"op":"send","port":3478,"to":to,"text":"other-ip"}));
+        o1.call(json!({"op":"send","port":3479,"to":to,"text":"other-port"}));
+        o1.call(json!({"op":"send","port":3478,"to":to,"text":"control"}));
+        let mut got = Vec::new();
+        loop {
+            let r = h.call(json!({"op":"recv","port":port,"timeout_ms":10_000}));
+            let text = r["text"].as_str().unwrap().to_owned();
+            if text == "control" {
+                break;
+            }
+            got.push(text);
+        }
+        let probed = Probed {
+            mapped: m1,
+            independent_mapping: m1 == m2,
+            open_to_other_ips: got.iter().any(|t| t == "other-ip"),
+            open_to_other_ports: got.iter().any(|t| t == "other-port"),
+        };
+        phase(&format!("lab: {} probed {probed:?}", host.label));
+        for p in [&mut h, &mut o1, &mut o2] {
+            p.finish_success();
+        }
+        probed
+    }
+
+    /// Whether UDP from `host` reaches `other` (public), with `allowed` (public, reachable)
+    /// as the control: `host` sends to `other`, then to `allowed`; once `allowed` has its
+    /// datagram, `allowed` sends to `other`, and `other`'s first datagram tells whether
+    /// `host`'s came through.
+    pub fn udp_reaches(&self, host: &Host, other: &Host, allowed: &Host) -> bool {
+        let mut h = self.probe(host);
+        let mut a = self.probe(allowed);
+        let mut o = self.probe(other);
+        a.call(json!({"op":"bind","port":3478}));
+        o.call(json!({"op":"bind","port":3478}));
+        h.call(json!({"op":"bind","port":4000}));
+        let at = |x: &Host| SocketAddrV4::new(x.addr, 3478).to_string();
+        h.call(json!({"op":"send","port":4000,"to":at(other),"text":"from-host"}));
+        h.call(json!({"op":"send","port":4000,"to":at(allowed),"text":"from-host"}));
+        assert_eq!(
+            Lab::recv(&mut a, 3478)["text"],
+            "from-host",
+            "{}: the control path",
+            host.label
+        );
+        a.call(json!({"op":"send","port":3478,"to":at(other),"text":"control"}));
+        let first = Lab::recv(&mut o, 3478);
+        for p in [&mut h, &mut a, &mut o] {
+            p.finish_success();
+        }
+        first["text"] == "from-host"
+    }
+
+    /// The packets a router's input has dropped as new inbound traffic.
+    pub fn input_drops(&self, router: &str) -> u64 {
+        let text = netns(router, &["nft", "list", "chain", "ip", "lab", "input"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        text.lines()
+            .find(|l| l.contains("ct state new") && l.contains("drop"))
+            .and_then(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "packets")?;
+                words.next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no drop counter in {router}'s input:\n{text}"))
+    }
+
+    /// The answer a probe gives, for tests that drive `pg-probe` themselves.
+    pub fn recv(p: &mut Proc, port: u16) -> Value {
+        p.call(json!({"op":"recv","port":port,"timeout_ms":10_000}))
+    }
+}

@@ -72,6 +72,7 @@ fn member() -> Group {
                 addrs: vec![remote],
                 properties_version: 0,
                 neighbours: 0,
+                observed: None,
             }),
         ),
     );

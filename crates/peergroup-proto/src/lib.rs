@@ -22,6 +22,7 @@ pub mod machine;
 pub mod members;
 pub mod port;
 pub mod properties;
+pub mod reachability;
 pub mod reconcile;
 pub mod records;
 pub mod replication;

@@ -17,6 +17,7 @@ use crate::io::{
 };
 use crate::members::duties::{MemberDuties, MemberSettings};
 use crate::port::{Publisher, RecordPort};
+use crate::reachability::{NatClass, Reachability};
 use crate::records::record::Record;
 use crate::replication::{Replication, ReplicationStats};
 use crate::rng::Rng;
@@ -103,6 +104,8 @@ pub struct Group {
     synced: bool,
     status: u32,
     my_addrs: Vec<SocketAddr>,
+    /// What other members saw of this member's addresses (mapped, confirmed).
+    reach: Reachability,
     pending: BTreeMap<ConnId, Pending>,
     neighbours: BTreeMap<ConnId, Neighbour>,
     known: BTreeMap<String, PeerEntry>,
@@ -141,6 +144,7 @@ impl Group {
             synced,
             status: 0,
             my_addrs: Vec::new(),
+            reach: Reachability::new(),
             pending: BTreeMap::new(),
             neighbours: BTreeMap::new(),
             bootstrap: Vec::new(),
@@ -254,6 +258,46 @@ impl Group {
         self.known.values()
     }
 
+    /// What other members saw of this member's addresses.
+    pub fn reachability(&self) -> &Reachability {
+        &self.reach
+    }
+
+    /// This member's NAT mapping class, as other members' views tell it.
+    pub fn nat_class(&self) -> NatClass {
+        self.reach.nat(&self.my_addrs)
+    }
+
+    /// Where this member says it can be reached (`Hello`, presence, the peer list): nothing
+    /// before it listens; then confirmed and mapped addresses before interface ones
+    /// ([`Reachability::advertised`]).
+    pub fn advertised_addrs(&self) -> Vec<SocketAddr> {
+        if !self.listening {
+            return Vec::new();
+        }
+        self.reach.advertised(&self.my_addrs)
+    }
+
+    /// The advertised addresses changed: tell the neighbours and refresh presence.
+    fn addresses_changed(&mut self) {
+        let addrs = self.advertised_addrs();
+        if !self.listening {
+            return;
+        }
+        let me = PeerEntry {
+            member: self.cfg.member.clone(),
+            node_id: self.cfg.node_id,
+            addrs: addrs.clone(),
+        };
+        for conn in self.neighbours.keys() {
+            self.out
+                .push_back(Output::Send(*conn, Message::Peers(vec![me.clone()])));
+        }
+        if self.online && self.synced {
+            self.duty(|d, now, port| d.start(now, &addrs, port));
+        }
+    }
+
     /// The current signed properties, if any were set or received.
     pub fn properties(&self) -> Option<&SignedProperties> {
         self.properties.as_ref()
@@ -291,19 +335,7 @@ impl Group {
                 self.listening = true;
                 self.update_status();
                 // Neighbours met before we listened know us without addresses: tell them.
-                let me = PeerEntry {
-                    member: self.cfg.member.clone(),
-                    node_id: self.cfg.node_id,
-                    addrs: self.my_addrs.clone(),
-                };
-                for conn in self.neighbours.keys() {
-                    self.out
-                        .push_back(Output::Send(*conn, Message::Peers(vec![me.clone()])));
-                }
-                if self.online && self.synced {
-                    let addrs = self.my_addrs.clone();
-                    self.duty(|d, now, port| d.start(now, &addrs, port));
-                }
+                self.addresses_changed();
             }
             Input::ConnectionUp {
                 conn,
@@ -328,9 +360,10 @@ impl Group {
                 let hello = Hello {
                     node_id: self.cfg.node_id,
                     listening: self.listening,
-                    addrs: self.my_addrs.clone(),
+                    addrs: self.advertised_addrs(),
                     properties_version: self.properties.as_ref().map_or(0, |p| p.version),
                     neighbours: self.neighbours.len().min(u8::MAX as usize) as u8,
+                    observed: Some(remote),
                 };
                 self.out
                     .push_back(Output::Send(conn, Message::Hello(hello)));
@@ -430,6 +463,22 @@ impl Group {
                         .push_back(Output::Disconnect(conn, CloseReason::ConnectedToSelf));
                     return;
                 }
+                let mut moved = false;
+                if let Some(seen) = h.observed {
+                    let before = self.advertised_addrs();
+                    if p.outbound {
+                        // We dialled: the far side saw our source address after any NAT.
+                        self.reach.observe(p.remote, seen, self.now);
+                    } else {
+                        // It dialled us and got through at `seen`.
+                        self.reach.confirm(seen, self.now);
+                    }
+                    if self.advertised_addrs() != before {
+                        // Tell the neighbours we have; this one hears it below.
+                        self.addresses_changed();
+                        moved = true;
+                    }
+                }
                 if let Some((&other, _)) =
                     self.neighbours.iter().find(|(_, n)| n.node_id == h.node_id)
                 {
@@ -504,7 +553,16 @@ impl Group {
                     node_id: h.node_id,
                 });
                 self.update_status();
-                let entries = self.sample_known();
+                let mut entries = self.sample_known();
+                if moved {
+                    // Its Hello from us predates what it just told us.
+                    entries.truncate(MAX_PEER_ENTRIES - 1);
+                    entries.push(PeerEntry {
+                        member: self.cfg.member.clone(),
+                        node_id: self.cfg.node_id,
+                        addrs: self.advertised_addrs(),
+                    });
+                }
                 self.out
                     .push_back(Output::Send(conn, Message::Peers(entries)));
                 if let Some(props) = &self.properties {
@@ -692,6 +750,8 @@ impl Group {
     }
 
     fn dial_more(&mut self) {
+        let mut mine = self.advertised_addrs();
+        mine.extend(self.my_addrs.iter().copied());
         let connected: BTreeSet<SocketAddr> = self.neighbours.values().map(|n| n.remote).collect();
         let connected_members: BTreeSet<&str> = self
             .neighbours
@@ -719,10 +779,7 @@ impl Group {
             if self.neighbours.len() + self.dialing.len() >= self.cfg.target_neighbours {
                 break;
             }
-            if self.my_addrs.contains(&addr)
-                || connected.contains(&addr)
-                || self.dialing.contains(&addr)
-            {
+            if mine.contains(&addr) || connected.contains(&addr) || self.dialing.contains(&addr) {
                 continue;
             }
             self.dialing.insert(addr);
@@ -752,7 +809,7 @@ impl Group {
             .values()
             .filter(|e| !connected.contains(e.member.as_str()))
             .filter_map(|e| e.addrs.first().copied())
-            .filter(|a| !self.my_addrs.contains(a))
+            .filter(|a| !self.my_addrs.contains(a) && !self.advertised_addrs().contains(a))
             .collect();
         if candidates.is_empty() {
             return;
@@ -825,6 +882,94 @@ mod tests {
     }
 
     #[test]
+    fn what_members_see_of_us_is_what_we_advertise() {
+        let lan: SocketAddr = "10.1.0.2:7000".parse().unwrap();
+        let mapped: SocketAddr = "198.18.1.1:7000".parse().unwrap();
+        let mut c = Config::new(1, "natted");
+        c.creator = true;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(1, Input::Listening(vec![lan]));
+        assert_eq!(g.advertised_addrs(), vec![lan]);
+        drain(&mut g);
+        // Two members at two IPs, both dialled by us, see the same mapped address.
+        let mut kept = Vec::new();
+        for (conn, far) in [(7, "198.18.0.10:7000"), (8, "198.18.0.11:7000")] {
+            let far: SocketAddr = far.parse().unwrap();
+            g.handle(
+                2,
+                Input::ConnectionUp {
+                    conn,
+                    member: format!("m{conn}"),
+                    remote: far,
+                    outbound: true,
+                },
+            );
+            // Our Hello tells the far side where we see it.
+            let out = drain(&mut g);
+            kept.extend(out.iter().cloned());
+            assert!(out.iter().any(|o| matches!(
+                o,
+                Output::Send(c, Message::Hello(h)) if *c == conn && h.observed == Some(far)
+            )));
+            g.handle(
+                3,
+                Input::Message(
+                    conn,
+                    Message::Hello(Hello {
+                        node_id: 100 + conn,
+                        listening: true,
+                        addrs: vec![far],
+                        properties_version: 0,
+                        neighbours: 1,
+                        observed: Some(mapped),
+                    }),
+                ),
+            );
+        }
+        assert_eq!(g.nat_class(), NatClass::EndpointIndependent);
+        assert_eq!(g.advertised_addrs(), vec![mapped, lan]);
+        // The member whose Hello told us heard where we are now (the other had it in our
+        // Hello).
+        let mut out = kept;
+        out.extend(drain(&mut g));
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Send(7, Message::Peers(p))
+                    if p.iter().any(|e| e.member == "natted" && e.addrs == vec![mapped, lan])
+            )),
+            "{out:?}"
+        );
+        // A member that dials us and gets through confirms where: that goes first.
+        let confirmed: SocketAddr = "198.18.1.1:7001".parse().unwrap();
+        g.handle(
+            4,
+            Input::ConnectionUp {
+                conn: 9,
+                member: "m9".into(),
+                remote: "198.18.0.12:5000".parse().unwrap(),
+                outbound: false,
+            },
+        );
+        g.handle(
+            5,
+            Input::Message(
+                9,
+                Message::Hello(Hello {
+                    node_id: 109,
+                    listening: true,
+                    addrs: vec![],
+                    properties_version: 0,
+                    neighbours: 1,
+                    observed: Some(confirmed),
+                }),
+            ),
+        );
+        assert_eq!(g.advertised_addrs(), vec![confirmed, mapped, lan]);
+    }
+
+    #[test]
     fn a_joiner_that_reaches_no_member_fails_and_does_not_listen() {
         let mut g = Group::new(Config::new(2, "joiner"), vec![], None);
         g.add_bootstrap(&[addr(1)]);
@@ -865,6 +1010,7 @@ mod tests {
             addrs: vec![],
             properties_version: 0,
             neighbours: 0,
+            observed: None,
         };
         g.handle(3, Input::Message(7, Message::Hello(hello)));
         assert_eq!(g.status(), STATUS_LISTENING | STATUS_HAS_CONNECTIONS);
@@ -928,6 +1074,7 @@ mod tests {
                 addrs: vec![],
                 properties_version: 0,
                 neighbours: 0,
+                observed: None,
             })
         };
         for conn in [10, 11] {
@@ -965,6 +1112,7 @@ mod tests {
                         addrs: vec![],
                         properties_version: 0,
                         neighbours: 0,
+                        observed: None,
                     }),
                 ),
             );
@@ -1025,6 +1173,7 @@ mod tests {
                     addrs: vec![remote],
                     properties_version: 0,
                     neighbours,
+                    observed: None,
                 }),
             ),
         );

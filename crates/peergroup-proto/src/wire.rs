@@ -93,6 +93,10 @@ pub struct Hello {
     /// still takes a newcomer with fewer than its target, and drops the neighbour that
     /// reported the most (see the machine's neighbour management).
     pub neighbours: u8,
+    /// The address the sender sees this connection's other end at: to a dialler, its
+    /// mapped address after any NAT; to the one dialled, the address it was reached at
+    /// ([`crate::reachability`]).
+    pub observed: Option<SocketAddr>,
 }
 
 /// A member and where it was last reachable.
@@ -176,6 +180,7 @@ impl Message {
                 w.addrs(&h.addrs);
                 w.u64(h.properties_version);
                 w.u8(h.neighbours);
+                w.addrs(h.observed.as_slice());
                 (KIND_HELLO, w.0)
             }
             Message::Peers(entries) => {
@@ -238,6 +243,11 @@ impl Message {
                 addrs: r.addrs()?,
                 properties_version: r.u64()?,
                 neighbours: r.u8()?,
+                observed: match r.addrs()?.as_slice() {
+                    [] => None,
+                    [one] => Some(*one),
+                    _ => return Err(WireError::TooLarge("observed address")),
+                },
             }),
             KIND_PEERS => {
                 let n = r.u16()? as usize;
@@ -466,16 +476,18 @@ mod tests {
                 any::<bool>(),
                 proptest::collection::vec(addr(), 0..MAX_ADDRS),
                 any::<u64>(),
-                any::<u8>()
+                any::<u8>(),
+                proptest::option::of(addr())
             )
                 .prop_map(
-                    |(node_id, listening, addrs, properties_version, neighbours)| {
+                    |(node_id, listening, addrs, properties_version, neighbours, observed)| {
                         Message::Hello(Hello {
                             node_id,
                             listening,
                             addrs,
                             properties_version,
                             neighbours,
+                            observed,
                         })
                     }
                 ),
@@ -553,6 +565,7 @@ mod tests {
             addrs: vec![],
             properties_version: 0,
             neighbours: 3,
+            observed: None,
         })
         .encode();
         assert_eq!(

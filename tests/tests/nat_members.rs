@@ -1,0 +1,82 @@
+//! Members behind NATs, in the NAT lab (`common/lab.rs`), as real `pg-peer` processes.
+//!
+//! A public member R creates the group; A (behind a full-cone NAT) and B (behind a
+//! port-restricted one) join through R. Each learns its mapped address from R's `Hello`
+//! and advertises it before its private one, so B reaches A directly at A's public mapping
+//! (A's NAT lets anyone in on a port A has sent from) — where B used to dial A's private
+//! address and never get there.
+//!
+//! Needs root, iproute2 and nftables; skips elsewhere, fails under CI without them.
+
+mod common;
+
+use common::lab::{Lab, Nat};
+use common::{phase, skip, until, Peer, HAS_CONNECTIONS, LISTENING};
+use serde_json::json;
+use std::time::Duration;
+
+/// Upper bound for A and B to become each other's neighbours.
+const MEET_BOUND: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_member_behind_a_cone_nat_is_reached_at_its_mapped_address() {
+    phase("start");
+    let tag = format!("pgm{}", std::process::id());
+    let mut lab = match Lab::new(&tag) {
+        Ok(lab) => lab,
+        Err(reason) => return skip(&reason),
+    };
+    let r_host = lab.public("r");
+    let a_host = lab.behind(&["a"], Nat::FullCone).remove(0);
+    let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+
+    let mut r = Peer::spawn("R", &r_host.ns, &format!("{}:0", r_host.addr));
+    let mut a = Peer::spawn("A", &a_host.ns, &format!("{}:0", a_host.addr));
+    let mut b = Peer::spawn("B", &b_host.ns, &format!("{}:0", b_host.addr));
+    r.identity("r");
+    let (a_name, a_xml) = a.identity("a");
+    let (_b_name, b_xml) = b.identity("b");
+    r.call(json!({"cmd": "create"}));
+    r.call(json!({"cmd": "connect"}));
+    r.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
+    for (p, xml) in [(&mut a, &a_xml), (&mut b, &b_xml)] {
+        let inv = r.call(json!({"cmd": "invite", "xml": xml}));
+        p.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
+        p.call(json!({"cmd": "connect"}));
+    }
+    let both = LISTENING | HAS_CONNECTIONS;
+    for p in [&mut a, &mut b] {
+        let s = p.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
+        assert_eq!(s["status"], both, "{} reaches status 3: {s}", p.label);
+    }
+    phase("A and B joined through R");
+
+    let s = until("B has A as a neighbour", MEET_BOUND, || {
+        let s = b.status();
+        if s.members().contains(&a_name) {
+            Ok(s)
+        } else {
+            Err(s.raw.to_string())
+        }
+    });
+    let to_a = s.raw["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["member"] == a_name.as_str())
+        .unwrap()
+        .clone();
+    phase(&format!("B's connection to A: {to_a}"));
+    let seen: std::net::SocketAddr = to_a["address"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        seen.ip(),
+        std::net::IpAddr::V4(a_host.public_ip),
+        "B reaches A at A's public mapping, not at {}",
+        a_host.addr
+    );
+    for p in [&mut a, &mut b, &mut r] {
+        p.finish_logged();
+    }
+    drop(lab);
+    phase("done");
+}

@@ -74,6 +74,19 @@ fn a_member_behind_a_cone_nat_is_reached_at_its_mapped_address() {
         "B reaches A at A's public mapping, not at {}",
         a_host.addr
     );
+    // A advertises its mapping first; R, public, advertises where it listens.
+    let sa = a.status();
+    let first = sa.raw["advertised"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        first.starts_with(&format!("{}:", a_host.public_ip)),
+        "A advertises its mapping first: {}",
+        sa.raw
+    );
+    let sr = r.status();
+    assert_eq!(sr.raw["nat"], "none", "R is public: {}", sr.raw);
     for p in [&mut a, &mut b, &mut r] {
         p.finish_logged();
     }

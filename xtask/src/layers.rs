@@ -181,6 +181,7 @@ const CORE_BELOW: &[&str] = &[
     "members",
     "port",
     "properties",
+    "reachability",
     "reconcile",
     "replication",
     "rng",

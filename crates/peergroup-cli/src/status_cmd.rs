@@ -71,6 +71,7 @@ pub fn status(
             }
             let status = h.status()?;
             let listen = h.listen_addrs()?;
+            let reachable = h.reachable()?;
             let neighbours = h.neighbours()?;
             // Before the first synchronisation the database is not the group's yet.
             let records = match h.record_count() {
@@ -78,11 +79,11 @@ pub fn status(
                 Err(peergroup_core::CoreError::NotReady) => None,
                 Err(e) => return Err(e.into()),
             };
-            Ok::<_, CliError>((status, listen, neighbours, records))
+            Ok::<_, CliError>((status, listen, reachable, neighbours, records))
         }
         .await;
         h.close().await?;
-        let (status, listen, neighbours, records) = report?;
+        let (status, listen, reachable, neighbours, records) = report?;
         tracing::debug!(status, neighbours = neighbours.len(), ?records, "status");
         if as_json {
             let ns: Vec<_> = neighbours
@@ -103,6 +104,8 @@ pub fn status(
                     "status": status,
                     "status_names": status_names(status),
                     "listen": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "advertised": reachable.advertised.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "nat": reachable.nat.to_string(),
                     "neighbours": ns,
                     "records": records,
                     "service": ctx.pg.is_service(),
@@ -115,6 +118,10 @@ pub fn status(
             );
             let listen: Vec<String> = listen.iter().map(|a| a.to_string()).collect();
             println!("listening:  {}", listen.join(", "));
+            let advertised: Vec<String> =
+                reachable.advertised.iter().map(|a| a.to_string()).collect();
+            println!("reachable:  {}", advertised.join(", "));
+            println!("nat:        {}", reachable.nat);
             println!("neighbours: {}", neighbours.len());
             for n in &neighbours {
                 let dir = if n.outbound { "out" } else { "in" };

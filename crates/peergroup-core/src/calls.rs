@@ -26,7 +26,7 @@ use crate::identity::PeerName;
 use crate::members::Member;
 use crate::properties::GroupProperties;
 use crate::transport::CloseReason;
-use crate::values::{ConnectionInfo, CredentialSpec, Neighbour, NewRecord};
+use crate::values::{ConnectionInfo, CredentialSpec, Neighbour, NewRecord, Reachable};
 
 /// Declares the calls: see the module documentation. Each entry is
 /// `fn name(&self, args) -> T = Variant { field: Type = from_args, … } => |h| body;` where
@@ -154,6 +154,10 @@ group_calls! {
 
     /// The addresses the group's node is reachable on, once online.
     fn listen_addrs(&self) -> Vec<SocketAddr> = ListenAddrs {} => |h| h.listen_addrs();
+
+    /// Where the group says it can be reached (confirmed, mapped, interface addresses) and
+    /// its NAT's mapping class, as other members see it.
+    fn reachable(&self) -> Reachable = Reachable {} => |h| h.reachable();
 
     /// Adds records in one transaction (each as `PeerGroupAddRecord`).
     fn add_records(&self, batch: Vec<NewRecord>) -> Vec<[u8; 16]>

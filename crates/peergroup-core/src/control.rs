@@ -4,6 +4,7 @@
 //! bypass the channel.
 
 pub use crate::values::Neighbour;
+use crate::values::Reachable;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,6 +64,8 @@ pub(crate) struct DriverHandle {
     pub(crate) addrs: Arc<Mutex<Vec<SocketAddr>>>,
     pub(crate) disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     pub(crate) neighbours: Arc<Mutex<Vec<Neighbour>>>,
+    /// What the machine advertises and knows of its NAT, refreshed after every input.
+    pub(crate) reachable: Arc<Mutex<Reachable>>,
     pub(crate) task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
     pub(crate) node: Arc<Node>,
     pub(crate) directs: Arc<Directs>,
@@ -75,6 +78,13 @@ impl DriverHandle {
 
     pub(crate) fn listen_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn reachable(&self) -> Reachable {
+        self.reachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn neighbours(&self) -> Vec<Neighbour> {

@@ -19,12 +19,14 @@ use crate::identity::IdentityCertificate;
 use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist};
 use crate::machine::{Config, Group};
 use crate::ports::records::StorePort;
+use crate::reachability::NatClass;
 use crate::replication::Verifier;
 use crate::signing::verify_properties;
 use crate::state::{GroupInner, Shared};
 use crate::transport::{
     CertificateDer, CloseCode, Connection, Credentials, Frame, Node, TrustPolicy,
 };
+use crate::values::Reachable;
 use crate::wire::Message;
 
 use crate::control::GROUP_CLOSE_TIMEOUT;
@@ -91,6 +93,10 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
     let addrs = Arc::new(Mutex::new(Vec::new()));
     let disconnects = Arc::new(Mutex::new(Vec::new()));
     let neighbours = Arc::new(Mutex::new(Vec::new()));
+    let reachable = Arc::new(Mutex::new(Reachable {
+        advertised: Vec::new(),
+        nat: NatClass::Unknown,
+    }));
     let directs = Arc::new(Directs::default());
     let direct = Arc::new(DirectContext {
         directs: directs.clone(),
@@ -110,6 +116,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         addrs: addrs.clone(),
         disconnects: disconnects.clone(),
         neighbours: neighbours.clone(),
+        reachable: reachable.clone(),
         verifier,
         direct,
         closing: Vec::new(),
@@ -122,6 +129,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         addrs,
         disconnects,
         neighbours,
+        reachable,
         task: Arc::new(Mutex::new(Some(task))),
         node: driver_node,
         directs,
@@ -141,6 +149,7 @@ struct Driver {
     addrs: Arc<Mutex<Vec<SocketAddr>>>,
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
+    reachable: Arc<Mutex<Reachable>>,
     verifier: Verifier,
     direct: Arc<DirectContext>,
     /// Connections closing after their queued frames, which the shutdown waits for.
@@ -463,6 +472,11 @@ impl Driver {
             })
             .collect();
         *self.neighbours.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        let reachable = Reachable {
+            advertised: self.machine.advertised_addrs(),
+            nat: self.machine.nat_class(),
+        };
+        *self.reachable.lock().unwrap_or_else(|p| p.into_inner()) = reachable;
     }
 
     fn output(&mut self, out: Output) {

@@ -528,7 +528,16 @@ impl LocalGroup {
             grc: self.inner.grc.clone(),
             credential,
             roles,
-            addresses: match st.driver.as_ref().map(|d| d.listen_addrs()) {
+            // Where members reach us (confirmed and mapped before private interface
+            // addresses), else where we listen.
+            addresses: match st.driver.as_ref().map(|d| {
+                let advertised = d.reachable().advertised;
+                if advertised.is_empty() {
+                    d.listen_addrs()
+                } else {
+                    advertised
+                }
+            }) {
                 Some(addrs) if !addrs.is_empty() => addrs,
                 // Offline: the configured listen address, when it names a reachable one.
                 _ => self
@@ -560,6 +569,20 @@ impl LocalGroup {
             .as_ref()
             .map(|d| d.neighbours())
             .unwrap_or_default())
+    }
+
+    /// Where this group says it can be reached and what it knows of its NAT, from the
+    /// other members' views; nothing advertised while offline.
+    pub fn reachable(&self) -> Result<crate::values::Reachable> {
+        Ok(self
+            .live()?
+            .driver
+            .as_ref()
+            .map(|d| d.reachable())
+            .unwrap_or(crate::values::Reachable {
+                advertised: Vec::new(),
+                nat: crate::reachability::NatClass::Unknown,
+            }))
     }
 
     /// Where this group listens, once it does.

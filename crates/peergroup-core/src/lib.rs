@@ -56,8 +56,8 @@ pub use handle::password::LocalPasswordHold;
 #[cfg(feature = "net")]
 pub use network::reachable_addrs;
 pub use peergroup_proto::{
-    config_export, data, invitation, io, machine, members, port, properties, reconcile,
-    replication, rng, values, wire,
+    config_export, data, invitation, io, machine, members, port, properties, reachability,
+    reconcile, replication, rng, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity};
 #[cfg(feature = "net")]

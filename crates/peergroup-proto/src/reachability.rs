@@ -27,7 +27,7 @@ pub const MAX_CONFIRMED: usize = 8;
 pub const OBSERVATION_TTL_MS: Millis = 10 * 60 * 1000;
 
 /// What a member knows of its NAT's mapping (RFC 4787).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NatClass {
     /// No observer has reported yet.
     Unknown,
@@ -39,6 +39,17 @@ pub enum NatClass {
     /// Observers at different IPs see different mapped ports (a symmetric NAT): a mapped
     /// address is good only towards the observer that saw it.
     EndpointDependent,
+}
+
+impl std::fmt::Display for NatClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NatClass::Unknown => "unknown",
+            NatClass::None => "none",
+            NatClass::EndpointIndependent => "endpoint-independent",
+            NatClass::EndpointDependent => "endpoint-dependent",
+        })
+    }
 }
 
 /// The views of other members on this member's addresses.
@@ -98,7 +109,12 @@ impl Reachability {
     /// The mapping class, given the member's interface addresses.
     pub fn nat(&self, interface: &[SocketAddr]) -> NatClass {
         if self.mapped.is_empty() {
-            return NatClass::Unknown;
+            // Dialled only: a member that got through at an interface address saw no NAT.
+            return if self.confirmed.keys().any(|a| interface.contains(a)) {
+                NatClass::None
+            } else {
+                NatClass::Unknown
+            };
         }
         if self.mapped.values().any(|(a, _)| interface.contains(a)) {
             return NatClass::None;
@@ -182,6 +198,12 @@ mod tests {
         assert_eq!(r.nat(&lan), NatClass::EndpointIndependent);
         r.observe(a("198.18.0.12:7000"), a("198.18.1.1:40001"), 3);
         assert_eq!(r.nat(&lan), NatClass::EndpointDependent);
+
+        // Only dialled, reached at an interface address: no NAT in between.
+        let mut dialled = Reachability::new();
+        dialled.confirm(a("198.18.0.20:7000"), 0);
+        assert_eq!(dialled.nat(&[a("198.18.0.20:7000")]), NatClass::None);
+        assert_eq!(dialled.nat(&lan), NatClass::Unknown);
 
         let mut public = Reachability::new();
         public.observe(a("198.18.0.10:7000"), a("198.18.0.20:7000"), 0);

@@ -93,3 +93,14 @@ pub struct CredentialSpec {
     /// issuer's remaining lifetime.
     pub not_after: Option<i64>,
 }
+
+/// Where a member says it can be reached, and what it knows of its NAT
+/// ([`crate::reachability`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reachable {
+    /// The addresses `Hello`, presence and invitations carry: confirmed, mapped, then
+    /// interface addresses.
+    pub advertised: Vec<std::net::SocketAddr>,
+    /// The NAT's mapping class as other members' views tell it.
+    pub nat: crate::reachability::NatClass,
+}

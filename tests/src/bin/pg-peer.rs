@@ -14,7 +14,8 @@
 //! {"cmd":"join","invitation":"…"}        -> {"ok":true,"group":"…"}
 //! {"cmd":"connect"}                      -> {"ok":true}
 //! {"cmd":"status"}                       -> {"ok":true,"status":3,"neighbours":[…],
-//!                                            "disconnects":[…],"listen":[…]}
+//!                                            "disconnects":[…],"listen":[…],
+//!                                            "advertised":[…],"nat":"…"}
 //! {"cmd":"wait","bits":3,"timeout_ms":N} -> like "status", once the status has all `bits`
 //!                                            or the timeout passed
 //! {"cmd":"add","text":"…"}              -> {"ok":true,"id":"<32 hex>"}
@@ -164,12 +165,16 @@ impl Peer {
             .map(disconnect_json)
             .collect();
         let listen: Vec<String> = g.listen_addrs()?.iter().map(|a| a.to_string()).collect();
+        let reachable = g.reachable()?;
+        let advertised: Vec<String> = reachable.advertised.iter().map(|a| a.to_string()).collect();
         Ok(json!({
             "ok": true,
             "status": g.status()?,
             "neighbours": neighbours,
             "disconnects": disconnects,
             "listen": listen,
+            "advertised": advertised,
+            "nat": reachable.nat.to_string(),
         }))
     }
 

@@ -155,10 +155,6 @@ group_calls! {
     /// The addresses the group's node is reachable on, once online.
     fn listen_addrs(&self) -> Vec<SocketAddr> = ListenAddrs {} => |h| h.listen_addrs();
 
-    /// Where the group says it can be reached (confirmed, mapped, interface addresses) and
-    /// its NAT's mapping class, as other members see it.
-    fn reachable(&self) -> Reachable = Reachable {} => |h| h.reachable();
-
     /// Adds records in one transaction (each as `PeerGroupAddRecord`).
     fn add_records(&self, batch: Vec<NewRecord>) -> Vec<[u8; 16]>
         = AddRecords { batch: Vec<NewRecord> = batch }
@@ -239,4 +235,9 @@ group_calls! {
     fn connections(&self, flags: u32) -> Vec<ConnectionInfo>
         = Connections { flags: u32 = flags }
         => |h| h.connections(flags);
+
+    // New calls go last: the service protocol numbers them in this order.
+    /// Where the group says it can be reached (confirmed, mapped, interface addresses) and
+    /// its NAT's mapping class, as other members see it.
+    fn reachable(&self) -> Reachable = Reachable {} => |h| h.reachable();
 }

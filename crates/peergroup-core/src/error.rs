@@ -138,14 +138,6 @@ impl CoreError {
             Service { hresult, .. } => *hresult,
         }
     }
-
-    /// The identity layer's error, if that is what this is.
-    pub fn as_identity(&self) -> Option<&IdentityError> {
-        match self {
-            CoreError::Proto(ProtoError::Identity(e)) => Some(e),
-            _ => None,
-        }
-    }
 }
 
 /// A proto error comes back as the runtime's: a port failure that carried one of ours is

@@ -278,6 +278,13 @@ impl Group {
         self.reach.advertised(&self.my_addrs)
     }
 
+    /// Every address that is this member's: advertised and interface ones (never dialled).
+    fn own_addrs(&self) -> Vec<SocketAddr> {
+        let mut mine = self.advertised_addrs();
+        mine.extend(self.my_addrs.iter().copied());
+        mine
+    }
+
     /// The advertised addresses changed: tell the neighbours and refresh presence.
     fn addresses_changed(&mut self) {
         let addrs = self.advertised_addrs();
@@ -750,8 +757,7 @@ impl Group {
     }
 
     fn dial_more(&mut self) {
-        let mut mine = self.advertised_addrs();
-        mine.extend(self.my_addrs.iter().copied());
+        let mine = self.own_addrs();
         let connected: BTreeSet<SocketAddr> = self.neighbours.values().map(|n| n.remote).collect();
         let connected_members: BTreeSet<&str> = self
             .neighbours
@@ -804,12 +810,13 @@ impl Group {
             .values()
             .map(|n| n.member.as_str())
             .collect();
+        let mine = self.own_addrs();
         let candidates: Vec<SocketAddr> = self
             .known
             .values()
             .filter(|e| !connected.contains(e.member.as_str()))
             .filter_map(|e| e.addrs.first().copied())
-            .filter(|a| !self.my_addrs.contains(a) && !self.advertised_addrs().contains(a))
+            .filter(|a| !mine.contains(a))
             .collect();
         if candidates.is_empty() {
             return;

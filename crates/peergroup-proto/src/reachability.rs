@@ -252,6 +252,24 @@ mod tests {
         r.confirm(a("198.18.1.1:9"), OBSERVATION_TTL_MS + 100);
         assert_eq!(r.confirmed(), vec![a("198.18.1.1:9")]);
         assert!(r.mapped().is_empty());
-        assert!(r.advertised(&[]).len() <= MAX_ADDRS);
+        // 8 confirmed, 8 mapped (each agreed by two observers) and 4 interface addresses:
+        // the list stops at MAX_ADDRS, confirmed and agreed ones kept.
+        let mut full = Reachability::new();
+        for i in 0..8u8 {
+            full.confirm(SocketAddr::from(([198, 18, 2, i], 1)), 0);
+            for o in [2 * i, 2 * i + 1] {
+                full.observe(
+                    SocketAddr::from(([198, 18, 0, o], 1)),
+                    SocketAddr::from(([198, 18, 3, i], 1)),
+                    0,
+                );
+            }
+        }
+        let interface: Vec<SocketAddr> = (0..4u8)
+            .map(|i| SocketAddr::from(([10, 0, 0, i], 1)))
+            .collect();
+        let list = full.advertised(&interface);
+        assert_eq!(list.len(), MAX_ADDRS);
+        assert!(list.iter().all(|a| !interface.contains(a)));
     }
 }

@@ -94,13 +94,7 @@ pub fn digest_of(bytes: &[u8]) -> [u8; DIGEST_BYTES] {
 /// A malformed or out-of-order reconciliation message.
 #[derive(Debug, thiserror::Error)]
 #[error("reconciliation: {0}")]
-pub struct ReconcileError(String);
-
-impl From<negentropy::Error> for ReconcileError {
-    fn from(e: negentropy::Error) -> Self {
-        ReconcileError(e.to_string())
-    }
-}
+pub struct ReconcileError(#[from] negentropy::Error);
 
 /// What one initiator round yields.
 #[derive(Debug, Default)]

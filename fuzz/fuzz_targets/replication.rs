@@ -73,6 +73,8 @@ fn member() -> Group {
                 properties_version: 0,
                 neighbours: 0,
                 observed: None,
+                relay: false,
+                entry_version: 0,
             }),
         ),
     );

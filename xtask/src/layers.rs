@@ -182,6 +182,7 @@ const CORE_BELOW: &[&str] = &[
     "port",
     "properties",
     "reachability",
+    "relay",
     "reconcile",
     "replication",
     "rng",

@@ -18,7 +18,7 @@ use crate::runtime::{
     entry, exclusive, from_handle, group_and_network, lock, started_network, ToHresult,
     EXCLUSIVE_WAIT,
 };
-use crate::types::{DWORD, HGROUP, PCWSTR, PEER_ADDRESS, PEER_GROUP_PROPERTIES, ULONG};
+use crate::types::{BOOL, DWORD, HGROUP, PCWSTR, PEER_ADDRESS, PEER_GROUP_PROPERTIES, ULONG};
 
 /// Largest `cAddresses` accepted by `PeerGroupConnectByAddress`.
 const MAX_CONNECT_ADDRESSES: usize = 1024;
@@ -292,6 +292,25 @@ pub unsafe extern "C" fn PeerGroupGetStatus(hGroup: HGROUP, pdwStatus: *mut DWOR
         let status = group.status().hr()?;
         // SAFETY: checked non-null; the caller promises it is writable.
         unsafe { pdwStatus.write(status) };
+        Ok(hresult::S_OK)
+    })
+}
+
+/// Peergroup extension: makes this member relay for the group's other members (`fRelay`
+/// TRUE) or stop (FALSE). Members behind NATs that cannot dial each other then connect
+/// through it; the relay forwards their end-to-end encrypted connection. Kept with the
+/// group; neighbours learn it on their next connection. `E_INVALIDARG` for a `fRelay`
+/// other than TRUE or FALSE; `E_HANDLE` for a bad handle.
+#[no_mangle]
+pub extern "C" fn PeerGroupSetRelay(hGroup: HGROUP, fRelay: BOOL) -> HRESULT {
+    entry(|| {
+        let on = match fRelay {
+            0 => false,
+            1 => true,
+            _ => return Err(hresult::E_INVALIDARG),
+        };
+        let group = lock().group(hGroup)?;
+        group.set_relay(on).hr()?;
         Ok(hresult::S_OK)
     })
 }

@@ -350,6 +350,9 @@ pub const PEER_GROUP_STATUS_HAS_CONNECTIONS: PEER_GROUP_STATUS = 0x2;
 pub const PEER_MEMBER_DATA_OPTIONAL: PEER_GROUP_PROPERTY_FLAGS = 0x1;
 pub const PEER_DISABLE_PRESENCE: PEER_GROUP_PROPERTY_FLAGS = 0x2;
 pub const PEER_DEFER_EXPIRATION: PEER_GROUP_PROPERTY_FLAGS = 0x4;
+/// Peergroup extension: members of this group do not relay for each other (administrators
+/// set it with `PeerGroupSetProperties`).
+pub const PEERGROUP_DISABLE_RELAYS: PEER_GROUP_PROPERTY_FLAGS = 0x1_0000;
 
 pub const PEER_GROUP_GMC_AUTHENTICATION: PEER_GROUP_AUTHENTICATION_SCHEME = 0x1;
 pub const PEER_GROUP_PASSWORD_AUTHENTICATION: PEER_GROUP_AUTHENTICATION_SCHEME = 0x2;
@@ -378,6 +381,9 @@ pub const PEER_CONNECTION_FAILED: PEER_CONNECTION_STATUS = 3;
 
 pub const PEER_CONNECTION_NEIGHBOR: PEER_CONNECTION_FLAGS = 0x1;
 pub const PEER_CONNECTION_DIRECT: PEER_CONNECTION_FLAGS = 0x2;
+/// Peergroup extension, set in `PEER_CONNECTION_INFO::dwFlags` only (not a filter): the
+/// connection runs through a relay member.
+pub const PEERGROUP_CONNECTION_RELAYED: PEER_CONNECTION_FLAGS = 0x1_0000;
 
 const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> GUID {
     GUID {

@@ -354,7 +354,7 @@ pub fn join(
     })
 }
 
-/// `peergroup connect GROUP [--address ADDR]… [--seconds N]`.
+/// `peergroup connect GROUP [--address ADDR]… [--seconds N] [--relay | --no-relay]`.
 #[derive(Args)]
 pub struct ConnectArgs {
     /// Group peer name.
@@ -365,6 +365,13 @@ pub struct ConnectArgs {
     /// Stay online this long, then close (default: until standard input closes).
     #[arg(long)]
     seconds: Option<u64>,
+    /// Relay for other members of the group from now on (kept with the group): members
+    /// behind NATs then reach each other through this one.
+    #[arg(long, conflicts_with = "no_relay")]
+    relay: bool,
+    /// Stop relaying for other members.
+    #[arg(long)]
+    no_relay: bool,
 }
 
 /// Brings a group online and reports its status as it changes, one line each.
@@ -377,6 +384,9 @@ pub fn connect(
     let ctx = Context::new(store, who)?;
     runtime()?.block_on(async {
         let h = ctx.open(&args.group)?;
+        if args.relay || args.no_relay {
+            h.set_relay(args.relay)?;
+        }
         let result = online(&h, &args.addresses, args.seconds, as_json).await;
         h.close().await?;
         result

@@ -94,6 +94,7 @@ pub fn status(
                         "node_id": n.node_id,
                         "address": n.address.to_string(),
                         "outbound": n.outbound,
+                        "relayed_by": n.relayed_by,
                     })
                 })
                 .collect();
@@ -125,7 +126,17 @@ pub fn status(
             println!("neighbours: {}", neighbours.len());
             for n in &neighbours {
                 let dir = if n.outbound { "out" } else { "in" };
-                println!("  {} at {} ({dir})", n.member, n.address);
+                match n.relayed_by {
+                    // A tunnel's address is the transport's own: name the relay instead.
+                    Some(relay) => {
+                        let by = neighbours
+                            .iter()
+                            .find(|r| r.node_id == relay && r.relayed_by.is_none())
+                            .map_or_else(|| format!("node {relay:016x}"), |r| r.member.clone());
+                        println!("  {} relayed by {by} ({dir})", n.member);
+                    }
+                    None => println!("  {} at {} ({dir})", n.member, n.address),
+                }
             }
             match records {
                 Some(n) => println!("records:    {n}"),

@@ -240,4 +240,10 @@ group_calls! {
     /// Where the group says it can be reached (confirmed, mapped, interface addresses) and
     /// its NAT's mapping class, as other members see it.
     fn reachable(&self) -> Reachable = Reachable {} => |h| h.reachable();
+
+    /// Relay for other members of the group, or stop (opt-in; kept in the group's files).
+    fn set_relay(&self, on: bool) -> () = SetRelay { on: bool = on } => |h| h.set_relay(on);
+
+    /// True when this member relays for others.
+    fn relay(&self) -> bool = Relay {} => |h| h.relay();
 }

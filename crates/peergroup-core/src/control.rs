@@ -31,6 +31,8 @@ pub(crate) enum Control {
     },
     LocalProperties(crate::wire::SignedProperties),
     LocalRecords(Vec<crate::records::record::Record>),
+    /// Relay for other members from now on (or stop).
+    SetRelay(bool),
     Close(oneshot::Sender<()>),
 }
 
@@ -49,6 +51,13 @@ pub(crate) enum NetEvent {
     Down(ConnId, crate::transport::CloseReason),
     Frame(ConnId, Frame),
     DialFailed(SocketAddr, i32),
+    /// A dial through a relay to this node failed.
+    DialViaFailed(u64, i32),
+    /// A tunnel asked for (as relay) or offered (as target) on one of the group's
+    /// connections.
+    Tunnel(crate::transport::IncomingTunnel),
+    /// A tunnel this member carried or accepted ended.
+    TunnelEnded(crate::relay::TunnelId),
     /// A peer with only an identity certificate, for a group that takes passwords.
     PasswordCandidate {
         conn: Connection,
@@ -72,6 +81,10 @@ pub(crate) struct DriverHandle {
 }
 
 impl DriverHandle {
+    pub(crate) fn set_relay(&self, on: bool) {
+        let _ = self.control.send(Control::SetRelay(on));
+    }
+
     pub(crate) fn status(&self) -> u32 {
         *self.status.borrow()
     }
@@ -135,12 +148,16 @@ impl DriverHandle {
     pub(crate) fn connections(&self, flags: u32) -> Vec<ConnectionInfo> {
         let mut out = Vec::new();
         if flags & PEER_CONNECTION_NEIGHBOR != 0 {
-            out.extend(self.neighbours().into_iter().map(|n| ConnectionInfo {
-                flags: PEER_CONNECTION_NEIGHBOR,
-                connection_id: n.connection_id,
-                node_id: n.node_id,
-                member: n.member,
-                address: n.address,
+            out.extend(self.neighbours().into_iter().map(|n| {
+                ConnectionInfo {
+                    flags: PEER_CONNECTION_NEIGHBOR
+                        | n.relayed_by
+                            .map_or(0, |_| crate::direct::PEERGROUP_CONNECTION_RELAYED),
+                    connection_id: n.connection_id,
+                    node_id: n.node_id,
+                    member: n.member,
+                    address: n.address,
+                }
             }));
         }
         if flags & PEER_CONNECTION_DIRECT != 0 {

@@ -31,6 +31,9 @@ use crate::transport::{CloseCode, Connection, Frame, TransportError};
 pub const PEER_CONNECTION_NEIGHBOR: u32 = 0x1;
 /// `PEER_CONNECTION_DIRECT`: a direct connection, in [`ConnectionInfo::flags`].
 pub const PEER_CONNECTION_DIRECT: u32 = 0x2;
+/// Peergroup extension, in [`ConnectionInfo::flags`] only (never a filter): the connection
+/// runs through a relay member ([`crate::relay`]), not on a direct path.
+pub const PEERGROUP_CONNECTION_RELAYED: u32 = 0x1_0000;
 /// How long each side of a new direct connection waits for the other's greeting.
 pub const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
 

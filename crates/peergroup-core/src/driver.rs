@@ -16,15 +16,17 @@ use crate::direct::{DirectContext, Directs};
 use crate::error::{CoreError, Result};
 use crate::identity::gmc::{issue_gmc_at, role::roles_may_issue};
 use crate::identity::IdentityCertificate;
-use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist};
+use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist, Via};
 use crate::machine::{Config, Group};
 use crate::ports::records::StorePort;
 use crate::reachability::NatClass;
+use crate::relay::{Refusal, TunnelId};
 use crate::replication::Verifier;
 use crate::signing::verify_properties;
 use crate::state::{GroupInner, Shared};
 use crate::transport::{
-    CertificateDer, CloseCode, Connection, Credentials, Frame, Node, TrustPolicy,
+    CertificateDer, CloseCode, Connection, Credentials, Frame, IncomingTunnel, Node, TrustPolicy,
+    TunnelRefusal,
 };
 use crate::values::Reachable;
 use crate::wire::Message;
@@ -80,6 +82,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
     let mut cfg = Config::new(shared.network.node_id, &inner.key.0.to_string());
     cfg.creator = config.properties.creator_peer_name == inner.key.0.to_string();
     cfg.synced_before = config.synced;
+    cfg.relay = config.relay;
     cfg.seed = random_u64();
     let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
         .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())))
@@ -120,6 +123,9 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         verifier,
         direct,
         closing: Vec::new(),
+        tunnels: HashMap::new(),
+        accepted_tunnels: HashMap::new(),
+        next_tunnel: 1,
     };
     let driver_node = driver.node.clone();
     let task = tokio::spawn(driver.run(control_rx, net_rx));
@@ -154,6 +160,11 @@ struct Driver {
     direct: Arc<DirectContext>,
     /// Connections closing after their queued frames, which the shutdown waits for.
     closing: Vec<Connection>,
+    /// Tunnels asked for or offered, waiting for the machine's decision.
+    tunnels: HashMap<TunnelId, IncomingTunnel>,
+    /// Tunnels accepted as a target: their virtual address, to notice when they end.
+    accepted_tunnels: HashMap<TunnelId, SocketAddr>,
+    next_tunnel: TunnelId,
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -193,6 +204,7 @@ impl Driver {
                     Some(Control::LocalProperties(p)) => self.feed(Input::LocalProperties(p)),
                     Some(Control::LocalRecords(r)) => self.feed(Input::LocalRecords(r)),
                     Some(Control::OpenDirect { id, member, addr }) => self.open_direct(id, member, addr),
+                    Some(Control::SetRelay(on)) => self.machine.set_relay(on),
                     Some(Control::Close(ack)) => {
                         self.shutdown().await;
                         let _ = ack.send(());
@@ -204,7 +216,10 @@ impl Driver {
                     }
                 },
                 Some(ev) = net.recv() => self.net_event(ev),
-                _ = sleep_until(deadline) => self.feed(Input::Tick),
+                _ = sleep_until(deadline) => {
+                    self.sweep_tunnels();
+                    self.feed(Input::Tick);
+                }
             }
         }
     }
@@ -222,12 +237,34 @@ impl Driver {
                 }
                 let id = conn.id();
                 let remote = conn.remote_address();
+                let via = match conn.relayed_via() {
+                    None => None,
+                    Some(relay) => {
+                        let peer = self
+                            .node
+                            .tunnels()
+                            .into_iter()
+                            .find(|t| t.addr == remote)
+                            .map(|t| t.peer_node);
+                        match peer {
+                            // The tunnel must run on one of this group's own connections.
+                            Some(node) if self.conns.contains_key(&relay) => {
+                                Some(Via { relay, node })
+                            }
+                            _ => {
+                                conn.close(CloseCode::NotAuthorized, "tunnel of another group");
+                                return;
+                            }
+                        }
+                    }
+                };
                 self.spawn_io(conn);
                 self.feed(Input::ConnectionUp {
                     conn: id,
                     member,
                     remote,
                     outbound,
+                    via,
                 });
             }
             NetEvent::DirectUp { conn, member } => {
@@ -267,6 +304,38 @@ impl Driver {
                 }
             }
             NetEvent::DialFailed(addr, hr) => self.feed(Input::DialFailed(addr, hr)),
+            NetEvent::DialViaFailed(node, hr) => self.feed(Input::DialViaFailed(node, hr)),
+            NetEvent::Tunnel(tunnel) => {
+                let via = tunnel.via().id();
+                if !self.conns.contains_key(&via) || !self.machine.is_online() {
+                    tunnel.refuse(TunnelRefusal::NotAllowed);
+                    return;
+                }
+                let id = self.next_tunnel;
+                self.next_tunnel += 1;
+                let input = match &tunnel {
+                    IncomingTunnel::Request(r) => Input::TunnelRequest {
+                        tunnel: id,
+                        from: via,
+                        target: r.target(),
+                    },
+                    IncomingTunnel::Offer(o) => Input::TunnelOffer {
+                        tunnel: id,
+                        via,
+                        from: o.from(),
+                    },
+                };
+                self.tunnels.insert(id, tunnel);
+                self.feed(input);
+                if let Some(left) = self.tunnels.remove(&id) {
+                    // The machine always decides at once; never leave a tunnel waiting.
+                    left.refuse(TunnelRefusal::NotAllowed);
+                }
+            }
+            NetEvent::TunnelEnded(id) => {
+                self.accepted_tunnels.remove(&id);
+                self.feed(Input::TunnelEnded(id));
+            }
             NetEvent::PasswordCandidate { conn, subject } => self.password_candidate(conn, subject),
         }
     }
@@ -333,6 +402,50 @@ impl Driver {
         });
     }
 
+    /// Dials node `node_id` through a tunnel the relay on connection `via` carries; the
+    /// connection then comes up like any other (the accept check sees the tunnel).
+    fn dial_via(&mut self, via: ConnId, node_id: u64) {
+        let net = self.net_tx.clone();
+        let Some(relay) = self.conns.get(&via).map(|w| w.conn.clone()) else {
+            let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+            let now = self.now();
+            self.machine.handle(now, Input::DialViaFailed(node_id, hr));
+            return;
+        };
+        let node = self.node.clone();
+        let name = self.server_name.clone();
+        let creds = self.credentials.clone();
+        let trust: Arc<dyn TrustPolicy> = self.registry.clone();
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            let dialled = async {
+                let addr = node.open_tunnel(&relay, node_id).await?;
+                node.connect(addr, &name, &creds, trust).await
+            };
+            let ev = match dialled.await {
+                Ok(conn) => match registry.validate(&name, conn.peer_chain()) {
+                    Ok(member) => NetEvent::Up {
+                        conn,
+                        member: member.peer_name().to_string(),
+                        outbound: true,
+                    },
+                    Err(_) => {
+                        conn.close(CloseCode::NotAuthorized, "not a member");
+                        NetEvent::DialViaFailed(
+                            node_id,
+                            crate::identity::hresult::PEER_E_CONNECTION_NOT_AUTHENTICATED,
+                        )
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(node_id, error = %e, "dial through a relay failed");
+                    NetEvent::DialViaFailed(node_id, e.hresult())
+                }
+            };
+            let _ = net.send(ev).await;
+        });
+    }
+
     /// Dials a direct connection to `member` at `addr` under the reserved `id`; the member
     /// answering must be the one asked for.
     fn open_direct(&mut self, id: u64, member: String, addr: SocketAddr) {
@@ -365,6 +478,25 @@ impl Driver {
                 }
             }
         });
+    }
+
+    /// Tells the machine of accepted tunnels the transport has closed (idle, a leg gone).
+    fn sweep_tunnels(&mut self) {
+        if self.accepted_tunnels.is_empty() {
+            return;
+        }
+        let open: std::collections::HashSet<SocketAddr> =
+            self.node.tunnels().into_iter().map(|t| t.addr).collect();
+        let ended: Vec<TunnelId> = self
+            .accepted_tunnels
+            .iter()
+            .filter(|(_, addr)| !open.contains(addr))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            self.accepted_tunnels.remove(&id);
+            self.feed(Input::TunnelEnded(id));
+        }
     }
 
     fn violation(&mut self, id: ConnId, why: &str) {
@@ -469,6 +601,7 @@ impl Driver {
                 node_id,
                 address,
                 outbound,
+                relayed_by: self.machine.relayed_by(conn),
             })
             .collect();
         *self.neighbours.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
@@ -519,6 +652,54 @@ impl Driver {
                     let _ = net.send(ev).await;
                 });
             }
+            Output::DialVia { via, node_id } => self.dial_via(via, node_id),
+            Output::RelayTunnel {
+                tunnel,
+                to,
+                from_node,
+            } => {
+                let Some(IncomingTunnel::Request(request)) = self.tunnels.remove(&tunnel) else {
+                    return;
+                };
+                let Some(to) = self.conns.get(&to).map(|w| w.conn.clone()) else {
+                    request.refuse(TunnelRefusal::UnknownTarget);
+                    let now = self.now();
+                    self.machine.handle(now, Input::TunnelEnded(tunnel));
+                    return;
+                };
+                let net = self.net_tx.clone();
+                tokio::spawn(async move {
+                    match request.relay_to(&to, from_node).await {
+                        Ok(carried) => carried.ended().await,
+                        Err(e) => tracing::debug!(tunnel, error = %e, "tunnel not carried"),
+                    }
+                    let _ = net.send(NetEvent::TunnelEnded(tunnel)).await;
+                });
+            }
+            Output::AcceptTunnel(tunnel) => {
+                let Some(IncomingTunnel::Offer(offer)) = self.tunnels.remove(&tunnel) else {
+                    return;
+                };
+                match offer.accept() {
+                    Ok(addr) => {
+                        self.accepted_tunnels.insert(tunnel, addr);
+                    }
+                    Err(e) => {
+                        tracing::debug!(tunnel, error = %e, "accepting a tunnel");
+                        let now = self.now();
+                        self.machine.handle(now, Input::TunnelEnded(tunnel));
+                    }
+                }
+            }
+            Output::RefuseTunnel(tunnel, why) => {
+                if let Some(t) = self.tunnels.remove(&tunnel) {
+                    t.refuse(match why {
+                        Refusal::NotAllowed => TunnelRefusal::NotAllowed,
+                        Refusal::UnknownTarget => TunnelRefusal::UnknownTarget,
+                        Refusal::Busy => TunnelRefusal::Busy,
+                    });
+                }
+            }
             Output::Send(id, msg) => {
                 let (kind, payload) = msg.encode();
                 let Ok(frame) = Frame::new(u16::from(kind), payload) else {
@@ -553,6 +734,9 @@ impl Driver {
                         }
                         CloseReason::ConnectedToSelf => {
                             (CloseCode::Shutdown, "connected to self", Duration::ZERO)
+                        }
+                        CloseReason::RelayGone => {
+                            (CloseCode::Shutdown, "relay gone", Duration::ZERO)
                         }
                         CloseReason::Busy => (
                             CloseCode::Shutdown,

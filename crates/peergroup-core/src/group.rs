@@ -125,6 +125,7 @@ impl LocalPeergroup {
             format: 1,
             properties: props,
             synced: true,
+            relay: false,
         };
         store.save_signed_properties(&signed)?;
         store.initialize(
@@ -394,6 +395,7 @@ fn joiner_config(inv: &Invitation) -> StoredConfig {
             ..GroupProperties::default()
         },
         synced: false,
+        relay: false,
     }
 }
 
@@ -583,6 +585,29 @@ impl LocalGroup {
                 advertised: Vec::new(),
                 nat: crate::reachability::NatClass::Unknown,
             }))
+    }
+
+    /// Makes this member relay for other members of the group, or stop ([`crate::relay`]):
+    /// a member reachable at a public address lets members behind NATs reach each other
+    /// through it. Kept in the group's files; neighbours learn it on their next connection.
+    /// The group's properties may forbid relaying (`PEERGROUP_DISABLE_RELAYS`).
+    pub fn set_relay(&self, on: bool) -> Result<()> {
+        let mut st = self.live()?;
+        if st.config.relay != on {
+            let mut next = st.config.clone();
+            next.relay = on;
+            crate::blocking::off_the_workers(|| self.inner.store.save_config(&next))?;
+            st.config = next;
+        }
+        if let Some(d) = &st.driver {
+            d.set_relay(on);
+        }
+        Ok(())
+    }
+
+    /// True when this member relays for others ([`LocalGroup::set_relay`]).
+    pub fn relay(&self) -> Result<bool> {
+        Ok(self.live()?.config.relay)
     }
 
     /// Where this group listens, once it does.

@@ -44,6 +44,9 @@ pub struct StoredConfig {
     pub properties: GroupProperties,
     /// True once this member has synchronised with the group.
     pub synced: bool,
+    /// True when this member relays for other members (opt-in, [`crate::relay`]).
+    #[serde(default)]
+    pub relay: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,6 +54,9 @@ struct StoredPeer {
     member: String,
     node_id: u64,
     addrs: Vec<SocketAddr>,
+    /// The entry's version (files written before versions have none: 0).
+    #[serde(default)]
+    version: u64,
 }
 
 /// The files of one group.
@@ -186,6 +192,9 @@ impl GroupStore {
                 member: p.member,
                 node_id: p.node_id,
                 addrs: p.addrs,
+                // Relays are where the member was reachable then: asked again, not stored.
+                relays: Vec::new(),
+                version: p.version,
             })
             .collect())
     }
@@ -198,6 +207,7 @@ impl GroupStore {
                 member: p.member.clone(),
                 node_id: p.node_id,
                 addrs: p.addrs.clone(),
+                version: p.version,
             })
             .collect();
         self.write(

@@ -57,7 +57,7 @@ pub use handle::password::LocalPasswordHold;
 pub use network::reachable_addrs;
 pub use peergroup_proto::{
     config_export, data, invitation, io, machine, members, port, properties, reachability,
-    reconcile, replication, rng, values, wire,
+    reconcile, relay, replication, rng, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity};
 #[cfg(feature = "net")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::transport::{CloseCode, Node, NodeConfig};
+use crate::transport::{CloseCode, IncomingTunnel, Node, NodeConfig, TunnelRefusal};
 
 use crate::control::NetEvent;
 use crate::trust::Registry;
@@ -26,6 +26,7 @@ struct NetNode {
     node: Arc<Node>,
     registry: Arc<Registry>,
     accept_task: tokio::task::JoinHandle<()>,
+    tunnel_task: tokio::task::JoinHandle<()>,
 }
 
 /// The transport node of a library instance, bound on first use.
@@ -61,10 +62,12 @@ impl Network {
         let node = Arc::new(Node::bind(addr, config)?);
         tracing::info!(addr = %node.local_addr(), "transport node bound");
         let accept_task = tokio::spawn(accept_loop(node.clone(), registry.clone()));
+        let tunnel_task = tokio::spawn(tunnel_loop(node.clone(), registry.clone()));
         *state = Some(NetNode {
             node: node.clone(),
             registry: registry.clone(),
             accept_task,
+            tunnel_task,
         });
         Ok((node, registry))
     }
@@ -104,6 +107,7 @@ impl Network {
         }
         let n = state.take().expect("checked above");
         n.accept_task.abort();
+        n.tunnel_task.abort();
         if let Err(e) = n
             .node
             .close(CloseCode::GroupClosed, NODE_CLOSE_TIMEOUT)
@@ -159,6 +163,38 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
             }
         }
     }
+}
+
+/// Hands each tunnel asked for or offered on a member connection to the driver of that
+/// connection's group, which decides ([`crate::relay`]); a tunnel on any other connection
+/// (a direct connection, a group not served here) is refused.
+async fn tunnel_loop(node: Arc<Node>, registry: Arc<Registry>) {
+    while let Some(tunnel) = node.accept_tunnel().await {
+        let name = tunnel.via().server_name().to_owned();
+        let net = crate::direct::group_of_direct_name(&name)
+            .is_none()
+            .then(|| registry.events_of(&name))
+            .flatten();
+        match net {
+            Some(net) => {
+                if let Err(e) = net.try_send(NetEvent::Tunnel(tunnel)) {
+                    // The group's queue is full: too busy to decide now.
+                    if let NetEvent::Tunnel(t) = e.into_inner() {
+                        t.refuse(TunnelRefusal::Busy);
+                    }
+                }
+            }
+            None => refuse(tunnel),
+        }
+    }
+}
+
+fn refuse(tunnel: IncomingTunnel) {
+    tracing::debug!(
+        via = tunnel.via().id(),
+        "tunnel on a connection of no group here"
+    );
+    tunnel.refuse(TunnelRefusal::NotAllowed);
 }
 
 /// The addresses peers can reach a node bound to `local` at: the address itself, or every

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::records::record::Record;
+use crate::relay::{Refusal, TunnelId};
 use crate::wire::{Message, PeerEntry, SignedProperties};
 
 /// A connection, as numbered by the transport.
@@ -32,6 +33,8 @@ pub enum CloseReason {
     /// This node has all the neighbours it wants (or dropped this one to make room for a
     /// member short of neighbours); the peer was sent others to try.
     Busy,
+    /// The connection ran through a relay whose connection ended.
+    RelayGone,
 }
 
 /// `PEER_CONNECTION_STATUS`.
@@ -117,6 +120,28 @@ pub enum Output {
     StartListening,
     /// Connect to an address.
     Dial(SocketAddr),
+    /// Connect to node `node_id` through a tunnel that the relay member on connection `via`
+    /// carries ([`crate::relay`]).
+    DialVia {
+        /// The connection to the relay.
+        via: ConnId,
+        /// The node to reach.
+        node_id: u64,
+    },
+    /// As a relay: carry tunnel `tunnel` to the member on connection `to`, offering it as
+    /// coming from node `from_node`.
+    RelayTunnel {
+        /// The tunnel asked for.
+        tunnel: TunnelId,
+        /// The target's connection.
+        to: ConnId,
+        /// The asker's node id.
+        from_node: u64,
+    },
+    /// As a target: accept the tunnel offered.
+    AcceptTunnel(TunnelId),
+    /// Refuse a tunnel asked for or offered.
+    RefuseTunnel(TunnelId, Refusal),
     /// Send a message on a connection.
     Send(ConnId, Message),
     /// Close a connection.
@@ -146,11 +171,36 @@ pub enum Input {
         remote: SocketAddr,
         /// True when this side dialed.
         outbound: bool,
+        /// For a connection through a relay: which relay, and the node it said is at the
+        /// other end (the `Hello` must agree).
+        via: Option<Via>,
     },
     /// A connection ended.
     ConnectionDown(ConnId),
     /// A dial failed (with the HRESULT of the failure).
     DialFailed(SocketAddr, i32),
+    /// A [`Output::DialVia`] to this node failed (with the HRESULT of the failure).
+    DialViaFailed(u64, i32),
+    /// A member neighbour asks this member, as a relay, for a tunnel to node `target`.
+    TunnelRequest {
+        /// The driver's number for it.
+        tunnel: TunnelId,
+        /// The asker's connection.
+        from: ConnId,
+        /// The node it wants to reach.
+        target: u64,
+    },
+    /// A relay on connection `via` offers a tunnel from node `from`.
+    TunnelOffer {
+        /// The driver's number for it.
+        tunnel: TunnelId,
+        /// The relay's connection.
+        via: ConnId,
+        /// The node at the other end.
+        from: u64,
+    },
+    /// A tunnel this member carried or accepted ended.
+    TunnelEnded(TunnelId),
     /// A message from a connection.
     Message(ConnId, Message),
     /// Properties from a peer whose signature and signer the driver verified.
@@ -164,6 +214,15 @@ pub enum Input {
     Tick,
     /// `PeerGroupClose` of the last handle, or `PeerGroupDelete`.
     Close,
+}
+
+/// How a relayed connection runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via {
+    /// The connection to the relay member the tunnel runs on.
+    pub relay: ConnId,
+    /// The node at the other end of the tunnel.
+    pub node: u64,
 }
 
 /// `PEER_MEMBER_CHANGE_TYPE`.

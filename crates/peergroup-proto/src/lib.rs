@@ -25,6 +25,7 @@ pub mod properties;
 pub mod reachability;
 pub mod reconcile;
 pub mod records;
+pub mod relay;
 pub mod replication;
 pub mod rng;
 #[cfg(feature = "test-utils")]

@@ -12,16 +12,25 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use crate::io::{
-    CloseReason, ConnId, ConnectionStatus, GroupEvent, Input, Millis, Output, Persist,
+    CloseReason, ConnId, ConnectionStatus, GroupEvent, Input, Millis, Output, Persist, Via,
     STATUS_HAS_CONNECTIONS, STATUS_LISTENING,
 };
 use crate::members::duties::{MemberDuties, MemberSettings};
 use crate::port::{Publisher, RecordPort};
 use crate::reachability::{NatClass, Reachability};
 use crate::records::record::Record;
+use crate::relay::{Leg, Relays};
 use crate::replication::{Replication, ReplicationStats};
 use crate::rng::Rng;
-use crate::wire::{Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES};
+use crate::wire::{
+    Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES, MAX_RELAYS,
+};
+
+/// First wait before a member reached only through a relay is dialled directly again;
+/// doubled after each failure up to [`DIRECT_RETRY_MAX_MS`].
+pub const DIRECT_RETRY_MS: Millis = 5_000;
+/// Longest wait between direct dials of a member reached only through a relay.
+pub const DIRECT_RETRY_MAX_MS: Millis = 5 * 60 * 1000;
 
 /// Settings of one group's machine.
 #[derive(Clone, Debug)]
@@ -47,6 +56,9 @@ pub struct Config {
     /// Period of anti-entropy: each member reconciles its records with one random
     /// neighbour this often, whatever else happened.
     pub anti_entropy_interval: Millis,
+    /// This member relays for other members of the group (opt-in; the group's properties
+    /// may still turn relaying off, see [`crate::properties::PEERGROUP_DISABLE_RELAYS`]).
+    pub relay: bool,
 }
 
 impl Config {
@@ -62,6 +74,7 @@ impl Config {
             maintenance_interval: 5_000,
             seed: node_id,
             anti_entropy_interval: 30_000,
+            relay: false,
         }
     }
 }
@@ -73,12 +86,17 @@ struct Neighbour {
     remote: SocketAddr,
     /// Its neighbour count from its `Hello` (a hint: it was that when the connection began).
     degree: usize,
+    /// It relays for members (its `Hello` said so).
+    relay: bool,
+    /// The relay this connection runs through, if it is not direct.
+    via: Option<Via>,
 }
 
 struct Pending {
     member: String,
     outbound: bool,
     remote: SocketAddr,
+    via: Option<Via>,
 }
 
 /// One group, as seen from one member.
@@ -111,6 +129,17 @@ pub struct Group {
     known: BTreeMap<String, PeerEntry>,
     bootstrap: Vec<SocketAddr>,
     dialing: BTreeSet<SocketAddr>,
+    /// Nodes being dialled through a relay.
+    dialing_via: BTreeSet<u64>,
+    /// Nodes reached only through a relay: when to dial them directly next, and the wait
+    /// after that.
+    direct_retry: BTreeMap<u64, (Millis, Millis)>,
+    /// Tunnels carried as a relay, and accepted as a target.
+    relays: Relays,
+    /// The relays this member last named in its entry.
+    my_relays: Vec<u64>,
+    /// The version of this member's own entry ([`PeerEntry::version`]).
+    entry_version: u64,
     failed_reported: bool,
     properties: Option<SignedProperties>,
     next_maintenance: Option<Millis>,
@@ -149,6 +178,11 @@ impl Group {
             neighbours: BTreeMap::new(),
             bootstrap: Vec::new(),
             dialing: BTreeSet::new(),
+            dialing_via: BTreeSet::new(),
+            direct_retry: BTreeMap::new(),
+            relays: Relays::new(),
+            my_relays: Vec::new(),
+            entry_version: 0,
             failed_reported: false,
             properties,
             next_maintenance: None,
@@ -226,6 +260,11 @@ impl Group {
         }
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.cfg.node_id
+    }
+
     /// The `PEER_GROUP_STATUS` bits.
     pub fn status(&self) -> u32 {
         self.status
@@ -248,9 +287,80 @@ impl Group {
             .map(|(c, n)| (*c, n.member.as_str(), n.node_id, n.remote, n.outbound))
     }
 
+    /// Relay for other members (opt-in) or stop. Neighbours learn it from the `Hello` of
+    /// connections made from now on.
+    pub fn set_relay(&mut self, on: bool) {
+        self.cfg.relay = on;
+    }
+
+    /// For a neighbour connected through a relay: the relay's node id.
+    pub fn relayed_by(&self, conn: ConnId) -> Option<u64> {
+        let via = self.neighbours.get(&conn)?.via?;
+        self.neighbours.get(&via.relay).map(|r| r.node_id)
+    }
+
     /// Dials in flight and connections awaiting their `Hello`: (dialing, pending).
     pub fn in_flight(&self) -> (usize, usize) {
-        (self.dialing.len(), self.pending.len())
+        (
+            self.dialing.len() + self.dialing_via.len(),
+            self.pending.len(),
+        )
+    }
+
+    /// Tunnels this member carries as a relay, and tunnels it accepted, now.
+    pub fn tunnels(&self) -> (usize, usize) {
+        (self.relays.carried(), self.relays.accepted())
+    }
+
+    /// True when this member relays now: it opted in, the group allows it, and it listens.
+    pub fn offers_relay(&self) -> bool {
+        self.cfg.relay && self.listening && self.relays_allowed()
+    }
+
+    fn relays_allowed(&self) -> bool {
+        self.properties
+            .as_ref()
+            .and_then(|p| {
+                serde_json::from_slice::<crate::properties::GroupProperties>(&p.body).ok()
+            })
+            .is_none_or(|p| p.flags & crate::properties::PEERGROUP_DISABLE_RELAYS == 0)
+    }
+
+    /// The relays this member names in its entry: its direct neighbours that relay, unless
+    /// members reach it at an interface address (no NAT in front of it).
+    fn relays_to_name(&self) -> Vec<u64> {
+        if !self.listening || self.nat_class() == NatClass::None || !self.relays_allowed() {
+            return Vec::new();
+        }
+        let mut ids: Vec<u64> = self
+            .neighbours
+            .values()
+            .filter(|n| n.relay && n.via.is_none())
+            .map(|n| n.node_id)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(MAX_RELAYS);
+        ids
+    }
+
+    /// This member's own entry, as neighbours and the peer list get it.
+    fn my_entry(&self) -> PeerEntry {
+        PeerEntry {
+            member: self.cfg.member.clone(),
+            node_id: self.cfg.node_id,
+            addrs: self.advertised_addrs(),
+            relays: self.my_relays.clone(),
+            version: self.entry_version,
+        }
+    }
+
+    /// Re-announces this member when the relays it names changed.
+    fn relays_changed(&mut self) {
+        let now = self.relays_to_name();
+        if now != self.my_relays {
+            self.my_relays = now;
+            self.addresses_changed();
+        }
     }
 
     /// Members and addresses known.
@@ -291,11 +401,9 @@ impl Group {
         if !self.listening {
             return;
         }
-        let me = PeerEntry {
-            member: self.cfg.member.clone(),
-            node_id: self.cfg.node_id,
-            addrs: addrs.clone(),
-        };
+        self.my_relays = self.relays_to_name();
+        self.entry_version = (self.entry_version + 1).max(self.now);
+        let me = self.my_entry();
         for conn in self.neighbours.keys() {
             self.out
                 .push_back(Output::Send(*conn, Message::Peers(vec![me.clone()])));
@@ -349,19 +457,35 @@ impl Group {
                 member,
                 remote,
                 outbound,
+                via,
             } => {
                 if !self.online {
                     self.out
                         .push_back(Output::Disconnect(conn, CloseReason::GroupClosed));
                     return;
                 }
-                self.dialing.remove(&remote);
+                match via {
+                    Some(v) if outbound => {
+                        self.dialing_via.remove(&v.node);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.dialing.remove(&remote);
+                    }
+                }
+                if via.is_some_and(|v| self.direct_leg(v.relay).is_none()) {
+                    // The relay went while the tunnel's connection came up.
+                    self.out
+                        .push_back(Output::Disconnect(conn, CloseReason::RelayGone));
+                    return;
+                }
                 self.pending.insert(
                     conn,
                     Pending {
                         member,
                         outbound,
                         remote,
+                        via,
                     },
                 );
                 let hello = Hello {
@@ -370,24 +494,18 @@ impl Group {
                     addrs: self.advertised_addrs(),
                     properties_version: self.properties.as_ref().map_or(0, |p| p.version),
                     neighbours: self.neighbours.len().min(u8::MAX as usize) as u8,
-                    observed: Some(remote),
+                    // A tunnel's address is the transport's own, not one the peer has.
+                    observed: via.is_none().then_some(remote),
+                    relay: self.offers_relay(),
+                    entry_version: self.entry_version,
                 };
                 self.out
                     .push_back(Output::Send(conn, Message::Hello(hello)));
             }
             Input::ConnectionDown(conn) => {
-                self.pending.remove(&conn);
-                if let Some(r) = self.repl.as_mut() {
-                    r.down(conn);
-                }
-                if let Some(n) = self.neighbours.remove(&conn) {
-                    self.event(GroupEvent::NeighborConnection {
-                        status: ConnectionStatus::Disconnected,
-                        conn,
-                        node_id: n.node_id,
-                    });
-                    self.update_status();
-                }
+                self.conn_down(conn);
+                self.update_status();
+                self.relays_changed();
                 if self.online && self.neighbours.len() < self.cfg.target_neighbours {
                     self.dial_more();
                 }
@@ -396,6 +514,42 @@ impl Group {
                 self.dialing.remove(&addr);
                 self.check_failed(hr);
             }
+            Input::DialViaFailed(node, hr) => {
+                self.dialing_via.remove(&node);
+                self.check_failed(hr);
+            }
+            Input::TunnelRequest {
+                tunnel,
+                from,
+                target,
+            } => {
+                let from = self.direct_leg(from);
+                let to = self
+                    .neighbours
+                    .iter()
+                    .find(|(_, n)| n.node_id == target && n.via.is_none())
+                    .map(|(c, n)| Leg {
+                        conn: *c,
+                        node: n.node_id,
+                    });
+                let enabled = self.offers_relay();
+                match self.relays.request(tunnel, enabled, from, to) {
+                    Ok(to) => self.out.push_back(Output::RelayTunnel {
+                        tunnel,
+                        to,
+                        from_node: from.map_or(0, |l| l.node),
+                    }),
+                    Err(why) => self.out.push_back(Output::RefuseTunnel(tunnel, why)),
+                }
+            }
+            Input::TunnelOffer { tunnel, via, from } => {
+                let via = self.direct_leg(via).filter(|_| self.online);
+                match self.relays.offer(tunnel, via, from) {
+                    Ok(()) => self.out.push_back(Output::AcceptTunnel(tunnel)),
+                    Err(why) => self.out.push_back(Output::RefuseTunnel(tunnel, why)),
+                }
+            }
+            Input::TunnelEnded(tunnel) => self.relays.ended(tunnel),
             Input::Message(conn, msg) => self.message(conn, msg),
             Input::VerifiedProperties(conn, props) => self.accept_properties(Some(conn), props),
             Input::LocalProperties(props) => self.accept_properties(None, props),
@@ -408,6 +562,58 @@ impl Group {
             Input::Tick => self.maintain(),
             Input::Close => self.close(),
         }
+    }
+
+    /// Forgets connection `conn` (pending or neighbour), the tunnels on it, and the
+    /// connections through it.
+    fn conn_down(&mut self, conn: ConnId) {
+        self.pending.remove(&conn);
+        self.relays.conn_down(conn);
+        self.drop_through(conn);
+        if let Some(r) = self.repl.as_mut() {
+            r.down(conn);
+        }
+        if let Some(n) = self.neighbours.remove(&conn) {
+            self.event(GroupEvent::NeighborConnection {
+                status: ConnectionStatus::Disconnected,
+                conn,
+                node_id: n.node_id,
+            });
+        }
+    }
+
+    /// Connections through a relay end with the connection to the relay: close them now
+    /// rather than when their idle timeout notices.
+    fn drop_through(&mut self, relay: ConnId) {
+        let through: Vec<ConnId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.via.is_some_and(|v| v.relay == relay))
+            .map(|(c, _)| *c)
+            .chain(
+                self.neighbours
+                    .iter()
+                    .filter(|(_, n)| n.via.is_some_and(|v| v.relay == relay))
+                    .map(|(c, _)| *c),
+            )
+            .collect();
+        for c in through {
+            // Connections through a relay are never relays themselves: no deeper recursion.
+            self.conn_down(c);
+            self.out
+                .push_back(Output::Disconnect(c, CloseReason::RelayGone));
+        }
+    }
+
+    /// Neighbour `conn` as a tunnel leg: only a direct member neighbour is one.
+    fn direct_leg(&self, conn: ConnId) -> Option<Leg> {
+        self.neighbours
+            .get(&conn)
+            .filter(|n| n.via.is_none())
+            .map(|n| Leg {
+                conn,
+                node: n.node_id,
+            })
     }
 
     fn connect(&mut self) {
@@ -446,6 +652,10 @@ impl Group {
         self.pending.clear();
         self.neighbours.clear();
         self.dialing.clear();
+        self.dialing_via.clear();
+        self.direct_retry.clear();
+        self.relays.clear();
+        self.my_relays.clear();
         self.online = false;
         self.listening = false;
         self.listen_requested = false;
@@ -470,8 +680,13 @@ impl Group {
                         .push_back(Output::Disconnect(conn, CloseReason::ConnectedToSelf));
                     return;
                 }
+                if p.via.is_some_and(|v| v.node != h.node_id) {
+                    // The relay named another node than the one that answered.
+                    self.violation(conn);
+                    return;
+                }
                 let mut moved = false;
-                if let Some(seen) = h.observed {
+                if let Some(seen) = h.observed.filter(|_| p.via.is_none()) {
                     let before = self.advertised_addrs();
                     if p.outbound {
                         // We dialled: the far side saw our source address after any NAT.
@@ -489,15 +704,24 @@ impl Group {
                 if let Some((&other, _)) =
                     self.neighbours.iter().find(|(_, n)| n.node_id == h.node_id)
                 {
-                    // Both sides keep the connection dialed by the smaller node id.
-                    let keep_new = (p.outbound && self.cfg.node_id < h.node_id)
-                        || (!p.outbound && h.node_id < self.cfg.node_id);
+                    // A direct connection replaces one through a relay; otherwise both sides
+                    // keep the connection dialed by the smaller node id.
+                    let old_relayed = self.neighbours[&other].via.is_some();
+                    let new_relayed = p.via.is_some();
+                    let keep_new = if old_relayed != new_relayed {
+                        old_relayed
+                    } else {
+                        (p.outbound && self.cfg.node_id < h.node_id)
+                            || (!p.outbound && h.node_id < self.cfg.node_id)
+                    };
                     if !keep_new {
                         self.out
                             .push_back(Output::Disconnect(conn, CloseReason::Duplicate));
                         return;
                     }
                     self.neighbours.remove(&other);
+                    self.relays.conn_down(other);
+                    self.drop_through(other);
                     if let Some(r) = self.repl.as_mut() {
                         r.down(other);
                     }
@@ -520,10 +744,13 @@ impl Group {
                 if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries = self.sample_known();
+                    let relays = self.relays_known(&p.member, h.node_id, h.entry_version);
                     self.learn(PeerEntry {
                         member: p.member,
                         node_id: h.node_id,
                         addrs,
+                        relays,
+                        version: h.entry_version,
                     });
                     self.out
                         .push_back(Output::Send(conn, Message::Peers(entries)));
@@ -531,10 +758,18 @@ impl Group {
                         .push_back(Output::Disconnect(conn, CloseReason::Busy));
                     return;
                 }
+                if p.via.is_some_and(|v| self.direct_leg(v.relay).is_none()) {
+                    // Making room dropped the relay this connection runs through.
+                    self.out
+                        .push_back(Output::Disconnect(conn, CloseReason::RelayGone));
+                    return;
+                }
                 self.learn(PeerEntry {
                     member: p.member.clone(),
                     node_id: h.node_id,
                     addrs,
+                    relays: self.relays_known(&p.member, h.node_id, h.entry_version),
+                    version: h.entry_version,
                 });
                 self.neighbours.insert(
                     conn,
@@ -544,8 +779,20 @@ impl Group {
                         outbound: p.outbound,
                         remote: p.remote,
                         degree: usize::from(h.neighbours),
+                        relay: h.relay,
+                        via: p.via,
                     },
                 );
+                if p.via.is_some() {
+                    self.direct_retry
+                        .entry(h.node_id)
+                        .or_insert((self.now + DIRECT_RETRY_MS, DIRECT_RETRY_MS));
+                } else {
+                    self.direct_retry.remove(&h.node_id);
+                }
+                let relays_before = self.my_relays.clone();
+                self.relays_changed();
+                moved |= self.my_relays != relays_before;
                 if !self.synced {
                     self.synced = true;
                     self.out.push_back(Output::Persist(Persist::Synced));
@@ -564,11 +811,7 @@ impl Group {
                 if moved {
                     // Its Hello from us predates what it just told us.
                     entries.truncate(MAX_PEER_ENTRIES - 1);
-                    entries.push(PeerEntry {
-                        member: self.cfg.member.clone(),
-                        node_id: self.cfg.node_id,
-                        addrs: self.advertised_addrs(),
-                    });
+                    entries.push(self.my_entry());
                 }
                 self.out
                     .push_back(Output::Send(conn, Message::Peers(entries)));
@@ -652,6 +895,8 @@ impl Group {
             self.duty(|d, now, _| d.settings(settings, now));
         }
         self.event(GroupEvent::PropertyChanged);
+        // Relaying may have been turned off or on.
+        self.relays_changed();
         for conn in self.neighbours.keys() {
             if Some(*conn) != from {
                 self.out
@@ -682,6 +927,8 @@ impl Group {
         if let Some(r) = self.repl.as_mut() {
             r.down(victim);
         }
+        self.relays.conn_down(victim);
+        self.drop_through(victim);
         if let Some(n) = self.neighbours.remove(&victim) {
             self.event(GroupEvent::NeighborConnection {
                 status: ConnectionStatus::Disconnected,
@@ -705,18 +952,39 @@ impl Group {
         all.into_iter().cloned().collect()
     }
 
+    /// The relays a member named in that version of its entry (a `Hello` carries the
+    /// version but not the relays).
+    fn relays_known(&self, member: &str, node_id: u64, version: u64) -> Vec<u64> {
+        self.known
+            .get(member)
+            .filter(|k| k.node_id == node_id && k.version == version)
+            .map(|k| k.relays.clone())
+            .unwrap_or_default()
+    }
+
     /// Records a member's addresses; true when that changed what we knew.
     fn learn(&mut self, mut entry: PeerEntry) -> bool {
         entry.addrs.truncate(MAX_ADDRS);
+        entry.relays.truncate(MAX_RELAYS);
         match self.known.get_mut(&entry.member) {
             Some(known) => {
-                if entry.addrs.is_empty()
-                    || (known.addrs == entry.addrs && known.node_id == entry.node_id)
+                let older = entry.version < known.version
+                    || (entry.version == known.version && entry.node_id == known.node_id);
+                if entry.addrs.is_empty() || older {
+                    return false;
+                }
+                if known.addrs == entry.addrs
+                    && known.node_id == entry.node_id
+                    && known.relays == entry.relays
                 {
+                    // Nothing to pass on; remember the version so older copies stay old.
+                    known.version = entry.version;
                     return false;
                 }
                 known.addrs = entry.addrs;
                 known.node_id = entry.node_id;
+                known.relays = entry.relays;
+                known.version = entry.version;
                 self.known_dirty = true;
                 true
             }
@@ -737,6 +1005,7 @@ impl Group {
             self.next_maintenance = Some(now + self.cfg.maintenance_interval);
             self.dial_more();
             self.dial_random();
+            self.retry_direct();
             self.persist_known();
             if let Some(r) = self.repl.as_mut() {
                 r.expire(now as i64, &mut self.out);
@@ -791,6 +1060,90 @@ impl Group {
             self.dialing.insert(addr);
             self.out.push_back(Output::Dial(addr));
         }
+        self.dial_via_relays();
+    }
+
+    /// Dials, through one of the relays it names, each member short of a connection that
+    /// names relays this member is directly connected to: at the same time as its
+    /// addresses, since a member behind a NAT may never answer there (and a direct
+    /// connection replaces the relayed one if it does).
+    fn dial_via_relays(&mut self) {
+        if !self.relays_allowed() {
+            return;
+        }
+        let connected: BTreeSet<u64> = self.neighbours.values().map(|n| n.node_id).collect();
+        let relays: BTreeMap<u64, ConnId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.relay && n.via.is_none())
+            .map(|(c, n)| (n.node_id, *c))
+            .collect();
+        let mut wanted: Vec<(u64, Vec<ConnId>)> = self
+            .known
+            .values()
+            .filter(|e| !connected.contains(&e.node_id) && e.node_id != self.cfg.node_id)
+            .filter(|e| !self.dialing_via.contains(&e.node_id))
+            .map(|e| {
+                let via: Vec<ConnId> = e
+                    .relays
+                    .iter()
+                    .filter_map(|r| relays.get(r))
+                    .copied()
+                    .collect();
+                (e.node_id, via)
+            })
+            .filter(|(_, via)| !via.is_empty())
+            .collect();
+        for i in (1..wanted.len()).rev() {
+            let j = self.rng.range(0, i as u64 + 1) as usize;
+            wanted.swap(i, j);
+        }
+        for (node_id, via) in wanted {
+            if self.neighbours.len() + self.dialing_via.len() >= self.cfg.target_neighbours {
+                break;
+            }
+            let via = via[self.rng.range(0, via.len() as u64) as usize];
+            self.dialing_via.insert(node_id);
+            self.out.push_back(Output::DialVia { via, node_id });
+        }
+    }
+
+    /// Dials members reached only through a relay at their addresses again, with a growing
+    /// wait, so a direct path replaces the relayed one once one exists.
+    fn retry_direct(&mut self) {
+        let now = self.now;
+        let relayed: BTreeSet<u64> = self
+            .neighbours
+            .values()
+            .filter(|n| n.via.is_some())
+            .map(|n| n.node_id)
+            .collect();
+        self.direct_retry.retain(|node, _| relayed.contains(node));
+        let mine = self.own_addrs();
+        let due: Vec<u64> = self
+            .direct_retry
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(n, _)| *n)
+            .collect();
+        for node in due {
+            if let Some((at, wait)) = self.direct_retry.get_mut(&node) {
+                *wait = (*wait * 2).min(DIRECT_RETRY_MAX_MS);
+                *at = now + *wait;
+            }
+            let addrs: Vec<SocketAddr> = self
+                .known
+                .values()
+                .filter(|e| e.node_id == node)
+                .flat_map(|e| e.addrs.iter().copied())
+                .filter(|a| !mine.contains(a) && !self.dialing.contains(a))
+                .take(2)
+                .collect();
+            for addr in addrs {
+                self.dialing.insert(addr);
+                self.out.push_back(Output::Dial(addr));
+            }
+        }
     }
 
     /// Now and then, a member with room for more neighbours dials one more member at random,
@@ -832,6 +1185,7 @@ impl Group {
             && self.neighbours.is_empty()
             && self.pending.is_empty()
             && self.dialing.is_empty()
+            && self.dialing_via.is_empty()
             && !self.failed_reported
         {
             self.failed_reported = true;
@@ -840,17 +1194,7 @@ impl Group {
     }
 
     fn violation(&mut self, conn: ConnId) {
-        self.pending.remove(&conn);
-        if let Some(r) = self.repl.as_mut() {
-            r.down(conn);
-        }
-        if let Some(n) = self.neighbours.remove(&conn) {
-            self.event(GroupEvent::NeighborConnection {
-                status: ConnectionStatus::Disconnected,
-                conn,
-                node_id: n.node_id,
-            });
-        }
+        self.conn_down(conn);
         self.out
             .push_back(Output::Disconnect(conn, CloseReason::ProtocolViolation));
         self.update_status();
@@ -910,6 +1254,7 @@ mod tests {
                     member: format!("m{conn}"),
                     remote: far,
                     outbound: true,
+                    via: None,
                 },
             );
             // Our Hello tells the far side where we see it.
@@ -930,6 +1275,8 @@ mod tests {
                         properties_version: 0,
                         neighbours: 1,
                         observed: Some(mapped),
+                        relay: false,
+                        entry_version: 0,
                     }),
                 ),
             );
@@ -957,6 +1304,7 @@ mod tests {
                 member: "m9".into(),
                 remote: "198.18.0.12:5000".parse().unwrap(),
                 outbound: false,
+                via: None,
             },
         );
         g.handle(
@@ -970,6 +1318,8 @@ mod tests {
                     properties_version: 0,
                     neighbours: 1,
                     observed: Some(confirmed),
+                    relay: false,
+                    entry_version: 0,
                 }),
             ),
         );
@@ -1009,6 +1359,7 @@ mod tests {
                 member: "m".into(),
                 remote: addr(2),
                 outbound: false,
+                via: None,
             },
         );
         let hello = Hello {
@@ -1018,6 +1369,8 @@ mod tests {
             properties_version: 0,
             neighbours: 0,
             observed: None,
+            relay: false,
+            entry_version: 0,
         };
         g.handle(3, Input::Message(7, Message::Hello(hello)));
         assert_eq!(g.status(), STATUS_LISTENING | STATUS_HAS_CONNECTIONS);
@@ -1045,6 +1398,7 @@ mod tests {
                 member: "two".into(),
                 remote: addr(2),
                 outbound: true,
+                via: None,
             },
         );
         one.handle(
@@ -1054,6 +1408,7 @@ mod tests {
                 member: "two".into(),
                 remote: addr(2),
                 outbound: false,
+                via: None,
             },
         );
         two.handle(
@@ -1063,6 +1418,7 @@ mod tests {
                 member: "one".into(),
                 remote: addr(1),
                 outbound: false,
+                via: None,
             },
         );
         two.handle(
@@ -1072,6 +1428,7 @@ mod tests {
                 member: "one".into(),
                 remote: addr(1),
                 outbound: true,
+                via: None,
             },
         );
         let hello = |n| {
@@ -1082,6 +1439,8 @@ mod tests {
                 properties_version: 0,
                 neighbours: 0,
                 observed: None,
+                relay: false,
+                entry_version: 0,
             })
         };
         for conn in [10, 11] {
@@ -1107,6 +1466,7 @@ mod tests {
                     member: format!("p{node}"),
                     remote: addr(node as u16),
                     outbound: true,
+                    via: None,
                 },
             );
             g.handle(
@@ -1120,6 +1480,8 @@ mod tests {
                         properties_version: 0,
                         neighbours: 0,
                         observed: None,
+                        relay: false,
+                        entry_version: 0,
                     }),
                 ),
             );
@@ -1168,6 +1530,7 @@ mod tests {
                 member: format!("p{conn}"),
                 remote,
                 outbound: false,
+                via: None,
             },
         );
         g.handle(
@@ -1181,6 +1544,8 @@ mod tests {
                     properties_version: 0,
                     neighbours,
                     observed: None,
+                    relay: false,
+                    entry_version: 0,
                 }),
             ),
         );
@@ -1273,6 +1638,7 @@ mod tests {
                 member: "p9".into(),
                 remote: addr(1009),
                 outbound: true,
+                via: None,
             },
         );
         let out = drain(&mut g);

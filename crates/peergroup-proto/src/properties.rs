@@ -12,6 +12,9 @@ pub const PEER_MEMBER_DATA_OPTIONAL: u32 = 0x1;
 pub const PEER_DISABLE_PRESENCE: u32 = 0x2;
 /// `PEER_DEFER_EXPIRATION`: records do not expire while the node is offline.
 pub const PEER_DEFER_EXPIRATION: u32 = 0x4;
+/// Peergroup extension (no such flag in `p2p.h`): members do not relay for each other in this
+/// group ([`crate::relay`]). An administrator sets it to keep every member connection direct.
+pub const PEERGROUP_DISABLE_RELAYS: u32 = 0x1_0000;
 /// `PEER_GROUP_GMC_AUTHENTICATION`.
 pub const PEER_GROUP_GMC_AUTHENTICATION: u32 = 0x1;
 /// `PEER_GROUP_PASSWORD_AUTHENTICATION` (0x2 per the SDK header; one doc page says 0x1).
@@ -30,7 +33,10 @@ pub const MAX_TEXT_CHARS: usize = 255;
 /// Longest group password, in characters.
 pub const MAX_PASSWORD_CHARS: usize = 255;
 
-const KNOWN_FLAGS: u32 = PEER_MEMBER_DATA_OPTIONAL | PEER_DISABLE_PRESENCE | PEER_DEFER_EXPIRATION;
+const KNOWN_FLAGS: u32 = PEER_MEMBER_DATA_OPTIONAL
+    | PEER_DISABLE_PRESENCE
+    | PEER_DEFER_EXPIRATION
+    | PEERGROUP_DISABLE_RELAYS;
 const KNOWN_SCHEMES: u32 = PEER_GROUP_GMC_AUTHENTICATION | PEER_GROUP_PASSWORD_AUTHENTICATION;
 
 /// The properties of a group.

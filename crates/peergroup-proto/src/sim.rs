@@ -8,6 +8,12 @@
 //! timeout, so a message on a lossy link arrives late (in order) rather than never. Links
 //! that fail outright are partitions and churn.
 //!
+//! **NATs and relays.** With [`SimConfig::nat_per_mille`] some members (never the creator)
+//! sit behind a NAT: nobody can dial them, and the members they dial see them at a mapped
+//! address (`100.64.x.y:20000`) that is not theirs. With [`SimConfig::relay_per_mille`] some
+//! public members relay ([`crate::relay`]); tunnels are simulated hop by hop (request to the
+//! relay, offer to the target, then an end-to-end link).
+//!
 //! **Records.** With [`SimConfig::records`] every member gets a [`MemoryPort`] and a real
 //! identity (keys, membership certificates from one group root, real signatures), so the
 //! simulator runs replication exactly as members do, verification included. The identities
@@ -21,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::identity::gmc::{GmcChain, GroupRoot, Role};
 use crate::identity::{IdentityCertificate, PrivateKey};
-use crate::io::{ConnId, GroupEvent, Input, Millis, Output, RecordChange};
+use crate::io::{ConnId, GroupEvent, Input, Millis, Output, RecordChange, Via};
 use crate::machine::{Config, Group};
 use crate::members::duties::MemberSettings;
 use crate::members::{MemberChange, PRESENCE_TYPE};
@@ -65,6 +71,11 @@ pub struct SimConfig {
     /// The last this many members do not connect at the start: they are newcomers that join
     /// a formed group when [`Sim::rejoin`] connects them.
     pub held_back: usize,
+    /// Chance (per thousand) that a member other than the creator is behind a NAT.
+    pub nat_per_mille: u64,
+    /// Chance (per thousand) that a public member relays for the others (the creator does
+    /// whenever this is not zero).
+    pub relay_per_mille: u64,
 }
 
 impl Default for SimConfig {
@@ -82,12 +93,26 @@ impl Default for SimConfig {
             anti_entropy_interval: 30_000,
             member_duties: None,
             held_back: 0,
+            nat_per_mille: 0,
+            relay_per_mille: 0,
         }
     }
 }
 
 enum Action {
     Input(usize, Input),
+}
+
+/// A tunnel in the making or carrying a link.
+struct SimTunnel {
+    /// The asker, its connection to the relay, and the node it wants.
+    from: usize,
+    from_via: ConnId,
+    target_node: u64,
+    /// The relay.
+    relay: usize,
+    /// The target and its connection to the relay, once offered.
+    target: Option<(usize, ConnId)>,
 }
 
 /// The simulated network and its members.
@@ -124,6 +149,16 @@ pub struct Sim {
     deliveries: BTreeMap<[u8; 16], Delivery>,
     /// Every `MEMBER_CHANGED` event: (member reporting it, simulated time, change, identity).
     pub member_events: Vec<(usize, Millis, MemberChange, String)>,
+    /// Which members are behind a NAT.
+    pub natted: Vec<bool>,
+    /// Which members relay.
+    pub relaying: Vec<bool>,
+    tunnels: BTreeMap<u64, SimTunnel>,
+    /// Links that run through a tunnel, both ends.
+    link_tunnel: BTreeMap<(usize, ConnId), u64>,
+    next_tunnel: u64,
+    /// Most tunnels any relay carried at once.
+    pub max_carried: usize,
 }
 
 /// A pool identity as the machine's [`Publisher`].
@@ -232,6 +267,11 @@ pub fn addr_of(i: usize) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
 }
 
+/// Where members see member `i` when it is behind a NAT: not an address it can be dialled at.
+pub fn mapped_of(i: usize) -> SocketAddr {
+    SocketAddr::from(([100, 64, (i >> 8) as u8, i as u8], 20_000))
+}
+
 impl Sim {
     /// A network where member 0 created the group and every other member holds an
     /// invitation naming member 0's address.
@@ -242,8 +282,16 @@ impl Sim {
             .as_ref()
             .map(|p| Verifier::new(p.root.certificate().clone()).with_memo());
         let mut offsets = Vec::with_capacity(cfg.members);
+        let mut natted = vec![false; cfg.members];
+        let mut relaying = vec![false; cfg.members];
         let nodes = (0..cfg.members)
             .map(|i| {
+                // No draws when off, so seeds chosen for runs without NATs keep their runs.
+                natted[i] =
+                    cfg.nat_per_mille > 0 && i != 0 && rng.range(0, 1000) < cfg.nat_per_mille;
+                relaying[i] = cfg.relay_per_mille > 0
+                    && !natted[i]
+                    && (i == 0 || rng.range(0, 1000) < cfg.relay_per_mille);
                 let name = match &identities {
                     Some(p) => p.people[i].name.clone(),
                     None => format!("member-{i}"),
@@ -251,6 +299,7 @@ impl Sim {
                 let mut c = Config::new(rng.next_u64(), &name);
                 c.creator = i == 0;
                 c.anti_entropy_interval = cfg.anti_entropy_interval;
+                c.relay = relaying[i];
                 let mut g = Group::new(c, Vec::new(), None);
                 if let Some(v) = &verifier {
                     g = g.with_records(Box::new(MemoryPort::new(v.clone())));
@@ -280,6 +329,12 @@ impl Sim {
             identities,
             deliveries: BTreeMap::new(),
             member_events: Vec::new(),
+            natted,
+            relaying,
+            tunnels: BTreeMap::new(),
+            link_tunnel: BTreeMap::new(),
+            next_tunnel: 1,
+            max_carried: 0,
             cfg,
             rng,
             now: 0,
@@ -383,6 +438,7 @@ impl Sim {
         }
         let now = self.clock(i);
         self.nodes[i].handle(now, input);
+        self.max_carried = self.max_carried.max(self.nodes[i].tunnels().0);
         while let Some(out) = self.nodes[i].poll_output() {
             self.output(i, out);
         }
@@ -411,10 +467,12 @@ impl Sim {
                 }
             }
             Output::Dial(addr) => {
-                let j = (addr.port() - 10_000) as usize;
+                let j = addr.port().saturating_sub(10_000) as usize;
                 let lat = self.latency();
                 let lost = self.rng.range(0, 1000) < self.cfg.dial_loss_per_mille;
                 if j >= self.nodes.len()
+                    || addr != addr_of(j)
+                    || self.natted[j]
                     || !self.listening[j]
                     || !self.nodes[j].is_online()
                     || lost
@@ -427,24 +485,126 @@ impl Sim {
                     );
                     return;
                 }
-                let (ci, cj) = (self.next_conn, self.next_conn + 1);
-                self.next_conn += 2;
-                self.links.insert((i, ci), (j, cj));
-                self.links.insert((j, cj), (i, ci));
-                let up = |member: usize, conn, remote, outbound| Input::ConnectionUp {
-                    conn,
-                    member: format!("member-{member}"),
-                    remote,
-                    outbound,
+                let seen_at = if self.natted[i] {
+                    mapped_of(i)
+                } else {
+                    addr_of(i)
                 };
+                self.link(i, j, addr, seen_at, None, lat);
+            }
+            Output::DialVia { via, node_id } => {
+                let Some(&(r, cr)) = self.links.get(&(i, via)) else {
+                    let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+                    self.schedule(
+                        self.now,
+                        Action::Input(i, Input::DialViaFailed(node_id, hr)),
+                    );
+                    return;
+                };
+                let tunnel = self.next_tunnel;
+                self.next_tunnel += 1;
+                self.tunnels.insert(
+                    tunnel,
+                    SimTunnel {
+                        from: i,
+                        from_via: via,
+                        target_node: node_id,
+                        relay: r,
+                        target: None,
+                    },
+                );
+                let at = self.in_order(i, via);
+                self.schedule(
+                    at,
+                    Action::Input(
+                        r,
+                        Input::TunnelRequest {
+                            tunnel,
+                            from: cr,
+                            target: node_id,
+                        },
+                    ),
+                );
+            }
+            Output::RelayTunnel {
+                tunnel,
+                to,
+                from_node,
+            } => {
+                let (Some(&(b, cb)), Some(t)) =
+                    (self.links.get(&(i, to)), self.tunnels.get_mut(&tunnel))
+                else {
+                    self.schedule(self.now, Action::Input(i, Input::TunnelEnded(tunnel)));
+                    return;
+                };
+                t.target = Some((b, cb));
+                let at = self.in_order(i, to);
+                self.schedule(
+                    at,
+                    Action::Input(
+                        b,
+                        Input::TunnelOffer {
+                            tunnel,
+                            via: cb,
+                            from: from_node,
+                        },
+                    ),
+                );
+            }
+            Output::RefuseTunnel(tunnel, _) => {
+                let Some(t) = self.tunnels.remove(&tunnel) else {
+                    return;
+                };
+                if i != t.relay {
+                    // The target refused: the relay's count ends too.
+                    self.schedule(self.now, Action::Input(t.relay, Input::TunnelEnded(tunnel)));
+                }
+                let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+                let lat = self.latency();
                 self.schedule(
                     self.now + lat,
-                    Action::Input(j, up(i, cj, addr_of(i), false)),
+                    Action::Input(t.from, Input::DialViaFailed(t.target_node, hr)),
                 );
-                self.schedule(self.now + 2 * lat, Action::Input(i, up(j, ci, addr, true)));
-                // Nothing the dialed side sends may land before the dialer saw the
-                // connection up (in QUIC the handshake completes first).
-                self.link_clock.insert((j, cj), self.now + 2 * lat);
+            }
+            Output::AcceptTunnel(tunnel) => {
+                let Some(t) = self.tunnels.get(&tunnel) else {
+                    return;
+                };
+                let (from, from_via, relay) = (t.from, t.from_via, t.relay);
+                let Some((b, cb)) = t.target else {
+                    return;
+                };
+                let (live_a, live_b) = (
+                    self.links.contains_key(&(from, from_via)),
+                    self.links.contains_key(&(b, cb)),
+                );
+                if !live_a || !live_b || self.cut(from, b) {
+                    self.tunnels.remove(&tunnel);
+                    self.schedule(self.now, Action::Input(relay, Input::TunnelEnded(tunnel)));
+                    self.schedule(self.now, Action::Input(b, Input::TunnelEnded(tunnel)));
+                    let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+                    let node = self.nodes[b].node_id();
+                    self.schedule(
+                        self.now,
+                        Action::Input(from, Input::DialViaFailed(node, hr)),
+                    );
+                    return;
+                }
+                let lat = 2 * self.latency();
+                let vias = (
+                    Via {
+                        relay: from_via,
+                        node: self.nodes[b].node_id(),
+                    },
+                    Via {
+                        relay: cb,
+                        node: self.nodes[from].node_id(),
+                    },
+                );
+                let tunnel_addr = SocketAddr::from(([240, 0, 0, 1], tunnel as u16));
+                let (ci, cj) = self.link(from, b, tunnel_addr, tunnel_addr, Some(vias), lat);
+                self.link_tunnel.insert((from, ci), tunnel);
+                self.link_tunnel.insert((b, cj), tunnel);
             }
             Output::Send(conn, msg) => {
                 if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
@@ -460,6 +620,7 @@ impl Sim {
                     self.link_clock.remove(&(i, conn));
                     self.link_clock.remove(&(j, cj));
                     self.schedule(at, Action::Input(j, Input::ConnectionDown(cj)));
+                    self.end_tunnel_of(i, conn, j, cj, at);
                 }
             }
             Output::Event(GroupEvent::RecordChanged {
@@ -476,6 +637,67 @@ impl Sim {
             }
             Output::Event(_) | Output::Persist(_) => {}
         }
+    }
+
+    /// A connection from `i` to `j`: `j` sees it up after `lat`, `i` after twice that.
+    fn link(
+        &mut self,
+        i: usize,
+        j: usize,
+        dialled: SocketAddr,
+        seen_at: SocketAddr,
+        vias: Option<(Via, Via)>,
+        lat: Millis,
+    ) -> (ConnId, ConnId) {
+        let (ci, cj) = (self.next_conn, self.next_conn + 1);
+        self.next_conn += 2;
+        self.links.insert((i, ci), (j, cj));
+        self.links.insert((j, cj), (i, ci));
+        let up = |member: usize, conn, remote, outbound, via| Input::ConnectionUp {
+            conn,
+            member: format!("member-{member}"),
+            remote,
+            outbound,
+            via,
+        };
+        self.schedule(
+            self.now + lat,
+            Action::Input(j, up(i, cj, seen_at, false, vias.map(|v| v.1))),
+        );
+        self.schedule(
+            self.now + 2 * lat,
+            Action::Input(i, up(j, ci, dialled, true, vias.map(|v| v.0))),
+        );
+        // Nothing the dialed side sends may land before the dialer saw the
+        // connection up (in QUIC the handshake completes first).
+        self.link_clock.insert((j, cj), self.now + 2 * lat);
+        (ci, cj)
+    }
+
+    /// A link through a tunnel closed: the relay and the target stop counting the tunnel.
+    fn end_tunnel_of(&mut self, i: usize, ci: ConnId, j: usize, cj: ConnId, at: Millis) {
+        let a = self.link_tunnel.remove(&(i, ci));
+        let b = self.link_tunnel.remove(&(j, cj));
+        if let Some(tunnel) = a.or(b) {
+            if let Some(t) = self.tunnels.remove(&tunnel) {
+                self.schedule(at, Action::Input(t.relay, Input::TunnelEnded(tunnel)));
+                if let Some((target, _)) = t.target {
+                    self.schedule(at, Action::Input(target, Input::TunnelEnded(tunnel)));
+                }
+            }
+        }
+    }
+
+    /// Relayed neighbours right now, over all members (each link counted at both ends).
+    pub fn relayed_links(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|g| {
+                g.neighbours()
+                    .filter(|n| g.relayed_by(n.0).is_some())
+                    .count()
+            })
+            .sum()
     }
 
     fn cut(&self, i: usize, j: usize) -> bool {
@@ -504,6 +726,7 @@ impl Sim {
             self.link_clock.remove(&(j, cj));
             self.schedule(self.now, Action::Input(i, Input::ConnectionDown(ci)));
             self.schedule(self.now, Action::Input(j, Input::ConnectionDown(cj)));
+            self.end_tunnel_of(i, ci, j, cj, self.now);
         }
     }
 

@@ -60,6 +60,9 @@ pub struct Neighbour {
     pub address: SocketAddr,
     /// True when this side dialed.
     pub outbound: bool,
+    /// For a neighbour reached through a relay member: the relay's node id.
+    #[serde(default)]
+    pub relayed_by: Option<u64>,
 }
 
 /// One connection of a group, as `PeerGroupEnumConnections` reports it

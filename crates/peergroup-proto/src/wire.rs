@@ -13,6 +13,8 @@ use crate::records::record::MAX_RECORD_BYTES;
 
 /// Most addresses one member may advertise.
 pub const MAX_ADDRS: usize = 16;
+/// Most relays one member names in its entry ([`PeerEntry::relays`]).
+pub const MAX_RELAYS: usize = 4;
 /// Most members one `Peers` message may list.
 pub const MAX_PEER_ENTRIES: usize = 256;
 /// Longest string field, in bytes.
@@ -97,6 +99,11 @@ pub struct Hello {
     /// mapped address after any NAT; to the one dialled, the address it was reached at
     /// ([`crate::reachability`]).
     pub observed: Option<SocketAddr>,
+    /// True when the sender relays for members of this group ([`crate::relay`]): a member
+    /// behind a NAT may then name it in its [`PeerEntry::relays`].
+    pub relay: bool,
+    /// The version of the sender's own entry ([`PeerEntry::version`]) these addresses are.
+    pub entry_version: u64,
 }
 
 /// A member and where it was last reachable.
@@ -108,6 +115,13 @@ pub struct PeerEntry {
     pub node_id: u64,
     /// Its addresses.
     pub addrs: Vec<SocketAddr>,
+    /// Node ids of relay members it is connected to, through which it can be reached when
+    /// none of its addresses answers (empty for a member with no NAT in front of it).
+    pub relays: Vec<u64>,
+    /// Rises whenever the member changes its entry (its clock in ms when it did): members
+    /// keep the highest version they heard, so an old copy still gossiped never undoes a
+    /// newer one, and gossip of an entry dies out.
+    pub version: u64,
 }
 
 /// Group properties signed by an administrator.
@@ -181,6 +195,8 @@ impl Message {
                 w.u64(h.properties_version);
                 w.u8(h.neighbours);
                 w.addrs(h.observed.as_slice());
+                w.u8(h.relay as u8);
+                w.u64(h.entry_version);
                 (KIND_HELLO, w.0)
             }
             Message::Peers(entries) => {
@@ -189,6 +205,8 @@ impl Message {
                     w.str(&e.member);
                     w.u64(e.node_id);
                     w.addrs(&e.addrs);
+                    w.ids(&e.relays);
+                    w.u64(e.version);
                 }
                 (KIND_PEERS, w.0)
             }
@@ -248,6 +266,8 @@ impl Message {
                     [one] => Some(*one),
                     _ => return Err(WireError::TooLarge("observed address")),
                 },
+                relay: r.flag()?,
+                entry_version: r.u64()?,
             }),
             KIND_PEERS => {
                 let n = r.u16()? as usize;
@@ -260,6 +280,8 @@ impl Message {
                         member: r.str()?,
                         node_id: r.u64()?,
                         addrs: r.addrs()?,
+                        relays: r.ids()?,
+                        version: r.u64()?,
                     });
                 }
                 Message::Peers(entries)
@@ -356,6 +378,13 @@ impl Writer {
         self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
         self.0.extend_from_slice(b);
     }
+    fn ids(&mut self, ids: &[u64]) {
+        let ids = &ids[..ids.len().min(MAX_RELAYS)];
+        self.u8(ids.len() as u8);
+        for id in ids {
+            self.u64(*id);
+        }
+    }
     fn addrs(&mut self, addrs: &[SocketAddr]) {
         let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
         self.u8(addrs.len() as u8);
@@ -433,6 +462,13 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
+    fn ids(&mut self) -> Result<Vec<u64>, WireError> {
+        let n = self.u8()? as usize;
+        if n > MAX_RELAYS {
+            return Err(WireError::TooLarge("relay list"));
+        }
+        (0..n).map(|_| self.u64()).collect()
+    }
     fn addrs(&mut self) -> Result<Vec<SocketAddr>, WireError> {
         let n = self.u8()? as usize;
         if n > MAX_ADDRS {
@@ -477,10 +513,21 @@ mod tests {
                 proptest::collection::vec(addr(), 0..MAX_ADDRS),
                 any::<u64>(),
                 any::<u8>(),
-                proptest::option::of(addr())
+                proptest::option::of(addr()),
+                any::<bool>(),
+                any::<u64>()
             )
                 .prop_map(
-                    |(node_id, listening, addrs, properties_version, neighbours, observed)| {
+                    |(
+                        node_id,
+                        listening,
+                        addrs,
+                        properties_version,
+                        neighbours,
+                        observed,
+                        relay,
+                        entry_version,
+                    )| {
                         Message::Hello(Hello {
                             node_id,
                             listening,
@@ -488,6 +535,8 @@ mod tests {
                             properties_version,
                             neighbours,
                             observed,
+                            relay,
+                            entry_version,
                         })
                     }
                 ),
@@ -495,12 +544,18 @@ mod tests {
                 (
                     "[a-f0-9.]{0,60}",
                     any::<u64>(),
-                    proptest::collection::vec(addr(), 0..4)
+                    proptest::collection::vec(addr(), 0..4),
+                    proptest::collection::vec(any::<u64>(), 0..=MAX_RELAYS),
+                    any::<u64>()
                 )
-                    .prop_map(|(member, node_id, addrs)| PeerEntry {
-                        member,
-                        node_id,
-                        addrs
+                    .prop_map(|(member, node_id, addrs, relays, version)| {
+                        PeerEntry {
+                            member,
+                            node_id,
+                            addrs,
+                            relays,
+                            version,
+                        }
                     }),
                 0..8
             )
@@ -566,6 +621,8 @@ mod tests {
             properties_version: 0,
             neighbours: 3,
             observed: None,
+            relay: false,
+            entry_version: 0,
         })
         .encode();
         assert_eq!(

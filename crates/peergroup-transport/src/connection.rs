@@ -15,6 +15,9 @@
 //! node's close), not until the last handle is dropped: the node keeps it reachable by id,
 //! as Windows keeps a connection reachable by its connection id. Once closed, it releases its
 //! QUIC state; the handles that remain only report the [`CloseReason`].
+//!
+//! Besides the control stream, the peer may open tunnel streams (`crate::tunnel`); a task per
+//! connection takes them until it closes.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ use crate::error::{Result, TransportError};
 use crate::frame::{Frame, FrameDecoder, FrameError};
 use crate::node::{Limits, Registry};
 use crate::trust::Side;
+use crate::tunnel::{self, Hub};
 
 /// What the client writes first on the control stream. It makes the stream visible to the
 /// server (QUIC announces a stream only with its first bytes) and names the stream layout.
@@ -59,6 +63,8 @@ struct Inner {
     id: u64,
     peer_side: Side,
     remote: SocketAddr,
+    /// For a connection through a tunnel: the outer connection it runs on.
+    relayed_via: Option<u64>,
     server_name: String,
     peer_chain: Vec<CertificateDer<'static>>,
     /// Taken (dropped) once the connection is closed, so no QUIC state outlives the close.
@@ -102,18 +108,22 @@ pub(crate) struct Established {
 }
 
 impl Connection {
-    /// Starts the connection's writer and monitor tasks and registers it with the node.
+    /// Starts the connection's writer, tunnel-stream and monitor tasks and registers it with
+    /// the node.
     pub(crate) fn start(
         est: Established,
         id: u64,
         limits: &Limits,
         registry: &Arc<Registry>,
+        hub: &Arc<Hub>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let remote = est.quic.remote_address();
         let inner = Arc::new(Inner {
             id,
             peer_side: est.peer_side,
-            remote: est.quic.remote_address(),
+            remote,
+            relayed_via: hub.table.via_of(remote),
             server_name: est.server_name,
             peer_chain: est.peer_chain,
             quic: Mutex::new(Some(est.quic.clone())),
@@ -138,10 +148,15 @@ impl Connection {
             est.send,
             rx,
         ));
+        let streams = tokio::spawn(tunnel::serve_streams(
+            conn.clone(),
+            est.quic.clone(),
+            hub.clone(),
+        ));
         tokio::spawn(monitor(
             conn.inner.clone(),
             est.quic,
-            writer,
+            [writer, streams],
             Arc::downgrade(registry),
         ));
         conn
@@ -160,6 +175,22 @@ impl Connection {
     /// The peer's UDP address (as first seen; QUIC may migrate later).
     pub fn remote_address(&self) -> SocketAddr {
         self.inner.remote
+    }
+
+    /// For a connection through a tunnel (its remote address is a tunnel end's virtual
+    /// address), the id of the connection the tunnel runs on; `None` for a direct one.
+    pub fn relayed_via(&self) -> Option<u64> {
+        self.inner.relayed_via
+    }
+
+    /// Whether both handles are the same connection (ids are only unique per node).
+    pub(crate) fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The QUIC connection, unless closed and released.
+    pub(crate) fn quic_handle(&self) -> Option<quinn::Connection> {
+        lock(&self.inner.quic).clone()
     }
 
     /// The server name (SNI) of the connection: the one the client asked for, on both sides.
@@ -365,6 +396,7 @@ impl fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("id", &self.inner.id)
             .field("remote", &self.inner.remote)
+            .field("relayed_via", &self.inner.relayed_via)
             .field("server_name", &self.inner.server_name)
             .field("peer_side", &self.inner.peer_side)
             .finish_non_exhaustive()
@@ -423,7 +455,7 @@ async fn write_loop(
 async fn monitor(
     inner: Arc<Inner>,
     quic: quinn::Connection,
-    writer: tokio::task::JoinHandle<()>,
+    [writer, streams]: [tokio::task::JoinHandle<()>; 2],
     registry: Weak<Registry>,
 ) {
     let error = quic.closed().await;
@@ -434,6 +466,9 @@ async fn monitor(
     inner.queue.close();
     lock(&inner.quic).take();
     let _ = writer.await;
+    // It would notice the close too, but it holds a QUIC handle: make sure it is gone.
+    streams.abort();
+    let _ = streams.await;
     {
         let mut half = inner.recv.lock().await;
         if let Some(mut stream) = half.stream.take() {

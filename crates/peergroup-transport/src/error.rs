@@ -7,6 +7,7 @@ use peergroup_identity::hresult::{self, HRESULT};
 
 use crate::close::{CloseCode, CloseReason};
 use crate::frame::FrameError;
+use crate::tunnel::TunnelRefusal;
 
 /// Everything that can go wrong in the transport layer.
 ///
@@ -87,6 +88,10 @@ pub enum TransportError {
     /// The connection is closed; the reason says by whom and how.
     #[error("connection closed: {0}")]
     Closed(CloseReason),
+    /// The relay (or, through it, the target) refused a tunnel, or this node has no room for
+    /// another tunnel end (`Busy`).
+    #[error("tunnel refused: {0}")]
+    TunnelRefused(TunnelRefusal),
     /// The node was closed; it can no longer connect or accept.
     #[error("the node is closed")]
     NodeClosed,
@@ -128,6 +133,7 @@ impl TransportError {
     /// | `Closed` by idle timeout | `PEER_E_TIMEOUT` |
     /// | `Closed` by reset or a transport error | `PEER_E_CONNECTION_FAILED` |
     /// | `Closed` otherwise | `PEER_E_CONNECTION_NOT_FOUND` (the connection is gone) |
+    /// | `TunnelRefused` (any refusal) | `PEER_E_CONNECTION_FAILED` |
     /// | `NodeClosed` | `E_HANDLE` (like a closed handle) |
     /// | `Internal` | `E_FAIL` |
     pub fn hresult(&self) -> HRESULT {
@@ -154,6 +160,7 @@ impl TransportError {
                 }
                 _ => hresult::PEER_E_CONNECTION_NOT_FOUND,
             },
+            TunnelRefused(_) => hresult::PEER_E_CONNECTION_FAILED,
             NodeClosed => hresult::E_HANDLE,
             Internal(_) => hresult::E_FAIL,
         }
@@ -226,5 +233,13 @@ mod tests {
             waited: Duration::from_secs(1),
         };
         assert_eq!(stalled.hresult(), PEER_E_TIMEOUT);
+        for refusal in TunnelRefusal::ALL {
+            let e = TransportError::TunnelRefused(refusal);
+            assert_eq!(e.hresult() as u32, 0x8063_0109, "{e}");
+        }
+        assert_eq!(
+            TransportError::TunnelRefused(TunnelRefusal::NotAllowed).to_string(),
+            "tunnel refused: NOT_ALLOWED (1)"
+        );
     }
 }

@@ -8,6 +8,11 @@
 //! bounded queues; it ends with a [`CloseCode`] the peer observes. The wire protocol is in
 //! `docs/protocol.md`; [`TransportError::hresult`] is the one table to Windows HRESULTs.
 //!
+//! A node can reach a node it cannot route to through a third one both can reach: tunnels
+//! ([`Node::open_tunnel`], [`Node::accept_tunnel`], [`IncomingTunnel`]) are virtual UDP paths
+//! over extra streams of member connections, each end a virtual address in 240.0.0.0/4 that
+//! [`Node::connect`] dials as any other; the relay copies end-to-end QUIC ciphertext.
+//!
 //! Without the default `quic` feature the crate is only the frame codec, close codes, listen
 //! address parsing and the error type: what the fuzz crate builds, without quinn and rustls.
 
@@ -19,6 +24,7 @@ pub mod close;
 pub mod error;
 pub mod frame;
 pub mod listen;
+pub mod tunnel;
 
 #[cfg(feature = "quic")]
 mod connection;
@@ -37,6 +43,10 @@ pub use close::{CloseCode, CloseReason};
 pub use error::{Result, TransportError};
 pub use frame::{Frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use listen::{default_listen_addr, DEFAULT_LISTEN, LISTEN_ENV};
+pub use tunnel::{
+    TunnelRefusal, MAX_TUNNELS_PER_CONNECTION, MAX_TUNNEL_ENDS, MAX_TUNNEL_PACKET, TUNNEL_BACKLOG,
+    TUNNEL_MAGIC, TUNNEL_QUEUE_PACKETS, TUNNEL_RECV_PACKETS,
+};
 
 #[cfg(feature = "quic")]
 pub use connection::{Connection, CLIENT_PREAMBLE, SERVER_PREAMBLE};
@@ -49,6 +59,8 @@ pub use node::{Limits, Node, NodeConfig};
 pub use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 #[cfg(feature = "quic")]
 pub use trust::{PinnedCertificates, Side, TrustError, TrustPolicy};
+#[cfg(feature = "quic")]
+pub use tunnel::{IncomingTunnel, RelayedTunnel, TunnelInfo, TunnelOffer, TunnelRequest};
 
 /// The ALPN protocol id every Peergroup connection negotiates.
 pub const ALPN: &[u8] = b"peergroup/1";

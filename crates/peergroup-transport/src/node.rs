@@ -1,4 +1,5 @@
-//! The node: one QUIC endpoint (one UDP socket) that accepts and makes connections.
+//! The node: one QUIC endpoint (one UDP socket) that accepts and makes connections, and the
+//! tunnels that reach nodes it cannot route to (`crate::tunnel`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use crate::credentials::{CredentialResolver, Credentials};
 use crate::error::{Result, TransportError};
 use crate::frame::MAX_ENCODED_FRAME_LEN;
 use crate::trust::{Side, TrustPolicy};
+use crate::tunnel::{self, Hub, IncomingTunnel, TunnelInfo};
 use crate::{socket, tls};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -26,16 +28,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// these; the defaults suit a group over the Internet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// How long a handshake (TLS plus control stream set-up) may take, each way.
+    /// How long a handshake (TLS plus control stream set-up) may take, each way; also how long
+    /// a tunnel stream may take for its header, and an opener for its answer.
     pub handshake_timeout: Duration,
-    /// A connection that hears nothing for this long is closed ([`CloseReason::TimedOut`]).
+    /// A connection that hears nothing for this long is closed ([`CloseReason::TimedOut`]);
+    /// a tunnel end that carries no datagram either way for this long ends.
     ///
     /// [`CloseReason::TimedOut`]: crate::CloseReason::TimedOut
     pub idle_timeout: Duration,
     /// How often an idle connection sends a keep-alive; below `idle_timeout`.
     pub keep_alive: Duration,
-    /// QUIC flow-control window of the control stream, in bytes: how much a peer may send
-    /// before we read it, and how much we may have in flight before the peer reads.
+    /// QUIC flow-control window of the control stream and of each tunnel stream, in bytes:
+    /// how much a peer may send before we read it, and how much we may have in flight before
+    /// the peer reads. The connection as a whole gets one such window per possible stream
+    /// (`1 + MAX_TUNNELS_PER_CONNECTION`), so tunnels never take the control stream's.
     pub stream_window: u32,
     /// Bound of each connection's send queue, in bytes; at least [`MAX_ENCODED_FRAME_LEN`].
     pub send_queue_bytes: usize,
@@ -173,6 +179,7 @@ struct NodeInner {
     local_addr: SocketAddr,
     limits: Limits,
     registry: Arc<Registry>,
+    hub: Arc<Hub>,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
     accept_task: JoinHandle<()>,
     released: Mutex<Option<oneshot::Receiver<()>>>,
@@ -187,6 +194,7 @@ impl Drop for NodeInner {
                 b"node dropped",
             );
         }
+        self.hub.shutdown();
         self.accept_task.abort();
     }
 }
@@ -211,9 +219,12 @@ impl Node {
         let local_addr = udp
             .local_addr()
             .map_err(|source| TransportError::Bind { addr, source })?;
+        let table = Arc::new(tunnel::Table::new(local_addr.is_ipv6()));
+        let (port, inbound) = tunnel::Port::new(table.clone());
+        let hub = Hub::new(table, inbound, &config.limits);
         let runtime = Arc::new(quinn::TokioRuntime);
-        let (udp, released) =
-            socket::wrap(&*runtime, udp).map_err(|source| TransportError::Bind { addr, source })?;
+        let (udp, released) = socket::wrap(&*runtime, udp, port)
+            .map_err(|source| TransportError::Bind { addr, source })?;
         let endpoint = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -227,6 +238,7 @@ impl Node {
             endpoint.clone(),
             config.limits.clone(),
             registry.clone(),
+            hub.clone(),
             tx,
         ));
         tracing::debug!(%local_addr, "node listening");
@@ -236,6 +248,7 @@ impl Node {
                 local_addr,
                 limits: config.limits,
                 registry,
+                hub,
                 accepted: tokio::sync::Mutex::new(rx),
                 accept_task,
                 released: Mutex::new(Some(released)),
@@ -354,6 +367,7 @@ impl Node {
             id,
             &self.inner.limits,
             &self.inner.registry,
+            &self.inner.hub,
         ))
     }
 
@@ -382,10 +396,55 @@ impl Node {
         self.inner.registry.all()
     }
 
+    /// Asks the relay at the other end of `via` for a tunnel to node `target` (an id of the
+    /// group layer's choosing), and returns the tunnel end's virtual address.
+    ///
+    /// Connect to that address with [`Node::connect`] as to a real one: the connection runs
+    /// end to end through the tunnel (the relay sees only its ciphertext), and several
+    /// connections may share the tunnel. A tunnel we opened on `via` to `target` that is still
+    /// open is returned again, without asking the relay. The request waits at most the
+    /// handshake timeout, including the wait for a free tunnel stream when
+    /// [`MAX_TUNNELS_PER_CONNECTION`](crate::MAX_TUNNELS_PER_CONNECTION) are open on `via`.
+    ///
+    /// Errors: [`TransportError::TunnelRefused`] with the relay's answer, or `Busy` when this
+    /// node has [`MAX_TUNNEL_ENDS`](crate::MAX_TUNNEL_ENDS) ends open;
+    /// [`TransportError::ConnectFailed`] for no answer in time or a failed stream;
+    /// [`TransportError::UnknownConnection`] if `via` is not this node's;
+    /// [`TransportError::Closed`], [`TransportError::NodeClosed`].
+    pub async fn open_tunnel(&self, via: &Connection, target: u64) -> Result<SocketAddr> {
+        if !self
+            .inner
+            .registry
+            .get(via.id())
+            .is_some_and(|c| c.same_as(via))
+        {
+            return Err(match via.close_reason() {
+                Some(reason) => TransportError::Closed(reason),
+                None => TransportError::UnknownConnection(via.id()),
+            });
+        }
+        self.inner.hub.open_tunnel(via, target).await
+    }
+
+    /// The next tunnel request or offer a peer sent; `None` once the node is closed.
+    ///
+    /// At most [`TUNNEL_BACKLOG`](crate::TUNNEL_BACKLOG) wait; more are refused with
+    /// [`TunnelRefusal::Busy`](crate::TunnelRefusal::Busy). Answer each soon: the opener waits
+    /// at most its handshake timeout.
+    pub async fn accept_tunnel(&self) -> Option<IncomingTunnel> {
+        self.inner.hub.accept().await
+    }
+
+    /// The open tunnel ends, by virtual address.
+    pub fn tunnels(&self) -> Vec<TunnelInfo> {
+        self.inner.hub.table.list()
+    }
+
     /// Closes the node: every connection with `code`, then waits (at most `timeout`) until the
     /// peers were told and the UDP socket is closed.
     ///
-    /// When this returns `Ok`, the port is free again. On
+    /// Every tunnel end and relayed tunnel ends too, and [`Node::accept_tunnel`] returns
+    /// `None`. When this returns `Ok`, the port is free again. On
     /// [`TransportError::CloseTimedOut`] (`PEER_E_TIMEOUT`) the connections are closed but
     /// some peer may not have been told; the socket goes when the last QUIC task ends. A
     /// second call returns `Ok` at once.
@@ -400,6 +459,9 @@ impl Node {
         }
         endpoint.close(quinn::VarInt::from_u32(code.code()), b"node closed");
         self.inner.accept_task.abort();
+        // Every tunnel task ends; their streams hold QUIC state (and so the socket).
+        self.inner.hub.shutdown();
+        let hub = self.inner.hub.clone();
         // Connections accepted but not yet taken are closed now; none is handed out after this.
         // (An `accept` already waiting holds the lock; it gets `None` when the senders go.)
         if let Ok(mut accepted) = self.inner.accepted.try_lock() {
@@ -407,6 +469,8 @@ impl Node {
             while accepted.try_recv().is_ok() {}
         }
         let wait = async move {
+            // Tunnel requests and offers nobody took are dropped.
+            hub.drain().await;
             // Every connection has sent its close and drained.
             endpoint.wait_idle().await;
             // Every connection has dropped its QUIC handles.
@@ -455,6 +519,7 @@ async fn accept_loop(
     endpoint: quinn::Endpoint,
     limits: Limits,
     registry: Arc<Registry>,
+    hub: Arc<Hub>,
     tx: mpsc::Sender<Connection>,
 ) {
     let pending = Arc::new(Semaphore::new(limits.max_pending_handshakes));
@@ -464,10 +529,11 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         };
-        let (limits, registry, tx) = (limits.clone(), registry.clone(), tx.clone());
+        let (limits, registry, hub, tx) =
+            (limits.clone(), registry.clone(), hub.clone(), tx.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            match accept_one(incoming, &limits, &registry).await {
+            match accept_one(incoming, &limits, &registry, &hub).await {
                 Ok(conn) => {
                     // Holds the handshake permit while the backlog is full.
                     if tx.send(conn.clone()).await.is_err() {
@@ -486,6 +552,7 @@ async fn accept_one(
     incoming: quinn::Incoming,
     limits: &Limits,
     registry: &Arc<Registry>,
+    hub: &Arc<Hub>,
 ) -> Result<Connection> {
     let addr = incoming.remote_address();
     let handshake = async {
@@ -529,6 +596,7 @@ async fn accept_one(
         registry.next_id(),
         limits,
         registry,
+        hub,
     ))
 }
 
@@ -711,6 +779,136 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(s.connections().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_that_is_not_a_tunnel_is_reset_and_the_connection_goes_on() {
+        use crate::frame::Frame;
+        use crate::tunnel::TunnelRefusal;
+        let server = identity();
+        let (client_key, client_cert) = identity();
+        let (s, c) = nodes(&server, &client_cert);
+        let quic = raw_connect(&c, &s, &creds(&client_key, &client_cert), &server.1)
+            .await
+            .unwrap();
+        let Ok((mut control, _control_recv)) = connection::open_control(&quic).await else {
+            panic!("control stream set-up failed");
+        };
+        let inc = tokio::time::timeout(BOUND, s.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let request = |kind: u8, node: u64| {
+            let mut h = b"PGT1".to_vec();
+            h.push(kind);
+            h.extend_from_slice(&node.to_be_bytes());
+            h
+        };
+        let garbage: [(Vec<u8>, bool); 3] = [
+            (b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec(), false),
+            (request(9, 7), false),
+            // A header cut short by the end of the stream.
+            (b"PGT1\x01".to_vec(), true),
+        ];
+        for (bytes, finish) in garbage {
+            let (mut send, mut recv) = quic.open_bi().await.unwrap();
+            send.write_all(&bytes).await.unwrap();
+            if finish {
+                send.finish().unwrap();
+            }
+            let read = tokio::time::timeout(BOUND, recv.read(&mut [0u8; 1]))
+                .await
+                .unwrap();
+            let code = quinn::VarInt::from_u32(CloseCode::ProtocolViolation.code());
+            assert!(
+                matches!(read, Err(quinn::ReadError::Reset(c)) if c == code),
+                "{read:?}"
+            );
+        }
+        // The connection is untouched: frames still arrive, and a real request is one.
+        let frame = Frame::new(5, &b"still here"[..]).unwrap();
+        control.write_all(&frame.header()).await.unwrap();
+        control.write_all(frame.payload()).await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(BOUND, inc.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+            frame
+        );
+        let (mut send, mut recv) = quic.open_bi().await.unwrap();
+        send.write_all(&request(1, 7)).await.unwrap();
+        let Some(IncomingTunnel::Request(req)) = tokio::time::timeout(BOUND, s.accept_tunnel())
+            .await
+            .unwrap()
+        else {
+            panic!("expected a tunnel request");
+        };
+        assert_eq!((req.target(), req.via().id()), (7, inc.id()));
+        req.refuse(TunnelRefusal::UnknownTarget);
+        let mut answer = [0u8; 1];
+        tokio::time::timeout(BOUND, recv.read_exact(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, [TunnelRefusal::UnknownTarget.code()]);
+        assert!(inc.close_reason().is_none());
+        assert!(quic.close_reason().is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_a_node_ends_its_tunnels_and_accept_tunnel() {
+        let server = identity();
+        let (client_key, client_cert) = identity();
+        let (s, c) = nodes(&server, &client_cert);
+        let quic = raw_connect(&c, &s, &creds(&client_key, &client_cert), &server.1)
+            .await
+            .unwrap();
+        let Ok(_control) = connection::open_control(&quic).await else {
+            panic!("control stream set-up failed");
+        };
+        let offer = |from: u64| {
+            let quic = quic.clone();
+            async move {
+                let (mut send, recv) = quic.open_bi().await.unwrap();
+                let mut header = b"PGT1\x02".to_vec();
+                header.extend_from_slice(&from.to_be_bytes());
+                send.write_all(&header).await.unwrap();
+                (send, recv)
+            }
+        };
+        let (_send, mut recv) = offer(3).await;
+        let Some(IncomingTunnel::Offer(o)) = tokio::time::timeout(BOUND, s.accept_tunnel())
+            .await
+            .unwrap()
+        else {
+            panic!("expected a tunnel offer");
+        };
+        assert_eq!(o.from(), 3);
+        let end = o.accept().unwrap();
+        let mut answer = [0u8; 1];
+        tokio::time::timeout(BOUND, recv.read_exact(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer, [0]);
+        assert_eq!(s.tunnels().len(), 1);
+        assert_eq!(s.tunnels()[0].addr, end);
+        // Another offer nobody takes, and somebody waiting for one, when the node closes.
+        let _untaken = offer(4).await;
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move { s.accept_tunnel().await.is_none() }
+        });
+        let addr = s.local_addr();
+        tokio::time::timeout(BOUND, s.close(CloseCode::Shutdown, BOUND))
+            .await
+            .unwrap()
+            .unwrap();
+        std::net::UdpSocket::bind(addr).expect("port released with tunnels open");
+        assert!(tokio::time::timeout(BOUND, waiting).await.unwrap().unwrap());
+        assert!(s.tunnels().is_empty());
+        assert!(s.accept_tunnel().await.is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

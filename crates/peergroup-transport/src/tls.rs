@@ -25,6 +25,7 @@ use crate::credentials::{CredentialResolver, Credentials};
 use crate::error::{Result, TransportError};
 use crate::node::Limits;
 use crate::trust::{Side, TrustError, TrustPolicy};
+use crate::tunnel::MAX_TUNNELS_PER_CONNECTION;
 use crate::ALPN;
 
 /// The handshake signature schemes we offer and accept: those of the identity layer's keys.
@@ -244,22 +245,34 @@ fn internal(e: impl fmt::Display) -> TransportError {
     TransportError::Internal(e.to_string())
 }
 
-/// The QUIC transport parameters, the same bounds on both sides except who may open the stream.
-fn transport_config(limits: &Limits, accepts_stream: bool) -> Result<quinn::TransportConfig> {
+/// The QUIC transport parameters, the same bounds on both sides except who may open the
+/// control stream.
+///
+/// Each side may open [`MAX_TUNNELS_PER_CONNECTION`] tunnel streams; the server also accepts the
+/// control stream. Every stream gets `stream_window`, and the connection as a whole
+/// `stream_window` per possible stream, so that full tunnels never starve the control stream:
+/// the peer can make us buffer at most `stream_window * (1 + MAX_TUNNELS_PER_CONNECTION)`
+/// bytes per connection (14 MiB with the defaults), and we keep as much unacknowledged.
+fn transport_config(limits: &Limits, accepts_control: bool) -> Result<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    // The client opens the one control stream; nothing else may be opened.
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(u32::from(accepts_stream)));
+    let streams = MAX_TUNNELS_PER_CONNECTION + u32::from(accepts_control);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(streams));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
     let idle = quinn::IdleTimeout::try_from(limits.idle_timeout)
         .map_err(|_| TransportError::InvalidConfig("idle timeout out of range".into()))?;
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(limits.keep_alive));
-    let window = quinn::VarInt::from_u32(limits.stream_window);
-    t.stream_receive_window(window);
-    t.receive_window(window);
-    t.send_window(u64::from(limits.stream_window));
+    t.stream_receive_window(quinn::VarInt::from_u32(limits.stream_window));
+    let total = connection_window(limits);
+    t.receive_window(quinn::VarInt::from_u64(total).map_err(internal)?);
+    t.send_window(total);
     t.datagram_receive_buffer_size(None);
     Ok(t)
+}
+
+/// The connection-level flow-control window: one stream window per possible stream.
+fn connection_window(limits: &Limits) -> u64 {
+    u64::from(limits.stream_window) * u64::from(1 + MAX_TUNNELS_PER_CONNECTION)
 }
 
 /// The endpoint's one server configuration: certificate by SNI, client certificate required.
@@ -340,6 +353,7 @@ mod tests {
             }
         }
         let limits = Limits::default();
+        assert_eq!(connection_window(&limits), 14 * 1024 * 1024);
         server_config(
             Arc::new(crate::credentials::NoCredentials),
             Arc::new(No),

@@ -13,6 +13,7 @@
 //! {"cmd":"invite","xml":"…"}             -> {"ok":true,"invitation":"…"}
 //! {"cmd":"join","invitation":"…"}        -> {"ok":true,"group":"…"}
 //! {"cmd":"connect"}                      -> {"ok":true}
+//! {"cmd":"relay","on":true}              -> {"ok":true}   (relay for other members)
 //! {"cmd":"status"}                       -> {"ok":true,"status":3,"neighbours":[…],
 //!                                            "disconnects":[…],"listen":[…],
 //!                                            "advertised":[…],"nat":"…"}
@@ -32,7 +33,8 @@
 //! bytes, each preceded by its length (8 bytes big-endian). Two hosts with the same digest hold
 //! the same versions of the same records with the same payloads and signatures.
 //!
-//! A neighbour is `{"connection_id","member","node_id","address","outbound"}`; a disconnect is
+//! A neighbour is `{"connection_id","member","node_id","address","outbound","relayed_by"}`
+//! (`relayed_by`: the relay's node id, or null for a direct connection); a disconnect is
 //! `{"kind":"timed_out"|"peer"|"local"|"reset"|"transport"|"peer_unknown_code","text"}`.
 //! End of input closes the group and exits 0. The transport runs with a short idle timeout
 //! (3 s, keep-alives every second) so that a host cut off from the network is noticed soon.
@@ -156,6 +158,7 @@ impl Peer {
                     "node_id": n.node_id,
                     "address": n.address.to_string(),
                     "outbound": n.outbound,
+                    "relayed_by": n.relayed_by,
                 })
             })
             .collect();
@@ -221,6 +224,11 @@ impl Peer {
             }
             "connect" => {
                 self.group()?.connect().await?;
+                Ok(json!({ "ok": true }))
+            }
+            "relay" => {
+                let on = req.get("on").and_then(Value::as_bool).unwrap_or(true);
+                self.group()?.set_relay(on)?;
                 Ok(json!({ "ok": true }))
             }
             "status" => self.status(),

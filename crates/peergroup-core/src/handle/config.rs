@@ -141,6 +141,7 @@ impl LocalPeergroup {
                 format: 1,
                 properties: config.properties.clone(),
                 synced: config.synced,
+                relay: false,
             },
             &config.grc_der,
             &config.gmc_chain,

@@ -1,0 +1,131 @@
+//! Member relays in the simulated network: members behind NATs (nobody can dial them) reach
+//! each other through relay members, within the relays' bounds, and a direct link is never
+//! replaced by a relayed one.
+
+use peergroup_proto::relay::MAX_TUNNELS_PER_RELAY;
+use peergroup_proto::sim::{Sim, SimConfig};
+
+const TYPE: [u8; 16] = [0x52; 16];
+
+fn natted_sim(members: usize, seed: u64, relay_per_mille: u64) -> Sim {
+    let mut sim = Sim::new(SimConfig {
+        members,
+        seed,
+        records: true,
+        nat_per_mille: 500,
+        relay_per_mille,
+        ..SimConfig::default()
+    });
+    sim.run_until(120_000);
+    sim
+}
+
+/// Links between two members behind NATs, and how many of them run through a relay.
+fn natted_pairs(sim: &Sim) -> (usize, usize) {
+    let mut pairs = 0;
+    let mut relayed = 0;
+    for (i, g) in sim.nodes.iter().enumerate() {
+        if !sim.natted[i] {
+            continue;
+        }
+        for (conn, _, node, _, _) in g.neighbours() {
+            let j = sim.nodes.iter().position(|o| o.node_id() == node).unwrap();
+            if sim.natted[j] {
+                pairs += 1;
+                if g.relayed_by(conn).is_some() {
+                    relayed += 1;
+                }
+            }
+        }
+    }
+    (pairs, relayed)
+}
+
+#[test]
+fn members_behind_nats_meet_through_relays_within_the_bounds() {
+    let n = 200;
+    let mut sim = natted_sim(n, 5, 100);
+    assert!(sim.connected(), "the group formed");
+    let natted = sim.natted.iter().filter(|x| **x).count();
+    let relays = sim.relaying.iter().filter(|x| **x).count();
+    assert!(
+        natted > 60 && relays >= 2,
+        "{natted} behind NATs, {relays} relays"
+    );
+    let (pairs, relayed) = natted_pairs(&sim);
+    assert!(pairs > 0, "members behind NATs became neighbours");
+    assert_eq!(pairs, relayed, "and every such link runs through a relay");
+    assert!(sim.max_carried > 0 && sim.max_carried <= MAX_TUNNELS_PER_RELAY);
+    // A relayed neighbour is relayed by a member that relays.
+    for g in &sim.nodes {
+        for (conn, ..) in g.neighbours() {
+            if let Some(relay) = g.relayed_by(conn) {
+                let r = sim.nodes.iter().position(|o| o.node_id() == relay).unwrap();
+                assert!(sim.relaying[r] && !sim.natted[r]);
+            }
+        }
+    }
+    // Records flood over relayed links like any other.
+    let writer = sim.natted.iter().position(|x| *x).unwrap();
+    sim.add_record(writer, TYPE, b"behind a NAT".to_vec());
+    let t = sim.now();
+    sim.run_until(t + 10_000);
+    for (_, d) in sim.deliveries() {
+        assert!(d.seen.iter().all(|s| s.is_some()), "reached every member");
+    }
+}
+
+#[test]
+fn without_relays_members_behind_nats_never_link_with_each_other() {
+    let sim = natted_sim(120, 6, 0);
+    assert!(sim.connected(), "they still join through public members");
+    assert_eq!(natted_pairs(&sim), (0, 0));
+    assert_eq!(sim.relayed_links(), 0);
+    assert_eq!(sim.max_carried, 0);
+}
+
+#[test]
+fn when_the_plain_public_members_leave_members_behind_nats_keep_their_relayed_links() {
+    let n = 150;
+    let mut sim = natted_sim(n, 7, 150);
+    let leaving: Vec<usize> = (1..n)
+        .filter(|&i| !sim.natted[i] && !sim.relaying[i])
+        .collect();
+    assert!(!leaving.is_empty());
+    for &i in &leaving {
+        sim.leave(i);
+    }
+    let t = sim.now();
+    sim.run_until(t + 60_000);
+    for i in (0..n).filter(|i| sim.natted[*i]) {
+        assert!(
+            sim.nodes[i].neighbours().count() > 0,
+            "member {i} behind a NAT kept neighbours"
+        );
+    }
+    let (pairs, relayed) = natted_pairs(&sim);
+    assert_eq!(pairs, relayed);
+    assert!(relayed > 0);
+    // A record written behind a NAT reaches the relays that carry its links.
+    let writer = (0..n).rev().find(|i| sim.natted[*i]).unwrap();
+    let id = sim.add_record(writer, TYPE, b"after the exodus".to_vec());
+    let t = sim.now();
+    sim.run_until(t + 10_000);
+    let relays_of_writer: Vec<u64> = sim.nodes[writer]
+        .neighbours()
+        .filter_map(|nb| sim.nodes[writer].relayed_by(nb.0))
+        .collect();
+    for relay in relays_of_writer {
+        let r = sim.nodes.iter().position(|g| g.node_id() == relay).unwrap();
+        assert!(sim.record(r, &id).is_some(), "relay {r} got it");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_relayed_run() {
+    let a = natted_sim(80, 9, 200);
+    let b = natted_sim(80, 9, 200);
+    assert_eq!(a.messages, b.messages);
+    assert_eq!(a.relayed_links(), b.relayed_links());
+    assert_eq!(natted_pairs(&a), natted_pairs(&b));
+}

@@ -1,0 +1,143 @@
+//! The relay's part of a tunnel: copy the requester's stream into the target's and back.
+//!
+//! The relay reads a chunk only once it has written the last one, so QUIC flow control makes a
+//! fast side wait for a slow one and the relay buffers at most one chunk each way. What it
+//! copies is the ends' packet framing around end-to-end QUIC packets: ciphertext to it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use quinn::{RecvStream, SendStream};
+use tokio::sync::watch;
+
+use super::hub::Hub;
+use super::stream::{self, Streams};
+
+/// Largest chunk held per direction.
+const RELAY_CHUNK: usize = 64 * 1024;
+
+/// A tunnel this node relays. Cheap to clone; the copying goes on whether or not a handle is
+/// kept, until either side ends.
+#[derive(Clone)]
+pub struct RelayedTunnel {
+    state: Arc<State>,
+}
+
+struct State {
+    up: AtomicU64,
+    down: AtomicU64,
+    ended: watch::Sender<bool>,
+}
+
+impl RelayedTunnel {
+    /// Bytes copied so far: (requester to target, target to requester), framing included.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.state.up.load(Ordering::Relaxed),
+            self.state.down.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the tunnel has ended.
+    pub fn is_ended(&self) -> bool {
+        *self.state.ended.borrow()
+    }
+
+    /// Waits until the tunnel has ended (either side ended or failed, or the node closed).
+    pub async fn ended(&self) {
+        let mut rx = self.state.ended.subscribe();
+        let _ = rx.wait_for(|ended| *ended).await;
+    }
+}
+
+impl fmt::Debug for RelayedTunnel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayedTunnel")
+            .field("bytes", &self.bytes())
+            .field("ended", &self.is_ended())
+            .finish()
+    }
+}
+
+/// Starts copying between the requester's and the target's streams, both answered already.
+pub(crate) fn start(hub: &Arc<Hub>, requester: Streams, target: Streams) -> RelayedTunnel {
+    let state = Arc::new(State {
+        up: AtomicU64::new(0),
+        down: AtomicU64::new(0),
+        ended: watch::Sender::new(false),
+    });
+    tokio::spawn(pump(hub.closing(), requester, target, state.clone()));
+    RelayedTunnel { state }
+}
+
+/// The two sides of a relayed tunnel.
+enum Side {
+    Requester,
+    Target,
+}
+
+/// How one direction of copying ended.
+enum Copy {
+    /// Its source finished: finish its destination.
+    Finished,
+    /// Its source or destination failed.
+    Failed,
+}
+
+async fn pump(
+    closing: impl std::future::Future<Output = ()>,
+    (mut a_send, mut a_recv): Streams,
+    (mut b_send, mut b_recv): Streams,
+    state: Arc<State>,
+) {
+    // Which side's stream ended cleanly first: its end of stream is passed on; everything
+    // else is reset, since a tunnel ends with either half.
+    let finished = {
+        let up = copy(&mut a_recv, &mut b_send, &state.up);
+        let down = copy(&mut b_recv, &mut a_send, &state.down);
+        tokio::select! {
+            c = up => matches!(c, Copy::Finished).then_some(Side::Requester),
+            c = down => matches!(c, Copy::Finished).then_some(Side::Target),
+            () = closing => None,
+        }
+    };
+    match finished {
+        Some(Side::Requester) => {
+            let _ = b_send.finish();
+            let _ = a_send.reset(stream::ENDED);
+        }
+        Some(Side::Target) => {
+            let _ = a_send.finish();
+            let _ = b_send.reset(stream::ENDED);
+        }
+        None => {
+            let _ = a_send.reset(stream::ENDED);
+            let _ = b_send.reset(stream::ENDED);
+        }
+    }
+    let _ = a_recv.stop(stream::ENDED);
+    let _ = b_recv.stop(stream::ENDED);
+    let (up, down) = (
+        state.up.load(Ordering::Relaxed),
+        state.down.load(Ordering::Relaxed),
+    );
+    tracing::debug!(up, down, "relayed tunnel ended");
+    state.ended.send_replace(true);
+}
+
+async fn copy(from: &mut RecvStream, to: &mut SendStream, count: &AtomicU64) -> Copy {
+    loop {
+        match from.read_chunk(RELAY_CHUNK, true).await {
+            Ok(Some(chunk)) => {
+                let len = chunk.bytes.len() as u64;
+                if to.write_chunk(chunk.bytes).await.is_err() {
+                    return Copy::Failed;
+                }
+                count.fetch_add(len, Ordering::Relaxed);
+            }
+            Ok(None) => return Copy::Finished,
+            Err(_) => return Copy::Failed,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The bytes of a tunnel stream: its header, and then length-prefixed datagrams.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{MAX_TUNNEL_PACKET, TUNNEL_MAGIC};
+
+/// Header length: magic, kind, node id.
+pub(crate) const HEADER_LEN: usize = 4 + 1 + 8;
+
+/// What the opener of a tunnel stream asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// "Relay me to node `node`" (to a relay).
+    Request = 1,
+    /// "Node `node` wants a path to you through me" (from a relay).
+    Offer = 2,
+}
+
+/// The first bytes of a tunnel stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub kind: Kind,
+    pub node: u64,
+}
+
+impl Header {
+    pub fn encode(self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[..4].copy_from_slice(&TUNNEL_MAGIC);
+        out[4] = self.kind as u8;
+        out[5..].copy_from_slice(&self.node.to_be_bytes());
+        out
+    }
+
+    /// The header, or why these bytes are not one.
+    pub fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Header, &'static str> {
+        if bytes[..4] != TUNNEL_MAGIC {
+            return Err("not a tunnel stream (bad magic)");
+        }
+        let kind = match bytes[4] {
+            1 => Kind::Request,
+            2 => Kind::Offer,
+            _ => return Err("unknown tunnel kind"),
+        };
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&bytes[5..]);
+        Ok(Header {
+            kind,
+            node: u64::from_be_bytes(id),
+        })
+    }
+}
+
+/// The length prefix of one datagram, or `None` for one a tunnel cannot carry.
+pub(crate) fn length_prefix(len: usize) -> Option<[u8; 2]> {
+    (1..=MAX_TUNNEL_PACKET)
+        .contains(&len)
+        .then(|| (len as u16).to_be_bytes())
+}
+
+/// Splits the packet stream back into datagrams; holds at most one unfinished datagram plus
+/// the chunk being pushed.
+#[derive(Default)]
+pub(crate) struct PacketDecoder {
+    buf: BytesMut,
+}
+
+impl PacketDecoder {
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next whole datagram, `Ok(None)` if more bytes are needed, `Err` for a length of 0 or
+    /// above [`MAX_TUNNEL_PACKET`], which ends the tunnel.
+    pub fn next_packet(&mut self) -> Result<Option<Bytes>, usize> {
+        if self.buf.len() < 2 {
+            return Ok(None);
+        }
+        let len = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
+        if len == 0 || len > MAX_TUNNEL_PACKET {
+            return Err(len);
+        }
+        if self.buf.len() < 2 + len {
+            return Ok(None);
+        }
+        self.buf.advance(2);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_bad_ones_are_refused() {
+        for kind in [Kind::Request, Kind::Offer] {
+            let h = Header {
+                kind,
+                node: 0x0102_0304_0506_0708,
+            };
+            let bytes = h.encode();
+            assert_eq!(&bytes[..4], b"PGT1");
+            assert_eq!(bytes[4], kind as u8);
+            assert_eq!(&bytes[5..], &[1, 2, 3, 4, 5, 6, 7, 8]);
+            assert_eq!(Header::decode(&bytes), Ok(h));
+        }
+        let mut bad = Header {
+            kind: Kind::Request,
+            node: 1,
+        }
+        .encode();
+        bad[4] = 3;
+        assert!(Header::decode(&bad).is_err());
+        assert!(Header::decode(b"HTTP/1.1 200 ").is_err());
+    }
+
+    #[test]
+    fn packets_split_at_their_prefixes_in_any_chunking() {
+        let packets: Vec<Vec<u8>> = vec![vec![1], vec![2; 1200], vec![3; MAX_TUNNEL_PACKET]];
+        let mut stream = Vec::new();
+        for p in &packets {
+            stream.extend_from_slice(&length_prefix(p.len()).unwrap());
+            stream.extend_from_slice(p);
+        }
+        for chunk in [1, 7, 1500, stream.len()] {
+            let mut d = PacketDecoder::default();
+            let mut out = Vec::new();
+            for c in stream.chunks(chunk) {
+                d.push(c);
+                while let Some(p) = d.next_packet().unwrap() {
+                    out.push(p.to_vec());
+                }
+            }
+            assert_eq!(out, packets, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn lengths_outside_the_bound_end_the_tunnel() {
+        assert_eq!(length_prefix(0), None);
+        assert_eq!(length_prefix(MAX_TUNNEL_PACKET + 1), None);
+        assert_eq!(length_prefix(MAX_TUNNEL_PACKET), Some([0xFF, 0xF7]));
+        for prefix in [[0u8, 0], [0xFF, 0xF8], [0xFF, 0xFF]] {
+            let mut d = PacketDecoder::default();
+            d.push(&prefix);
+            assert!(d.next_packet().is_err(), "{prefix:?}");
+        }
+    }
+}

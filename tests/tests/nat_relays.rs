@@ -1,0 +1,138 @@
+//! Member relays in the NAT lab (`common/lab.rs`), as real `pg-peer` processes.
+//!
+//! Two public members R1 and R2 relay; A sits behind a symmetric NAT and B behind a
+//! port-restricted one, so neither can ever dial the other (A's mapping changes per
+//! destination, B's NAT admits only hosts B has sent to). Both join through R1, then become
+//! each other's neighbours through a tunnel one of the relays carries: an end-to-end member
+//! connection whose handshake and frames the relay only forwards. When that relay stops, A
+//! and B meet again through the other one.
+//!
+//! Needs root, iproute2 and nftables; skips elsewhere, fails under CI without them.
+
+mod common;
+
+use common::lab::{Lab, Nat};
+use common::{phase, skip, until, Peer, Status, HAS_CONNECTIONS, LISTENING};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Upper bound for A and B to become each other's neighbours through a relay.
+const MEET_BOUND: Duration = Duration::from_secs(60);
+
+/// `who`'s neighbour entry for `member`, if connected.
+fn neighbour(s: &Status, member: &str) -> Option<Value> {
+    s.raw["neighbours"]
+        .as_array()?
+        .iter()
+        .find(|n| n["member"] == member)
+        .cloned()
+}
+
+/// Waits until `p` has `member` as a neighbour through a relay; returns the relay's node id.
+fn relayed_neighbour(p: &mut Peer, member: &str, not_by: Option<u64>) -> u64 {
+    let label = p.label;
+    until(
+        &format!("{label} has {member} as a relayed neighbour"),
+        MEET_BOUND,
+        || {
+            let s = p.status();
+            match neighbour(&s, member).and_then(|n| n["relayed_by"].as_u64()) {
+                Some(relay) if Some(relay) != not_by => Ok(relay),
+                _ => Err(s.raw.to_string()),
+            }
+        },
+    )
+}
+
+#[test]
+fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member() {
+    phase("start");
+    let tag = format!("pgr{}", std::process::id());
+    let mut lab = match Lab::new(&tag) {
+        Ok(lab) => lab,
+        Err(reason) => return skip(&reason),
+    };
+    let r1_host = lab.public("r1");
+    let r2_host = lab.public("r2");
+    let a_host = lab.behind(&["a"], Nat::Symmetric).remove(0);
+    let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+    // The NATs are what the test says before it relies on them.
+    let a_nat = lab.check(&a_host, &r1_host, &r2_host);
+    assert!(!a_nat.independent_mapping, "A's NAT maps per destination");
+    let b_nat = lab.check(&b_host, &r1_host, &r2_host);
+    assert!(!b_nat.open_to_other_ips, "B's NAT admits only where B sent");
+
+    let mut r1 = Peer::spawn("R1", &r1_host.ns, &format!("{}:0", r1_host.addr));
+    let mut r2 = Peer::spawn("R2", &r2_host.ns, &format!("{}:0", r2_host.addr));
+    let mut a = Peer::spawn("A", &a_host.ns, &format!("{}:0", a_host.addr));
+    let mut b = Peer::spawn("B", &b_host.ns, &format!("{}:0", b_host.addr));
+    let (r1_name, _) = r1.identity("r1");
+    let (_, r2_xml) = r2.identity("r2");
+    let (a_name, a_xml) = a.identity("a");
+    let (b_name, b_xml) = b.identity("b");
+    r1.call(json!({"cmd": "create"}));
+    r1.call(json!({"cmd": "relay", "on": true}));
+    r1.call(json!({"cmd": "connect"}));
+    r1.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
+    let inv = r1.call(json!({"cmd": "invite", "xml": r2_xml}));
+    r2.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
+    r2.call(json!({"cmd": "relay", "on": true}));
+    r2.call(json!({"cmd": "connect"}));
+    let both = LISTENING | HAS_CONNECTIONS;
+    r2.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
+    for (p, xml) in [(&mut a, &a_xml), (&mut b, &b_xml)] {
+        let inv = r1.call(json!({"cmd": "invite", "xml": xml}));
+        p.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
+        p.call(json!({"cmd": "connect"}));
+    }
+    for p in [&mut a, &mut b] {
+        let s = p.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
+        assert_eq!(s["status"], both, "{} reaches status 3: {s}", p.label);
+    }
+    phase("A and B joined");
+
+    let relay = relayed_neighbour(&mut a, &b_name, None);
+    let relay_b = relayed_neighbour(&mut b, &a_name, None);
+    assert_eq!(relay, relay_b, "both ends name the same relay");
+    let sa = a.status();
+    let relay_name = sa.raw["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"].as_u64() == Some(relay) && n["relayed_by"].is_null())
+        .map(|n| n["member"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("the relay is A's direct neighbour: {}", sa.raw));
+    phase(&format!("A and B are neighbours through {relay_name}"));
+
+    // A record written at A reaches B (over whichever neighbours), and data sent on every
+    // neighbour connection, the relayed one too, goes out without error.
+    let id = a.add("through a relay");
+    until("B holds A's record", MEET_BOUND, || {
+        let r = b.records();
+        if r.ids.contains(&id) {
+            Ok(())
+        } else {
+            Err(r.to_string())
+        }
+    });
+    let sent = a.call(json!({"cmd": "send", "text": "hello through the relay"}));
+    assert!(sent["sent"].as_u64().unwrap() >= 2, "{sent}");
+
+    // The relay stops: A and B meet again through the other relay.
+    let (stopping, staying) = if relay_name == r1_name {
+        (&mut r1, &mut r2)
+    } else {
+        (&mut r2, &mut r1)
+    };
+    stopping.call(json!({"cmd": "close"}));
+    phase("the relay closed its group");
+    let again = relayed_neighbour(&mut a, &b_name, Some(relay));
+    assert_ne!(again, relay);
+    relayed_neighbour(&mut b, &a_name, Some(relay));
+    phase("A and B are neighbours through the other relay");
+    for p in [&mut a, &mut b, staying, stopping] {
+        p.finish_logged();
+    }
+    drop(lab);
+    phase("done");
+}

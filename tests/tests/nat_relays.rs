@@ -5,7 +5,9 @@
 //! destination, B's NAT admits only hosts B has sent to). Both join through R1, then become
 //! each other's neighbours through a tunnel one of the relays carries: an end-to-end member
 //! connection whose handshake and frames the relay only forwards. When that relay stops, A
-//! and B meet again through the other one.
+//! and B meet again through the other one. Then B invites C, behind a third NAT: the
+//! invitation carries the relays' addresses after B's own, so C joins although it can
+//! reach B at none of B's.
 //!
 //! Needs root, iproute2 and nftables; skips elsewhere, fails under CI without them.
 
@@ -52,10 +54,11 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
         Ok(lab) => lab,
         Err(reason) => return skip(&reason),
     };
-    let r1_host = lab.public("r1");
-    let r2_host = lab.public("r2");
+    let r1_host = lab.public("pub1");
+    let r2_host = lab.public("pub2");
     let a_host = lab.behind(&["a"], Nat::Symmetric).remove(0);
     let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+    let c_host = lab.behind(&["c"], Nat::AddressRestricted).remove(0);
     // The NATs are what the test says before it relies on them.
     let a_nat = lab.check(&a_host, &r1_host, &r2_host);
     assert!(!a_nat.independent_mapping, "A's NAT maps per destination");
@@ -66,10 +69,12 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     let mut r2 = Peer::spawn("R2", &r2_host.ns, &format!("{}:0", r2_host.addr));
     let mut a = Peer::spawn("A", &a_host.ns, &format!("{}:0", a_host.addr));
     let mut b = Peer::spawn("B", &b_host.ns, &format!("{}:0", b_host.addr));
+    let mut c = Peer::spawn("C", &c_host.ns, &format!("{}:0", c_host.addr));
     let (r1_name, _) = r1.identity("r1");
     let (_, r2_xml) = r2.identity("r2");
     let (a_name, a_xml) = a.identity("a");
     let (b_name, b_xml) = b.identity("b");
+    let (_, c_xml) = c.identity("c");
     r1.call(json!({"cmd": "create"}));
     r1.call(json!({"cmd": "relay", "on": true}));
     r1.call(json!({"cmd": "connect"}));
@@ -81,7 +86,7 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     let both = LISTENING | HAS_CONNECTIONS;
     r2.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
     for (p, xml) in [(&mut a, &a_xml), (&mut b, &b_xml)] {
-        let inv = r1.call(json!({"cmd": "invite", "xml": xml}));
+        let inv = r1.call(json!({"cmd": "invite", "xml": xml, "inviting": true}));
         p.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
         p.call(json!({"cmd": "connect"}));
     }
@@ -130,7 +135,23 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     assert_ne!(again, relay);
     relayed_neighbour(&mut b, &a_name, Some(relay));
     phase("A and B are neighbours through the other relay");
-    for p in [&mut a, &mut b, staying, stopping] {
+
+    // B, behind its NAT, invites C behind another: C gets in through the relay named.
+    let inv = b.call(json!({"cmd": "invite", "xml": c_xml}));
+    c.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
+    c.call(json!({"cmd": "connect"}));
+    let s = c.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
+    assert_eq!(s["status"], both, "C joined through B's invitation: {s}");
+    until("C holds A's record", MEET_BOUND, || {
+        let r = c.records();
+        if r.ids.contains(&id) {
+            Ok(())
+        } else {
+            Err(r.to_string())
+        }
+    });
+    phase("C joined with B's invitation");
+    for p in [&mut a, &mut b, &mut c, staying, stopping] {
         p.finish_logged();
     }
     drop(lab);

@@ -564,6 +564,12 @@ typedef struct {
 
 #define PEER_DEFER_EXPIRATION 4
 
+/*
+ Peergroup extension: members of this group do not relay for each other (administrators
+ set it with `PeerGroupSetProperties`).
+ */
+#define PEERGROUP_DISABLE_RELAYS 65536
+
 #define PEER_GROUP_GMC_AUTHENTICATION 1
 
 #define PEER_GROUP_PASSWORD_AUTHENTICATION 2
@@ -603,6 +609,12 @@ typedef struct {
 #define PEER_CONNECTION_NEIGHBOR 1
 
 #define PEER_CONNECTION_DIRECT 2
+
+/*
+ Peergroup extension, set in `PEER_CONNECTION_INFO::dwFlags` only (not a filter): the
+ connection runs through a relay member.
+ */
+#define PEERGROUP_CONNECTION_RELAYED 65536
 
 #ifdef __cplusplus
 extern "C" {
@@ -917,6 +929,16 @@ HRESULT PeerGroupDelete(PCWSTR pwzIdentity,
  */
 HRESULT PeerGroupGetStatus(HGROUP hGroup,
                            DWORD *pdwStatus);
+
+/*
+ Peergroup extension: makes this member relay for the group's other members (`fRelay`
+ TRUE) or stop (FALSE). Members behind NATs that cannot dial each other then connect
+ through it; the relay forwards their end-to-end encrypted connection. Kept with the
+ group; neighbours learn it on their next connection. `E_INVALIDARG` for a `fRelay`
+ other than TRUE or FALSE; `E_HANDLE` for a bad handle.
+ */
+HRESULT PeerGroupSetRelay(HGROUP hGroup,
+                          BOOL fRelay);
 
 /*
  The group's properties as one block (structure and strings) for `PeerFreeData`.

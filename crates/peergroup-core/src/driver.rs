@@ -99,6 +99,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
     let reachable = Arc::new(Mutex::new(Reachable {
         advertised: Vec::new(),
         nat: NatClass::Unknown,
+        relays: Vec::new(),
     }));
     let directs = Arc::new(Directs::default());
     let direct = Arc::new(DirectContext {
@@ -608,6 +609,7 @@ impl Driver {
         let reachable = Reachable {
             advertised: self.machine.advertised_addrs(),
             nat: self.machine.nat_class(),
+            relays: self.machine.relay_addrs(),
         };
         *self.reachable.lock().unwrap_or_else(|p| p.into_inner()) = reachable;
     }

@@ -532,13 +532,21 @@ impl LocalGroup {
             roles,
             // Where members reach us (confirmed and mapped before private interface
             // addresses), else where we listen.
+            // Behind a NAT, the relays it names come after: a joiner that cannot reach this
+            // member reaches the group through them.
             addresses: match st.driver.as_ref().map(|d| {
-                let advertised = d.reachable().advertised;
-                if advertised.is_empty() {
+                let reachable = d.reachable();
+                let mut addrs = if reachable.advertised.is_empty() {
                     d.listen_addrs()
                 } else {
-                    advertised
+                    reachable.advertised
+                };
+                for a in reachable.relays {
+                    if !addrs.contains(&a) && addrs.len() < crate::wire::MAX_ADDRS {
+                        addrs.push(a);
+                    }
                 }
+                addrs
             }) {
                 Some(addrs) if !addrs.is_empty() => addrs,
                 // Offline: the configured listen address, when it names a reachable one.
@@ -584,6 +592,7 @@ impl LocalGroup {
             .unwrap_or(crate::values::Reachable {
                 advertised: Vec::new(),
                 nat: crate::reachability::NatClass::Unknown,
+                relays: Vec::new(),
             }))
     }
 

@@ -343,6 +343,35 @@ impl Group {
         ids
     }
 
+    /// Where the relays this member names can be reached: their advertised addresses as
+    /// known, else where this member reaches them. An invitation made here carries them.
+    pub fn relay_addrs(&self) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for relay in &self.my_relays {
+            let known = self
+                .known
+                .values()
+                .find(|e| e.node_id == *relay)
+                .map(|e| e.addrs.iter().take(2).copied().collect::<Vec<_>>())
+                .unwrap_or_default();
+            let addrs = if known.is_empty() {
+                self.neighbours
+                    .values()
+                    .filter(|n| n.node_id == *relay && n.via.is_none())
+                    .map(|n| n.remote)
+                    .collect()
+            } else {
+                known
+            };
+            for a in addrs {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+
     /// This member's own entry, as neighbours and the peer list get it.
     fn my_entry(&self) -> PeerEntry {
         PeerEntry {

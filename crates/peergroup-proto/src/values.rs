@@ -106,4 +106,8 @@ pub struct Reachable {
     pub advertised: Vec<std::net::SocketAddr>,
     /// The NAT's mapping class as other members' views tell it.
     pub nat: crate::reachability::NatClass,
+    /// Addresses of the relay members this member names (see [`crate::relay`]): where a
+    /// member that cannot reach it directly reaches the group, so invitations carry them.
+    #[serde(default)]
+    pub relays: Vec<std::net::SocketAddr>,
 }

@@ -11,6 +11,7 @@
 //! {"cmd":"identity","classifier":"b"}    -> {"ok":true,"peer_name":"…","xml":"…"}
 //! {"cmd":"create"}                       -> {"ok":true,"group":"…"}   (needs an identity)
 //! {"cmd":"invite","xml":"…"}             -> {"ok":true,"invitation":"…"}
+//!                                            ("inviting":true: the invitee may invite too)
 //! {"cmd":"join","invitation":"…"}        -> {"ok":true,"group":"…"}
 //! {"cmd":"connect"}                      -> {"ok":true}
 //! {"cmd":"relay","on":true}              -> {"ok":true}   (relay for other members)
@@ -209,7 +210,13 @@ impl Peer {
             }
             "invite" => {
                 let xml = str_arg(req, "xml")?;
-                let invitation = self.group()?.create_invitation(xml, None, &[])?;
+                let roles: &[peergroup_core::identity::gmc::Role] =
+                    if req.get("inviting").and_then(Value::as_bool) == Some(true) {
+                        &[peergroup_core::identity::gmc::Role::InvitingMember]
+                    } else {
+                        &[]
+                    };
+                let invitation = self.group()?.create_invitation(xml, None, roles)?;
                 Ok(json!({ "ok": true, "invitation": invitation }))
             }
             "join" => {

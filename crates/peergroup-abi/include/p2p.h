@@ -935,7 +935,7 @@ HRESULT PeerGroupGetStatus(HGROUP hGroup,
  TRUE) or stop (FALSE). Members behind NATs that cannot dial each other then connect
  through it; the relay forwards their end-to-end encrypted connection. Kept with the
  group; neighbours learn it on their next connection. `E_INVALIDARG` for a `fRelay`
- other than TRUE or FALSE; `E_HANDLE` for a bad handle.
+ other than TRUE (1) or FALSE (0); `PEER_E_INVALID_GROUP` for a bad or closed handle.
  */
 HRESULT PeerGroupSetRelay(HGROUP hGroup,
                           BOOL fRelay);

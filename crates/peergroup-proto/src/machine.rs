@@ -1675,4 +1675,166 @@ mod tests {
             .iter()
             .any(|o| matches!(o, Output::Send(9, Message::Hello(h)) if h.neighbours == 2)));
     }
+
+    fn up(g: &mut Group, conn: ConnId, node: u64, relay: bool, via: Option<Via>) -> Vec<Output> {
+        g.handle(
+            1,
+            Input::ConnectionUp {
+                conn,
+                member: format!("p{node}"),
+                remote: addr(node as u16),
+                outbound: true,
+                via,
+            },
+        );
+        g.handle(
+            1,
+            Input::Message(
+                conn,
+                Message::Hello(Hello {
+                    node_id: node,
+                    listening: true,
+                    addrs: vec![addr(node as u16)],
+                    properties_version: 0,
+                    neighbours: 1,
+                    observed: None,
+                    relay,
+                    entry_version: 0,
+                }),
+            ),
+        );
+        drain(g)
+    }
+
+    #[test]
+    fn a_direct_connection_replaces_a_relayed_one_and_a_relay_takes_its_tunnels_along() {
+        let mut g = Group::new(Config::new(50, "me"), vec![], None);
+        g.handle(0, Input::Connect);
+        drain(&mut g);
+        // Relay 7 directly; node 9 through it.
+        up(&mut g, 1, 7, true, None);
+        up(&mut g, 2, 9, false, Some(Via { relay: 1, node: 9 }));
+        assert_eq!(g.relayed_by(2), Some(7));
+        // A relay that names another node than the one answering is a violation.
+        let out = up(&mut g, 3, 8, false, Some(Via { relay: 1, node: 11 }));
+        assert!(out.contains(&Output::Disconnect(3, CloseReason::ProtocolViolation)));
+        // A direct connection to node 9 comes up: it stays, the relayed one goes, whichever
+        // side dialled (node 50 > 9, so the id rule alone would keep neither choice fixed).
+        let out = up(&mut g, 4, 9, false, None);
+        assert!(
+            out.contains(&Output::Disconnect(2, CloseReason::Duplicate)),
+            "{out:?}"
+        );
+        assert_eq!(g.relayed_by(4), None);
+        assert!(g.neighbours().any(|n| n.0 == 4));
+        // And a relayed one never replaces a direct one.
+        let out = up(&mut g, 5, 9, false, Some(Via { relay: 1, node: 9 }));
+        assert!(
+            out.contains(&Output::Disconnect(5, CloseReason::Duplicate)),
+            "{out:?}"
+        );
+        // Node 12 through the relay; the relay's connection ends: node 12's ends with it.
+        up(&mut g, 6, 12, false, Some(Via { relay: 1, node: 12 }));
+        g.handle(2, Input::ConnectionDown(1));
+        let out = drain(&mut g);
+        assert!(
+            out.contains(&Output::Disconnect(6, CloseReason::RelayGone)),
+            "{out:?}"
+        );
+        assert!(g.neighbours().all(|n| n.0 != 6));
+        // A tunnel connection whose relay is already gone is closed before its Hello.
+        g.handle(
+            3,
+            Input::ConnectionUp {
+                conn: 7,
+                member: "p13".into(),
+                remote: addr(13),
+                outbound: false,
+                via: Some(Via { relay: 1, node: 13 }),
+            },
+        );
+        assert!(drain(&mut g).contains(&Output::Disconnect(7, CloseReason::RelayGone)));
+    }
+
+    #[test]
+    fn only_a_listening_opted_in_member_relays_and_only_between_direct_neighbours() {
+        let mut g = Group::new(Config::new(50, "me"), vec![], None);
+        g.handle(0, Input::Connect);
+        up(&mut g, 1, 7, false, None);
+        up(&mut g, 2, 8, false, None);
+        g.handle(1, Input::Listening(vec![addr(50)]));
+        drain(&mut g);
+        let ask = |g: &mut Group, tunnel| {
+            g.handle(
+                2,
+                Input::TunnelRequest {
+                    tunnel,
+                    from: 1,
+                    target: 8,
+                },
+            );
+            drain(g)
+        };
+        assert_eq!(
+            ask(&mut g, 1),
+            vec![Output::RefuseTunnel(1, crate::relay::Refusal::NotAllowed)],
+            "not opted in"
+        );
+        g.set_relay(true);
+        assert!(g.offers_relay());
+        assert_eq!(
+            ask(&mut g, 2),
+            vec![Output::RelayTunnel {
+                tunnel: 2,
+                to: 2,
+                from_node: 7
+            }]
+        );
+        assert_eq!(g.tunnels(), (1, 0));
+        g.handle(3, Input::TunnelEnded(2));
+        assert_eq!(g.tunnels(), (0, 0));
+        // An unknown connection asks: refused, nothing counted.
+        g.handle(
+            3,
+            Input::TunnelRequest {
+                tunnel: 3,
+                from: 99,
+                target: 8,
+            },
+        );
+        assert_eq!(
+            drain(&mut g),
+            vec![Output::RefuseTunnel(3, crate::relay::Refusal::NotAllowed)]
+        );
+    }
+
+    #[test]
+    fn an_older_copy_of_an_entry_never_undoes_a_newer_one() {
+        let mut g = Group::new(Config::new(50, "me"), vec![], None);
+        g.handle(0, Input::Connect);
+        up(&mut g, 1, 7, false, None);
+        up(&mut g, 2, 8, false, None);
+        let entry = |version, port| PeerEntry {
+            member: "x".into(),
+            node_id: 9,
+            addrs: vec![addr(port)],
+            relays: vec![7],
+            version,
+        };
+        g.handle(2, Input::Message(1, Message::Peers(vec![entry(5, 900)])));
+        let out = drain(&mut g);
+        assert!(
+            out.contains(&Output::Send(2, Message::Peers(vec![entry(5, 900)]))),
+            "new: passed on"
+        );
+        g.handle(3, Input::Message(2, Message::Peers(vec![entry(3, 901)])));
+        assert!(drain(&mut g).is_empty(), "older: ignored, not passed on");
+        let known = g.known_peers().find(|e| e.member == "x").unwrap();
+        assert_eq!((known.version, known.addrs.clone()), (5, vec![addr(900)]));
+        g.handle(4, Input::Message(2, Message::Peers(vec![entry(6, 901)])));
+        assert_eq!(
+            g.known_peers().find(|e| e.member == "x").unwrap().version,
+            6
+        );
+    }
 }

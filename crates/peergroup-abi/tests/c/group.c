@@ -123,6 +123,13 @@ static int child(int in, int out, const char *home) {
   CHECK(wait_status(g, is_both) == BOTH);
   send_msg(out, "connected");
 
+  /* The relay opt-in (a Peergroup extension): a BOOL, a live handle. */
+  CHECK_HR(PeerGroupSetRelay(g, 2), E_INVALIDARG);
+  CHECK_HR(PeerGroupSetRelay((HGROUP)(intptr_t)0x4242, 1), PEER_E_INVALID_GROUP);
+  CHECK_HR(PeerGroupSetRelay(g, 1), S_OK);
+  CHECK_HR(PeerGroupSetRelay(g, 0), S_OK);
+  CHECK(PEERGROUP_CONNECTION_RELAYED == 0x10000 && PEERGROUP_DISABLE_RELAYS == 0x10000);
+
   /* A member may not change properties nor invite. */
   {
     PEER_GROUP_PROPERTIES *p = NULL;

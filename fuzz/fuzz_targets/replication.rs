@@ -60,6 +60,7 @@ fn member() -> Group {
             member: "peer".into(),
             remote,
             outbound: false,
+            via: None,
         },
     );
     g.handle(

@@ -9,6 +9,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("direct", "peergroup-core", "direct"),
     ("reconcile", "peergroup-proto", "reconcile"),
     ("records", "peergroup-core", "records"),
+    ("relay", "peergroup-transport", "relay"),
     ("service", "peergroupd", "service"),
 ];
 

@@ -27,8 +27,7 @@ mod relay;
 mod stream;
 #[cfg(feature = "quic")]
 mod table;
-#[cfg(feature = "quic")]
-mod wire;
+pub mod wire;
 
 #[cfg(feature = "quic")]
 pub(crate) use hub::Hub;

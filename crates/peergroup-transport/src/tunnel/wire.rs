@@ -1,15 +1,16 @@
-//! The bytes of a tunnel stream: its header, and then length-prefixed datagrams.
+//! The bytes of a tunnel stream: its header, and then length-prefixed datagrams. Public (and
+//! built without the `quic` feature) for the fuzz target `tunnel_stream`.
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::{MAX_TUNNEL_PACKET, TUNNEL_MAGIC};
 
 /// Header length: magic, kind, node id.
-pub(crate) const HEADER_LEN: usize = 4 + 1 + 8;
+pub const HEADER_LEN: usize = 4 + 1 + 8;
 
 /// What the opener of a tunnel stream asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// "Relay me to node `node`" (to a relay).
     Request = 1,
     /// "Node `node` wants a path to you through me" (from a relay).
@@ -18,12 +19,15 @@ pub(crate) enum Kind {
 
 /// The first bytes of a tunnel stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
+    /// Request or offer.
     pub kind: Kind,
+    /// The node asked for (request) or the one asking (offer).
     pub node: u64,
 }
 
 impl Header {
+    /// The header's bytes.
     pub fn encode(self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..4].copy_from_slice(&TUNNEL_MAGIC);
@@ -52,7 +56,7 @@ impl Header {
 }
 
 /// The length prefix of one datagram, or `None` for one a tunnel cannot carry.
-pub(crate) fn length_prefix(len: usize) -> Option<[u8; 2]> {
+pub fn length_prefix(len: usize) -> Option<[u8; 2]> {
     (1..=MAX_TUNNEL_PACKET)
         .contains(&len)
         .then(|| (len as u16).to_be_bytes())
@@ -61,11 +65,12 @@ pub(crate) fn length_prefix(len: usize) -> Option<[u8; 2]> {
 /// Splits the packet stream back into datagrams; holds at most one unfinished datagram plus
 /// the chunk being pushed.
 #[derive(Default)]
-pub(crate) struct PacketDecoder {
+pub struct PacketDecoder {
     buf: BytesMut,
 }
 
 impl PacketDecoder {
+    /// Adds bytes read from the stream.
     pub fn push(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
     }

@@ -42,6 +42,8 @@ pub(crate) enum NetEvent {
         conn: Connection,
         member: String,
         outbound: bool,
+        /// For a dial through a relay: the node dialled.
+        via_node: Option<u64>,
     },
     /// A member's direct connection to us is up (authenticated, not yet greeted).
     DirectUp {

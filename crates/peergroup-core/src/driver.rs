@@ -231,6 +231,7 @@ impl Driver {
                 conn,
                 member,
                 outbound,
+                via_node,
             } => {
                 if !self.machine.is_online() {
                     conn.close(CloseCode::GroupClosed, "group offline");
@@ -241,19 +242,20 @@ impl Driver {
                 let via = match conn.relayed_via() {
                     None => None,
                     Some(relay) => {
-                        let peer = self
-                            .node
-                            .tunnels()
-                            .into_iter()
-                            .find(|t| t.addr == remote)
-                            .map(|t| t.peer_node);
+                        // The node dialled, or the one the relay's offer named. The machine
+                        // checks that the relay is one of this group's direct neighbours (a
+                        // tunnel on another group's connection is not) and settles the dial.
+                        let peer = via_node.or_else(|| {
+                            self.node
+                                .tunnels()
+                                .into_iter()
+                                .find(|t| t.addr == remote)
+                                .map(|t| t.peer_node)
+                        });
                         match peer {
-                            // The tunnel must run on one of this group's own connections.
-                            Some(node) if self.conns.contains_key(&relay) => {
-                                Some(Via { relay, node })
-                            }
-                            _ => {
-                                conn.close(CloseCode::NotAuthorized, "tunnel of another group");
+                            Some(node) => Some(Via { relay, node }),
+                            None => {
+                                conn.close(CloseCode::Shutdown, "tunnel gone");
                                 return;
                             }
                         }
@@ -429,6 +431,7 @@ impl Driver {
                         conn,
                         member: member.peer_name().to_string(),
                         outbound: true,
+                        via_node: Some(node_id),
                     },
                     Err(_) => {
                         conn.close(CloseCode::NotAuthorized, "not a member");
@@ -639,6 +642,7 @@ impl Driver {
                                     conn,
                                     member: member.peer_name().to_string(),
                                     outbound: true,
+                                    via_node: None,
                                 },
                                 Err(_) => {
                                     conn.close(CloseCode::NotAuthorized, "not a member");

@@ -137,6 +137,7 @@ async fn accept_loop(node: Arc<Node>, registry: Arc<Registry>) {
                                 conn,
                                 member,
                                 outbound: false,
+                                via_node: None,
                             },
                         };
                         let _ = net.send(up).await;

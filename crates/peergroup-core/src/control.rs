@@ -23,11 +23,12 @@ pub const GROUP_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a handle asks of its group's driver.
 pub(crate) enum Control {
     Connect(Vec<SocketAddr>),
-    /// Dial a direct connection under a reserved id.
+    /// Dial a direct connection under a reserved id: at `addr`, or (when `None`) on every
+    /// path the group knows to the member.
     OpenDirect {
         id: u64,
         member: String,
-        addr: SocketAddr,
+        addr: Option<SocketAddr>,
     },
     LocalProperties(crate::wire::SignedProperties),
     LocalRecords(Vec<crate::records::record::Record>),
@@ -126,9 +127,9 @@ impl DriverHandle {
 
     /// `PeerGroupOpenDirectConnection`: reserves the connection's id and has the driver
     /// dial; the outcome comes as a direct connection event for that id.
-    pub(crate) fn open_direct(&self, member: &str, addr: SocketAddr) -> Result<u64> {
+    pub(crate) fn open_direct(&self, member: &str, addr: Option<SocketAddr>) -> Result<u64> {
         let id = self.node.reserve_connection_id();
-        self.directs.dialing(id, member, addr)?;
+        self.directs.dialing(id, member)?;
         let open = Control::OpenDirect {
             id,
             member: member.to_owned(),

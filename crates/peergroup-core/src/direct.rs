@@ -57,6 +57,7 @@ pub fn group_of_direct_name(name: &str) -> Option<String> {
 
 struct Entry {
     member: String,
+    /// Where the connection runs (unspecified while dialing: the path is not chosen yet).
     address: SocketAddr,
     /// `None` while dialing or greeting.
     up: Option<(Connection, u64)>,
@@ -86,7 +87,7 @@ impl Directs {
     }
 
     /// Notes a dial about to start under `id`.
-    pub(crate) fn dialing(&self, id: u64, member: &str, address: SocketAddr) -> Result<()> {
+    pub(crate) fn dialing(&self, id: u64, member: &str) -> Result<()> {
         let mut t = self.lock();
         if t.closed {
             return Err(CoreError::InvalidGroup);
@@ -95,7 +96,7 @@ impl Directs {
             id,
             Entry {
                 member: member.to_owned(),
-                address,
+                address: SocketAddr::from(([0, 0, 0, 0], 0)),
                 up: None,
                 cancelled: false,
             },
@@ -155,8 +156,11 @@ impl Directs {
             .entries
             .iter()
             .filter_map(|(id, e)| {
-                e.up.as_ref().map(|(_, node_id)| ConnectionInfo {
-                    flags: PEER_CONNECTION_DIRECT,
+                e.up.as_ref().map(|(conn, node_id)| ConnectionInfo {
+                    flags: PEER_CONNECTION_DIRECT
+                        | conn
+                            .relayed_via()
+                            .map_or(0, |_| PEERGROUP_CONNECTION_RELAYED),
                     connection_id: *id,
                     node_id: *node_id,
                     member: e.member.clone(),

@@ -19,6 +19,7 @@ use crate::identity::IdentityCertificate;
 use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist, Via};
 use crate::machine::{Config, Group};
 use crate::ports::records::StorePort;
+use crate::race::{first_ok, Attempt, DIAL_STAGGER};
 use crate::reachability::NatClass;
 use crate::relay::{Refusal, TunnelId};
 use crate::replication::Verifier;
@@ -166,6 +167,24 @@ struct Driver {
     /// Tunnels accepted as a target: their virtual address, to notice when they end.
     accepted_tunnels: HashMap<TunnelId, SocketAddr>,
     next_tunnel: TunnelId,
+}
+
+/// One way to reach a member for a direct connection.
+enum Path {
+    /// Dial this address (a tunnel's virtual address too).
+    Addr(SocketAddr),
+    /// Open a tunnel to this node through the relay on this connection, then dial it.
+    Via(Connection, u64),
+}
+
+impl PartialEq for Path {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Path::Addr(a), Path::Addr(b)) => a == b,
+            (Path::Via(c, n), Path::Via(d, m)) => c.id() == d.id() && n == m,
+            _ => false,
+        }
+    }
 }
 
 /// A connection's ordered outgoing queue, served by its own task.
@@ -450,9 +469,63 @@ impl Driver {
         });
     }
 
-    /// Dials a direct connection to `member` at `addr` under the reserved `id`; the member
-    /// answering must be the one asked for.
-    fn open_direct(&mut self, id: u64, member: String, addr: SocketAddr) {
+    /// The ways to `member` this group knows, best first: the paths of its direct neighbour
+    /// connections, the addresses its presence gave, the tunnels of its relayed neighbour
+    /// connections, then new tunnels through the relays its presence names that we are
+    /// directly connected to.
+    fn paths_to(&self, member: &str) -> Vec<Path> {
+        let mut paths = Vec::new();
+        let mut relayed = Vec::new();
+        for (conn, m, _, addr, _) in self.machine.neighbours() {
+            if m != member || paths.contains(&Path::Addr(addr)) {
+                continue;
+            }
+            match self.machine.relayed_by(conn) {
+                None => paths.push(Path::Addr(addr)),
+                // A tunnel that is up, but tried after the direct addresses: a direct path
+                // may exist that the neighbour connection has not found yet.
+                Some(_) => relayed.push(Path::Addr(addr)),
+            }
+        }
+        let me = self.machine.node_id();
+        let entries: Vec<&crate::wire::PeerEntry> = self
+            .machine
+            .known_peers()
+            .filter(|e| e.member == member && e.node_id != me)
+            .collect();
+        for e in &entries {
+            for &addr in &e.addrs {
+                if !paths.contains(&Path::Addr(addr)) {
+                    paths.push(Path::Addr(addr));
+                }
+            }
+        }
+        paths.append(&mut relayed);
+        for e in &entries {
+            for &relay in &e.relays {
+                let conn = self
+                    .machine
+                    .neighbours()
+                    .find(|&(c, _, node, _, _)| {
+                        node == relay && self.machine.relayed_by(c).is_none()
+                    })
+                    .and_then(|(c, ..)| self.conns.get(&c));
+                if let Some(w) = conn {
+                    paths.push(Path::Via(w.conn.clone(), e.node_id));
+                }
+            }
+        }
+        paths
+    }
+
+    /// Dials a direct connection to `member` under the reserved `id`, at `addr` or on every
+    /// path known to it ([`Driver::paths_to`], raced: [`crate::race`]); the member answering
+    /// must be the one asked for.
+    fn open_direct(&mut self, id: u64, member: String, addr: Option<SocketAddr>) {
+        let paths = match addr {
+            Some(a) => vec![Path::Addr(a)],
+            None => self.paths_to(&member),
+        };
         let node = self.node.clone();
         let name = crate::direct::direct_server_name_of(&self.server_name);
         let group_name = self.server_name.clone();
@@ -461,12 +534,34 @@ impl Driver {
         let direct = self.direct.clone();
         tokio::spawn(async move {
             let trust: Arc<dyn TrustPolicy> = registry.clone();
-            let conn = match node.connect_as(id, addr, &name, &creds, trust).await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "direct dial failed");
-                    direct.dial_failed(id, e.hresult());
-                    return;
+            let attempts: Vec<Attempt<Connection, i32>> = paths
+                .into_iter()
+                .map(|path| {
+                    let (node, name, creds, trust) =
+                        (node.clone(), name.clone(), creds.clone(), trust.clone());
+                    let attempt: Attempt<Connection, i32> = Box::pin(async move {
+                        let addr = match path {
+                            Path::Addr(a) => a,
+                            Path::Via(relay, target) => node
+                                .open_tunnel(&relay, target)
+                                .await
+                                .map_err(|e| e.hresult())?,
+                        };
+                        node.connect_as(id, addr, &name, &creds, trust)
+                            .await
+                            .map_err(|e| {
+                                tracing::debug!(%addr, error = %e, "direct dial failed");
+                                e.hresult()
+                            })
+                    });
+                    attempt
+                })
+                .collect();
+            let conn = match first_ok(attempts, DIAL_STAGGER).await {
+                Some(Ok(conn)) => conn,
+                Some(Err(hr)) => return direct.dial_failed(id, hr),
+                None => {
+                    return direct.dial_failed(id, crate::identity::hresult::PEER_E_NODE_NOT_FOUND)
                 }
             };
             match registry.validate(&group_name, conn.peer_chain()) {

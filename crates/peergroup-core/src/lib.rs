@@ -33,6 +33,8 @@ mod network;
 pub mod password;
 #[cfg(feature = "net")]
 mod ports;
+#[cfg(feature = "net")]
+mod race;
 pub mod records;
 pub mod service;
 #[cfg(feature = "net")]

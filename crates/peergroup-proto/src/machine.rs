@@ -31,6 +31,14 @@ use crate::wire::{
 pub const DIRECT_RETRY_MS: Millis = 5_000;
 /// Longest wait between direct dials of a member reached only through a relay.
 pub const DIRECT_RETRY_MAX_MS: Millis = 5 * 60 * 1000;
+/// Inbound members a relaying member takes beyond [`Config::max_neighbours`]: members behind
+/// NATs reach each other only through relays they are connected to, so a relay must have
+/// room for many of them (64 in all with the default maximum of 8, as many as
+/// [`crate::relay::MAX_TUNNELS_PER_RELAY`]).
+pub const RELAY_EXTRA_NEIGHBOURS: usize = 56;
+/// Relays a member behind a NAT keeps among its direct neighbours when it knows that many:
+/// two, so that losing one leaves it reachable while it finds another.
+pub const RELAYS_WANTED_BEHIND_NAT: usize = 2;
 
 /// Settings of one group's machine.
 #[derive(Clone, Debug)]
@@ -315,6 +323,16 @@ impl Group {
     /// True when this member relays now: it opted in, the group allows it, and it listens.
     pub fn offers_relay(&self) -> bool {
         self.cfg.relay && self.listening && self.relays_allowed()
+    }
+
+    /// Most neighbours this member holds: [`Config::max_neighbours`], and
+    /// [`RELAY_EXTRA_NEIGHBOURS`] more while it relays.
+    fn max_inbound(&self) -> usize {
+        if self.offers_relay() {
+            self.cfg.max_neighbours + RELAY_EXTRA_NEIGHBOURS
+        } else {
+            self.cfg.max_neighbours
+        }
     }
 
     fn relays_allowed(&self) -> bool {
@@ -759,18 +777,19 @@ impl Group {
                 }
                 let mut addrs = h.addrs.clone();
                 addrs.truncate(MAX_ADDRS);
-                if p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
+                let room = self.max_inbound();
+                if p.outbound && self.neighbours.len() >= room {
                     // Inbound members filled the room while we dialed.
                     self.out
                         .push_back(Output::Disconnect(conn, CloseReason::Busy));
                     return;
                 }
                 let needs_room = usize::from(h.neighbours) < self.cfg.target_neighbours;
-                if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours && needs_room {
+                if !p.outbound && self.neighbours.len() >= room && needs_room {
                     // A member short of neighbours must find a place even in a full group.
                     self.make_room();
                 }
-                if !p.outbound && self.neighbours.len() >= self.cfg.max_neighbours {
+                if !p.outbound && self.neighbours.len() >= room {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries = self.sample_known();
                     let relays = self.relays_known(&p.member, h.node_id, h.entry_version);
@@ -1089,7 +1108,59 @@ impl Group {
             self.dialing.insert(addr);
             self.out.push_back(Output::Dial(addr));
         }
+        self.dial_a_relay();
         self.dial_via_relays();
+    }
+
+    /// A member with fewer relays among its direct neighbours than it wants dials one more,
+    /// beyond its target: members that cannot dial a member behind a NAT reach it only
+    /// through a relay both are connected to (the relays it names). A member behind a NAT
+    /// wants [`RELAYS_WANTED_BEHIND_NAT`], any other one relay; the relays are the nodes other
+    /// members name.
+    fn dial_a_relay(&mut self) {
+        let wanted = if self.nat_class() == NatClass::None {
+            1
+        } else {
+            RELAYS_WANTED_BEHIND_NAT
+        };
+        let have = self
+            .neighbours
+            .values()
+            .filter(|n| n.relay && n.via.is_none())
+            .count();
+        if !self.listening
+            || !self.relays_allowed()
+            || self.neighbours.len() >= self.cfg.max_neighbours
+            || have >= wanted
+        {
+            return;
+        }
+        let relays: BTreeSet<u64> = self
+            .known
+            .values()
+            .flat_map(|e| e.relays.iter().copied())
+            .filter(|r| *r != self.cfg.node_id)
+            .collect();
+        let mine = self.own_addrs();
+        let connected: BTreeSet<u64> = self.neighbours.values().map(|n| n.node_id).collect();
+        let mut candidates: Vec<SocketAddr> = self
+            .known
+            .values()
+            .filter(|e| relays.contains(&e.node_id) && !connected.contains(&e.node_id))
+            .flat_map(|e| e.addrs.iter().copied())
+            .filter(|a| !mine.contains(a))
+            .collect();
+        if candidates.iter().any(|a| self.dialing.contains(a)) {
+            return;
+        }
+        for i in (1..candidates.len()).rev() {
+            let j = self.rng.range(0, i as u64 + 1) as usize;
+            candidates.swap(i, j);
+        }
+        if let Some(addr) = candidates.first().copied() {
+            self.dialing.insert(addr);
+            self.out.push_back(Output::Dial(addr));
+        }
     }
 
     /// Dials, through one of the relays it names, each member short of a connection that

@@ -32,7 +32,9 @@ pub struct Limits {
     /// a tunnel stream may take for its header, and an opener for its answer.
     pub handshake_timeout: Duration,
     /// A connection that hears nothing for this long is closed ([`CloseReason::TimedOut`]);
-    /// a tunnel end that carries no datagram either way for this long ends.
+    /// a tunnel end that carries no datagram either way for this long ends. The default
+    /// (8 s) notices a dead peer within seconds; with a keep-alive every 2 s a lossy link
+    /// has four round trips (and their retransmissions) per period to be heard on.
     ///
     /// [`CloseReason::TimedOut`]: crate::CloseReason::TimedOut
     pub idle_timeout: Duration,
@@ -57,8 +59,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(8),
+            keep_alive: Duration::from_secs(2),
             stream_window: 2 * 1024 * 1024,
             send_queue_bytes: 4 * 1024 * 1024,
             stall_timeout: Duration::from_secs(10),

@@ -24,8 +24,25 @@
 //! {"cmd":"records"}                      -> {"ok":true,"count":N,"digest":"<64 hex>",
 //!                                            "ids":["<32 hex>",…]}
 //! {"cmd":"send","text":"…"}              -> {"ok":true,"sent":N}   (to every neighbour)
+//! {"cmd":"direct","member":"…","timeout_ms":N}
+//!                                        -> {"ok":true,"connection_id":N,"address":"…",
+//!                                            "relayed":bool}   once connected
+//! {"cmd":"send_bulk","connection_id":N,"bytes":N,"seed":N}
+//!                                        -> {"ok":true,"bytes":N,"sha256":"<64 hex>"}
+//! {"cmd":"received"}                     -> {"ok":true,"connections":[{"connection_id",
+//!                                            "bytes","messages","sha256"},…],
+//!                                            "directs":[{"connection_id","status",
+//!                                            "hresult"},…]}
+//! {"cmd":"close_direct","connection_id":N} -> {"ok":true}
 //! {"cmd":"close"}                        -> {"ok":true}
 //! ```
+//!
+//! `direct` opens a `PeerGroupOpenDirectConnection` to the member (no address: the library
+//! picks the path) and answers once its event says connected, or fails with the event's
+//! HRESULT. `send_bulk` sends `bytes` pseudo-random bytes drawn from `seed` in messages of
+//! [`BULK_MESSAGE`] bytes on any neighbour or direct connection; `received` sums what arrived
+//! per connection since the group was created or joined (SHA-256 over the data in order), and
+//! the last event of each direct connection (status 1 connected, 2 disconnected, 3 failed).
 //!
 //! `add` stores a record of the test type [`TEST_RECORD_TYPE`], no attributes, expiring an
 //! hour from now, whose data is the UTF-8 `text`. `records` lists the live records of every
@@ -38,7 +55,8 @@
 //! (`relayed_by`: the relay's node id, or null for a direct connection); a disconnect is
 //! `{"kind":"timed_out"|"peer"|"local"|"reset"|"transport"|"peer_unknown_code","text"}`.
 //! End of input closes the group and exits 0. The transport runs with a short idle timeout
-//! (3 s, keep-alives every second) so that a host cut off from the network is noticed soon.
+//! (3 s, keep-alives every second) so that a host cut off from the network is noticed soon;
+//! `--limits default` keeps the library's own limits instead.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,8 +66,12 @@ use peergroup_core::identity::{IdentityError, IdentityStore, PeerName};
 use peergroup_core::properties::GroupProperties;
 use peergroup_core::records::record::Record;
 use peergroup_core::transport::{CloseReason, Limits};
-use peergroup_core::{CoreError, GroupHandle, NewRecord, Peergroup};
+use peergroup_core::{
+    CoreError, Event, EventFilter, EventItem, EventKind, GroupHandle, NewRecord, Peergroup,
+};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The transport's idle timeout: a silent peer is declared lost after this.
@@ -60,11 +82,85 @@ const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const TEST_RECORD_TYPE: [u8; 16] = *b"pg-peer-testrec1";
 /// How long an `add`ed record lives.
 const RECORD_LIFETIME_MS: i64 = 3_600_000;
+/// The message size of `send_bulk`.
+const BULK_MESSAGE: usize = 1 << 20;
+/// Queue of the event subscription that collects direct connections and data.
+const EVENT_QUEUE: usize = 4096;
+
+/// What arrived on one connection.
+struct Received {
+    bytes: u64,
+    messages: u64,
+    sha: ring::digest::Context,
+}
+
+/// What the event task collected: direct connection outcomes and data, by connection id.
+#[derive(Default)]
+struct Inbox {
+    /// The last status of each direct connection (1 connected, 2 disconnected, 3 failed)
+    /// and its failure HRESULT.
+    directs: HashMap<u64, (u32, i32)>,
+    received: BTreeMap<u64, Received>,
+}
 
 struct Peer {
     pg: Peergroup,
     identity: Option<PeerName>,
     group: Option<GroupHandle>,
+    inbox: Arc<Mutex<Inbox>>,
+}
+
+/// Collects the group's direct connection and data events into `inbox` until the group
+/// closes.
+fn collect_events(group: &GroupHandle, inbox: Arc<Mutex<Inbox>>) -> Result<(), Failure> {
+    let filter = EventFilter::kinds(&[EventKind::DirectConnection, EventKind::IncomingData]);
+    let mut sub = group.subscribe_with(filter, EVENT_QUEUE, None)?;
+    tokio::spawn(async move {
+        while let Some(item) = sub.next().await {
+            let mut inbox = inbox.lock().unwrap_or_else(|p| p.into_inner());
+            match item {
+                EventItem::Event(Event::DirectConnection(c)) => {
+                    inbox
+                        .directs
+                        .insert(c.connection_id, (c.status as u32, c.failed_reason));
+                }
+                EventItem::Event(Event::IncomingData {
+                    connection_id,
+                    data,
+                    ..
+                }) => {
+                    let r = inbox
+                        .received
+                        .entry(connection_id)
+                        .or_insert_with(|| Received {
+                            bytes: 0,
+                            messages: 0,
+                            sha: ring::digest::Context::new(&ring::digest::SHA256),
+                        });
+                    r.bytes += data.len() as u64;
+                    r.messages += 1;
+                    r.sha.update(&data);
+                }
+                EventItem::Event(_) => {}
+                EventItem::Lagged(n) => eprintln!("pg-peer: {n} events lost"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `n` bytes of xorshift64* output from `seed`: the same for the same pair everywhere.
+fn bulk_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(n);
+    out
 }
 
 /// What a command may fail with: a core error (with its HRESULT) or a bad request.
@@ -135,6 +231,10 @@ fn disconnect_json(r: &CloseReason) -> Value {
 }
 
 impl Peer {
+    fn inbox_lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn group(&self) -> Result<&GroupHandle, Failure> {
         self.group
             .as_ref()
@@ -205,6 +305,7 @@ impl Peer {
                     ..Default::default()
                 })?;
                 let answer = json!({ "ok": true, "group": group.group_name().to_string() });
+                collect_events(&group, self.inbox.clone())?;
                 self.group = Some(group);
                 Ok(answer)
             }
@@ -226,6 +327,7 @@ impl Peer {
                 let invitation = str_arg(req, "invitation")?;
                 let group = self.pg.join(Some(self.identity()?), invitation)?;
                 let answer = json!({ "ok": true, "group": group.group_name().to_string() });
+                collect_events(&group, self.inbox.clone())?;
                 self.group = Some(group);
                 Ok(answer)
             }
@@ -282,6 +384,95 @@ impl Peer {
                 }
                 Ok(json!({ "ok": true, "sent": neighbours.len() }))
             }
+            "direct" => {
+                let member: PeerName = str_arg(req, "member")?
+                    .parse()
+                    .map_err(|e| usage(format!("member: {e}")))?;
+                let ms = req
+                    .get("timeout_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(30_000);
+                let group = self.group()?;
+                let id = group.open_direct_connection(&member, None)?;
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+                loop {
+                    let state = self.inbox_lock().directs.get(&id).copied();
+                    match state {
+                        Some((1, _)) => break,
+                        Some((_, hr)) => {
+                            return Ok(json!({
+                                "ok": false,
+                                "error": format!("direct connection {id} failed"),
+                                "hresult": hr,
+                            }))
+                        }
+                        None if tokio::time::Instant::now() >= deadline => {
+                            return Err(usage(format!("direct connection {id}: no outcome")))
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                let flags = peergroup_core::direct::PEER_CONNECTION_DIRECT;
+                let info = group
+                    .connections(flags)?
+                    .into_iter()
+                    .find(|c| c.connection_id == id)
+                    .ok_or_else(|| usage(format!("direct connection {id} closed at once")))?;
+                let relayed =
+                    info.flags & peergroup_core::direct::PEERGROUP_CONNECTION_RELAYED != 0;
+                Ok(json!({
+                    "ok": true,
+                    "connection_id": id,
+                    "address": info.address.to_string(),
+                    "relayed": relayed,
+                }))
+            }
+            "send_bulk" => {
+                let id = req
+                    .get("connection_id")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| usage("missing connection_id"))?;
+                let n = req.get("bytes").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let seed = req.get("seed").and_then(Value::as_u64).unwrap_or(1);
+                let data = bulk_bytes(seed, n);
+                let group = self.group()?;
+                for chunk in data.chunks(BULK_MESSAGE) {
+                    group.send_data(id, &TEST_RECORD_TYPE, chunk).await?;
+                }
+                let sha = ring::digest::digest(&ring::digest::SHA256, &data);
+                Ok(json!({ "ok": true, "bytes": n, "sha256": hex(sha.as_ref()) }))
+            }
+            "received" => {
+                let inbox = self.inbox_lock();
+                let connections: Vec<Value> = inbox
+                    .received
+                    .iter()
+                    .map(|(id, r)| {
+                        json!({
+                            "connection_id": id,
+                            "bytes": r.bytes,
+                            "messages": r.messages,
+                            "sha256": hex(r.sha.clone().finish().as_ref()),
+                        })
+                    })
+                    .collect();
+                let directs: Vec<Value> = inbox
+                    .directs
+                    .iter()
+                    .map(|(id, (status, hr))| {
+                        json!({ "connection_id": id, "status": status, "hresult": hr })
+                    })
+                    .collect();
+                Ok(json!({ "ok": true, "connections": connections, "directs": directs }))
+            }
+            "close_direct" => {
+                let id = req
+                    .get("connection_id")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| usage("missing connection_id"))?;
+                self.group()?.close_direct_connection(id)?;
+                Ok(json!({ "ok": true }))
+            }
             "close" => {
                 let group = self.group.take().ok_or_else(|| usage("no group"))?;
                 group.close().await?;
@@ -292,9 +483,14 @@ impl Peer {
     }
 }
 
-fn parse_args() -> Result<(PathBuf, SocketAddr), String> {
+fn parse_args() -> Result<(PathBuf, SocketAddr, Limits), String> {
     let mut home = None;
     let mut listen = None;
+    let mut limits = Limits {
+        idle_timeout: IDLE_TIMEOUT,
+        keep_alive: KEEP_ALIVE,
+        ..Limits::default()
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
@@ -307,21 +503,26 @@ fn parse_args() -> Result<(PathBuf, SocketAddr), String> {
                         .map_err(|e| format!("--listen {value}: {e}"))?,
                 )
             }
+            "--limits" if value == "default" => limits = Limits::default(),
+            "--limits" => return Err(format!("--limits {value}: only \"default\"")),
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
     Ok((
         home.ok_or("--home DIR is required")?,
         listen.ok_or("--listen IP:PORT is required")?,
+        limits,
     ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let (home, listen) = match parse_args() {
+    let (home, listen, limits) = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("pg-peer: {e}\nusage: pg-peer --home DIR --listen IP:PORT");
+            eprintln!(
+                "pg-peer: {e}\nusage: pg-peer --home DIR --listen IP:PORT [--limits default]"
+            );
             std::process::exit(2);
         }
     };
@@ -332,15 +533,11 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let limits = Limits {
-        idle_timeout: IDLE_TIMEOUT,
-        keep_alive: KEEP_ALIVE,
-        ..Limits::default()
-    };
     let mut peer = Peer {
         pg: Peergroup::with_limits(store, Some(listen), limits),
         identity: None,
         group: None,
+        inbox: Arc::default(),
     };
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {

@@ -213,12 +213,18 @@ impl Proc {
             .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.label))
     }
 
-    /// Sends one command; returns its answer whatever it is.
-    pub fn try_call(&mut self, req: Value) -> Value {
+    /// Sends one command without waiting for its answer (read it with
+    /// [`Proc::json_line`]): several processes then work at once.
+    pub fn send(&mut self, req: &Value) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         writeln!(stdin, "{req}")
             .and_then(|()| stdin.flush())
             .unwrap_or_else(|e| panic!("{}: cannot send {req}: {e}", self.label));
+    }
+
+    /// Sends one command; returns its answer whatever it is.
+    pub fn try_call(&mut self, req: Value) -> Value {
+        self.send(&req);
         self.json_line()
     }
 
@@ -301,7 +307,7 @@ pub struct Peer {
     pub label: &'static str,
     // Before the daemon and the home: the process goes first.
     proc: Proc,
-    _daemon: Option<Proc>,
+    daemon: Option<Proc>,
     _home: tempfile::TempDir,
 }
 
@@ -320,6 +326,11 @@ impl std::ops::DerefMut for Peer {
 
 impl Peer {
     pub fn spawn(label: &'static str, netns: &str, listen: &str) -> Peer {
+        Peer::spawn_with(label, netns, listen, &[])
+    }
+
+    /// [`Peer::spawn`] with more `pg-peer` arguments (e.g. `["--limits", "default"]`).
+    pub fn spawn_with(label: &'static str, netns: &str, listen: &str, extra: &[&str]) -> Peer {
         let home = tempfile::tempdir().unwrap();
         let through_service = std::env::var("PEERGROUP_SERVICE").as_deref() == Ok("required");
         let socket = home.path().join("run").join("peergroupd.sock");
@@ -354,7 +365,8 @@ impl Peer {
                 "--home",
             ])
             .arg(home.path())
-            .args(["--listen", listen]);
+            .args(["--listen", listen])
+            .args(extra);
         if through_service {
             command.env("PEERGROUP_SERVICE_SOCKET", &socket);
         }
@@ -362,9 +374,18 @@ impl Peer {
         Peer {
             label,
             proc,
-            _daemon: daemon,
+            daemon,
             _home: home,
         }
+    }
+
+    /// SIGKILL to the host's group: its service first when it runs through one (which holds
+    /// the group), then the process.
+    pub fn kill_host(&mut self) {
+        if let Some(d) = self.daemon.as_mut() {
+            d.kill();
+        }
+        self.proc.kill();
     }
 
     /// Closes stdin, waits for the exit, which must be a success, and logs it.

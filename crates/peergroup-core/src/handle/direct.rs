@@ -11,7 +11,13 @@ use crate::group::LocalGroup;
 
 impl LocalGroup {
     /// `PeerGroupOpenDirectConnection`: starts a direct connection to `member`, at `address`
-    /// or (when `None`) where the group last saw it, and returns its connection id at once.
+    /// or (when `None`) on every path the group knows to it, and returns its connection id at
+    /// once.
+    ///
+    /// Without an address the paths are raced, each a quarter second after the one before
+    /// ([`crate::race`]): the paths of direct neighbour connections to the member first, then
+    /// the addresses presence gave, the tunnels of relayed neighbour connections, then new
+    /// tunnels through the relays its presence names that this member is connected to.
     ///
     /// The id is not usable until a [`Event::DirectConnection`](crate::Event::DirectConnection) for it reports
     /// [`ConnectionStatus::Connected`](crate::io::ConnectionStatus::Connected); a failed attempt is reported there too
@@ -33,28 +39,29 @@ impl LocalGroup {
         }
         let driver = driver.ok_or(CoreError::NotReady)?;
         let name = member.to_string();
-        let address = match address {
-            Some(a) => a,
-            None => self.last_address_of(&driver, &name)?,
-        };
+        if address.is_none() {
+            self.check_known(&driver, &name)?;
+        }
         driver.open_direct(&name, address)
     }
 
-    fn last_address_of(
-        &self,
-        driver: &crate::control::DriverHandle,
-        member: &str,
-    ) -> Result<SocketAddr> {
-        if let Some(n) = driver.neighbours().into_iter().find(|n| n.member == member) {
-            return Ok(n.address);
+    /// Fails with [`CoreError::NoAddress`] unless the group knows a way to `member`: it is
+    /// a neighbour, or presence named its addresses or relays.
+    fn check_known(&self, driver: &crate::control::DriverHandle, member: &str) -> Result<()> {
+        if driver.neighbours().iter().any(|n| n.member == member) {
+            return Ok(());
         }
-        self.inner
+        let known = self
+            .inner
             .store
             .load_peers()?
             .into_iter()
-            .find(|p| p.member == member)
-            .and_then(|p| p.addrs.first().copied())
-            .ok_or_else(|| CoreError::NoAddress(member.to_owned()))
+            .any(|p| p.member == member && !(p.addrs.is_empty() && p.relays.is_empty()));
+        if known {
+            Ok(())
+        } else {
+            Err(CoreError::NoAddress(member.to_owned()))
+        }
     }
 
     /// `PeerGroupCloseDirectConnection`: closes a direct connection (or stops one being

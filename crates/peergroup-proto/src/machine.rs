@@ -1908,4 +1908,62 @@ mod tests {
             6
         );
     }
+
+    #[test]
+    fn a_relaying_member_takes_members_beyond_the_maximum_up_to_its_extra_room() {
+        let mut c = Config::new(1, "m");
+        c.relay = true;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![addr(1)]));
+        drain(&mut g);
+        let room = g.cfg.max_neighbours + RELAY_EXTRA_NEIGHBOURS;
+        for conn in 1..=room as ConnId {
+            let out = knock(&mut g, conn, 4);
+            assert!(
+                !out.iter().any(|o| matches!(o, Output::Disconnect(..))),
+                "member {conn} taken"
+            );
+        }
+        assert_eq!(conns(&g).len(), room);
+        let out = knock(&mut g, 500, 4);
+        assert!(out.contains(&Output::Disconnect(500, CloseReason::Busy)));
+        assert_eq!(conns(&g).len(), room, "never above the relay's room");
+        // Without relaying, the plain maximum.
+        g.set_relay(false);
+        let out = knock(&mut g, 501, 4);
+        assert!(out.contains(&Output::Disconnect(501, CloseReason::Busy)));
+    }
+
+    #[test]
+    fn a_member_without_a_relay_neighbour_dials_one_beyond_its_target() {
+        let mut g = Group::new(Config::new(50, "me"), vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![addr(50)]));
+        for (conn, node) in [(1, 7), (2, 8), (3, 9), (4, 10)] {
+            up(&mut g, conn, node, false, None);
+        }
+        drain(&mut g);
+        let entry = |member: &str, node_id, port, relays| PeerEntry {
+            member: member.into(),
+            node_id,
+            addrs: vec![addr(port)],
+            relays,
+            version: 1,
+        };
+        // Member x names node 77 as its relay: 77 is a relay, and its entry says where.
+        let peers = vec![entry("x", 11, 911, vec![77]), entry("r", 77, 977, vec![])];
+        g.handle(2, Input::Message(1, Message::Peers(peers)));
+        drain(&mut g);
+        g.handle(600_000, Input::Tick);
+        let out = drain(&mut g);
+        assert!(
+            out.contains(&Output::Dial(addr(977))),
+            "the relay is dialled beyond the target of 4: {out:?}"
+        );
+        // Once connected to it, no other relay is wanted from x's list.
+        up(&mut g, 5, 77, true, None);
+        g.handle(1_200_000, Input::Tick);
+        assert!(!drain(&mut g).contains(&Output::Dial(addr(977))));
+    }
 }

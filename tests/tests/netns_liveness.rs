@@ -134,7 +134,7 @@ fn a_lossy_link_keeps_its_neighbour_and_a_killed_one_is_dropped_within_seconds()
     );
     phase("no false alarm on the lossy link");
 
-    y.kill();
+    y.kill_host();
     phase("Y killed");
     until("X drops its killed neighbour", DEAD_BOUND, || {
         let s = x.status();

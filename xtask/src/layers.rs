@@ -154,6 +154,7 @@ const CORE_ROOMS: &[(&str, u8)] = &[
     ("events", 0),
     ("group_store", 0),
     ("password", 0),
+    ("race", 0),
     ("records", 0),
     ("signing", 0),
     ("control", 1),

@@ -15,7 +15,7 @@ impl LocalGroup {
     /// once.
     ///
     /// Without an address the paths are raced, each a quarter second after the one before
-    /// (a quarter-second stagger): the paths of direct neighbour connections to the member first, then
+    /// (`DIAL_STAGGER`): the paths of direct neighbour connections to the member first, then
     /// the addresses presence gave, the tunnels of relayed neighbour connections, then new
     /// tunnels through the relays its presence names that this member is connected to.
     ///

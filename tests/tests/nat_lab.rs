@@ -8,15 +8,12 @@
 mod common;
 
 use common::lab::{Lab, Nat, Probed};
-use common::{phase, skip};
+use common::phase;
 
 #[test]
 fn every_profile_maps_and_filters_as_named() {
-    phase("start");
-    let tag = format!("pgl{}", std::process::id());
-    let mut lab = match Lab::new(&tag) {
-        Ok(lab) => lab,
-        Err(reason) => return skip(&reason),
+    let Some(mut lab) = Lab::for_test("pgl") else {
+        return;
     };
     let s1 = lab.public("s1");
     let s2 = lab.public("s2");
@@ -66,12 +63,9 @@ fn every_profile_maps_and_filters_as_named() {
 
 #[test]
 fn a_firewall_lets_udp_out_to_one_member_only_and_a_lan_stays_a_lan() {
-    phase("start");
-    let tag = format!("pgf{}", std::process::id());
     let root_rules = root_ruleset();
-    let mut lab = match Lab::new(&tag) {
-        Ok(lab) => lab,
-        Err(reason) => return skip(&reason),
+    let Some(mut lab) = Lab::for_test("pgf") else {
+        return;
     };
     let relay = lab.public("relay");
     let other = lab.public("other");

@@ -15,8 +15,8 @@
 
 mod common;
 
-use common::lab::{Host, Lab, Nat, Probed};
-use common::{phase, skip, until, Peer, HAS_CONNECTIONS, LISTENING};
+use common::lab::{peer_on, Host, Lab, Nat, Probed};
+use common::{phase, until, Peer};
 use serde_json::json;
 use std::time::Duration;
 
@@ -154,35 +154,20 @@ fn transfer_all(peers: &mut [Peer], opened: &[Opened], bytes: u64, round: u64) {
         })
         .collect();
     for (o, sha) in opened.iter().zip(&sent) {
-        let (from, to) = (peers[o.from].label, peers[o.to].label);
+        let from = peers[o.from].label;
         let receiver = &mut peers[o.to];
-        until(
-            &format!("{to} holds the {bytes} bytes {from} sent"),
+        receiver.wait_received(
+            &format!("the {bytes} bytes {from} sent"),
             ARRIVAL_BOUND,
-            || {
-                let v = receiver.call(json!({"cmd": "received"}));
-                let got = v["connections"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|c| c["sha256"] == sha.as_str() && c["bytes"] == bytes);
-                if got {
-                    Ok(())
-                } else {
-                    Err(v.to_string())
-                }
-            },
+            |c| c["sha256"] == sha.as_str() && c["bytes"] == bytes,
         );
     }
 }
 
 #[test]
 fn every_nat_pair_carries_a_direct_connection_and_survives_the_relay_stopping() {
-    phase("start");
-    let tag = format!("pgm{}", std::process::id());
-    let mut lab = match Lab::new(&tag) {
-        Ok(lab) => lab,
-        Err(reason) => return skip(&reason),
+    let Some(mut lab) = Lab::for_test("pgx") else {
+        return;
     };
     let r1_host = lab.public("pub1");
     let r2_host = lab.public("pub2");
@@ -209,12 +194,12 @@ fn every_nat_pair_carries_a_direct_connection_and_survives_the_relay_stopping() 
     }
     phase("the NATs are what the matrix says");
 
-    let mut r1 = Peer::spawn("R1", &r1_host.ns, &format!("{}:0", r1_host.addr));
-    let mut r2 = Peer::spawn("R2", &r2_host.ns, &format!("{}:0", r2_host.addr));
+    let mut r1 = peer_on("R1", &r1_host, &[]);
+    let mut r2 = peer_on("R2", &r2_host, &[]);
     let mut peers: Vec<Peer> = hosts
         .iter()
         .zip(&labels)
-        .map(|(h, label)| Peer::spawn(label, &h.ns, &format!("{}:0", h.addr)))
+        .map(|(h, label)| peer_on(label, h, &[]))
         .collect();
     r1.identity("r1");
     let (_, r2_xml) = r2.identity("r2");
@@ -225,24 +210,14 @@ fn every_nat_pair_carries_a_direct_connection_and_survives_the_relay_stopping() 
         names.push(name);
         xmls.push(xml);
     }
-    r1.call(json!({"cmd": "create"}));
-    r1.call(json!({"cmd": "relay", "on": true}));
-    r1.call(json!({"cmd": "connect"}));
-    r1.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
-    let inv = r1.call(json!({"cmd": "invite", "xml": r2_xml}));
-    r2.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
-    r2.call(json!({"cmd": "relay", "on": true}));
-    r2.call(json!({"cmd": "connect"}));
-    let both = LISTENING | HAS_CONNECTIONS;
-    r2.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
+    r1.create_group(true);
+    r2.join_from(&mut r1, &r2_xml, false, true);
+    r2.wait_joined();
     for (p, xml) in peers.iter_mut().zip(&xmls) {
-        let inv = r1.call(json!({"cmd": "invite", "xml": xml}));
-        p.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
-        p.call(json!({"cmd": "connect"}));
+        p.join_from(&mut r1, xml, false, false);
     }
     for p in peers.iter_mut() {
-        let s = p.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 60_000}));
-        assert_eq!(s["status"], both, "{} reaches status 3: {s}", p.label);
+        p.wait_joined();
     }
     phase("all joined");
 

@@ -10,9 +10,8 @@
 
 mod common;
 
-use common::lab::{Lab, Nat};
-use common::{phase, skip, until, Peer, HAS_CONNECTIONS, LISTENING};
-use serde_json::json;
+use common::lab::{peer_on, Lab, Nat};
+use common::{phase, until};
 use std::time::Duration;
 
 /// Upper bound for A and B to become each other's neighbours.
@@ -20,35 +19,24 @@ const MEET_BOUND: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_member_behind_a_cone_nat_is_reached_at_its_mapped_address() {
-    phase("start");
-    let tag = format!("pgm{}", std::process::id());
-    let mut lab = match Lab::new(&tag) {
-        Ok(lab) => lab,
-        Err(reason) => return skip(&reason),
+    let Some(mut lab) = Lab::for_test("pgm") else {
+        return;
     };
     let r_host = lab.public("r");
     let a_host = lab.behind(&["a"], Nat::FullCone).remove(0);
     let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
 
-    let mut r = Peer::spawn("R", &r_host.ns, &format!("{}:0", r_host.addr));
-    let mut a = Peer::spawn("A", &a_host.ns, &format!("{}:0", a_host.addr));
-    let mut b = Peer::spawn("B", &b_host.ns, &format!("{}:0", b_host.addr));
+    let mut r = peer_on("R", &r_host, &[]);
+    let mut a = peer_on("A", &a_host, &[]);
+    let mut b = peer_on("B", &b_host, &[]);
     r.identity("r");
     let (a_name, a_xml) = a.identity("a");
     let (_b_name, b_xml) = b.identity("b");
-    r.call(json!({"cmd": "create"}));
-    r.call(json!({"cmd": "connect"}));
-    r.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
-    for (p, xml) in [(&mut a, &a_xml), (&mut b, &b_xml)] {
-        let inv = r.call(json!({"cmd": "invite", "xml": xml}));
-        p.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
-        p.call(json!({"cmd": "connect"}));
-    }
-    let both = LISTENING | HAS_CONNECTIONS;
-    for p in [&mut a, &mut b] {
-        let s = p.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
-        assert_eq!(s["status"], both, "{} reaches status 3: {s}", p.label);
-    }
+    r.create_group(false);
+    a.join_from(&mut r, &a_xml, false, false);
+    b.join_from(&mut r, &b_xml, false, false);
+    a.wait_joined();
+    b.wait_joined();
     phase("A and B joined through R");
 
     let s = until("B has A as a neighbour", MEET_BOUND, || {

@@ -16,8 +16,8 @@
 
 mod common;
 
-use common::lab::{Lab, Nat};
-use common::{phase, skip, until, Peer, Status, HAS_CONNECTIONS, LISTENING};
+use common::lab::{peer_on, Lab, Nat};
+use common::{phase, until, Peer, Status};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -51,11 +51,8 @@ fn relayed_neighbour(p: &mut Peer, member: &str, not_by: Option<u64>) -> u64 {
 
 #[test]
 fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member() {
-    phase("start");
-    let tag = format!("pgr{}", std::process::id());
-    let mut lab = match Lab::new(&tag) {
-        Ok(lab) => lab,
-        Err(reason) => return skip(&reason),
+    let Some(mut lab) = Lab::for_test("pgr") else {
+        return;
     };
     let r1_host = lab.public("pub1");
     let r2_host = lab.public("pub2");
@@ -68,35 +65,23 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     let b_nat = lab.check(&b_host, &r1_host, &r2_host);
     assert!(!b_nat.open_to_other_ips, "B's NAT admits only where B sent");
 
-    let mut r1 = Peer::spawn("R1", &r1_host.ns, &format!("{}:0", r1_host.addr));
-    let mut r2 = Peer::spawn("R2", &r2_host.ns, &format!("{}:0", r2_host.addr));
-    let mut a = Peer::spawn("A", &a_host.ns, &format!("{}:0", a_host.addr));
-    let mut b = Peer::spawn("B", &b_host.ns, &format!("{}:0", b_host.addr));
-    let mut c = Peer::spawn("C", &c_host.ns, &format!("{}:0", c_host.addr));
+    let mut r1 = peer_on("R1", &r1_host, &[]);
+    let mut r2 = peer_on("R2", &r2_host, &[]);
+    let mut a = peer_on("A", &a_host, &[]);
+    let mut b = peer_on("B", &b_host, &[]);
+    let mut c = peer_on("C", &c_host, &[]);
     let (r1_name, _) = r1.identity("r1");
     let (_, r2_xml) = r2.identity("r2");
     let (a_name, a_xml) = a.identity("a");
     let (b_name, b_xml) = b.identity("b");
     let (_, c_xml) = c.identity("c");
-    r1.call(json!({"cmd": "create"}));
-    r1.call(json!({"cmd": "relay", "on": true}));
-    r1.call(json!({"cmd": "connect"}));
-    r1.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
-    let inv = r1.call(json!({"cmd": "invite", "xml": r2_xml}));
-    r2.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
-    r2.call(json!({"cmd": "relay", "on": true}));
-    r2.call(json!({"cmd": "connect"}));
-    let both = LISTENING | HAS_CONNECTIONS;
-    r2.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
-    for (p, xml) in [(&mut a, &a_xml), (&mut b, &b_xml)] {
-        let inv = r1.call(json!({"cmd": "invite", "xml": xml, "inviting": true}));
-        p.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
-        p.call(json!({"cmd": "connect"}));
-    }
-    for p in [&mut a, &mut b] {
-        let s = p.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
-        assert_eq!(s["status"], both, "{} reaches status 3: {s}", p.label);
-    }
+    r1.create_group(true);
+    r2.join_from(&mut r1, &r2_xml, false, true);
+    r2.wait_joined();
+    a.join_from(&mut r1, &a_xml, true, false);
+    b.join_from(&mut r1, &b_xml, true, false);
+    a.wait_joined();
+    b.wait_joined();
     phase("A and B joined");
 
     let relay = relayed_neighbour(&mut a, &b_name, None);
@@ -138,23 +123,9 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
         (&mut r2, &mut r1)
     };
     a.send(&json!({"cmd": "send_bulk", "connection_id": direct_id, "bytes": 64 << 20, "seed": 7}));
-    until(
-        "B receives the first bytes on the direct connection",
-        MEET_BOUND,
-        || {
-            let v = b.call(json!({"cmd": "received"}));
-            let started = v["connections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["bytes"].as_u64().unwrap_or(0) >= 1 << 20);
-            if started {
-                Ok(())
-            } else {
-                Err(v.to_string())
-            }
-        },
-    );
+    b.wait_received("the first MiB on the direct connection", MEET_BOUND, |c| {
+        c["bytes"].as_u64().unwrap_or(0) >= 1 << 20
+    });
     stopping.kill_host();
     phase("the relay was killed mid-transfer");
     // The transfer ends either way: queued in time, or refused once the connection went.
@@ -181,31 +152,16 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     let direct_id = d["connection_id"].as_u64().unwrap();
     let sent = a
         .call(json!({"cmd": "send_bulk", "connection_id": direct_id, "bytes": 4 << 20, "seed": 8}));
-    until(
-        "B holds the 4 MiB sent after the relay died",
-        MEET_BOUND,
-        || {
-            let v = b.call(json!({"cmd": "received"}));
-            let got = v["connections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["sha256"] == sent["sha256"] && c["bytes"] == 4 << 20);
-            if got {
-                Ok(())
-            } else {
-                Err(v.to_string())
-            }
-        },
-    );
+    b.wait_received("the 4 MiB sent after the relay died", MEET_BOUND, |c| {
+        c["sha256"] == sent["sha256"] && c["bytes"] == 4 << 20
+    });
     phase("a new direct connection through the other relay carried 4 MiB intact");
 
     // B, behind its NAT, invites C behind another: C gets in through the relay named.
     let inv = b.call(json!({"cmd": "invite", "xml": c_xml}));
     c.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
     c.call(json!({"cmd": "connect"}));
-    let s = c.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
-    assert_eq!(s["status"], both, "C joined through B's invitation: {s}");
+    c.wait_joined();
     until("C holds A's record", MEET_BOUND, || {
         let r = c.records();
         if r.ids.contains(&id) {

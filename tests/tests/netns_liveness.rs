@@ -12,9 +12,8 @@
 
 mod common;
 
-use common::lab::{netns, Lab};
-use common::{phase, skip, until, Peer, Status, HAS_CONNECTIONS, LISTENING};
-use serde_json::json;
+use common::lab::{netns, peer_on, Lab};
+use common::{phase, until, Status};
 use std::time::{Duration, Instant};
 
 /// How long the link stays lossy.
@@ -37,30 +36,20 @@ fn connection_to(s: &Status, member: &str) -> Option<u64> {
 
 #[test]
 fn a_lossy_link_keeps_its_neighbour_and_a_killed_one_is_dropped_within_seconds() {
-    phase("start");
-    let tag = format!("pgl{}", std::process::id());
-    let mut lab = match Lab::new(&tag) {
-        Ok(lab) => lab,
-        Err(reason) => return skip(&reason),
+    let Some(mut lab) = Lab::for_test("pgv") else {
+        return;
     };
     let xh = lab.public("x");
     let yh = lab.public("y");
     let defaults = ["--limits", "default"];
-    let mut x = Peer::spawn_with("X", &xh.ns, &format!("{}:0", xh.addr), &defaults);
-    let mut y = Peer::spawn_with("Y", &yh.ns, &format!("{}:0", yh.addr), &defaults);
+    let mut x = peer_on("X", &xh, &defaults);
+    let mut y = peer_on("Y", &yh, &defaults);
     let (x_name, _) = x.identity("x");
     let (y_name, y_xml) = y.identity("y");
-    x.call(json!({"cmd": "create"}));
-    x.call(json!({"cmd": "connect"}));
-    x.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
-    let inv = x.call(json!({"cmd": "invite", "xml": y_xml}));
-    y.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
-    y.call(json!({"cmd": "connect"}));
-    let both = LISTENING | HAS_CONNECTIONS;
-    for p in [&mut x, &mut y] {
-        let s = p.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 30_000}));
-        assert_eq!(s["status"], both, "{} reaches status 3: {s}", p.label);
-    }
+    x.create_group(false);
+    y.join_from(&mut x, &y_xml, false, false);
+    x.wait_joined();
+    y.wait_joined();
     let conn = until("Y has X as its neighbour", SPREAD_BOUND, || {
         let s = y.status();
         connection_to(&s, &x_name).ok_or(s.raw.to_string())

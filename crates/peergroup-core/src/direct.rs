@@ -16,7 +16,6 @@
 
 pub use crate::values::ConnectionInfo;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -57,8 +56,6 @@ pub fn group_of_direct_name(name: &str) -> Option<String> {
 
 struct Entry {
     member: String,
-    /// Where the connection runs (unspecified while dialing: the path is not chosen yet).
-    address: SocketAddr,
     /// `None` while dialing or greeting.
     up: Option<(Connection, u64)>,
     /// Closed by the application before it was up: drop it when the dial ends.
@@ -96,7 +93,6 @@ impl Directs {
             id,
             Entry {
                 member: member.to_owned(),
-                address: SocketAddr::from(([0, 0, 0, 0], 0)),
                 up: None,
                 cancelled: false,
             },
@@ -120,7 +116,6 @@ impl Directs {
             id,
             Entry {
                 member: member.to_owned(),
-                address: conn.remote_address(),
                 up: Some((conn.clone(), node_id)),
                 cancelled: false,
             },
@@ -164,7 +159,7 @@ impl Directs {
                     connection_id: *id,
                     node_id: *node_id,
                     member: e.member.clone(),
-                    address: e.address,
+                    address: conn.remote_address(),
                 })
             })
             .collect();

@@ -177,16 +177,6 @@ enum Path {
     Via(Connection, u64),
 }
 
-impl PartialEq for Path {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Path::Addr(a), Path::Addr(b)) => a == b,
-            (Path::Via(c, n), Path::Via(d, m)) => c.id() == d.id() && n == m,
-            _ => false,
-        }
-    }
-}
-
 /// A connection's ordered outgoing queue, served by its own task.
 struct Writer {
     conn: Connection,
@@ -474,17 +464,18 @@ impl Driver {
     /// connections, then new tunnels through the relays its presence names that we are
     /// directly connected to.
     fn paths_to(&self, member: &str) -> Vec<Path> {
-        let mut paths = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut direct = Vec::new();
         let mut relayed = Vec::new();
         for (conn, m, _, addr, _) in self.machine.neighbours() {
-            if m != member || paths.contains(&Path::Addr(addr)) {
+            if m != member || !seen.insert(addr) {
                 continue;
             }
             match self.machine.relayed_by(conn) {
-                None => paths.push(Path::Addr(addr)),
+                None => direct.push(addr),
                 // A tunnel that is up, but tried after the direct addresses: a direct path
                 // may exist that the neighbour connection has not found yet.
-                Some(_) => relayed.push(Path::Addr(addr)),
+                Some(_) => relayed.push(addr),
             }
         }
         let me = self.machine.node_id();
@@ -494,13 +485,9 @@ impl Driver {
             .filter(|e| e.member == member && e.node_id != me)
             .collect();
         for e in &entries {
-            for &addr in &e.addrs {
-                if !paths.contains(&Path::Addr(addr)) {
-                    paths.push(Path::Addr(addr));
-                }
-            }
+            direct.extend(e.addrs.iter().copied().filter(|a| seen.insert(*a)));
         }
-        paths.append(&mut relayed);
+        let mut paths: Vec<Path> = direct.into_iter().chain(relayed).map(Path::Addr).collect();
         for e in &entries {
             for &relay in &e.relays {
                 let conn = self

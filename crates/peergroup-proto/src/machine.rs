@@ -1936,14 +1936,7 @@ mod tests {
     }
 
     #[test]
-    fn a_member_without_a_relay_neighbour_dials_one_beyond_its_target() {
-        let mut g = Group::new(Config::new(50, "me"), vec![], None);
-        g.handle(0, Input::Connect);
-        g.handle(0, Input::Listening(vec![addr(50)]));
-        for (conn, node) in [(1, 7), (2, 8), (3, 9), (4, 10)] {
-            up(&mut g, conn, node, false, None);
-        }
-        drain(&mut g);
+    fn a_member_without_a_relay_neighbour_dials_one_beyond_its_target_and_a_second_behind_a_nat() {
         let entry = |member: &str, node_id, port, relays| PeerEntry {
             member: member.into(),
             node_id,
@@ -1951,19 +1944,46 @@ mod tests {
             relays,
             version: 1,
         };
-        // Member x names node 77 as its relay: 77 is a relay, and its entry says where.
-        let peers = vec![entry("x", 11, 911, vec![77]), entry("r", 77, 977, vec![])];
-        g.handle(2, Input::Message(1, Message::Peers(peers)));
-        drain(&mut g);
-        g.handle(600_000, Input::Tick);
-        let out = drain(&mut g);
-        assert!(
-            out.contains(&Output::Dial(addr(977))),
-            "the relay is dialled beyond the target of 4: {out:?}"
-        );
-        // Once connected to it, no other relay is wanted from x's list.
-        up(&mut g, 5, 77, true, None);
-        g.handle(1_200_000, Input::Tick);
-        assert!(!drain(&mut g).contains(&Output::Dial(addr(977))));
+        // Every seed: a chance dial (`dial_random`) must not be what the test sees.
+        for seed in 0..8 {
+            let mut c = Config::new(50, "me");
+            c.seed = seed;
+            let mut g = Group::new(c, vec![], None);
+            g.handle(0, Input::Connect);
+            g.handle(0, Input::Listening(vec![addr(50)]));
+            for (conn, node) in [(1, 7), (2, 8), (3, 9), (4, 10)] {
+                up(&mut g, conn, node, false, None);
+            }
+            drain(&mut g);
+            // Member x names nodes 77 and 78 as its relays; their entries say where they are.
+            let peers = vec![
+                entry("x", 11, 911, vec![77, 78]),
+                entry("r1", 77, 977, vec![]),
+                entry("r2", 78, 978, vec![]),
+            ];
+            g.handle(2, Input::Message(1, Message::Peers(peers)));
+            drain(&mut g);
+            let relay_dials = |out: &[Output]| -> Vec<u64> {
+                [(977, 77), (978, 78)]
+                    .into_iter()
+                    .filter(|&(port, _)| out.contains(&Output::Dial(addr(port))))
+                    .map(|(_, node)| node)
+                    .collect()
+            };
+            g.handle(600_000, Input::Tick);
+            let first = relay_dials(&drain(&mut g));
+            assert_eq!(
+                first.len(),
+                1,
+                "seed {seed}: one relay dialled beyond the target of 4"
+            );
+            // Its NAT class is not known to be "none": it wants a second relay too.
+            up(&mut g, 5, first[0], true, None);
+            drain(&mut g);
+            g.handle(1_200_000, Input::Tick);
+            let second = relay_dials(&drain(&mut g));
+            assert_eq!(second.len(), 1, "seed {seed}: the other relay dialled");
+            assert_ne!(second[0], first[0]);
+        }
     }
 }

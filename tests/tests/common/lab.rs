@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use super::{attach_host, ip, ip_ok, phase, Namespaces, Proc};
+use super::{attach_host, ip, ip_ok, phase, skip, Namespaces, Peer, Proc};
 
 /// How a router maps and filters (RFC 4787's terms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +192,26 @@ table ip lab {{
     )
 }
 
+/// A `pg-peer` process on `host`, listening on its address at a port of its choosing, with
+/// more `pg-peer` arguments `extra`.
+pub fn peer_on(label: &'static str, host: &Host, extra: &[&str]) -> Peer {
+    Peer::spawn_with(label, &host.ns, &format!("{}:0", host.addr), extra)
+}
+
 impl Lab {
+    /// The lab of a test, its namespaces named `<prefix><pid>-…`: logs the start, and
+    /// `None` (the test returns, skipped) where a lab cannot be built.
+    pub fn for_test(prefix: &str) -> Option<Lab> {
+        phase("start");
+        match Lab::new(&format!("{prefix}{}", std::process::id())) {
+            Ok(lab) => Some(lab),
+            Err(reason) => {
+                skip(&reason);
+                None
+            }
+        }
+    }
+
     /// An empty internet. The error is a reason to skip (no root, no `ip`, no `nft`).
     pub fn new(tag: &str) -> Result<Lab, String> {
         super::preflight()?;

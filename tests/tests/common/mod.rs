@@ -416,6 +416,49 @@ impl Peer {
         id
     }
 
+    /// Creates the group and brings it online (relaying for members when `relay`); returns
+    /// once it listens.
+    pub fn create_group(&mut self, relay: bool) {
+        self.call(json!({"cmd": "create"}));
+        if relay {
+            self.call(json!({"cmd": "relay", "on": true}));
+        }
+        self.call(json!({"cmd": "connect"}));
+        self.call(json!({"cmd": "wait", "bits": LISTENING, "timeout_ms": 20_000}));
+    }
+
+    /// Joins with an invitation `inviter` makes for the identity `xml` (`inviting`: one
+    /// that lets this member invite too), relays when `relay`, and connects.
+    pub fn join_from(&mut self, inviter: &mut Peer, xml: &str, inviting: bool, relay: bool) {
+        let inv = inviter.call(json!({"cmd": "invite", "xml": xml, "inviting": inviting}));
+        self.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
+        if relay {
+            self.call(json!({"cmd": "relay", "on": true}));
+        }
+        self.call(json!({"cmd": "connect"}));
+    }
+
+    /// Waits until the member listens and has a connection (status 3), which it must reach.
+    pub fn wait_joined(&mut self) {
+        let both = LISTENING | HAS_CONNECTIONS;
+        let s = self.call(json!({"cmd": "wait", "bits": both, "timeout_ms": 60_000}));
+        assert_eq!(s["status"], both, "{} reaches status 3: {s}", self.label);
+    }
+
+    /// Waits until the data that arrived on some connection (`received`) satisfies `has`,
+    /// e.g. all `bytes` of a transfer with its SHA-256.
+    pub fn wait_received(&mut self, what: &str, bound: Duration, has: impl Fn(&Value) -> bool) {
+        let label = self.label;
+        until(&format!("{label} received {what}"), bound, || {
+            let v = self.call(json!({"cmd": "received"}));
+            if v["connections"].as_array().unwrap().iter().any(&has) {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        });
+    }
+
     /// The peer's live records: count, digest and ids.
     pub fn records(&mut self) -> Records {
         let v = self.call(json!({"cmd": "records"}));

@@ -1,24 +1,26 @@
-//! A tunnel stream from a peer: its 13-byte header, then length-prefixed datagrams, in chunks
-//! of any size. The decoders must never panic; a header they accept must encode back to the
-//! same bytes; the datagrams must not depend on how the stream was split, and must re-encode
-//! to a prefix of the input.
+//! A tunnel stream from a peer: its 13-byte header, then length-prefixed datagrams and channel
+//! grants, in chunks of any size. The decoders must never panic; a header they accept must
+//! encode back to the same bytes; the items must not depend on how the stream was split, and
+//! must re-encode to a prefix of the input.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use peergroup_transport::tunnel::wire::{length_prefix, Header, PacketDecoder, HEADER_LEN};
+use peergroup_transport::tunnel::wire::{
+    channel_grant, length_prefix, Header, Item, PacketDecoder, StreamError, HEADER_LEN,
+};
 
-/// Every datagram the decoder yields from `chunks`, and whether it stopped at a bad length.
-fn decode(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<usize>) {
+/// Every item the decoder yields from `chunks`, and whether it stopped at an error.
+fn decode(chunks: &[&[u8]]) -> (Vec<Item>, Option<StreamError>) {
     let mut d = PacketDecoder::default();
     let mut out = Vec::new();
     for c in chunks {
         d.push(c);
         loop {
-            match d.next_packet() {
-                Ok(Some(p)) => out.push(p.to_vec()),
+            match d.next_item() {
+                Ok(Some(item)) => out.push(item),
                 Ok(None) => break,
-                Err(len) => return (out, Some(len)),
+                Err(e) => return (out, Some(e)),
             }
         }
     }
@@ -54,9 +56,14 @@ fuzz_target!(|data: &[u8]| {
     let whole = decode(&[stream]);
     assert_eq!(decode(&chunks), whole, "the split changed the datagrams");
     let mut again = Vec::new();
-    for p in &whole.0 {
-        again.extend_from_slice(&length_prefix(p.len()).expect("a decoded length is valid"));
-        again.extend_from_slice(p);
+    for item in &whole.0 {
+        match item {
+            Item::Packet(p) => {
+                again.extend_from_slice(&length_prefix(p.len()).expect("a decoded length is valid"));
+                again.extend_from_slice(p);
+            }
+            Item::Channel(id) => again.extend_from_slice(&channel_grant(*id)),
+        }
     }
     assert!(stream.starts_with(&again));
 });

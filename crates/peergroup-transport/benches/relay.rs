@@ -5,7 +5,8 @@
 //! Three nodes: A and B both connected to R. **Direct**: A dials B at B's address.
 //! **Relayed**: A asks R for a tunnel to B (`Node::open_tunnel`), R carries it
 //! (`TunnelRequest::relay_to`), B accepts the offer, and A dials B's end of the tunnel: the
-//! same end-to-end member connection, R copying its ciphertext. Figures:
+//! same end-to-end member connection, R forwarding its ciphertext (as channel datagrams once
+//! the tunnel's channel is up, which the bench waits for before measuring). Figures:
 //!
 //! - **first connection**: from asking for the tunnel to the end-to-end connection being up
 //!   (tunnel set-up plus handshake), next to a direct connect;
@@ -158,6 +159,15 @@ async fn main() {
     let relayed_connect = t0.elapsed();
     let (relayed, relayed_in) = (relayed.unwrap(), relayed_in.unwrap());
     assert!(relayed.relayed_via().is_some());
+    let channel_wait = Instant::now();
+    while !(a.tunnels().iter().all(|t| t.channel) && b.tunnels().iter().all(|t| t.channel)) {
+        assert!(
+            channel_wait.elapsed() < Duration::from_secs(10),
+            "no channel"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let channel_up = t0.elapsed();
 
     // Warm both paths (congestion windows, MTU discovery), then measure each.
     transfer(&direct, &direct_in, 4).await;
@@ -185,8 +195,17 @@ async fn main() {
         per_mib(rc),
         per_mib(rc.saturating_sub(dc))
     );
+    println!(
+        "channel up         {:>8.3} ms after asking for the tunnel",
+        channel_up.as_secs_f64() * 1e3
+    );
     let (up, down) = carried.bytes();
-    println!("relay carried      {up} bytes A->B, {down} bytes B->A");
+    let (cu, cd) = carried.channel_bytes();
+    println!(
+        "relay carried      {up} bytes A->B ({:.1}% by channel), {down} bytes B->A ({:.1}% by channel)",
+        100.0 * cu as f64 / up.max(1) as f64,
+        100.0 * cd as f64 / down.max(1) as f64
+    );
     for n in [&a, &b, &r] {
         let _ = n.close(CloseCode::Shutdown, Duration::from_secs(5)).await;
     }

@@ -227,13 +227,13 @@ impl Node {
         let runtime = Arc::new(quinn::TokioRuntime);
         let (udp, released) = socket::wrap(&*runtime, udp, port)
             .map_err(|source| TransportError::Bind { addr, source })?;
-        let endpoint = quinn::Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            udp,
-            runtime,
-        )
-        .map_err(|source| TransportError::Bind { addr, source })?;
+        let mut endpoint_config = quinn::EndpointConfig::default();
+        // Peers must never clear QUIC's fixed bit towards us: a first byte without it is how
+        // the socket wrapper tells channel datagrams (and later kinds of ours) from QUIC.
+        endpoint_config.grease_quic_bit(false);
+        let endpoint =
+            quinn::Endpoint::new_with_abstract_socket(endpoint_config, Some(server), udp, runtime)
+                .map_err(|source| TransportError::Bind { addr, source })?;
         let registry = Arc::new(Registry::new());
         let (tx, rx) = mpsc::channel(config.limits.accept_backlog);
         let accept_task = tokio::spawn(accept_loop(

@@ -7,9 +7,10 @@
 //! it goes, the inner socket (and so the file descriptor) is dropped first and then a signal
 //! fires. `Node::close` waits for that signal, so when it returns the port can be bound again.
 //!
-//! Datagrams to a tunnel end's virtual address never reach the socket: the wrapper's
-//! [`Port`] queues them for the tunnel, and hands quinn the datagrams tunnels received as if
-//! the socket had (see `tunnel::port`).
+//! Datagrams to a tunnel end's virtual address never reach the socket as such: the wrapper's
+//! [`Port`] queues them for the tunnel (or sends them to the relay as channel datagrams), and
+//! hands quinn the datagrams tunnels received as if the socket had. Channel datagrams the socket
+//! receives are forwarded or delivered before quinn sees the rest (see `tunnel::port`).
 
 use std::fmt;
 use std::io::{self, IoSliceMut};
@@ -24,7 +25,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::oneshot;
 
 use crate::error::{Result, TransportError};
-use crate::tunnel::Port;
+use crate::tunnel::{Port, Sent};
+
+/// Receives in a row whose every datagram was relayed or consumed before the wrapper yields:
+/// a flood of channel datagrams cannot keep the endpoint's task from the rest of its work.
+const DEMUX_ROUNDS: usize = 16;
 
 /// Binds a UDP socket; an IPv6 socket is made dual-stack where the system allows it.
 pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::UdpSocket> {
@@ -49,6 +54,7 @@ pub(crate) fn wrap(
 ) -> io::Result<(Arc<dyn AsyncUdpSocket>, oneshot::Receiver<()>)> {
     let (tx, rx) = oneshot::channel();
     let inner = runtime.wrap_udp_socket(socket)?;
+    tunnels.table().set_raw_socket(Arc::downgrade(&inner));
     let wrapped = ReleasingSocket {
         inner,
         tunnels,
@@ -93,11 +99,23 @@ impl AsyncUdpSocket for ReleasingSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        if self.tunnels.try_send(transmit) {
-            // Queued or dropped: a tunnel never makes the endpoint wait.
-            return Ok(());
+        match self.tunnels.try_send(transmit) {
+            None => self.inner.try_send(transmit),
+            // Queued or dropped: a tunnel's stream never makes the endpoint wait.
+            Some(Sent::Handled) => Ok(()),
+            // The socket's own back-pressure holds, as for any datagram to a real address.
+            Some(Sent::Channel {
+                to,
+                contents,
+                segment_size,
+            }) => self.inner.try_send(&Transmit {
+                destination: to,
+                ecn: transmit.ecn,
+                contents: &contents,
+                segment_size,
+                src_ip: None,
+            }),
         }
-        self.inner.try_send(transmit)
     }
 
     fn poll_recv(
@@ -107,7 +125,19 @@ impl AsyncUdpSocket for ReleasingSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         self.tunnels.poll_recv(cx, bufs, meta, |cx, bufs, meta| {
-            self.inner.poll_recv(cx, bufs, meta)
+            for _ in 0..DEMUX_ROUNDS {
+                let n = match self.inner.poll_recv(cx, bufs, meta) {
+                    Poll::Ready(Ok(n)) => n,
+                    other => return other,
+                };
+                let kept = self.tunnels.demux(&*self.inner, bufs, meta, n);
+                if kept > 0 {
+                    return Poll::Ready(Ok(kept));
+                }
+            }
+            // All relayed: come back after the runtime has run something else.
+            cx.waker().wake_by_ref();
+            Poll::Pending
         })
     }
 
@@ -194,7 +224,7 @@ mod tests {
     #[tokio::test]
     async fn sending_to_an_unknown_virtual_address_is_ok_and_sends_nothing() {
         let (socket, table, _inbound) = wrapped("127.0.0.1:0");
-        let Reserve::New(known, mut queue) = table.reserve(1, 2, Origin::Opened) else {
+        let Reserve::New(known, mut queue, _) = table.reserve(1, 2, Origin::Opened) else {
             panic!("no room");
         };
         for unknown in ["240.1.2.3:4", "[::ffff:240.1.2.3]:4"] {
@@ -235,7 +265,8 @@ mod tests {
                 inbound.try_send((from, Bytes::from(vec![i; 100]))).unwrap();
                 // Growing sizes, so that GRO cannot coalesce them into one slot.
                 let size = 2 + usize::from(i);
-                real.send_to(&vec![9; size], socket.local_addr().unwrap())
+                // QUIC's fixed bit set: anything else is the wrapper's own.
+                real.send_to(&vec![0x49; size], socket.local_addr().unwrap())
                     .unwrap();
             }
             let mut tunnel = Vec::new();
@@ -251,7 +282,7 @@ mod tests {
                 }
             }
             assert_eq!(tunnel, (0..3u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
-            assert_eq!(direct, (2..5).map(|n| vec![9u8; n]).collect::<Vec<_>>());
+            assert_eq!(direct, (2..5).map(|n| vec![0x49u8; n]).collect::<Vec<_>>());
         }
     }
 

@@ -25,6 +25,7 @@ use crate::credentials::{CredentialResolver, Credentials};
 use crate::error::{Result, TransportError};
 use crate::node::Limits;
 use crate::trust::{Side, TrustError, TrustPolicy};
+use crate::tunnel::datagram::CHANNEL_HEADER_LEN;
 use crate::tunnel::MAX_TUNNELS_PER_CONNECTION;
 use crate::ALPN;
 
@@ -267,8 +268,16 @@ fn transport_config(limits: &Limits, accepts_control: bool) -> Result<quinn::Tra
     t.receive_window(quinn::VarInt::from_u64(total).map_err(internal)?);
     t.send_window(total);
     t.datagram_receive_buffer_size(None);
+    // Room for a channel header, so that a connection through a tunnel sends channel
+    // datagrams no larger than quinn's usual largest datagram.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD - CHANNEL_HEADER_LEN as u16);
+    t.mtu_discovery_config(Some(mtu));
     Ok(t)
 }
+
+/// quinn's default largest datagram: a 1 500-byte IPv6 path less its IPv6 and UDP headers.
+const MAX_UDP_PAYLOAD: u16 = 1452;
 
 /// The connection-level flow-control window: one stream window per possible stream.
 fn connection_window(limits: &Limits) -> u64 {

@@ -208,22 +208,25 @@ async fn a_connection_through_a_relay_carries_frames_end_to_end() {
     let (at_a, at_b, relayed) = t.tunnel().await;
     assert!(is_virtual(at_a) && at_a.is_ipv4(), "{at_a}");
     assert!(is_virtual(at_b) && at_b.is_ipv4(), "{at_b}");
-    assert_eq!(
-        t.a.tunnels(),
-        [TunnelInfo {
-            addr: at_a,
-            via: t.a_to_r.id(),
-            peer_node: B_ID
-        }]
-    );
-    assert_eq!(
-        t.b.tunnels(),
-        [TunnelInfo {
-            addr: at_b,
-            via: t.b_to_r.id(),
-            peer_node: A_ID
-        }]
-    );
+    // Both ends' channels come up: both probed, the relay confirmed.
+    let a_end = TunnelInfo {
+        addr: at_a,
+        via: t.a_to_r.id(),
+        peer_node: B_ID,
+        channel: true,
+    };
+    let b_end = TunnelInfo {
+        addr: at_b,
+        via: t.b_to_r.id(),
+        peer_node: A_ID,
+        channel: true,
+    };
+    within(async {
+        while t.a.tunnels() != [a_end.clone()] || t.b.tunnels() != [b_end.clone()] {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     assert!(t.r.tunnels().is_empty(), "a relay has no tunnel ends");
 
     let (out, inc) = t.inner(at_a).await;
@@ -285,6 +288,13 @@ async fn a_connection_through_a_relay_carries_frames_end_to_end() {
     let (up, down) = relayed.bytes();
     assert!(up > (FRAMES * FRAME) as u64, "relayed {up} bytes up");
     assert!(down > 0);
+    // The channel carried it: the streams only what went before the channel was up.
+    let (channel_up, channel_down) = relayed.channel_bytes();
+    assert!(
+        channel_up > (FRAMES * FRAME) as u64,
+        "{channel_up} of {up} bytes up by channel"
+    );
+    assert!(channel_down > 0);
     assert!(!relayed.is_ended());
     t.close().await;
     within(relayed.ended()).await;

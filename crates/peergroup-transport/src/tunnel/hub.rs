@@ -126,6 +126,7 @@ impl Hub {
             self,
             &runtime,
             via.id(),
+            via.quic_handle(),
             target,
             Origin::Opened,
             streams,

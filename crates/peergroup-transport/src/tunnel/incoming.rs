@@ -11,7 +11,7 @@ use super::hub::Hub;
 use super::relay::{self, RelayedTunnel};
 use super::stream::{self, Pending, TUNNEL_PRIORITY};
 use super::table::Origin;
-use super::wire::{Header, Kind, HEADER_LEN};
+use super::wire::{self, Header, Kind, HEADER_LEN};
 use super::{end, TunnelRefusal};
 use crate::close::CloseCode;
 use crate::connection::Connection;
@@ -99,16 +99,59 @@ impl TunnelRequest {
             }
         };
         let (mut send, recv) = pending.into_streams();
-        let answered = tokio::time::timeout(hub.handshake_timeout, send.write_all(&[0])).await;
+        let (mut target_send, target_recv) = target;
+        let counters = relay::Counters::default();
+        // A channel for each side, if both connections are still there and ids are free.
+        let legs = match (via.quic_handle(), to.quic_handle()) {
+            (Some(a), Some(b)) => hub.table.open_legs(
+                Arc::new(a),
+                Arc::new(b),
+                counters.channel_up.clone(),
+                counters.channel_down.clone(),
+            ),
+            _ => None,
+        };
+        let mut answer = vec![0u8];
+        if let Some((a, b)) = legs {
+            answer.extend_from_slice(&wire::channel_grant(a));
+            // Ahead of any packet on the target's stream: the copying starts after it.
+            let granted = tokio::time::timeout(
+                hub.handshake_timeout,
+                target_send.write_all(&wire::channel_grant(b)),
+            )
+            .await;
+            if !matches!(granted, Ok(Ok(()))) {
+                hub.table.close_legs((a, b));
+                let mut target_recv = target_recv;
+                stream::abandon(&mut target_send, &mut target_recv);
+                // The requester sees its tunnel stream fail instead of an answer.
+                let mut recv = recv;
+                stream::abandon(&mut send, &mut recv);
+                return Err(TransportError::ConnectFailed {
+                    addr: to.remote_address(),
+                    reason: "the target left before the tunnel was set up".into(),
+                });
+            }
+        }
+        let answered = tokio::time::timeout(hub.handshake_timeout, send.write_all(&answer)).await;
         if !matches!(answered, Ok(Ok(()))) {
-            let (mut target_send, mut target_recv) = target;
+            if let Some(legs) = legs {
+                hub.table.close_legs(legs);
+            }
+            let mut target_recv = target_recv;
             stream::abandon(&mut target_send, &mut target_recv);
             return Err(TransportError::ConnectFailed {
                 addr: via.remote_address(),
                 reason: "the requester left before the tunnel was set up".into(),
             });
         }
-        Ok(relay::start(&hub, (send, recv), target))
+        Ok(relay::start(
+            &hub,
+            (send, recv),
+            (target_send, target_recv),
+            counters,
+            legs,
+        ))
     }
 }
 
@@ -174,6 +217,7 @@ impl TunnelOffer {
             &hub,
             &runtime,
             via.id(),
+            via.quic_handle(),
             from,
             Origin::Accepted,
             streams,

@@ -8,11 +8,20 @@
 //! receives from it as from any UDP peer. The connection run through it is an ordinary mutual-TLS
 //! Peergroup connection, so the relay only ever sees its ciphertext. Wire format and limits are in
 //! `docs/protocol.md`, "Tunnels".
+//!
+//! Once a tunnel is up, the relay grants each end a *channel*: the ends then send their
+//! datagrams as channel datagrams (see [`datagram`]) straight to the relay's UDP socket, on the
+//! 5-tuple of their member connection to it, and the relay forwards each to the other end as
+//! it comes, without the copying, flow control and second encryption of the stream path. The
+//! streams stay open: they bound the tunnel's life and carry what was sent before the channel
+//! came up, and a channel that does not come up leaves the tunnel on them.
 
 use std::fmt;
+use std::time::Duration;
 
 #[cfg(feature = "quic")]
 mod addr;
+pub mod datagram;
 #[cfg(feature = "quic")]
 mod end;
 #[cfg(feature = "quic")]
@@ -39,14 +48,14 @@ pub use incoming::{IncomingTunnel, TunnelOffer, TunnelRequest};
 pub(crate) use port::Port;
 #[cfg(feature = "quic")]
 pub use relay::RelayedTunnel;
-#[cfg(all(feature = "quic", not(test)))]
-pub(crate) use table::Table;
 #[cfg(feature = "quic")]
 pub use table::TunnelInfo;
+#[cfg(all(feature = "quic", not(test)))]
+pub(crate) use table::{Sent, Table};
 #[cfg(all(feature = "quic", test))]
 pub(crate) use {
     port::Inbound,
-    table::{Origin, Reserve, Table},
+    table::{Origin, Reserve, Sent, Table},
 };
 
 /// What a tunnel stream starts with: it tells tunnels from any other stream and names the
@@ -82,6 +91,17 @@ pub const MAX_TUNNEL_ENDS: usize = 64;
 /// Largest datagram a tunnel carries: the largest UDP payload over IPv4. Lengths on the wire
 /// are 1..=this; anything else ends the tunnel.
 pub const MAX_TUNNEL_PACKET: usize = 65_527;
+
+/// Channel ids a node has in use at once: two per tunnel it relays, one per tunnel end of its
+/// own with a channel. A tunnel beyond it gets no channel and stays on its streams.
+pub const MAX_CHANNELS: usize = 1024;
+
+/// Probes a tunnel end sends its relay, one per [`CHANNEL_PROBE_INTERVAL`], before it gives its
+/// channel up and stays on the stream: the relay confirms once both ends have probed.
+pub const CHANNEL_PROBES: u32 = 8;
+
+/// Time between a tunnel end's channel probes.
+pub const CHANNEL_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Why a tunnel was refused: the byte the side that received the header answers instead of 0.
 #[repr(u8)]

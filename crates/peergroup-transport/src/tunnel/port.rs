@@ -1,5 +1,7 @@
 //! The socket wrapper's side of tunnels: datagrams to virtual addresses go into tunnel queues
-//! instead of the UDP socket, and datagrams from tunnels are received as if from the socket.
+//! (or out by channel) instead of to their address, datagrams from tunnels are received as if
+//! from the socket, and channel datagrams the socket receives are forwarded or delivered
+//! before quinn sees what is left.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
@@ -9,9 +11,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use quinn::udp::{RecvMeta, Transmit};
+use quinn::AsyncUdpSocket;
 use tokio::sync::mpsc;
 
-use super::table::Table;
+use super::datagram;
+use super::table::{Sent, Table};
 use super::{addr, TUNNEL_RECV_PACKETS};
 
 /// Where tunnel ends put the datagrams they receive: (virtual source address, datagram).
@@ -20,6 +24,8 @@ pub(crate) type Inbound = mpsc::Sender<(SocketAddr, Bytes)>;
 pub(crate) struct Port {
     table: Arc<Table>,
     recv: Mutex<mpsc::Receiver<(SocketAddr, Bytes)>>,
+    /// For channel datagrams that cannot be delivered in place.
+    inbound: Inbound,
     /// Which source `poll_recv` tries first next time; it alternates, so neither the UDP
     /// socket nor the tunnels can starve the other.
     tunnel_first: AtomicBool,
@@ -32,20 +38,66 @@ impl Port {
         let port = Port {
             table,
             recv: Mutex::new(rx),
+            inbound: tx.clone(),
             tunnel_first: AtomicBool::new(false),
         };
         (port, tx)
     }
 
-    /// Takes the transmit if it is for a virtual address (queued, or dropped as UDP would lose
-    /// it); `false` leaves it for the real socket.
-    pub fn try_send(&self, transmit: &Transmit) -> bool {
-        let Some(dest) = addr::canonical(transmit.destination) else {
-            return false;
-        };
-        self.table
-            .send(dest, transmit.contents, transmit.segment_size);
-        true
+    /// The tunnel table this port sends into.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Takes the transmit if it is for a virtual address: queued, dropped as UDP would lose it,
+    /// or turned into channel datagrams for the socket to send. `None` leaves it for its
+    /// address.
+    pub fn try_send(&self, transmit: &Transmit) -> Option<Sent> {
+        let dest = addr::canonical(transmit.destination)?;
+        Some(
+            self.table
+                .send(dest, transmit.contents, transmit.segment_size),
+        )
+    }
+
+    /// Handles the channel datagrams among the first `n` slots `socket` received: forwarded
+    /// ones are sent on through `socket`, delivered ones become slots from their tunnel end's
+    /// virtual address. Returns how many slots are left for quinn, moved to the front.
+    pub fn demux(
+        &self,
+        socket: &dyn AsyncUdpSocket,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+        n: usize,
+    ) -> usize {
+        let mut kept = 0;
+        for i in 0..n.min(bufs.len()).min(meta.len()) {
+            let mut m = meta[i];
+            let len = m.len.min(bufs[i].len());
+            if !datagram::all_quic(&bufs[i][..len], m.stride) {
+                let mut router = self.table.router(socket, &self.inbound, m.addr, m.ecn);
+                let slot = datagram::demux_slot(&mut bufs[i], len, m.stride, &mut router);
+                if slot.len == 0 {
+                    continue;
+                }
+                m.len = slot.len;
+                m.stride = slot.stride;
+                if let Some(from) = slot.from {
+                    m.addr = from;
+                    m.dst_ip = None;
+                }
+            }
+            if kept != i {
+                // An earlier slot went entirely: move this one down (quinn's buffers are all
+                // the same size).
+                let (low, high) = bufs.split_at_mut(i);
+                m.len = m.len.min(low[kept].len());
+                low[kept][..m.len].copy_from_slice(&high[0][..m.len]);
+            }
+            meta[kept] = m;
+            kept += 1;
+        }
+        kept
     }
 
     /// Receives from the tunnels and from `socket`, alternating which goes first; both register

@@ -1,8 +1,10 @@
-//! The relay's part of a tunnel: copy the requester's stream into the target's and back.
+//! The relay's part of a tunnel: copy the requester's stream into the target's and back, and
+//! hold the tunnel's channel ids while it lasts.
 //!
 //! The relay reads a chunk only once it has written the last one, so QUIC flow control makes a
 //! fast side wait for a slow one and the relay buffers at most one chunk each way. What it
-//! copies is the ends' packet framing around end-to-end QUIC packets: ciphertext to it.
+//! copies is the ends' packet framing around end-to-end QUIC packets: ciphertext to it. Channel
+//! datagrams never reach this task: the socket wrapper forwards them as they come.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,17 +27,42 @@ pub struct RelayedTunnel {
 }
 
 struct State {
-    up: AtomicU64,
-    down: AtomicU64,
+    counters: Counters,
     ended: watch::Sender<bool>,
 }
 
+/// Bytes relayed each way, by stream and by channel.
+#[derive(Clone, Default)]
+pub(crate) struct Counters {
+    /// Requester to target, copied between the streams.
+    pub up: Arc<AtomicU64>,
+    /// Target to requester, copied between the streams.
+    pub down: Arc<AtomicU64>,
+    /// Requester to target, forwarded as channel datagrams.
+    pub channel_up: Arc<AtomicU64>,
+    /// Target to requester, forwarded as channel datagrams.
+    pub channel_down: Arc<AtomicU64>,
+}
+
 impl RelayedTunnel {
-    /// Bytes copied so far: (requester to target, target to requester), framing included.
+    /// Bytes relayed so far: (requester to target, target to requester), stream framing and
+    /// channel headers included.
     pub fn bytes(&self) -> (u64, u64) {
+        let (cu, cd) = self.channel_bytes();
+        let c = &self.state.counters;
         (
-            self.state.up.load(Ordering::Relaxed),
-            self.state.down.load(Ordering::Relaxed),
+            c.up.load(Ordering::Relaxed) + cu,
+            c.down.load(Ordering::Relaxed) + cd,
+        )
+    }
+
+    /// Of those, the bytes forwarded as channel datagrams (headers included): all but what
+    /// went before the channel came up, when it does.
+    pub fn channel_bytes(&self) -> (u64, u64) {
+        let c = &self.state.counters;
+        (
+            c.channel_up.load(Ordering::Relaxed),
+            c.channel_down.load(Ordering::Relaxed),
         )
     }
 
@@ -60,14 +87,27 @@ impl fmt::Debug for RelayedTunnel {
     }
 }
 
-/// Starts copying between the requester's and the target's streams, both answered already.
-pub(crate) fn start(hub: &Arc<Hub>, requester: Streams, target: Streams) -> RelayedTunnel {
+/// Starts copying between the requester's and the target's streams, both answered already;
+/// `legs` are the tunnel's channel ids in the node's table, freed when it ends.
+pub(crate) fn start(
+    hub: &Arc<Hub>,
+    requester: Streams,
+    target: Streams,
+    counters: Counters,
+    legs: Option<(u32, u32)>,
+) -> RelayedTunnel {
     let state = Arc::new(State {
-        up: AtomicU64::new(0),
-        down: AtomicU64::new(0),
+        counters,
         ended: watch::Sender::new(false),
     });
-    tokio::spawn(pump(hub.closing(), requester, target, state.clone()));
+    let (hub, task_state) = (hub.clone(), state.clone());
+    tokio::spawn(async move {
+        pump(hub.closing(), requester, target, &task_state).await;
+        if let Some(legs) = legs {
+            hub.table.close_legs(legs);
+        }
+        task_state.ended.send_replace(true);
+    });
     RelayedTunnel { state }
 }
 
@@ -89,13 +129,13 @@ async fn pump(
     closing: impl std::future::Future<Output = ()>,
     (mut a_send, mut a_recv): Streams,
     (mut b_send, mut b_recv): Streams,
-    state: Arc<State>,
+    state: &State,
 ) {
     // Which side's stream ended cleanly first: its end of stream is passed on; everything
     // else is reset, since a tunnel ends with either half.
     let finished = {
-        let up = copy(&mut a_recv, &mut b_send, &state.up);
-        let down = copy(&mut b_recv, &mut a_send, &state.down);
+        let up = copy(&mut a_recv, &mut b_send, &state.counters.up);
+        let down = copy(&mut b_recv, &mut a_send, &state.counters.down);
         tokio::select! {
             c = up => matches!(c, Copy::Finished).then_some(Side::Requester),
             c = down => matches!(c, Copy::Finished).then_some(Side::Target),
@@ -119,11 +159,10 @@ async fn pump(
     let _ = a_recv.stop(stream::ENDED);
     let _ = b_recv.stop(stream::ENDED);
     let (up, down) = (
-        state.up.load(Ordering::Relaxed),
-        state.down.load(Ordering::Relaxed),
+        state.counters.up.load(Ordering::Relaxed),
+        state.counters.down.load(Ordering::Relaxed),
     );
     tracing::debug!(up, down, "relayed tunnel ended");
-    state.ended.send_replace(true);
 }
 
 async fn copy(from: &mut RecvStream, to: &mut SendStream, count: &AtomicU64) -> Copy {

@@ -1,5 +1,5 @@
-//! The bytes of a tunnel stream: its header, and then length-prefixed datagrams. Public (and
-//! built without the `quic` feature) for the fuzz target `tunnel_stream`.
+//! The bytes of a tunnel stream: its header, and then length-prefixed datagrams and control
+//! messages. Public (and built without the `quic` feature) for the fuzz target `tunnel_stream`.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -62,8 +62,41 @@ pub fn length_prefix(len: usize) -> Option<[u8; 2]> {
         .then(|| (len as u16).to_be_bytes())
 }
 
-/// Splits the packet stream back into datagrams; holds at most one unfinished datagram plus
-/// the chunk being pushed.
+/// Control kind 1, relay to end: "send your datagrams as channel datagrams with this id"
+/// (see `datagram`); a `u32` big-endian channel id follows.
+pub const CONTROL_CHANNEL: u8 = 1;
+
+/// Length of a channel grant on the stream: the zero prefix, the kind, the id.
+pub const CHANNEL_GRANT_LEN: usize = 2 + 1 + 4;
+
+/// The bytes of a channel grant: a length prefix of 0 marks a control message.
+pub fn channel_grant(id: u32) -> [u8; CHANNEL_GRANT_LEN] {
+    let mut out = [0u8; CHANNEL_GRANT_LEN];
+    out[2] = CONTROL_CHANNEL;
+    out[3..].copy_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// One thing read from a tunnel stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A datagram of the inner connection.
+    Packet(Bytes),
+    /// A channel grant from the relay, with its id.
+    Channel(u32),
+}
+
+/// Why a tunnel stream is not well formed; either ends the tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamError {
+    /// A datagram length above [`MAX_TUNNEL_PACKET`].
+    Length(usize),
+    /// A control message of a kind this version does not know.
+    Control(u8),
+}
+
+/// Splits the stream back into datagrams and control messages; holds at most one unfinished
+/// datagram plus the chunk being pushed.
 #[derive(Default)]
 pub struct PacketDecoder {
     buf: BytesMut,
@@ -75,21 +108,35 @@ impl PacketDecoder {
         self.buf.extend_from_slice(chunk);
     }
 
-    /// The next whole datagram, `Ok(None)` if more bytes are needed, `Err` for a length of 0 or
-    /// above [`MAX_TUNNEL_PACKET`], which ends the tunnel.
-    pub fn next_packet(&mut self) -> Result<Option<Bytes>, usize> {
+    /// The next whole item, `Ok(None)` if more bytes are needed, `Err` for a length above
+    /// [`MAX_TUNNEL_PACKET`] or an unknown control kind.
+    pub fn next_item(&mut self) -> Result<Option<Item>, StreamError> {
         if self.buf.len() < 2 {
             return Ok(None);
         }
         let len = usize::from(u16::from_be_bytes([self.buf[0], self.buf[1]]));
-        if len == 0 || len > MAX_TUNNEL_PACKET {
-            return Err(len);
+        if len == 0 {
+            let Some(&kind) = self.buf.get(2) else {
+                return Ok(None);
+            };
+            if kind != CONTROL_CHANNEL {
+                return Err(StreamError::Control(kind));
+            }
+            if self.buf.len() < CHANNEL_GRANT_LEN {
+                return Ok(None);
+            }
+            let id = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]);
+            self.buf.advance(CHANNEL_GRANT_LEN);
+            return Ok(Some(Item::Channel(id)));
+        }
+        if len > MAX_TUNNEL_PACKET {
+            return Err(StreamError::Length(len));
         }
         if self.buf.len() < 2 + len {
             return Ok(None);
         }
         self.buf.advance(2);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        Ok(Some(Item::Packet(self.buf.split_to(len).freeze())))
     }
 }
 
@@ -127,29 +174,52 @@ mod tests {
         for p in &packets {
             stream.extend_from_slice(&length_prefix(p.len()).unwrap());
             stream.extend_from_slice(p);
+            // A grant between every two packets.
+            stream.extend_from_slice(&channel_grant(p.len() as u32));
         }
         for chunk in [1, 7, 1500, stream.len()] {
             let mut d = PacketDecoder::default();
             let mut out = Vec::new();
+            let mut grants = Vec::new();
             for c in stream.chunks(chunk) {
                 d.push(c);
-                while let Some(p) = d.next_packet().unwrap() {
-                    out.push(p.to_vec());
+                while let Some(item) = d.next_item().unwrap() {
+                    match item {
+                        Item::Packet(p) => out.push(p.to_vec()),
+                        Item::Channel(id) => grants.push(id),
+                    }
                 }
             }
             assert_eq!(out, packets, "chunk size {chunk}");
+            assert_eq!(
+                grants,
+                [1, 1200, MAX_TUNNEL_PACKET as u32],
+                "chunk size {chunk}"
+            );
         }
     }
 
     #[test]
-    fn lengths_outside_the_bound_end_the_tunnel() {
+    fn lengths_outside_the_bound_and_unknown_controls_end_the_tunnel() {
         assert_eq!(length_prefix(0), None);
         assert_eq!(length_prefix(MAX_TUNNEL_PACKET + 1), None);
         assert_eq!(length_prefix(MAX_TUNNEL_PACKET), Some([0xFF, 0xF7]));
-        for prefix in [[0u8, 0], [0xFF, 0xF8], [0xFF, 0xFF]] {
+        for prefix in [[0xFF, 0xF8], [0xFF, 0xFF]] {
             let mut d = PacketDecoder::default();
             d.push(&prefix);
-            assert!(d.next_packet().is_err(), "{prefix:?}");
+            let len = usize::from(u16::from_be_bytes(prefix));
+            assert_eq!(d.next_item(), Err(StreamError::Length(len)));
         }
+        for kind in [0u8, 2, 0xFF] {
+            let mut d = PacketDecoder::default();
+            d.push(&[0, 0, kind, 1, 2, 3, 4]);
+            assert_eq!(d.next_item(), Err(StreamError::Control(kind)));
+        }
+        // A grant cut short waits for the rest.
+        let mut d = PacketDecoder::default();
+        d.push(&channel_grant(7)[..5]);
+        assert_eq!(d.next_item(), Ok(None));
+        d.push(&channel_grant(7)[5..]);
+        assert_eq!(d.next_item(), Ok(Some(Item::Channel(7))));
     }
 }

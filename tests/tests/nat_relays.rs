@@ -7,7 +7,10 @@
 //! connection whose handshake and frames the relay only forwards. A opens a direct
 //! connection to B (`PeerGroupOpenDirectConnection`, no address), which runs through the same
 //! relay; that relay is killed mid-transfer: A sees the connection go, A and B meet again
-//! through the other relay, and a new direct connection carries data intact. Then B invites
+//! through the other relay, and a new direct connection carries data intact. R1 forwards
+//! the tunnel's datagrams as channel datagrams (counted at its host); R2's host drops every
+//! channel datagram, so through R2 the tunnel stays on its streams and works all the same.
+//! Then B invites
 //! C, behind a third NAT: the
 //! invitation carries the relays' addresses after B's own, so C joins although it can
 //! reach B at none of B's.
@@ -65,6 +68,8 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     let b_nat = lab.check(&b_host, &r1_host, &r2_host);
     assert!(!b_nat.open_to_other_ips, "B's NAT admits only where B sent");
 
+    lab.watch_channels(&r1_host, false);
+    lab.watch_channels(&r2_host, true);
     let mut r1 = peer_on("R1", &r1_host, &[]);
     let mut r2 = peer_on("R2", &r2_host, &[]);
     let mut a = peer_on("A", &a_host, &[]);
@@ -117,15 +122,30 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     let d = a.call(json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000}));
     assert_eq!(d["relayed"], true, "A reaches B through a relay only: {d}");
     let direct_id = d["connection_id"].as_u64().unwrap();
-    let (stopping, staying) = if relay_name == r1_name {
+    let first_is_r1 = relay_name == r1_name;
+    let (stopping, staying) = if first_is_r1 {
         (&mut r1, &mut r2)
     } else {
         (&mut r2, &mut r1)
     };
+    let (first_host, other_host) = if first_is_r1 {
+        (&r1_host, &r2_host)
+    } else {
+        (&r2_host, &r1_host)
+    };
+    let channel_before = lab.channel_datagrams(first_host);
     a.send(&json!({"cmd": "send_bulk", "connection_id": direct_id, "bytes": 64 << 20, "seed": 7}));
     b.wait_received("the first MiB on the direct connection", MEET_BOUND, |c| {
         c["bytes"].as_u64().unwrap_or(0) >= 1 << 20
     });
+    let channel_seen = lab.channel_datagrams(first_host) - channel_before;
+    phase(&format!(
+        "{relay_name}'s host saw {channel_seen} channel datagrams during the first MiB"
+    ));
+    // A MiB is over 700 full datagrams; R2's host drops them all (only probes get there).
+    if first_is_r1 {
+        assert!(channel_seen > 700, "R1 forwarded the MiB by channel");
+    }
     stopping.kill_host();
     phase("the relay was killed mid-transfer");
     // The transfer ends either way: queued in time, or refused once the connection went.
@@ -150,12 +170,24 @@ fn members_behind_nats_that_cannot_dial_each_other_meet_through_a_relay_member()
     phase("A and B are neighbours through the other relay");
     let d = a.call(json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000}));
     let direct_id = d["connection_id"].as_u64().unwrap();
+    let channel_before = lab.channel_datagrams(other_host);
     let sent = a
         .call(json!({"cmd": "send_bulk", "connection_id": direct_id, "bytes": 4 << 20, "seed": 8}));
     b.wait_received("the 4 MiB sent after the relay died", MEET_BOUND, |c| {
         c["sha256"] == sent["sha256"] && c["bytes"] == 4 << 20
     });
-    phase("a new direct connection through the other relay carried 4 MiB intact");
+    let channel_seen = lab.channel_datagrams(other_host) - channel_before;
+    phase(&format!(
+        "a new direct connection through the other relay carried 4 MiB intact \
+         ({channel_seen} channel datagrams at its host)"
+    ));
+    if first_is_r1 {
+        // Through R2, whose host drops channel datagrams: the streams carried it; at most
+        // the probes of the tunnels set up meanwhile were dropped.
+        assert!(channel_seen < 200, "R2's host dropped {channel_seen}");
+    } else {
+        assert!(channel_seen > 4 * 700, "R1 forwarded the 4 MiB by channel");
+    }
 
     // B, behind its NAT, invites C behind another: C gets in through the relay named.
     let inv = b.call(json!({"cmd": "invite", "xml": c_xml}));

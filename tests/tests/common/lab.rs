@@ -511,6 +511,34 @@ impl Lab {
             .unwrap_or_else(|| panic!("no drop counter in {router}'s input:\n{text}"))
     }
 
+    /// Counts (and with `drop`, drops) the channel datagrams `host` receives: UDP whose first
+    /// payload byte is 0x01 (`peergroup_transport::tunnel::datagram`), in a table of its own
+    /// in the host's namespace.
+    pub fn watch_channels(&self, host: &Host, drop: bool) {
+        let verdict = if drop { " drop" } else { "" };
+        for command in [
+            "add table inet pgchan".to_owned(),
+            "add chain inet pgchan in { type filter hook input priority 0 ; }".to_owned(),
+            format!("add rule inet pgchan in meta l4proto udp @th,64,8 0x01 counter{verdict}"),
+        ] {
+            netns(&host.ns, &["nft", &command]).unwrap_or_else(|e| panic!("channel rule: {e}"));
+        }
+    }
+
+    /// Channel datagrams `host` has received (or dropped) since [`Lab::watch_channels`].
+    pub fn channel_datagrams(&self, host: &Host) -> u64 {
+        let text = netns(&host.ns, &["nft", "list", "table", "inet", "pgchan"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        text.lines()
+            .find(|l| l.contains("counter"))
+            .and_then(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "packets")?;
+                words.next()?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no channel counter on {}:\n{text}", host.label))
+    }
+
     /// The answer a probe gives, for tests that drive `pg-probe` themselves.
     pub fn recv(p: &mut Proc, port: u16) -> Value {
         p.call(json!({"op":"recv","port":port,"timeout_ms":10_000}))

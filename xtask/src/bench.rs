@@ -10,6 +10,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("reconcile", "peergroup-proto", "reconcile"),
     ("records", "peergroup-core", "records"),
     ("relay", "peergroup-transport", "relay"),
+    ("relay", "peergroup-tests", "relay_lab"),
     ("service", "peergroupd", "service"),
 ];
 

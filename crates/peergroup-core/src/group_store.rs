@@ -194,6 +194,7 @@ impl GroupStore {
                 addrs: p.addrs,
                 // Relays are where the member was reachable then: asked again, not stored.
                 relays: Vec::new(),
+                public: false,
                 version: p.version,
             })
             .collect())

@@ -146,6 +146,11 @@ pub struct Group {
     relays: Relays,
     /// The relays this member last named in its entry.
     my_relays: Vec<u64>,
+    /// Whether this member's entry says it is public (no NAT in front of it).
+    my_public: bool,
+    /// Members with no NAT in front of them that a dial at their addresses failed to reach
+    /// since they were last neighbours: only these are dialled through their relays.
+    direct_failed: BTreeSet<u64>,
     /// The version of this member's own entry ([`PeerEntry::version`]).
     entry_version: u64,
     failed_reported: bool,
@@ -190,6 +195,8 @@ impl Group {
             direct_retry: BTreeMap::new(),
             relays: Relays::new(),
             my_relays: Vec::new(),
+            my_public: false,
+            direct_failed: BTreeSet::new(),
             entry_version: 0,
             failed_reported: false,
             properties,
@@ -347,7 +354,9 @@ impl Group {
     /// The relays this member names in its entry: its direct neighbours that relay, unless
     /// members reach it at an interface address (no NAT in front of it).
     fn relays_to_name(&self) -> Vec<u64> {
-        if !self.listening || self.nat_class() == NatClass::None || !self.relays_allowed() {
+        // A public member names its relays too: a firewall may still keep some member from
+        // its addresses (its `public` flag makes others try those first).
+        if !self.listening || !self.relays_allowed() {
             return Vec::new();
         }
         let mut ids: Vec<u64> = self
@@ -397,15 +406,18 @@ impl Group {
             node_id: self.cfg.node_id,
             addrs: self.advertised_addrs(),
             relays: self.my_relays.clone(),
+            public: self.my_public,
             version: self.entry_version,
         }
     }
 
-    /// Re-announces this member when the relays it names changed.
+    /// Re-announces this member when the relays it names, or whether it is public, changed.
     fn relays_changed(&mut self) {
         let now = self.relays_to_name();
-        if now != self.my_relays {
+        let public = self.nat_class() == NatClass::None;
+        if now != self.my_relays || public != self.my_public {
             self.my_relays = now;
+            self.my_public = public;
             self.addresses_changed();
         }
     }
@@ -559,6 +571,13 @@ impl Group {
             }
             Input::DialFailed(addr, hr) => {
                 self.dialing.remove(&addr);
+                let failed: Vec<u64> = self
+                    .known
+                    .values()
+                    .filter(|e| e.public && e.addrs.contains(&addr))
+                    .map(|e| e.node_id)
+                    .collect();
+                self.direct_failed.extend(failed);
                 self.check_failed(hr);
             }
             Input::DialViaFailed(node, hr) => {
@@ -792,12 +811,14 @@ impl Group {
                 if !p.outbound && self.neighbours.len() >= room {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries = self.sample_known();
-                    let relays = self.relays_known(&p.member, h.node_id, h.entry_version);
+                    let (relays, public) =
+                        self.relays_known(&p.member, h.node_id, h.entry_version);
                     self.learn(PeerEntry {
                         member: p.member,
                         node_id: h.node_id,
                         addrs,
                         relays,
+                        public,
                         version: h.entry_version,
                     });
                     self.out
@@ -812,13 +833,16 @@ impl Group {
                         .push_back(Output::Disconnect(conn, CloseReason::RelayGone));
                     return;
                 }
+                let (relays, public) = self.relays_known(&p.member, h.node_id, h.entry_version);
                 self.learn(PeerEntry {
                     member: p.member.clone(),
                     node_id: h.node_id,
                     addrs,
-                    relays: self.relays_known(&p.member, h.node_id, h.entry_version),
+                    relays,
+                    public,
                     version: h.entry_version,
                 });
+                self.direct_failed.remove(&h.node_id);
                 self.neighbours.insert(
                     conn,
                     Neighbour {
@@ -1002,11 +1026,11 @@ impl Group {
 
     /// The relays a member named in that version of its entry (a `Hello` carries the
     /// version but not the relays).
-    fn relays_known(&self, member: &str, node_id: u64, version: u64) -> Vec<u64> {
+    fn relays_known(&self, member: &str, node_id: u64, version: u64) -> (Vec<u64>, bool) {
         self.known
             .get(member)
             .filter(|k| k.node_id == node_id && k.version == version)
-            .map(|k| k.relays.clone())
+            .map(|k| (k.relays.clone(), k.public))
             .unwrap_or_default()
     }
 
@@ -1024,6 +1048,7 @@ impl Group {
                 if known.addrs == entry.addrs
                     && known.node_id == entry.node_id
                     && known.relays == entry.relays
+                    && known.public == entry.public
                 {
                     // Nothing to pass on; remember the version so older copies stay old.
                     known.version = entry.version;
@@ -1032,6 +1057,7 @@ impl Group {
                 known.addrs = entry.addrs;
                 known.node_id = entry.node_id;
                 known.relays = entry.relays;
+                known.public = entry.public;
                 known.version = entry.version;
                 self.known_dirty = true;
                 true
@@ -1183,6 +1209,8 @@ impl Group {
             .values()
             .filter(|e| !connected.contains(&e.node_id) && e.node_id != self.cfg.node_id)
             .filter(|e| !self.dialing_via.contains(&e.node_id))
+            // A public member through a relay only once its addresses failed us.
+            .filter(|e| !e.public || self.direct_failed.contains(&e.node_id))
             .map(|e| {
                 let via: Vec<ConnId> = e
                     .relays
@@ -1890,6 +1918,7 @@ mod tests {
             node_id: 9,
             addrs: vec![addr(port)],
             relays: vec![7],
+            public: false,
             version,
         };
         g.handle(2, Input::Message(1, Message::Peers(vec![entry(5, 900)])));
@@ -1942,6 +1971,7 @@ mod tests {
             node_id,
             addrs: vec![addr(port)],
             relays,
+            public: false,
             version: 1,
         };
         // Every seed: a chance dial (`dial_random`) must not be what the test sees.
@@ -1984,6 +2014,44 @@ mod tests {
             let second = relay_dials(&drain(&mut g));
             assert_eq!(second.len(), 1, "seed {seed}: the other relay dialled");
             assert_ne!(second[0], first[0]);
+        }
+    }
+
+    #[test]
+    fn a_public_member_is_dialled_through_its_relay_only_after_its_address_failed() {
+        for public in [false, true] {
+            let mut g = Group::new(Config::new(50, "me"), vec![], None);
+            g.handle(0, Input::Connect);
+            g.handle(0, Input::Listening(vec![addr(50)]));
+            // Node 7 relays; member x (node 11) names it.
+            up(&mut g, 1, 7, true, None);
+            let x = PeerEntry {
+                member: "x".into(),
+                node_id: 11,
+                addrs: vec![addr(911)],
+                relays: vec![7],
+                public,
+                version: 1,
+            };
+            g.handle(2, Input::Message(1, Message::Peers(vec![x])));
+            g.handle(600_000, Input::Tick);
+            let out = drain(&mut g);
+            let via = Output::DialVia { via: 1, node_id: 11 };
+            assert!(out.contains(&Output::Dial(addr(911))), "{out:?}");
+            if !public {
+                // Behind a NAT: its address may never answer, so the relay at once.
+                assert!(out.contains(&via), "{out:?}");
+                continue;
+            }
+            assert!(!out.contains(&via), "public: its address first: {out:?}");
+            // A firewall drops what goes there: through the relay next time.
+            g.handle(
+                610_000,
+                Input::DialFailed(addr(911), PEER_E_CONNECTION_FAILED),
+            );
+            g.handle(1_200_000, Input::Tick);
+            let out = drain(&mut g);
+            assert!(out.contains(&via), "after the failure: {out:?}");
         }
     }
 }

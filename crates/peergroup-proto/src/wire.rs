@@ -116,8 +116,12 @@ pub struct PeerEntry {
     /// Its addresses.
     pub addrs: Vec<SocketAddr>,
     /// Node ids of relay members it is connected to, through which it can be reached when
-    /// none of its addresses answers (empty for a member with no NAT in front of it).
+    /// none of its addresses answers.
     pub relays: Vec<u64>,
+    /// No NAT in front of it (its observers see an interface address): its addresses should
+    /// answer, so members dial it through its relays only once a dial there failed (a
+    /// firewall between two members), not at the same time as behind a NAT.
+    pub public: bool,
     /// Rises whenever the member changes its entry (its clock in ms when it did): members
     /// keep the highest version they heard, so an old copy still gossiped never undoes a
     /// newer one, and gossip of an entry dies out.
@@ -206,6 +210,7 @@ impl Message {
                     w.u64(e.node_id);
                     w.addrs(&e.addrs);
                     w.ids(&e.relays);
+                    w.u8(e.public as u8);
                     w.u64(e.version);
                 }
                 (KIND_PEERS, w.0)
@@ -281,6 +286,7 @@ impl Message {
                         node_id: r.u64()?,
                         addrs: r.addrs()?,
                         relays: r.ids()?,
+                        public: r.flag()?,
                         version: r.u64()?,
                     });
                 }
@@ -546,14 +552,16 @@ mod tests {
                     any::<u64>(),
                     proptest::collection::vec(addr(), 0..4),
                     proptest::collection::vec(any::<u64>(), 0..=MAX_RELAYS),
+                    any::<bool>(),
                     any::<u64>()
                 )
-                    .prop_map(|(member, node_id, addrs, relays, version)| {
+                    .prop_map(|(member, node_id, addrs, relays, public, version)| {
                         PeerEntry {
                             member,
                             node_id,
                             addrs,
                             relays,
+                            public,
                             version,
                         }
                     }),

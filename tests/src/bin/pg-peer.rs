@@ -30,7 +30,8 @@
 //! {"cmd":"send_bulk","connection_id":N,"bytes":N,"seed":N}
 //!                                        -> {"ok":true,"bytes":N,"sha256":"<64 hex>"}
 //! {"cmd":"received"}                     -> {"ok":true,"connections":[{"connection_id",
-//!                                            "bytes","messages","sha256"},…],
+//!                                            "bytes","messages","sha256","first_ms",
+//!                                            "last_ms"},…],
 //!                                            "directs":[{"connection_id","status",
 //!                                            "hresult"},…]}
 //! {"cmd":"close_direct","connection_id":N} -> {"ok":true}
@@ -41,8 +42,9 @@
 //! picks the path) and answers once its event says connected, or fails with the event's
 //! HRESULT. `send_bulk` sends `bytes` pseudo-random bytes drawn from `seed` in messages of
 //! [`BULK_MESSAGE`] bytes on any neighbour or direct connection; `received` sums what arrived
-//! per connection since the group was created or joined (SHA-256 over the data in order), and
-//! the last event of each direct connection (status 1 connected, 2 disconnected, 3 failed).
+//! per connection since the group was created or joined (SHA-256 over the data in order, and
+//! when the first and the last message arrived, in ms since the process started), and the
+//! last event of each direct connection (status 1 connected, 2 disconnected, 3 failed).
 //!
 //! `add` stores a record of the test type [`TEST_RECORD_TYPE`], no attributes, expiring an
 //! hour from now, whose data is the UTF-8 `text`. `records` lists the live records of every
@@ -92,6 +94,18 @@ struct Received {
     bytes: u64,
     messages: u64,
     sha: ring::digest::Context,
+    first_ms: f64,
+    last_ms: f64,
+}
+
+/// Milliseconds since the process started.
+fn since_start_ms() -> f64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        * 1e3
 }
 
 /// What the event task collected: direct connection outcomes and data, by connection id.
@@ -136,7 +150,10 @@ fn collect_events(group: &GroupHandle, inbox: Arc<Mutex<Inbox>>) -> Result<(), F
                             bytes: 0,
                             messages: 0,
                             sha: ring::digest::Context::new(&ring::digest::SHA256),
+                            first_ms: since_start_ms(),
+                            last_ms: 0.0,
                         });
+                    r.last_ms = since_start_ms();
                     r.bytes += data.len() as u64;
                     r.messages += 1;
                     r.sha.update(&data);
@@ -453,6 +470,8 @@ impl Peer {
                             "bytes": r.bytes,
                             "messages": r.messages,
                             "sha256": hex(r.sha.clone().finish().as_ref()),
+                            "first_ms": r.first_ms,
+                            "last_ms": r.last_ms,
                         })
                     })
                     .collect();
@@ -517,6 +536,7 @@ fn parse_args() -> Result<(PathBuf, SocketAddr, Limits), String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    since_start_ms();
     let (home, listen, limits) = match parse_args() {
         Ok(a) => a,
         Err(e) => {

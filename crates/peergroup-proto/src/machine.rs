@@ -146,8 +146,6 @@ pub struct Group {
     relays: Relays,
     /// The relays this member last named in its entry.
     my_relays: Vec<u64>,
-    /// Whether this member's entry says it is public (no NAT in front of it).
-    my_public: bool,
     /// Members with no NAT in front of them that a dial at their addresses failed to reach
     /// since they were last neighbours: only these are dialled through their relays.
     direct_failed: BTreeSet<u64>,
@@ -195,7 +193,6 @@ impl Group {
             direct_retry: BTreeMap::new(),
             relays: Relays::new(),
             my_relays: Vec::new(),
-            my_public: false,
             direct_failed: BTreeSet::new(),
             entry_version: 0,
             failed_reported: false,
@@ -406,18 +403,18 @@ impl Group {
             node_id: self.cfg.node_id,
             addrs: self.advertised_addrs(),
             relays: self.my_relays.clone(),
-            public: self.my_public,
+            // As of this announcement; a change alone is not announced (a stale flag only
+            // makes others try the relays sooner or later).
+            public: self.nat_class() == NatClass::None,
             version: self.entry_version,
         }
     }
 
-    /// Re-announces this member when the relays it names, or whether it is public, changed.
+    /// Re-announces this member when the relays it names changed.
     fn relays_changed(&mut self) {
         let now = self.relays_to_name();
-        let public = self.nat_class() == NatClass::None;
-        if now != self.my_relays || public != self.my_public {
+        if now != self.my_relays {
             self.my_relays = now;
-            self.my_public = public;
             self.addresses_changed();
         }
     }

@@ -808,8 +808,7 @@ impl Group {
                 if !p.outbound && self.neighbours.len() >= room {
                     // Refer the newcomer to the members we know, then let it go.
                     let entries = self.sample_known();
-                    let (relays, public) =
-                        self.relays_known(&p.member, h.node_id, h.entry_version);
+                    let (relays, public) = self.relays_known(&p.member, h.node_id, h.entry_version);
                     self.learn(PeerEntry {
                         member: p.member,
                         node_id: h.node_id,
@@ -2033,7 +2032,10 @@ mod tests {
             g.handle(2, Input::Message(1, Message::Peers(vec![x])));
             g.handle(600_000, Input::Tick);
             let out = drain(&mut g);
-            let via = Output::DialVia { via: 1, node_id: 11 };
+            let via = Output::DialVia {
+                via: 1,
+                node_id: 11,
+            };
             assert!(out.contains(&Output::Dial(addr(911))), "{out:?}");
             if !public {
                 // Behind a NAT: its address may never answer, so the relay at once.

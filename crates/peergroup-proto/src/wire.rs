@@ -555,16 +555,18 @@ mod tests {
                     any::<bool>(),
                     any::<u64>()
                 )
-                    .prop_map(|(member, node_id, addrs, relays, public, version)| {
-                        PeerEntry {
-                            member,
-                            node_id,
-                            addrs,
-                            relays,
-                            public,
-                            version,
+                    .prop_map(
+                        |(member, node_id, addrs, relays, public, version)| {
+                            PeerEntry {
+                                member,
+                                node_id,
+                                addrs,
+                                relays,
+                                public,
+                                version,
+                            }
                         }
-                    }),
+                    ),
                 0..8
             )
             .prop_map(Message::Peers),

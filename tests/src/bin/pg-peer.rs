@@ -43,8 +43,8 @@
 //! HRESULT. `send_bulk` sends `bytes` pseudo-random bytes drawn from `seed` in messages of
 //! [`BULK_MESSAGE`] bytes on any neighbour or direct connection; `received` sums what arrived
 //! per connection since the group was created or joined (SHA-256 over the data in order, and
-//! when the first and the last message arrived, in ms since the process started), and the
-//! last event of each direct connection (status 1 connected, 2 disconnected, 3 failed).
+//! when the first and the last message arrived, in Unix time ms), and the last event of each
+//! direct connection (status 1 connected, 2 disconnected, 3 failed).
 //!
 //! `add` stores a record of the test type [`TEST_RECORD_TYPE`], no attributes, expiring an
 //! hour from now, whose data is the UTF-8 `text`. `records` lists the live records of every
@@ -93,19 +93,48 @@ const EVENT_QUEUE: usize = 4096;
 struct Received {
     bytes: u64,
     messages: u64,
-    sha: ring::digest::Context,
     first_ms: f64,
     last_ms: f64,
 }
 
-/// Milliseconds since the process started.
-fn since_start_ms() -> f64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_secs_f64()
-        * 1e3
+/// Unix time in milliseconds: the same clock in every process of the machine, so a bench
+/// can time a transfer from its start at the sender to its end here.
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// What the hashing thread is asked.
+enum ToHasher {
+    Data(u64, bytes::Bytes),
+    /// The digests of everything sent before, by connection.
+    Digests(std::sync::mpsc::Sender<BTreeMap<u64, String>>),
+}
+
+/// SHA-256 of each connection's data, on a thread of its own: the event task only stamps
+/// and counts, so hashing never slows what a transfer's timing sees.
+fn start_hasher() -> std::sync::mpsc::Sender<ToHasher> {
+    let (tx, rx) = std::sync::mpsc::channel::<ToHasher>();
+    std::thread::spawn(move || {
+        let mut sha: BTreeMap<u64, ring::digest::Context> = BTreeMap::new();
+        for msg in rx {
+            match msg {
+                ToHasher::Data(id, data) => sha
+                    .entry(id)
+                    .or_insert_with(|| ring::digest::Context::new(&ring::digest::SHA256))
+                    .update(&data),
+                ToHasher::Digests(reply) => {
+                    let all = sha
+                        .iter()
+                        .map(|(id, c)| (*id, hex(c.clone().finish().as_ref())))
+                        .collect();
+                    let _ = reply.send(all);
+                }
+            }
+        }
+    });
+    tx
 }
 
 /// What the event task collected: direct connection outcomes and data, by connection id.
@@ -115,6 +144,7 @@ struct Inbox {
     /// and its failure HRESULT.
     directs: HashMap<u64, (u32, i32)>,
     received: BTreeMap<u64, Received>,
+    hasher: Option<std::sync::mpsc::Sender<ToHasher>>,
 }
 
 struct Peer {
@@ -149,14 +179,14 @@ fn collect_events(group: &GroupHandle, inbox: Arc<Mutex<Inbox>>) -> Result<(), F
                         .or_insert_with(|| Received {
                             bytes: 0,
                             messages: 0,
-                            sha: ring::digest::Context::new(&ring::digest::SHA256),
-                            first_ms: since_start_ms(),
+                            first_ms: unix_ms(),
                             last_ms: 0.0,
                         });
-                    r.last_ms = since_start_ms();
+                    r.last_ms = unix_ms();
                     r.bytes += data.len() as u64;
                     r.messages += 1;
-                    r.sha.update(&data);
+                    let hasher = inbox.hasher.get_or_insert_with(start_hasher);
+                    let _ = hasher.send(ToHasher::Data(connection_id, data));
                 }
                 EventItem::Event(_) => {}
                 EventItem::Lagged(n) => eprintln!("pg-peer: {n} events lost"),
@@ -460,6 +490,16 @@ impl Peer {
                 Ok(json!({ "ok": true, "bytes": n, "sha256": hex(sha.as_ref()) }))
             }
             "received" => {
+                let digests = {
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    let hasher = self.inbox_lock().hasher.clone();
+                    match hasher {
+                        Some(h) if h.send(ToHasher::Digests(tx)).is_ok() => {
+                            rx.recv().unwrap_or_default()
+                        }
+                        _ => BTreeMap::new(),
+                    }
+                };
                 let inbox = self.inbox_lock();
                 let connections: Vec<Value> = inbox
                     .received
@@ -469,7 +509,7 @@ impl Peer {
                             "connection_id": id,
                             "bytes": r.bytes,
                             "messages": r.messages,
-                            "sha256": hex(r.sha.clone().finish().as_ref()),
+                            "sha256": digests.get(id).cloned().unwrap_or_default(),
                             "first_ms": r.first_ms,
                             "last_ms": r.last_ms,
                         })
@@ -536,7 +576,6 @@ fn parse_args() -> Result<(PathBuf, SocketAddr, Limits), String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    since_start_ms();
     let (home, listen, limits) = match parse_args() {
         Ok(a) => a,
         Err(e) => {

@@ -71,12 +71,16 @@ impl Port {
         n: usize,
     ) -> usize {
         let mut kept = 0;
+        // Made at the first slot that needs it: it holds the table, and gathers forwards
+        // across slots into GSO sends.
+        let mut router = None;
         for i in 0..n.min(bufs.len()).min(meta.len()) {
             let mut m = meta[i];
             let len = m.len.min(bufs[i].len());
             if !datagram::all_quic(&bufs[i][..len], m.stride) {
-                let mut router = self.table.router(socket, &self.inbound, m.addr, m.ecn);
-                let slot = datagram::demux_slot(&mut bufs[i], len, m.stride, &mut router);
+                let router = router.get_or_insert_with(|| self.table.router(socket, &self.inbound));
+                router.source(m.addr, m.ecn);
+                let slot = datagram::demux_slot(&mut bufs[i], len, m.stride, router);
                 if slot.len == 0 {
                     continue;
                 }
@@ -96,6 +100,9 @@ impl Port {
             }
             meta[kept] = m;
             kept += 1;
+        }
+        if let Some(router) = router {
+            router.finish();
         }
         kept
     }

@@ -463,24 +463,43 @@ impl Table {
         lock(&self.state).channels.len()
     }
 
-    /// The router for datagrams from `from`, holding the table while it lives: legs forward to
-    /// each other through `socket`, ends deliver (or copy into `inbound`).
+    /// The router for a batch of received slots (each from the source set with
+    /// [`ChannelRouter::source`]), holding the table while it lives: legs forward to each other
+    /// through `socket`, ends deliver (or copy into `inbound`). Forwards are gathered into GSO
+    /// sends across slots; [`ChannelRouter::finish`] (or dropping it) sends the last.
     pub fn router<'a>(
         &'a self,
         socket: &'a dyn AsyncUdpSocket,
         inbound: &'a Inbound,
-        from: SocketAddr,
-        ecn: Option<quinn::udp::EcnCodepoint>,
     ) -> ChannelRouter<'a> {
+        // GSO takes at most this many segments, and at most 64 KiB in all.
+        let max_segments = socket.max_transmit_segments().max(1);
         ChannelRouter {
             table: self,
             state: lock(&self.state),
             socket,
             inbound,
-            from,
-            ecn,
+            from: SocketAddr::from(([0, 0, 0, 0], 0)),
+            ecn: None,
+            max_segments,
+            batch: None,
         }
     }
+}
+
+/// Largest GSO send in bytes (the kernel's limit for one UDP send is 64 KiB).
+const MAX_GSO_BYTES: usize = 65_000;
+
+/// Forwarded datagrams for one address waiting to go as one GSO send.
+struct Batch {
+    to: SocketAddr,
+    ecn: Option<quinn::udp::EcnCodepoint>,
+    /// Size of every datagram in it but possibly the last.
+    size: usize,
+    count: usize,
+    /// A shorter datagram came last: nothing more can follow.
+    closed: bool,
+    buf: Vec<u8>,
 }
 
 fn transmit<'a>(
@@ -498,7 +517,7 @@ fn transmit<'a>(
     }
 }
 
-/// Routes the channel datagrams of one received slot (see [`datagram::demux_slot`]).
+/// Routes the channel datagrams of received slots (see [`datagram::demux_slot`]).
 pub(crate) struct ChannelRouter<'a> {
     table: &'a Table,
     state: MutexGuard<'a, State>,
@@ -506,9 +525,61 @@ pub(crate) struct ChannelRouter<'a> {
     inbound: &'a Inbound,
     from: SocketAddr,
     ecn: Option<quinn::udp::EcnCodepoint>,
+    max_segments: usize,
+    batch: Option<Batch>,
 }
 
 impl ChannelRouter<'_> {
+    /// Where the next slot's datagrams came from, and their ECN bits.
+    pub fn source(&mut self, from: SocketAddr, ecn: Option<quinn::udp::EcnCodepoint>) {
+        self.from = from;
+        self.ecn = ecn;
+    }
+
+    /// Sends what is gathered.
+    pub fn finish(mut self) {
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if let Some(b) = self.batch.take() {
+            let segments = (b.count > 1).then_some(b.size);
+            // A full socket drops, as a router would: the ends' congestion control answers.
+            let _ = self
+                .socket
+                .try_send(&transmit(b.to, &b.buf, segments, b.ecn));
+        }
+    }
+
+    /// Adds one datagram for `to` to the batch, sending the batch first if it cannot join.
+    fn push(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if let Some(b) = self.batch.as_mut() {
+            let fits = b.to == to
+                && b.ecn == self.ecn
+                && !b.closed
+                && datagram.len() <= b.size
+                && b.count < self.max_segments
+                && b.buf.len() + datagram.len() <= MAX_GSO_BYTES;
+            if fits {
+                b.buf.extend_from_slice(datagram);
+                b.count += 1;
+                b.closed = datagram.len() < b.size;
+                return;
+            }
+            self.flush();
+        }
+        let mut buf = Vec::with_capacity(MAX_GSO_BYTES.min(datagram.len() * self.max_segments));
+        buf.extend_from_slice(datagram);
+        self.batch = Some(Batch {
+            to,
+            ecn: self.ecn,
+            size: datagram.len(),
+            count: 1,
+            closed: false,
+            buf,
+        });
+    }
+
     /// A probe from a leg: the leg is confirmed, and once both are, each is told.
     fn probed(&mut self, id: u32) {
         let Some(Channel::Leg(leg)) = self.state.channels.get_mut(&id) else {
@@ -599,18 +670,9 @@ impl Router for ChannelRouter<'_> {
     }
 
     fn forward(&mut self, to: SocketAddr, contents: &[u8], segment_size: Option<usize>) {
-        let Some(size) = segment_size else {
-            let _ = self
-                .socket
-                .try_send(&transmit(to, contents, None, self.ecn));
-            return;
-        };
-        // At most as many segments per send as the socket takes.
-        let batch = size * self.socket.max_transmit_segments().max(1);
-        for run in contents.chunks(batch) {
-            let segments = (run.len() > size).then_some(size);
-            // A full socket drops, as a router would: the ends' congestion control answers.
-            let _ = self.socket.try_send(&transmit(to, run, segments, self.ecn));
+        let size = segment_size.unwrap_or(contents.len()).max(1);
+        for datagram in contents.chunks(size) {
+            self.push(to, datagram);
         }
     }
 
@@ -799,7 +861,8 @@ mod tests {
 
     fn route(t: &Table, socket: &dyn AsyncUdpSocket, from: SocketAddr, dg: &[u8]) -> Route {
         let (tx, _rx) = mpsc::channel(4);
-        let mut r = t.router(socket, &tx, from, None);
+        let mut r = t.router(socket, &tx);
+        r.source(from, None);
         let (id, inner) = datagram::parse(dg).unwrap();
         r.route(id, inner)
     }
@@ -913,5 +976,66 @@ mod tests {
         );
         assert_eq!(route(&t, &*socket, stranger, &dg), Route::Drop);
         assert!(t.list()[0].channel);
+    }
+
+    /// A socket that records what it is asked to send.
+    #[derive(Debug, Default)]
+    struct Recording {
+        sent: Mutex<Vec<(SocketAddr, usize, Option<usize>)>>,
+    }
+
+    impl AsyncUdpSocket for Recording {
+        fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+            unimplemented!("not polled")
+        }
+        fn try_send(&self, t: &Transmit) -> std::io::Result<()> {
+            lock(&self.sent).push((t.destination, t.contents.len(), t.segment_size));
+            Ok(())
+        }
+        fn poll_recv(
+            &self,
+            _: &mut std::task::Context,
+            _: &mut [std::io::IoSliceMut<'_>],
+            _: &mut [quinn::udp::RecvMeta],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            Ok("127.0.0.1:1".parse().unwrap())
+        }
+        fn max_transmit_segments(&self) -> usize {
+            4
+        }
+    }
+
+    #[test]
+    fn forwards_from_many_slots_go_out_in_gso_sends_of_equal_datagrams() {
+        let t = Table::new(false);
+        let socket = Recording::default();
+        let (tx, _rx) = mpsc::channel(4);
+        let (x, y): (SocketAddr, SocketAddr) =
+            ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:2".parse().unwrap());
+        let mut r = t.router(&socket, &tx);
+        r.source(x, None);
+        // Six full datagrams for x, one slot each: two sends of at most four segments.
+        for _ in 0..6 {
+            r.forward(x, &[0x41; 1000], None);
+        }
+        // A shorter one ends a batch; one for another address starts a new one.
+        r.forward(x, &[0x42; 500], None);
+        r.forward(x, &[0x43; 1000], None);
+        r.forward(y, &[0x44; 1000], None);
+        // A GSO run of three, split into datagrams and gathered again.
+        r.forward(y, &[0x45; 3000], Some(1000));
+        r.finish();
+        assert_eq!(
+            *lock(&socket.sent),
+            vec![
+                (x, 4000, Some(1000)),
+                (x, 2500, Some(1000)),
+                (x, 1000, None),
+                (y, 4000, Some(1000)),
+            ]
+        );
     }
 }

@@ -31,6 +31,11 @@ use crate::wire::{
 pub const DIRECT_RETRY_MS: Millis = 5_000;
 /// Longest wait between direct dials of a member reached only through a relay.
 pub const DIRECT_RETRY_MAX_MS: Millis = 5 * 60 * 1000;
+/// Of those dials, how many are hole punches ([`Message::Punch`]: both sides dial at once)
+/// before the member stays relayed, dialling alone at the growing wait.
+pub const PUNCH_ATTEMPTS: u32 = 3;
+/// Addresses of a [`Message::Punch`] dialled (the first ones: observed addresses first).
+pub const PUNCH_ADDRS: usize = 3;
 /// Inbound members a relaying member takes beyond [`Config::max_neighbours`]: members behind
 /// NATs reach each other only through relays they are connected to, so a relay must have
 /// room for many of them (64 in all with the default maximum of 8, as many as
@@ -149,6 +154,8 @@ pub struct Group {
     /// Members with no NAT in front of them that a dial at their addresses failed to reach
     /// since they were last neighbours: only these are dialled through their relays.
     direct_failed: BTreeSet<u64>,
+    /// Punches sent to each member reached only through a relay.
+    punches: BTreeMap<u64, u32>,
     /// The version of this member's own entry ([`PeerEntry::version`]).
     entry_version: u64,
     failed_reported: bool,
@@ -194,6 +201,7 @@ impl Group {
             relays: Relays::new(),
             my_relays: Vec::new(),
             direct_failed: BTreeSet::new(),
+            punches: BTreeMap::new(),
             entry_version: 0,
             failed_reported: false,
             properties,
@@ -920,6 +928,7 @@ impl Group {
                     }
                 }
             }
+            Message::Punch(addrs) => self.punched(conn, addrs),
             Message::Properties(_) => {
                 // The driver verifies signed properties and sends VerifiedProperties instead.
                 self.violation(conn);
@@ -1236,13 +1245,15 @@ impl Group {
     /// wait, so a direct path replaces the relayed one once one exists.
     fn retry_direct(&mut self) {
         let now = self.now;
-        let relayed: BTreeSet<u64> = self
+        let relayed: BTreeMap<u64, ConnId> = self
             .neighbours
-            .values()
-            .filter(|n| n.via.is_some())
-            .map(|n| n.node_id)
+            .iter()
+            .filter(|(_, n)| n.via.is_some())
+            .map(|(c, n)| (n.node_id, *c))
             .collect();
-        self.direct_retry.retain(|node, _| relayed.contains(node));
+        self.direct_retry
+            .retain(|node, _| relayed.contains_key(node));
+        self.punches.retain(|node, _| relayed.contains_key(node));
         let mine = self.own_addrs();
         let due: Vec<u64> = self
             .direct_retry
@@ -1261,12 +1272,43 @@ impl Group {
                 .filter(|e| e.node_id == node)
                 .flat_map(|e| e.addrs.iter().copied())
                 .filter(|a| !mine.contains(a) && !self.dialing.contains(a))
-                .take(2)
+                .take(PUNCH_ADDRS)
                 .collect();
+            let punches = self.punches.entry(node).or_insert(0);
+            if *punches < PUNCH_ATTEMPTS && self.listening {
+                // Through the relayed connection: the member dials us while we dial it.
+                *punches += 1;
+                let conn = relayed[&node];
+                let ours = self.advertised_addrs();
+                self.out.push_back(Output::Send(conn, Message::Punch(ours)));
+            }
             for addr in addrs {
                 self.dialing.insert(addr);
                 self.out.push_back(Output::Dial(addr));
             }
+        }
+    }
+
+    /// A member reached through a relay dials us now: we dial it at once at the addresses it
+    /// sent (the first [`PUNCH_ADDRS`]), so that both NATs let the other side in.
+    fn punched(&mut self, conn: ConnId, addrs: Vec<SocketAddr>) {
+        let Some(n) = self.neighbours.get(&conn) else {
+            return;
+        };
+        if n.via.is_none() || !self.listening {
+            // Only a relayed neighbour has a reason to punch; a direct one is ignored.
+            return;
+        }
+        let mine = self.own_addrs();
+        let connected: BTreeSet<SocketAddr> = self.neighbours.values().map(|n| n.remote).collect();
+        let fresh: Vec<SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| !mine.contains(a) && !connected.contains(a) && !self.dialing.contains(a))
+            .take(PUNCH_ADDRS)
+            .collect();
+        for addr in fresh {
+            self.dialing.insert(addr);
+            self.out.push_back(Output::Dial(addr));
         }
     }
 
@@ -2052,5 +2094,65 @@ mod tests {
             let out = drain(&mut g);
             assert!(out.contains(&via), "after the failure: {out:?}");
         }
+    }
+
+    #[test]
+    fn a_relayed_neighbour_is_punched_three_times_and_a_punch_is_answered_with_dials() {
+        let mut g = Group::new(Config::new(50, "me"), vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![addr(50)]));
+        up(&mut g, 1, 7, true, None);
+        // Node 9 through relay 7; its entry says where it is.
+        up(&mut g, 2, 9, false, Some(Via { relay: 1, node: 9 }));
+        let nine = PeerEntry {
+            member: "p9".into(),
+            node_id: 9,
+            addrs: vec![addr(909), addr(919)],
+            relays: vec![7],
+            public: false,
+            version: 5,
+        };
+        g.handle(3, Input::Message(1, Message::Peers(vec![nine])));
+        drain(&mut g);
+        let punch = |out: &[Output]| {
+            out.iter()
+                .any(|o| matches!(o, Output::Send(2, Message::Punch(a)) if !a.is_empty()))
+        };
+        let mut punches = 0;
+        // The retries come at 5 s, 10 s, 20 s, ... after the relayed connection.
+        let mut now = 1;
+        for _ in 0..6 {
+            now += DIRECT_RETRY_MAX_MS;
+            g.handle(now, Input::Tick);
+            let out = drain(&mut g);
+            if punch(&out) {
+                punches += 1;
+            }
+            assert!(out.contains(&Output::Dial(addr(909))), "{out:?}");
+            for a in [909, 919] {
+                g.handle(
+                    now + 1,
+                    Input::DialFailed(addr(a), PEER_E_CONNECTION_FAILED),
+                );
+            }
+            drain(&mut g);
+        }
+        assert_eq!(punches, PUNCH_ATTEMPTS, "three punches, then dials alone");
+
+        // Node 9 punches us: we dial the addresses it sent, at once, the first three.
+        let sent: Vec<SocketAddr> = (1..=5).map(|i| addr(950 + i)).collect();
+        g.handle(now + 2, Input::Message(2, Message::Punch(sent.clone())));
+        let out = drain(&mut g);
+        let dialled: Vec<SocketAddr> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Dial(a) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dialled, sent[..PUNCH_ADDRS]);
+        // From a direct neighbour a punch means nothing.
+        g.handle(now + 3, Input::Message(1, Message::Punch(vec![addr(990)])));
+        assert!(!drain(&mut g).contains(&Output::Dial(addr(990))));
     }
 }

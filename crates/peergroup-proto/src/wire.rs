@@ -40,6 +40,8 @@ pub const KIND_OFFER: u8 = 7;
 pub const KIND_REQUEST: u8 = 8;
 /// Frame kind of [`Message::Records`].
 pub const KIND_RECORDS: u8 = 9;
+/// Frame kind of [`Message::Punch`].
+pub const KIND_PUNCH: u8 = 10;
 
 /// Most items one [`Message::Offer`] lists (32 bytes each).
 pub const MAX_OFFER_ITEMS: usize = 4096;
@@ -185,6 +187,11 @@ pub enum Message {
         /// Ids requested that the sender does not hold (or holds only expired).
         missing: Vec<[u8; 16]>,
     },
+    /// On a connection through a relay: "I am dialling you now at the addresses you
+    /// advertise; dial me now at these" (the sender's advertised addresses, observed ones
+    /// first). Both dials leave at once, so each side's NAT has let the other in by the
+    /// time the other's packets arrive: a simultaneous open, or hole punch.
+    Punch(Vec<SocketAddr>),
 }
 
 impl Message {
@@ -252,6 +259,10 @@ impl Message {
                     w.0.extend_from_slice(id);
                 }
                 (KIND_RECORDS, w.0)
+            }
+            Message::Punch(addrs) => {
+                w.addrs(addrs);
+                (KIND_PUNCH, w.0)
             }
         }
     }
@@ -353,6 +364,7 @@ impl Message {
                 let missing = (0..m).map(|_| r.array()).collect::<Result<_, _>>()?;
                 Message::Records { records, missing }
             }
+            KIND_PUNCH => Message::Punch(r.addrs()?),
             other => return Err(WireError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
@@ -593,6 +605,7 @@ mod tests {
                 proptest::collection::vec(any::<[u8; 16]>(), 0..4)
             )
                 .prop_map(|(records, missing)| Message::Records { records, missing }),
+            proptest::collection::vec(addr(), 0..4).prop_map(Message::Punch),
             (
                 any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..64),

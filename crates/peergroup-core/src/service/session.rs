@@ -404,10 +404,13 @@ fn read_events(
                 }
             }
             ServerFrame::Ended { subscription } => {
-                let ended = lock(&subs.map).remove(&subscription);
-                if let Some(s) = ended {
+                // Closed before the map shows it gone: `close_handle` returns as soon as it
+                // sees the id gone, and its caller must find the subscription closed.
+                let mut map = lock(&subs.map);
+                if let Some(s) = map.remove(&subscription) {
                     s.hub.close();
                 }
+                drop(map);
                 subs.ended.notify_all();
             }
             ServerFrame::Response { .. } => {}

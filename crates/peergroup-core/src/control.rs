@@ -56,6 +56,12 @@ pub(crate) enum NetEvent {
     DialFailed(SocketAddr, i32),
     /// A dial through a relay to this node failed.
     DialViaFailed(u64, i32),
+    /// Every path of a direct connection's first race failed: race the paths known now.
+    DirectRetry {
+        id: u64,
+        member: String,
+        hr: i32,
+    },
     /// A tunnel asked for (as relay) or offered (as target) on one of the group's
     /// connections.
     Tunnel(crate::transport::IncomingTunnel),

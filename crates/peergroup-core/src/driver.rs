@@ -317,6 +317,14 @@ impl Driver {
             }
             NetEvent::DialFailed(addr, hr) => self.feed(Input::DialFailed(addr, hr)),
             NetEvent::DialViaFailed(node, hr) => self.feed(Input::DialViaFailed(node, hr)),
+            NetEvent::DirectRetry { id, member, hr } => {
+                let paths = self.paths_to(&member);
+                if paths.is_empty() {
+                    self.direct.dial_failed(id, hr);
+                } else {
+                    self.race_direct(id, member, paths, false);
+                }
+            }
             NetEvent::Tunnel(tunnel) => {
                 let via = tunnel.via().id();
                 if !self.conns.contains_key(&via) || !self.machine.is_online() {
@@ -513,6 +521,16 @@ impl Driver {
             Some(a) => vec![Path::Addr(a)],
             None => self.paths_to(&member),
         };
+        // With no address given, one more race if every path fails: while the first ran,
+        // the paths may have changed under it (a punched neighbour connection replacing a
+        // relayed one, a tunnel ending, presence naming new addresses).
+        self.race_direct(id, member, paths, addr.is_none())
+    }
+
+    /// Races `paths` for the direct connection `id` to `member`; on failure, asks the driver
+    /// for a second race when `retry`, else reports it.
+    fn race_direct(&mut self, id: u64, member: String, paths: Vec<Path>, retry: bool) {
+        let net = self.net_tx.clone();
         let node = self.node.clone();
         let name = crate::direct::direct_server_name_of(&self.server_name);
         let group_name = self.server_name.clone();
@@ -546,6 +564,10 @@ impl Driver {
                 .collect();
             let conn = match first_ok(attempts, DIAL_STAGGER).await {
                 Some(Ok(conn)) => conn,
+                Some(Err(hr)) if retry => {
+                    let _ = net.send(NetEvent::DirectRetry { id, member, hr }).await;
+                    return;
+                }
                 Some(Err(hr)) => return direct.dial_failed(id, hr),
                 None => {
                     return direct.dial_failed(id, crate::identity::hresult::PEER_E_NODE_NOT_FOUND)

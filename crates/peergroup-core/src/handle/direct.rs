@@ -17,7 +17,9 @@ impl LocalGroup {
     /// Without an address the paths are raced, each a quarter second after the one before
     /// (`DIAL_STAGGER`): the paths of direct neighbour connections to the member first, then
     /// the addresses presence gave, the tunnels of relayed neighbour connections, then new
-    /// tunnels through the relays its presence names that this member is connected to.
+    /// tunnels through the relays its presence names that this member is connected to. If
+    /// every one fails, the paths known then are raced once more (they may have changed
+    /// meanwhile: a punched neighbour connection replacing a relayed one, a tunnel ending).
     ///
     /// The id is not usable until a [`Event::DirectConnection`](crate::Event::DirectConnection) for it reports
     /// [`ConnectionStatus::Connected`](crate::io::ConnectionStatus::Connected); a failed attempt is reported there too

@@ -127,6 +127,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         closing: Vec::new(),
         tunnels: HashMap::new(),
         accepted_tunnels: HashMap::new(),
+        carrying: HashMap::new(),
         next_tunnel: 1,
     };
     let driver_node = driver.node.clone();
@@ -166,6 +167,8 @@ struct Driver {
     tunnels: HashMap<TunnelId, IncomingTunnel>,
     /// Tunnels accepted as a target: their virtual address, to notice when they end.
     accepted_tunnels: HashMap<TunnelId, SocketAddr>,
+    /// Tunnels this member relays: firing the sender ends one ([`Output::EndTunnel`]).
+    carrying: HashMap<TunnelId, tokio::sync::oneshot::Sender<()>>,
     next_tunnel: TunnelId,
 }
 
@@ -354,6 +357,7 @@ impl Driver {
             }
             NetEvent::TunnelEnded(id) => {
                 self.accepted_tunnels.remove(&id);
+                self.carrying.remove(&id);
                 self.feed(Input::TunnelEnded(id));
             }
             NetEvent::PasswordCandidate { conn, subject } => self.password_candidate(conn, subject),
@@ -778,13 +782,29 @@ impl Driver {
                     return;
                 };
                 let net = self.net_tx.clone();
+                let (stop, mut stopped) = tokio::sync::oneshot::channel();
+                self.carrying.insert(tunnel, stop);
                 tokio::spawn(async move {
                     match request.relay_to(&to, from_node).await {
-                        Ok(carried) => carried.ended().await,
+                        Ok(carried) => {
+                            tokio::select! {
+                                () = carried.ended() => {}
+                                // A dropped sender is no order to stop: only a sent one.
+                                Ok(()) = &mut stopped => {
+                                    carried.close();
+                                    carried.ended().await;
+                                }
+                            }
+                        }
                         Err(e) => tracing::debug!(tunnel, error = %e, "tunnel not carried"),
                     }
                     let _ = net.send(NetEvent::TunnelEnded(tunnel)).await;
                 });
+            }
+            Output::EndTunnel(tunnel) => {
+                if let Some(stop) = self.carrying.remove(&tunnel) {
+                    let _ = stop.send(());
+                }
             }
             Output::AcceptTunnel(tunnel) => {
                 let Some(IncomingTunnel::Offer(offer)) = self.tunnels.remove(&tunnel) else {

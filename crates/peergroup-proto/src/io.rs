@@ -140,6 +140,9 @@ pub enum Output {
     },
     /// As a target: accept the tunnel offered.
     AcceptTunnel(TunnelId),
+    /// As a relay: stop carrying this tunnel now (relaying was turned off here or in the
+    /// group); both ends see it end.
+    EndTunnel(TunnelId),
     /// Refuse a tunnel asked for or offered.
     RefuseTunnel(TunnelId, Refusal),
     /// Send a message on a connection.

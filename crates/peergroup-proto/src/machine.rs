@@ -311,6 +311,18 @@ impl Group {
     /// connections made from now on.
     pub fn set_relay(&mut self, on: bool) {
         self.cfg.relay = on;
+        self.end_tunnels_unless_relaying();
+    }
+
+    /// Ends the tunnels this member carries once it no longer relays (turned off here, or
+    /// by the group's `PEERGROUP_DISABLE_RELAYS`): no tunnel outlives the permission.
+    fn end_tunnels_unless_relaying(&mut self) {
+        if self.cfg.relay && self.relays_allowed() {
+            return;
+        }
+        for tunnel in self.relays.stop_carrying() {
+            self.out.push_back(Output::EndTunnel(tunnel));
+        }
     }
 
     /// For a neighbour connected through a relay: the relay's node id.
@@ -974,6 +986,7 @@ impl Group {
         self.event(GroupEvent::PropertyChanged);
         // Relaying may have been turned off or on.
         self.relays_changed();
+        self.end_tunnels_unless_relaying();
         for conn in self.neighbours.keys() {
             if Some(*conn) != from {
                 self.out
@@ -2154,5 +2167,54 @@ mod tests {
         // From a direct neighbour a punch means nothing.
         g.handle(now + 3, Input::Message(1, Message::Punch(vec![addr(990)])));
         assert!(!drain(&mut g).contains(&Output::Dial(addr(990))));
+    }
+
+    #[test]
+    fn carried_tunnels_end_when_relaying_stops_here_or_in_the_group() {
+        let mut g = Group::new(Config::new(50, "me"), vec![], None);
+        g.handle(0, Input::Connect);
+        up(&mut g, 1, 7, false, None);
+        up(&mut g, 2, 8, false, None);
+        g.handle(1, Input::Listening(vec![addr(50)]));
+        g.set_relay(true);
+        drain(&mut g);
+        let ask = |g: &mut Group, tunnel| {
+            g.handle(
+                2,
+                Input::TunnelRequest {
+                    tunnel,
+                    from: 1,
+                    target: 8,
+                },
+            );
+            drain(g)
+        };
+        ask(&mut g, 1);
+        ask(&mut g, 2);
+        assert_eq!(g.tunnels(), (2, 0));
+        // This member stops relaying: both tunnels end at once.
+        g.set_relay(false);
+        let mut ended: Vec<Output> = drain(&mut g);
+        ended.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(ended, vec![Output::EndTunnel(1), Output::EndTunnel(2)]);
+        assert_eq!(g.tunnels(), (0, 0));
+        // On again; then the group's properties turn relaying off.
+        g.set_relay(true);
+        ask(&mut g, 3);
+        let flags = crate::properties::PEERGROUP_DISABLE_RELAYS;
+        let body = serde_json::to_vec(&crate::properties::GroupProperties {
+            flags,
+            ..Default::default()
+        })
+        .unwrap();
+        let props = SignedProperties {
+            version: 2,
+            body,
+            signer_chain: vec![],
+            signature: vec![],
+        };
+        g.handle(4, Input::VerifiedProperties(1, props));
+        assert!(drain(&mut g).contains(&Output::EndTunnel(3)));
+        assert_eq!(g.tunnels(), (0, 0));
     }
 }

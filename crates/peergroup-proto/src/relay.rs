@@ -156,6 +156,12 @@ impl Relays {
         self.carried.len()
     }
 
+    /// Forgets every tunnel carried as a relay and returns their ids, for the transport to
+    /// end (this member stopped relaying, or the group turned relaying off).
+    pub fn stop_carrying(&mut self) -> Vec<TunnelId> {
+        std::mem::take(&mut self.carried).into_keys().collect()
+    }
+
     /// Tunnels this member accepted as a target now.
     pub fn accepted(&self) -> usize {
         self.accepted.len()

@@ -606,6 +606,25 @@ impl Sim {
                 self.link_tunnel.insert((from, ci), tunnel);
                 self.link_tunnel.insert((b, cj), tunnel);
             }
+            Output::EndTunnel(tunnel) => {
+                // The relay stops carrying it: the connection through it drops at both ends.
+                let ends: Vec<(usize, ConnId)> = self
+                    .link_tunnel
+                    .iter()
+                    .filter(|(_, t)| **t == tunnel)
+                    .map(|(end, _)| *end)
+                    .collect();
+                if let Some(&(n, c)) = ends.first() {
+                    if let Some((j, cj)) = self.links.remove(&(n, c)) {
+                        self.links.remove(&(j, cj));
+                        self.link_clock.remove(&(n, c));
+                        self.link_clock.remove(&(j, cj));
+                        self.schedule(self.now, Action::Input(n, Input::ConnectionDown(c)));
+                        self.schedule(self.now, Action::Input(j, Input::ConnectionDown(cj)));
+                        self.end_tunnel_of(n, c, j, cj, self.now);
+                    }
+                }
+            }
             Output::Send(conn, msg) => {
                 if let Some(&(j, cj)) = self.links.get(&(i, conn)) {
                     let at = self.in_order(i, conn);

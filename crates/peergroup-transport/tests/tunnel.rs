@@ -477,6 +477,37 @@ async fn closing_the_relays_connection_to_the_target_ends_the_tunnel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_closes_a_tunnel_ends_it_at_both_ends_and_frees_its_channels() {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let t = Trio::new(limits).await;
+    let (at_a, _at_b, relayed) = t.tunnel().await;
+    let (out, inc) = t.inner(at_a).await;
+    round_trip(&out, &inc, 110).await;
+    relayed.close();
+    within(relayed.ended()).await;
+    assert!(relayed.is_ended());
+    // The ends see their streams reset and go; the connection through them times out.
+    within(async {
+        while !(t.a.tunnels().is_empty() && t.b.tunnels().is_empty()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(within(out.closed()).await, CloseReason::TimedOut);
+    // Both member connections to R are untouched, and R carries a new tunnel.
+    round_trip(&t.a_to_r, &t.r_from_a, 120).await;
+    let (at_a, _, again) = t.tunnel().await;
+    let (out, inc) = t.inner(at_a).await;
+    round_trip(&out, &inc, 130).await;
+    assert!(!again.is_ended());
+    t.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipv6_node_gets_ipv4_mapped_virtual_addresses() {
     // A on IPv6 loopback, B on IPv4 loopback, R dual-stack for both.
     let t = Trio::bound("[::1]:0", "[::]:0", "127.0.0.1:0", Limits::default()).await;

@@ -29,6 +29,8 @@ pub struct RelayedTunnel {
 struct State {
     counters: Counters,
     ended: watch::Sender<bool>,
+    /// Set by [`RelayedTunnel::close`].
+    stop: tokio::sync::Notify,
 }
 
 /// Bytes relayed each way, by stream and by channel.
@@ -71,6 +73,13 @@ impl RelayedTunnel {
         *self.state.ended.borrow()
     }
 
+    /// Ends the tunnel now: both streams are reset and its channel ids freed, so both ends
+    /// see their tunnel end. For a relay that stops relaying.
+    pub fn close(&self) {
+        // A stored permit if the copying task is not waiting yet.
+        self.state.stop.notify_one();
+    }
+
     /// Waits until the tunnel has ended (either side ended or failed, or the node closed).
     pub async fn ended(&self) {
         let mut rx = self.state.ended.subscribe();
@@ -99,6 +108,7 @@ pub(crate) fn start(
     let state = Arc::new(State {
         counters,
         ended: watch::Sender::new(false),
+        stop: tokio::sync::Notify::new(),
     });
     let (hub, task_state) = (hub.clone(), state.clone());
     tokio::spawn(async move {
@@ -140,6 +150,7 @@ async fn pump(
             c = up => matches!(c, Copy::Finished).then_some(Side::Requester),
             c = down => matches!(c, Copy::Finished).then_some(Side::Target),
             () = closing => None,
+            () = state.stop.notified() => None,
         }
     };
     match finished {

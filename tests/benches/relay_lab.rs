@@ -39,16 +39,6 @@ fn cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// `p`'s neighbour entry for `member`, if connected.
-fn neighbour(p: &mut Peer, member: &str) -> Option<Value> {
-    let s = p.call(json!({"cmd": "status"}));
-    s["neighbours"]
-        .as_array()?
-        .iter()
-        .find(|n| n["member"] == member)
-        .cloned()
-}
-
 /// Unix time in ms, the clock `pg-peer` stamps arrivals with.
 fn unix_ms() -> f64 {
     std::time::SystemTime::now()
@@ -153,7 +143,7 @@ fn main() {
     a.wait_joined();
     b.wait_joined();
     until("A has B as a direct neighbour", BOUND, || {
-        match neighbour(&mut a, &b_name) {
+        match a.neighbour(&b_name) {
             Some(n) if n["relayed_by"].is_null() => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -166,14 +156,12 @@ fn main() {
     assert!(!direct_relayed, "A reaches B directly first");
 
     cut(&a_host, &b_host);
-    until(
-        "A has B as a neighbour through R",
-        BOUND,
-        || match neighbour(&mut a, &b_name) {
+    until("A has B as a neighbour through R", BOUND, || {
+        match a.neighbour(&b_name) {
             Some(n) if n["relayed_by"].is_u64() => Ok(()),
             other => Err(format!("{other:?}")),
-        },
-    );
+        }
+    });
     transfer(&mut a, &mut b, &b_name, 4 << 20, r_pid);
     let (relayed, was_relayed, relay_cpu) =
         median(RUNS, || transfer(&mut a, &mut b, &b_name, mib << 20, r_pid));
@@ -192,10 +180,10 @@ fn main() {
     d.call(json!({"cmd": "connect"}));
     let mut first = None;
     until("D has C as a neighbour through R", BOUND, || {
-        if first.is_none() && neighbour(&mut d, &r_name).is_some() {
+        if first.is_none() && d.neighbour(&r_name).is_some() {
             first = Some(t0.elapsed());
         }
-        match neighbour(&mut d, &c_name) {
+        match d.neighbour(&c_name) {
             Some(n) if n["relayed_by"].is_u64() => Ok(()),
             other => Err(format!("{other:?}")),
         }

@@ -20,23 +20,13 @@ use std::time::Duration;
 /// Upper bound for each step (the first punch leaves 5 s after the relayed connection).
 const BOUND: Duration = Duration::from_secs(60);
 
-/// `p`'s neighbour entry for `member`, if connected.
-fn neighbour(p: &mut Peer, member: &str) -> Option<Value> {
-    let s = p.call(json!({"cmd": "status"}));
-    s["neighbours"]
-        .as_array()?
-        .iter()
-        .find(|n| n["member"] == member)
-        .cloned()
-}
-
 /// Waits until `p` has `member` as a neighbour without a relay; returns the entry.
 fn direct_neighbour(p: &mut Peer, member: &str) -> Value {
     let label = p.label;
     until(
         &format!("{label} has {member} as a direct neighbour"),
         BOUND,
-        || match neighbour(p, member) {
+        || match p.neighbour(member) {
             Some(n) if n["relayed_by"].is_null() => Ok(n),
             other => Err(format!("{other:?}")),
         },

@@ -20,21 +20,12 @@
 mod common;
 
 use common::lab::{peer_on, Lab, Nat};
-use common::{phase, until, Peer, Status};
-use serde_json::{json, Value};
+use common::{phase, until, Peer};
+use serde_json::json;
 use std::time::Duration;
 
 /// Upper bound for A and B to become each other's neighbours through a relay.
 const MEET_BOUND: Duration = Duration::from_secs(60);
-
-/// `who`'s neighbour entry for `member`, if connected.
-fn neighbour(s: &Status, member: &str) -> Option<Value> {
-    s.raw["neighbours"]
-        .as_array()?
-        .iter()
-        .find(|n| n["member"] == member)
-        .cloned()
-}
 
 /// Waits until `p` has `member` as a neighbour through a relay; returns the relay's node id.
 fn relayed_neighbour(p: &mut Peer, member: &str, not_by: Option<u64>) -> u64 {
@@ -44,7 +35,7 @@ fn relayed_neighbour(p: &mut Peer, member: &str, not_by: Option<u64>) -> u64 {
         MEET_BOUND,
         || {
             let s = p.status();
-            match neighbour(&s, member).and_then(|n| n["relayed_by"].as_u64()) {
+            match s.neighbour(member).and_then(|n| n["relayed_by"].as_u64()) {
                 Some(relay) if Some(relay) != not_by => Ok(relay),
                 _ => Err(s.raw.to_string()),
             }

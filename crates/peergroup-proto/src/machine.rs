@@ -1906,6 +1906,19 @@ mod tests {
         assert!(drain(&mut g).contains(&Output::Disconnect(7, CloseReason::RelayGone)));
     }
 
+    /// Node 7 (on connection 1) asks for tunnel `tunnel` to node 8.
+    fn ask_relay_to_node_8(g: &mut Group, tunnel: crate::relay::TunnelId) -> Vec<Output> {
+        g.handle(
+            2,
+            Input::TunnelRequest {
+                tunnel,
+                from: 1,
+                target: 8,
+            },
+        );
+        drain(g)
+    }
+
     #[test]
     fn only_a_listening_opted_in_member_relays_and_only_between_direct_neighbours() {
         let mut g = Group::new(Config::new(50, "me"), vec![], None);
@@ -1914,17 +1927,7 @@ mod tests {
         up(&mut g, 2, 8, false, None);
         g.handle(1, Input::Listening(vec![addr(50)]));
         drain(&mut g);
-        let ask = |g: &mut Group, tunnel| {
-            g.handle(
-                2,
-                Input::TunnelRequest {
-                    tunnel,
-                    from: 1,
-                    target: 8,
-                },
-            );
-            drain(g)
-        };
+        let ask = ask_relay_to_node_8;
         assert_eq!(
             ask(&mut g, 1),
             vec![Output::RefuseTunnel(1, crate::relay::Refusal::NotAllowed)],
@@ -2178,17 +2181,7 @@ mod tests {
         g.handle(1, Input::Listening(vec![addr(50)]));
         g.set_relay(true);
         drain(&mut g);
-        let ask = |g: &mut Group, tunnel| {
-            g.handle(
-                2,
-                Input::TunnelRequest {
-                    tunnel,
-                    from: 1,
-                    target: 8,
-                },
-            );
-            drain(g)
-        };
+        let ask = ask_relay_to_node_8;
         ask(&mut g, 1);
         ask(&mut g, 2);
         assert_eq!(g.tunnels(), (2, 0));

@@ -202,6 +202,15 @@ fn fnv(hash: u64, bytes: &[u8]) -> u64 {
 }
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// Limits that notice a dead path in seconds: a connection whose tunnel went times out soon.
+fn short_idle() -> Limits {
+    Limits {
+        idle_timeout: Duration::from_secs(3),
+        keep_alive: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_through_a_relay_carries_frames_end_to_end() {
     let t = Trio::new(Limits::default()).await;
@@ -444,12 +453,7 @@ async fn requests_beyond_the_backlog_are_refused_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_relays_connection_to_the_target_ends_the_tunnel() {
-    let limits = Limits {
-        idle_timeout: Duration::from_secs(3),
-        keep_alive: Duration::from_secs(1),
-        ..Limits::default()
-    };
-    let t = Trio::new(limits).await;
+    let t = Trio::new(short_idle()).await;
     let (at_a, _at_b, relayed) = t.tunnel().await;
     let (out, inc) = t.inner(at_a).await;
     round_trip(&out, &inc, 70).await;
@@ -478,12 +482,7 @@ async fn closing_the_relays_connection_to_the_target_ends_the_tunnel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_closes_a_tunnel_ends_it_at_both_ends_and_frees_its_channels() {
-    let limits = Limits {
-        idle_timeout: Duration::from_secs(3),
-        keep_alive: Duration::from_secs(1),
-        ..Limits::default()
-    };
-    let t = Trio::new(limits).await;
+    let t = Trio::new(short_idle()).await;
     let (at_a, _at_b, relayed) = t.tunnel().await;
     let (out, inc) = t.inner(at_a).await;
     round_trip(&out, &inc, 110).await;

@@ -408,6 +408,11 @@ impl Peer {
         Status::of(&self.call(json!({"cmd": "status"})))
     }
 
+    /// The peer's neighbour entry for `member` (see `pg-peer`), if connected to it.
+    pub fn neighbour(&mut self, member: &str) -> Option<Value> {
+        self.status().neighbour(member)
+    }
+
     /// Adds a record with `text` as its data; returns its id (32 hex digits).
     pub fn add(&mut self, text: &str) -> String {
         let v = self.call(json!({"cmd": "add", "text": text}));
@@ -509,6 +514,15 @@ pub struct Status {
 }
 
 impl Status {
+    /// The neighbour entry for `member`, if connected to it.
+    pub fn neighbour(&self, member: &str) -> Option<Value> {
+        self.raw["neighbours"]
+            .as_array()?
+            .iter()
+            .find(|n| n["member"] == member)
+            .cloned()
+    }
+
     pub fn of(v: &Value) -> Status {
         let neighbours = v["neighbours"]
             .as_array()

@@ -17,7 +17,8 @@ use common::{phase, until, Peer};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Upper bound for each step (the first punch leaves 5 s after the relayed connection).
+/// Upper bound for each step (the first punch leaves half a second after the relayed
+/// connection is up).
 const BOUND: Duration = Duration::from_secs(60);
 
 /// Waits until `p` has `member` as a neighbour without a relay; returns the entry.

@@ -26,9 +26,10 @@ use crate::wire::{
     Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES, MAX_RELAYS,
 };
 
-/// First wait before a member reached only through a relay is dialled directly again;
-/// doubled after each failure up to [`DIRECT_RETRY_MAX_MS`].
-pub const DIRECT_RETRY_MS: Millis = 5_000;
+/// First wait before a member reached only through a relay is dialled directly again (with
+/// a punch: [`PUNCH_ATTEMPTS`]); doubled after each failure up to [`DIRECT_RETRY_MAX_MS`].
+/// The punches go at 0.5, 1.5 and 3.5 s, so a punchable pair is direct within seconds.
+pub const DIRECT_RETRY_MS: Millis = 500;
 /// Longest wait between direct dials of a member reached only through a relay.
 pub const DIRECT_RETRY_MAX_MS: Millis = 5 * 60 * 1000;
 /// Of those dials, how many are hole punches ([`Message::Punch`]: both sides dial at once)
@@ -501,6 +502,9 @@ impl Group {
             self.next_anti_entropy,
             self.repl.as_ref().and_then(|r| r.timeout()),
             self.duties.as_ref().and_then(|d| d.timeout()),
+            self.online
+                .then(|| self.direct_retry.values().map(|(at, _)| *at).min())
+                .flatten(),
         ]
         .into_iter()
         .flatten()
@@ -1097,12 +1101,13 @@ impl Group {
             self.next_maintenance = Some(now + self.cfg.maintenance_interval);
             self.dial_more();
             self.dial_random();
-            self.retry_direct();
             self.persist_known();
             if let Some(r) = self.repl.as_mut() {
                 r.expire(now as i64, &mut self.out);
             }
         }
+        // On its own clock (see `poll_timeout`): punches go within seconds.
+        self.retry_direct();
         self.duty(|d, now, _| d.tick(now));
         if let Some(r) = self.repl.as_mut() {
             r.tick(now, &mut self.out);

@@ -525,15 +525,17 @@ impl Lab {
         }
     }
 
-    /// Channel datagrams `host` has received (or dropped) since [`Lab::watch_channels`].
-    pub fn channel_datagrams(&self, host: &Host) -> u64 {
+    /// Bytes of channel datagrams (IP packets, headers included) `host` has received (or
+    /// dropped) since [`Lab::watch_channels`]. Bytes, not packets: a GSO batch crosses the
+    /// lab's veth links as one packet.
+    pub fn channel_bytes(&self, host: &Host) -> u64 {
         let text = netns(&host.ns, &["nft", "list", "table", "inet", "pgchan"])
             .unwrap_or_else(|e| panic!("{e}"));
         text.lines()
             .find(|l| l.contains("counter"))
             .and_then(|l| {
                 let mut words = l.split_whitespace();
-                words.find(|w| *w == "packets")?;
+                words.find(|w| *w == "bytes")?;
                 words.next()?.parse().ok()
             })
             .unwrap_or_else(|| panic!("no channel counter on {}:\n{text}", host.label))

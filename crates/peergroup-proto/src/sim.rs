@@ -608,20 +608,14 @@ impl Sim {
             }
             Output::EndTunnel(tunnel) => {
                 // The relay stops carrying it: the connection through it drops at both ends.
-                let ends: Vec<(usize, ConnId)> = self
+                let end = self
                     .link_tunnel
                     .iter()
-                    .filter(|(_, t)| **t == tunnel)
-                    .map(|(end, _)| *end)
-                    .collect();
-                if let Some(&(n, c)) = ends.first() {
-                    if let Some((j, cj)) = self.links.remove(&(n, c)) {
-                        self.links.remove(&(j, cj));
-                        self.link_clock.remove(&(n, c));
-                        self.link_clock.remove(&(j, cj));
-                        self.schedule(self.now, Action::Input(n, Input::ConnectionDown(c)));
-                        self.schedule(self.now, Action::Input(j, Input::ConnectionDown(cj)));
-                        self.end_tunnel_of(n, c, j, cj, self.now);
+                    .find(|(_, t)| **t == tunnel)
+                    .map(|(end, _)| *end);
+                if let Some((n, c)) = end {
+                    if let Some(&(j, cj)) = self.links.get(&(n, c)) {
+                        self.drop_link(n, c, j, cj);
                     }
                 }
             }
@@ -739,14 +733,20 @@ impl Sim {
             .map(|(a, b)| (*a, *b))
             .collect();
         for ((i, ci), (j, cj)) in crossing {
-            self.links.remove(&(i, ci));
-            self.links.remove(&(j, cj));
-            self.link_clock.remove(&(i, ci));
-            self.link_clock.remove(&(j, cj));
-            self.schedule(self.now, Action::Input(i, Input::ConnectionDown(ci)));
-            self.schedule(self.now, Action::Input(j, Input::ConnectionDown(cj)));
-            self.end_tunnel_of(i, ci, j, cj, self.now);
+            self.drop_link(i, ci, j, cj);
         }
+    }
+
+    /// The link between `(i, ci)` and `(j, cj)` fails now: both ends see it drop, and a
+    /// tunnel it ran through ends.
+    fn drop_link(&mut self, i: usize, ci: ConnId, j: usize, cj: ConnId) {
+        self.links.remove(&(i, ci));
+        self.links.remove(&(j, cj));
+        self.link_clock.remove(&(i, ci));
+        self.link_clock.remove(&(j, cj));
+        self.schedule(self.now, Action::Input(i, Input::ConnectionDown(ci)));
+        self.schedule(self.now, Action::Input(j, Input::ConnectionDown(cj)));
+        self.end_tunnel_of(i, ci, j, cj, self.now);
     }
 
     /// Ends the partition: dials across succeed again (members reconnect on their next

@@ -18,7 +18,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::lab::{netns, peer_on, Host, Lab, Nat};
+use common::lab::{peer_on, Lab, Nat};
 use common::{until, Peer, LISTENING};
 use serde_json::{json, Value};
 
@@ -104,19 +104,6 @@ fn median(
     ((rate, lo, hi), relayed, cpu)
 }
 
-/// Drops every datagram between `host` and `other` at `host`.
-fn cut(host: &Host, other: &Host) {
-    for command in [
-        "add table inet pgcut".to_owned(),
-        "add chain inet pgcut in { type filter hook input priority 0 ; }".to_owned(),
-        "add chain inet pgcut out { type filter hook output priority 0 ; }".to_owned(),
-        format!("add rule inet pgcut in ip saddr {} drop", other.addr),
-        format!("add rule inet pgcut out ip daddr {} drop", other.public_ip),
-    ] {
-        netns(&host.ns, &["nft", &command]).unwrap_or_else(|e| panic!("cut: {e}"));
-    }
-}
-
 fn main() {
     let mib: u64 = std::env::var("BENCH_RELAY_MIB")
         .ok()
@@ -155,7 +142,7 @@ fn main() {
         median(RUNS, || transfer(&mut a, &mut b, &b_name, mib << 20, r_pid));
     assert!(!direct_relayed, "A reaches B directly first");
 
-    cut(&a_host, &b_host);
+    lab.cut(&a_host, &b_host);
     until("A has B as a neighbour through R", BOUND, || {
         match a.neighbour(&b_name) {
             Some(n) if n["relayed_by"].is_u64() => Ok(()),

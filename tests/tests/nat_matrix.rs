@@ -6,10 +6,13 @@
 //! other one receives (both ways for every pair). Then every member A of the first column
 //! opens `PeerGroupOpenDirectConnection` to every member B of the second, with no address
 //! (the library picks the path: direct where the NATs allow it, else through a relay), and
-//! sends 16 MiB on it that B receives intact. The carrier-grade pair does the same; the pair
-//! behind one NAT reaches each other at their LAN addresses, not through a hairpin. Then R1
-//! stops: every pair opens a direct connection again and carries data through what is left
-//! (R2 where no direct path exists).
+//! sends 16 MiB on it that B receives intact. A connection that began relayed is upgraded in
+//! place by a punch (`proto::upgrade`): the 22 pairs plain punching opens (all but
+//! port-restricted × symmetric, symmetric × port-restricted and symmetric × symmetric) end
+//! on a direct path. The carrier-grade pair does the same; the pair behind one NAT reaches
+//! each other at their LAN addresses, not through a hairpin. Then R1 stops: every connection
+//! on a direct path carries on, and every pair opens a direct connection again and carries
+//! data through what is left (R2 where no direct path exists).
 //!
 //! Needs root, iproute2 and nftables; skips elsewhere, fails under CI without them.
 
@@ -22,6 +25,8 @@ use std::time::Duration;
 
 /// What each pair carries on its first direct connection.
 const TRANSFER: u64 = 16 << 20;
+/// Upper bound for a relayed connection of a punchable pair to reach a direct path.
+const UPGRADE_BOUND: Duration = Duration::from_secs(60);
 /// What each pair carries after R1 stopped.
 const AFTER_STOP: u64 = 1 << 20;
 /// Upper bound for one record or transfer to arrive.
@@ -70,6 +75,18 @@ fn assert_profile(label: &str, nat: Nat, p: &Probed) {
         p.open_to_other_ports, other_ports,
         "{label}: filtering: {p:?}"
     );
+}
+
+/// Whether plain hole punching opens a path from a member behind `a` to one behind `b`: all
+/// but a port-restricted NAT facing a symmetric one (each side's packets come from a port
+/// the other never sent to), either way round, and two symmetric ones.
+fn punchable(a: Nat, b: Nat) -> bool {
+    !matches!(
+        (a, b),
+        (Nat::PortRestricted, Nat::Symmetric)
+            | (Nat::Symmetric, Nat::PortRestricted)
+            | (Nat::Symmetric, Nat::Symmetric)
+    )
 }
 
 /// The seed of the data `a` sends `b` in `round` (distinct per pair and round).
@@ -242,32 +259,52 @@ fn every_nat_pair_carries_a_direct_connection_and_survives_the_relay_stopping() 
     phase("every matrix member holds every matrix member's record");
 
     // 16 MiB on a direct connection from every A to every B: five rounds of five pairs at
-    // once, A_i to B_(i+round).
-    let mut table = vec![vec![String::new(); 5]; 5];
+    // once, A_i to B_(i+round). The connections stay open.
+    let mut began = vec![vec![false; 5]; 5];
+    let mut kept: Vec<Opened> = Vec::new();
     for round in 0..5 {
         let pairs: Vec<(usize, usize)> = (0..5).map(|a| (a, 5 + (a + round) % 5)).collect();
         let opened = open_all(&mut peers, &names, &pairs, false);
         transfer_all(&mut peers, &opened, TRANSFER, round as u64);
         for o in &opened {
-            table[o.from][o.to - 5] = if o.relayed { "relayed" } else { "direct" }.into();
-            peers[o.from].call(json!({"cmd": "close_direct", "connection_id": o.connection_id}));
+            began[o.from][o.to - 5] = o.relayed;
         }
+        kept.extend(opened);
         phase(&format!(
             "matrix round {round}: 16 MiB intact on five pairs"
         ));
     }
+    // Every punchable pair ends on a direct path, the same connection upgraded in place.
+    for o in &kept {
+        if punchable(PROFILES[o.from], PROFILES[o.to - 5]) {
+            peers[o.from].wait_direct_path(o.connection_id, UPGRADE_BOUND);
+        }
+    }
+    let mut table = vec![vec![String::new(); 5]; 5];
+    for o in &kept {
+        let now = peers[o.from]
+            .directs()
+            .into_iter()
+            .find(|d| d["connection_id"] == o.connection_id)
+            .unwrap_or_else(|| panic!("{} lost its connection", peers[o.from].label));
+        let path = |relayed: bool| if relayed { "relayed" } else { "direct" };
+        table[o.from][o.to - 5] = match (began[o.from][o.to - 5], now["relayed"] == true) {
+            (true, false) => "upgraded".to_owned(),
+            (_, now) => path(now).to_owned(),
+        };
+    }
     let mut printed = format!("{:>8}", "A \\ B");
     for b in B_LABELS {
-        printed += &format!("{b:>9}");
+        printed += &format!("{b:>10}");
     }
     for (a, row) in table.iter().enumerate() {
         printed += &format!("\n{:>8}", A_LABELS[a]);
         for cell in row {
-            printed += &format!("{cell:>9}");
+            printed += &format!("{cell:>10}");
         }
     }
     phase(&format!(
-        "paths of the matrix's direct connections:\n{printed}"
+        "paths of the matrix's direct connections (upgraded: began relayed, now direct):\n{printed}"
     ));
     // A public member or a full-cone one is dialled directly from anywhere.
     for (a, row) in table.iter().enumerate() {
@@ -301,9 +338,71 @@ fn every_nat_pair_carries_a_direct_connection_and_survives_the_relay_stopping() 
         lan.address
     ));
 
-    // R1 stops; every pair connects again through what is left.
+    // R1 stops: the connections on a direct path carry on; every pair connects again
+    // through what is left.
     r1.call(json!({"cmd": "close"}));
     phase("R1 closed its group");
+    let on_direct: Vec<Opened> = kept
+        .into_iter()
+        .filter(|o| table[o.from][o.to - 5] != "relayed")
+        .collect();
+    for round in 0..5 {
+        // One send per process at a time.
+        let batch: Vec<&Opened> = on_direct
+            .iter()
+            .filter(|o| (o.to - 5 + 5 - o.from) % 5 == round)
+            .collect();
+        for o in &batch {
+            peers[o.from].send(&json!({
+                "cmd": "send_bulk",
+                "connection_id": o.connection_id,
+                "bytes": AFTER_STOP,
+                "seed": seed(o.from, o.to, 20 + round as u64),
+            }));
+        }
+        for o in &batch {
+            let v = peers[o.from].json_line();
+            assert_eq!(
+                v["ok"], true,
+                "{} sends after R1 stopped: {v}",
+                peers[o.from].label
+            );
+        }
+        for o in &batch {
+            let from = peers[o.from].label;
+            // Each receiver gets one such connection per round at most: count them.
+            let before = on_direct
+                .iter()
+                .filter(|p| p.to == o.to && (p.to - 5 + 5 - p.from) % 5 < round)
+                .count();
+            let receiver = &mut peers[o.to];
+            until(
+                &format!(
+                    "{} received {from}'s 1 MiB more on its first connection",
+                    receiver.label
+                ),
+                ARRIVAL_BOUND,
+                || {
+                    let v = receiver.call(json!({"cmd": "received"}));
+                    let longer = v["connections"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|c| c["bytes"] == TRANSFER + AFTER_STOP)
+                        .count();
+                    if longer > before {
+                        Ok(())
+                    } else {
+                        Err(v.to_string())
+                    }
+                },
+            );
+        }
+    }
+    phase(&format!(
+        "after R1 stopped, the {} connections on a direct path carried 1 MiB more",
+        on_direct.len()
+    ));
     for round in 0..5 {
         let pairs: Vec<(usize, usize)> = (0..5).map(|a| (a, 5 + (a + round) % 5)).collect();
         let opened = open_all(&mut peers, &names, &pairs, true);

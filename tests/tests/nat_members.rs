@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::lab::{peer_on, Lab, Nat};
+use common::lab::{joined_through, Lab, Nat, Trio};
 use common::{phase, until};
 use std::time::Duration;
 
@@ -26,17 +26,13 @@ fn a_member_behind_a_cone_nat_is_reached_at_its_mapped_address() {
     let a_host = lab.behind(&["a"], Nat::FullCone).remove(0);
     let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
 
-    let mut r = peer_on("R", &r_host, &[]);
-    let mut a = peer_on("A", &a_host, &[]);
-    let mut b = peer_on("B", &b_host, &[]);
-    r.identity("r");
-    let (a_name, a_xml) = a.identity("a");
-    let (_b_name, b_xml) = b.identity("b");
-    r.create_group(false);
-    a.join_from(&mut r, &a_xml, false, false);
-    b.join_from(&mut r, &b_xml, false, false);
-    a.wait_joined();
-    b.wait_joined();
+    let Trio {
+        mut r,
+        mut a,
+        mut b,
+        a_name,
+        b_name: _,
+    } = joined_through(&r_host, &a_host, &b_host, false);
     phase("A and B joined through R");
 
     let s = until("B has A as a neighbour", MEET_BOUND, || {

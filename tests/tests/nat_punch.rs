@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::lab::{peer_on, Lab, Nat};
+use common::lab::{joined_through, Lab, Nat, Trio};
 use common::{phase, until, Peer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -56,17 +56,13 @@ fn members_behind_port_restricted_nats_punch_through_and_outlive_the_relay() {
             h.label
         );
     }
-    let mut r = peer_on("R", &r_host, &[]);
-    let mut a = peer_on("A", &a_host, &[]);
-    let mut b = peer_on("B", &b_host, &[]);
-    r.identity("r");
-    let (a_name, a_xml) = a.identity("a");
-    let (b_name, b_xml) = b.identity("b");
-    r.create_group(true);
-    a.join_from(&mut r, &a_xml, false, false);
-    b.join_from(&mut r, &b_xml, false, false);
-    a.wait_joined();
-    b.wait_joined();
+    let Trio {
+        mut r,
+        mut a,
+        mut b,
+        a_name,
+        b_name,
+    } = joined_through(&r_host, &a_host, &b_host, true);
     phase("A and B joined through R");
 
     let at_a = direct_neighbour(&mut a, &b_name);
@@ -120,6 +116,93 @@ fn members_behind_port_restricted_nats_punch_through_and_outlive_the_relay() {
         c["sha256"] == sent["sha256"] && c["bytes"] == 1 << 20
     });
     phase("the punched connections outlived the relay");
+    for p in [&mut a, &mut b] {
+        p.finish_logged();
+    }
+    drop(lab);
+    phase("done");
+}
+
+/// A direct connection that could only be made through R is upgraded in place: while A's
+/// host drops everything between A and B, A opens it (through R), then the cut ends, A
+/// sends 64 MiB on it at once, and the connection moves to a direct path during the
+/// transfer (`proto::upgrade`). B receives every byte, in order, on the one connection; the
+/// connection is then on a direct path at both ends and outlives R.
+#[test]
+fn a_relayed_direct_connection_is_upgraded_in_place_without_losing_a_byte() {
+    let Some(mut lab) = Lab::for_test("pgu") else {
+        return;
+    };
+    let r_host = lab.public("pub1");
+    let a_host = lab.behind(&["a"], Nat::PortRestricted).remove(0);
+    let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+    let Trio {
+        mut r,
+        mut a,
+        mut b,
+        a_name,
+        b_name,
+    } = joined_through(&r_host, &a_host, &b_host, true);
+    lab.cut(&a_host, &b_host);
+    phase("A and B joined through R; no datagram passes between them");
+
+    let ask = json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000});
+    let d = until("A opens a direct connection to B", BOUND, || {
+        let v = a.try_call(ask.clone());
+        if v["ok"] == true {
+            Ok(v)
+        } else {
+            // Presence has not told A of B yet.
+            Err(v.to_string())
+        }
+    });
+    let id = d["connection_id"].as_u64().unwrap();
+    assert_eq!(
+        d["relayed"], true,
+        "with A and B cut apart, only R carries it: {d}"
+    );
+    lab.mend(&a_host);
+    phase(&format!(
+        "A's direct connection {id} to B began relayed; the cut ended"
+    ));
+    let sent =
+        a.call(json!({"cmd": "send_bulk", "connection_id": id, "bytes": 64 << 20, "seed": 21}));
+    b.wait_received("64 MiB on one connection, intact", BOUND, |c| {
+        c["sha256"] == sent["sha256"] && c["bytes"] == 64 << 20
+    });
+    let at_a = a.wait_direct_path(id, BOUND);
+    let at_b = until("B's end on a direct path", BOUND, || {
+        match b
+            .directs()
+            .into_iter()
+            .find(|c| c["member"] == a_name.as_str())
+        {
+            Some(c) if c["relayed"] == false => Ok(c),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    assert!(
+        at_a["address"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}:", b_host.public_ip)),
+        "A reaches B where B's NAT maps it: {at_a}"
+    );
+    phase(&format!(
+        "upgraded: A at {}, B at {}",
+        at_a["address"], at_b["address"]
+    ));
+
+    r.kill_host();
+    phase("R was killed");
+    // Long enough for the idle timeout (3 s) to end anything that ran through R.
+    std::thread::sleep(Duration::from_secs(5));
+    a.call(json!({"cmd": "send_bulk", "connection_id": id, "bytes": 1 << 20, "seed": 23}));
+    b.wait_received("1 MiB more on the upgraded connection", BOUND, |c| {
+        c["bytes"] == 65 << 20
+    });
+    assert_eq!(a.wait_direct_path(id, BOUND)["connection_id"], id);
+    phase("the upgraded connection outlived R");
     for p in [&mut a, &mut b] {
         p.finish_logged();
     }

@@ -160,6 +160,7 @@ const CORE_ROOMS: &[(&str, u8)] = &[
     ("control", 1),
     ("trust", 2),
     ("network", 3),
+    ("paths", 3),
     ("state", 4),
     ("ports", 5),
     ("driver", 6),
@@ -188,6 +189,7 @@ const CORE_BELOW: &[&str] = &[
     "replication",
     "rng",
     "transport",
+    "upgrade",
     "values",
     "wire",
 ];

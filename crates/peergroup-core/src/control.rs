@@ -184,15 +184,16 @@ impl DriverHandle {
                 .iter()
                 .any(|n| n.connection_id == k)
         };
-        let conn = match self.directs.connection(id) {
-            Some(c) => c,
-            None if is_neighbour(id) => self
-                .node
-                .connection(id)
-                .map_err(|_| crate::error::CoreError::ConnectionNotFound(id))?,
+        let neighbour = match self.directs.connection(id) {
+            Some(_) => None,
+            None if is_neighbour(id) => Some(
+                self.node
+                    .connection(id)
+                    .map_err(|_| crate::error::CoreError::ConnectionNotFound(id))?,
+            ),
             None => return Err(crate::error::CoreError::ConnectionNotFound(id)),
         };
-        crate::direct::send_data(&self.directs, &conn, is_neighbour, data_type, data).await
+        crate::direct::send_data(&self.directs, id, neighbour, is_neighbour, data_type, data).await
     }
 
     /// Records this process stored: the machine reports and floods them.

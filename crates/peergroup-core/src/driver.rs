@@ -18,6 +18,7 @@ use crate::identity::gmc::{issue_gmc_at, role::roles_may_issue};
 use crate::identity::IdentityCertificate;
 use crate::io::{CloseReason, ConnId, GroupEvent, Input, Output, Persist, Via};
 use crate::machine::{Config, Group};
+use crate::paths::DirectPaths;
 use crate::ports::records::StorePort;
 use crate::race::{first_ok, Attempt, DIAL_STAGGER};
 use crate::reachability::NatClass;
@@ -102,11 +103,19 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         nat: NatClass::Unknown,
         relays: Vec::new(),
     }));
+    let punch = Arc::new(Mutex::new(Vec::new()));
     let directs = Arc::new(Directs::default());
     let direct = Arc::new(DirectContext {
         directs: directs.clone(),
         events: inner.events.clone(),
         node_id: shared.network.node_id,
+        paths: Arc::new(DirectPaths {
+            node: node.clone(),
+            registry: registry.clone(),
+            group_name: server_name.clone(),
+            credentials: credentials.clone(),
+            punch: punch.clone(),
+        }),
     });
     let driver = Driver {
         machine,
@@ -122,6 +131,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         disconnects: disconnects.clone(),
         neighbours: neighbours.clone(),
         reachable: reachable.clone(),
+        punch,
         verifier,
         direct,
         closing: Vec::new(),
@@ -159,6 +169,8 @@ struct Driver {
     disconnects: Arc<Mutex<Vec<crate::transport::CloseReason>>>,
     neighbours: Arc<Mutex<Vec<Neighbour>>>,
     reachable: Arc<Mutex<Reachable>>,
+    /// This node's addresses for a punch ([`crate::paths::DirectPaths`]).
+    punch: Arc<Mutex<Vec<SocketAddr>>>,
     verifier: Verifier,
     direct: Arc<DirectContext>,
     /// Connections closing after their queued frames, which the shutdown waits for.
@@ -723,6 +735,7 @@ impl Driver {
             relays: self.machine.relay_addrs(),
         };
         *self.reachable.lock().unwrap_or_else(|p| p.into_inner()) = reachable;
+        *self.punch.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.punch_addrs();
     }
 
     fn output(&mut self, out: Output) {

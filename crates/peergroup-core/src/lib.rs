@@ -32,6 +32,8 @@ mod network;
 #[cfg(feature = "net")]
 pub mod password;
 #[cfg(feature = "net")]
+mod paths;
+#[cfg(feature = "net")]
 mod ports;
 #[cfg(feature = "net")]
 mod race;
@@ -59,7 +61,7 @@ pub use handle::password::LocalPasswordHold;
 pub use network::reachable_addrs;
 pub use peergroup_proto::{
     config_export, data, invitation, io, machine, members, port, properties, reachability,
-    reconcile, relay, replication, rng, values, wire,
+    reconcile, relay, replication, rng, upgrade, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity};
 #[cfg(feature = "net")]

@@ -168,7 +168,9 @@ fn data_message_seed_is_a_greeting_and_two_messages() {
         let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
         let payload = bytes::Bytes::copy_from_slice(&rest[3..3 + len]);
         match rest[0] {
-            KIND_DIRECT_HELLO => assert_eq!(decode_direct_hello(&payload), Ok(0x12_3456_7890)),
+            KIND_DIRECT_HELLO => {
+                assert_eq!(decode_direct_hello(&payload), Ok((0x12_3456_7890, None)))
+            }
             KIND_DATA => messages.extend(parts.push(&payload).unwrap()),
             other => panic!("unexpected kind {other}"),
         }
@@ -177,6 +179,47 @@ fn data_message_seed_is_a_greeting_and_two_messages() {
     assert!(rest.is_empty());
     let data: Vec<&[u8]> = messages.iter().map(|m| &m.data[..]).collect();
     assert_eq!(data, [&b"first second last"[..], &b""[..]]);
+}
+
+#[test]
+fn data_message_upgrade_seed_is_a_candidate_greeting_and_a_whole_switch() {
+    use peergroup_core::data::{decode_direct_hello, KIND_DIRECT_HELLO};
+    use peergroup_core::upgrade::{Candidate, Side, UpgradeMessage, KIND_DIRECT_UPGRADE};
+    let session = std::fs::read(seeds("data_message").join("upgrade.bin")).unwrap();
+    let mut rest = &session[..];
+    let mut hello = None;
+    let mut upgrade = Vec::new();
+    while rest.len() >= 3 {
+        let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
+        let payload = &rest[3..3 + len];
+        match rest[0] {
+            KIND_DIRECT_HELLO => hello = Some(decode_direct_hello(payload).unwrap()),
+            KIND_DIRECT_UPGRADE => upgrade.push(UpgradeMessage::decode(payload).unwrap()),
+            other => panic!("unexpected kind {other}"),
+        }
+        rest = &rest[3 + len..];
+    }
+    let token: [u8; 16] = std::array::from_fn(|i| i as u8);
+    assert_eq!(hello, Some((0x12_3456_7890, Some((token, 1)))));
+    assert_eq!(
+        upgrade,
+        [
+            UpgradeMessage::Offer {
+                attempt: 1,
+                token,
+                addrs: vec!["192.0.2.7:4433".parse().unwrap()]
+            },
+            UpgradeMessage::Answer {
+                attempt: 1,
+                addrs: vec!["198.51.100.9:5544".parse().unwrap()]
+            },
+            UpgradeMessage::Switch(Candidate {
+                side: Side::Dialer,
+                attempt: 1
+            }),
+            UpgradeMessage::Switched,
+        ]
+    );
 }
 
 /// The names the `config_import` target decodes payloads for.

@@ -3,8 +3,11 @@
 //!
 //! Two frame kinds, after the group messages of [`crate::wire`]:
 //!
-//! - [`KIND_DIRECT_HELLO`] (10): `node_id u64`. The first frame each side sends on a direct
-//!   connection; the connection counts as connected once the peer's greeting arrived.
+//! - [`KIND_DIRECT_HELLO`] (10): `node_id u64 [| token 16 bytes | attempt u8]`. The first
+//!   frame each side sends on a direct connection; the connection counts as connected once
+//!   the peer's greeting arrived. With a token, the connection is a candidate for the upgrade
+//!   of a relayed direct connection ([`crate::upgrade`]), dialled for that attempt, not a new
+//!   one.
 //! - [`KIND_DATA`] (11): `type 16 bytes | last u8 | chunk…`. One part of a message of
 //!   `PeerGroupSendData`: a message longer than one frame is split into parts sent back to
 //!   back on the same connection (the sender holds the connection's data lock meanwhile), and
@@ -16,6 +19,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::upgrade::Token;
 use crate::wire::WireError;
 
 /// Frame kind of the direct connection greeting.
@@ -30,19 +34,34 @@ pub const DATA_HEADER_LEN: usize = 17;
 /// Largest chunk one [`KIND_DATA`] frame carries.
 pub const MAX_CHUNK: usize = crate::transport::frame::MAX_FRAME_LEN - DATA_HEADER_LEN;
 
-/// Encodes the greeting of a direct connection.
-pub fn encode_direct_hello(node_id: u64) -> Vec<u8> {
-    node_id.to_be_bytes().to_vec()
+/// Encodes the greeting of a direct connection (with a candidate's upgrade token and
+/// attempt).
+pub fn encode_direct_hello(node_id: u64, candidate: Option<(&Token, u8)>) -> Vec<u8> {
+    let mut b = node_id.to_be_bytes().to_vec();
+    if let Some((t, attempt)) = candidate {
+        b.extend_from_slice(t);
+        b.push(attempt);
+    }
+    b
 }
 
-/// Decodes the greeting of a direct connection.
-pub fn decode_direct_hello(payload: &[u8]) -> Result<u64, WireError> {
-    let bytes: [u8; 8] = match payload.len() {
-        n if n < 8 => return Err(WireError::Truncated),
-        8 => payload.try_into().map_err(|_| WireError::Truncated)?,
-        _ => return Err(WireError::Trailing),
-    };
-    Ok(u64::from_be_bytes(bytes))
+/// Decodes the greeting of a direct connection: the node id, and a candidate's token and
+/// attempt.
+pub fn decode_direct_hello(payload: &[u8]) -> Result<(u64, Option<(Token, u8)>), WireError> {
+    if payload.len() < 8 {
+        return Err(WireError::Truncated);
+    }
+    let (id, rest) = payload.split_at(8);
+    let node_id = u64::from_be_bytes(id.try_into().map_err(|_| WireError::Truncated)?);
+    match rest.len() {
+        0 => Ok((node_id, None)),
+        17 => {
+            let token = rest[..16].try_into().map_err(|_| WireError::Truncated)?;
+            Ok((node_id, Some((token, rest[16]))))
+        }
+        n if n < 17 => Err(WireError::Truncated),
+        _ => Err(WireError::Trailing),
+    }
 }
 
 /// The frame payloads that carry one message of `data_type`, in order (one for a message of
@@ -229,9 +248,18 @@ mod tests {
     }
 
     #[test]
-    fn direct_hello_is_exactly_eight_bytes() {
-        assert_eq!(decode_direct_hello(&encode_direct_hello(42)), Ok(42));
+    fn direct_hello_is_eight_bytes_or_a_candidate_s_twenty_five() {
+        assert_eq!(
+            decode_direct_hello(&encode_direct_hello(42, None)),
+            Ok((42, None))
+        );
+        assert_eq!(
+            decode_direct_hello(&encode_direct_hello(42, Some((&[3; 16], 2)))),
+            Ok((42, Some(([3; 16], 2))))
+        );
         assert_eq!(decode_direct_hello(&[0; 7]), Err(WireError::Truncated));
-        assert_eq!(decode_direct_hello(&[0; 9]), Err(WireError::Trailing));
+        assert_eq!(decode_direct_hello(&[0; 9]), Err(WireError::Truncated));
+        assert_eq!(decode_direct_hello(&[0; 24]), Err(WireError::Truncated));
+        assert_eq!(decode_direct_hello(&[0; 26]), Err(WireError::Trailing));
     }
 }

@@ -30,6 +30,7 @@ pub mod replication;
 pub mod rng;
 #[cfg(feature = "test-utils")]
 pub mod sim;
+pub mod upgrade;
 pub mod values;
 pub mod wire;
 

@@ -465,6 +465,15 @@ impl Group {
         self.reach.advertised(&self.my_addrs)
     }
 
+    /// The addresses to offer a member for a coordinated punch
+    /// ([`crate::reachability::Reachability::punch_candidates`]); none while not listening.
+    pub fn punch_addrs(&self) -> Vec<SocketAddr> {
+        if !self.listening {
+            return Vec::new();
+        }
+        self.reach.punch_candidates(&self.my_addrs)
+    }
+
     /// Every address that is this member's: advertised and interface ones (never dialled).
     fn own_addrs(&self) -> Vec<SocketAddr> {
         let mut mine = self.advertised_addrs();

@@ -174,6 +174,26 @@ impl Reachability {
         }
         out
     }
+
+    /// What to offer a member for a coordinated punch, at most [`MAX_ADDRS`]: like
+    /// [`Reachability::advertised`], but with every mapped address even when the NAT maps
+    /// per destination. The port is then wrong for the member, but the IP is the NAT's: the
+    /// member's packets to it open the member's own address-restricted NAT to us.
+    pub fn punch_candidates(&self, interface: &[SocketAddr]) -> Vec<SocketAddr> {
+        let mapped = self.mapped();
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for a in self
+            .confirmed()
+            .into_iter()
+            .chain(mapped.into_iter().map(|(a, _)| a))
+            .chain(interface.iter().copied())
+        {
+            if !out.contains(&a) && out.len() < MAX_ADDRS {
+                out.push(a);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +228,22 @@ mod tests {
         let mut public = Reachability::new();
         public.observe(a("198.18.0.10:7000"), a("198.18.0.20:7000"), 0);
         assert_eq!(public.nat(&[a("198.18.0.20:7000")]), NatClass::None);
+    }
+
+    #[test]
+    fn a_nat_mapping_per_destination_still_offers_its_ip_for_punching() {
+        let lan = [a("10.1.0.2:7000")];
+        let mut r = Reachability::new();
+        r.observe(a("198.18.0.10:1"), a("198.18.1.4:40001"), 0);
+        r.observe(a("198.18.0.11:1"), a("198.18.1.4:40002"), 0);
+        assert_eq!(r.nat(&lan), NatClass::EndpointDependent);
+        // Nobody else reaches those ports: not advertised...
+        assert_eq!(r.advertised(&lan), vec![lan[0]]);
+        // ...but a punch partner's packets to the NAT's IP open its own filter to us.
+        assert_eq!(
+            r.punch_candidates(&lan),
+            vec![a("198.18.1.4:40001"), a("198.18.1.4:40002"), lan[0]]
+        );
     }
 
     #[test]

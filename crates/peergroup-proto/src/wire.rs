@@ -374,36 +374,37 @@ impl Message {
     }
 }
 
+/// Big-endian encoder of the wire's fields (shared with [`crate::upgrade`]).
 #[derive(Default)]
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         let s = &s.as_bytes()[..s.len().min(MAX_STRING)];
         self.u16(s.len() as u16);
         self.0.extend_from_slice(s);
     }
-    fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.0.extend_from_slice(&(b.len() as u32).to_be_bytes());
         self.0.extend_from_slice(b);
     }
-    fn ids(&mut self, ids: &[u64]) {
+    pub(crate) fn ids(&mut self, ids: &[u64]) {
         let ids = &ids[..ids.len().min(MAX_RELAYS)];
         self.u8(ids.len() as u8);
         for id in ids {
             self.u64(*id);
         }
     }
-    fn addrs(&mut self, addrs: &[SocketAddr]) {
+    pub(crate) fn addrs(&mut self, addrs: &[SocketAddr]) {
         let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
         self.u8(addrs.len() as u8);
         for a in addrs {
@@ -422,10 +423,11 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Decoder of the wire's fields: every read checks the length left.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.0.len() < n {
             return Err(WireError::Truncated);
         }
@@ -433,61 +435,61 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
-    fn flag(&mut self) -> Result<bool, WireError> {
+    pub(crate) fn flag(&mut self) -> Result<bool, WireError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
             b => Err(WireError::BadFlag(b)),
         }
     }
-    fn u16(&mut self) -> Result<u16, WireError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, WireError> {
         Ok(u16::from_be_bytes(
             self.take(2)?.try_into().expect("2 bytes"),
         ))
     }
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
         Ok(u64::from_be_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn str(&mut self) -> Result<String, WireError> {
+    pub(crate) fn str(&mut self) -> Result<String, WireError> {
         let n = self.u16()? as usize;
         if n > MAX_STRING {
             return Err(WireError::TooLarge("string"));
         }
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| WireError::NotUtf8)
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
         self.bytes_up_to(MAX_BYTES)
     }
-    fn bytes_up_to(&mut self, max: usize) -> Result<Vec<u8>, WireError> {
+    pub(crate) fn bytes_up_to(&mut self, max: usize) -> Result<Vec<u8>, WireError> {
         let n = u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize;
         if n > max {
             return Err(WireError::TooLarge("byte string"));
         }
         Ok(self.take(n)?.to_vec())
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         Ok(self.take(N)?.try_into().expect("N bytes"))
     }
-    fn count(&mut self, max: usize, what: &'static str) -> Result<usize, WireError> {
+    pub(crate) fn count(&mut self, max: usize, what: &'static str) -> Result<usize, WireError> {
         let n = self.u16()? as usize;
         if n > max {
             return Err(WireError::TooLarge(what));
         }
         Ok(n)
     }
-    fn ids(&mut self) -> Result<Vec<u64>, WireError> {
+    pub(crate) fn ids(&mut self) -> Result<Vec<u64>, WireError> {
         let n = self.u8()? as usize;
         if n > MAX_RELAYS {
             return Err(WireError::TooLarge("relay list"));
         }
         (0..n).map(|_| self.u64()).collect()
     }
-    fn addrs(&mut self) -> Result<Vec<SocketAddr>, WireError> {
+    pub(crate) fn addrs(&mut self) -> Result<Vec<SocketAddr>, WireError> {
         let n = self.u8()? as usize;
         if n > MAX_ADDRS {
             return Err(WireError::TooLarge("address list"));

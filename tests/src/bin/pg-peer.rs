@@ -34,6 +34,8 @@
 //!                                            "last_ms"},…],
 //!                                            "directs":[{"connection_id","status",
 //!                                            "hresult"},…]}
+//! {"cmd":"directs"}                      -> {"ok":true,"directs":[{"connection_id","member",
+//!                                            "address","relayed"},…]}   (open ones)
 //! {"cmd":"close_direct","connection_id":N} -> {"ok":true}
 //! {"cmd":"close"}                        -> {"ok":true}
 //! ```
@@ -524,6 +526,25 @@ impl Peer {
                     .collect();
                 Ok(json!({ "ok": true, "connections": connections, "directs": directs }))
             }
+            "directs" => {
+                let flags = peergroup_core::direct::PEER_CONNECTION_DIRECT;
+                let directs: Vec<Value> = self
+                    .group()?
+                    .connections(flags)?
+                    .into_iter()
+                    .map(|c| {
+                        json!({
+                            "connection_id": c.connection_id,
+                            "member": c.member,
+                            "address": c.address.to_string(),
+                            "relayed": c.flags
+                                & peergroup_core::direct::PEERGROUP_CONNECTION_RELAYED
+                                != 0,
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "ok": true, "directs": directs }))
+            }
             "close_direct" => {
                 let id = req
                     .get("connection_id")
@@ -574,8 +595,39 @@ fn parse_args() -> Result<(PathBuf, SocketAddr, Limits), String> {
     ))
 }
 
+/// With `RUST_LOG` set, the library's log on stderr, each line marked with `PG_PEER_LABEL`
+/// (the tests' name for this process).
+fn log_to_stderr() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    let label = std::env::var("PG_PEER_LABEL").unwrap_or_else(|_| "pg-peer".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(move || Labelled(label.clone()))
+        .try_init();
+}
+
+/// Writes each log line to stderr after a label.
+struct Labelled(String);
+
+impl std::io::Write for Labelled {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut line = format!("[{}] ", self.0).into_bytes();
+        line.extend_from_slice(buf);
+        std::io::stderr().write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    log_to_stderr();
     let (home, listen, limits) = match parse_args() {
         Ok(a) => a,
         Err(e) => {

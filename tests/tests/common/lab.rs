@@ -194,6 +194,39 @@ table ip lab {{
 
 /// A `pg-peer` process on `host`, listening on its address at a port of its choosing, with
 /// more `pg-peer` arguments `extra`.
+/// R, A and B of the three-member lab tests, joined.
+pub struct Trio {
+    pub r: Peer,
+    pub a: Peer,
+    pub b: Peer,
+    /// A's and B's peer names.
+    pub a_name: String,
+    pub b_name: String,
+}
+
+/// R creates a group (relaying for it when `relay`) on `r_host`; A and B join it through R
+/// from their hosts, and both have synchronised.
+pub fn joined_through(r_host: &Host, a_host: &Host, b_host: &Host, relay: bool) -> Trio {
+    let mut r = peer_on("R", r_host, &[]);
+    let mut a = peer_on("A", a_host, &[]);
+    let mut b = peer_on("B", b_host, &[]);
+    r.identity("r");
+    let (a_name, a_xml) = a.identity("a");
+    let (b_name, b_xml) = b.identity("b");
+    r.create_group(relay);
+    a.join_from(&mut r, &a_xml, false, false);
+    b.join_from(&mut r, &b_xml, false, false);
+    a.wait_joined();
+    b.wait_joined();
+    Trio {
+        r,
+        a,
+        b,
+        a_name,
+        b_name,
+    }
+}
+
 pub fn peer_on(label: &'static str, host: &Host, extra: &[&str]) -> Peer {
     Peer::spawn_with(label, &host.ns, &format!("{}:0", host.addr), extra)
 }
@@ -495,6 +528,26 @@ impl Lab {
             p.finish_success();
         }
         first["text"] == "from-host"
+    }
+
+    /// Drops every datagram between `host` and `other` (at `other`'s public address: its NAT's
+    /// when it sits behind one) at `host`, until [`Lab::mend`].
+    pub fn cut(&self, host: &Host, other: &Host) {
+        for command in [
+            "add table inet pgcut".to_owned(),
+            "add chain inet pgcut in { type filter hook input priority 0 ; }".to_owned(),
+            "add chain inet pgcut out { type filter hook output priority 0 ; }".to_owned(),
+            format!("add rule inet pgcut in ip saddr {} drop", other.public_ip),
+            format!("add rule inet pgcut out ip daddr {} drop", other.public_ip),
+        ] {
+            netns(&host.ns, &["nft", &command]).unwrap_or_else(|e| panic!("cut: {e}"));
+        }
+    }
+
+    /// Ends every [`Lab::cut`] at `host`.
+    pub fn mend(&self, host: &Host) {
+        netns(&host.ns, &["nft", "delete table inet pgcut"])
+            .unwrap_or_else(|e| panic!("mend: {e}"));
     }
 
     /// The packets a router's input has dropped as new inbound traffic.

@@ -366,7 +366,8 @@ impl Peer {
             ])
             .arg(home.path())
             .args(["--listen", listen])
-            .args(extra);
+            .args(extra)
+            .env("PG_PEER_LABEL", label);
         if through_service {
             command.env("PEERGROUP_SERVICE_SOCKET", &socket);
         }
@@ -462,6 +463,30 @@ impl Peer {
                 Err(v.to_string())
             }
         });
+    }
+
+    /// The peer's open direct connections (`{"connection_id","member","address","relayed"}`).
+    pub fn directs(&mut self) -> Vec<Value> {
+        let v = self.call(json!({"cmd": "directs"}));
+        v["directs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the direct connection `id` runs on a direct path (upgraded in place when
+    /// it began relayed); returns it.
+    pub fn wait_direct_path(&mut self, id: u64, bound: Duration) -> Value {
+        let label = self.label;
+        until(
+            &format!("{label}'s direct connection {id} on a direct path"),
+            bound,
+            || match self
+                .directs()
+                .into_iter()
+                .find(|d| d["connection_id"] == id)
+            {
+                Some(d) if d["relayed"] == false => Ok(d),
+                other => Err(format!("{other:?}")),
+            },
+        )
     }
 
     /// The peer's live records: count, digest and ids.

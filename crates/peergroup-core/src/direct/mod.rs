@@ -13,6 +13,12 @@
 //! connection's ordered control stream, and is handed to the group's event subscribers by the
 //! connection's reader task, not the driver: a slow subscriber slows that one sender down
 //! through QUIC flow control ([`crate::EventHub::publish_waiting`]) and nothing else.
+//!
+//! A direct connection that could only be made through a relay member is upgraded to a
+//! direct path in place when a coordinated punch succeeds ([`upgrade`], the protocol in
+//! [`crate::upgrade`]): same connection id, no event, no message lost or reordered.
+
+mod upgrade;
 
 pub use crate::values::ConnectionInfo;
 use std::collections::HashMap;
@@ -25,6 +31,10 @@ use crate::events::{ConnectionChange, Event, EventHub};
 use crate::identity::hresult;
 use crate::io::ConnectionStatus;
 use crate::transport::{CloseCode, Connection, Frame, TransportError};
+use crate::upgrade::{Candidate as CandidateId, Side, Token};
+use tokio::sync::mpsc;
+
+pub(crate) use upgrade::Paths;
 
 /// `PEER_CONNECTION_NEIGHBOR`: a neighbour connection, in [`ConnectionInfo::flags`].
 pub const PEER_CONNECTION_NEIGHBOR: u32 = 0x1;
@@ -56,10 +66,32 @@ pub fn group_of_direct_name(name: &str) -> Option<String> {
 
 struct Entry {
     member: String,
-    /// `None` while dialing or greeting.
+    /// The connection data is sent on; `None` while dialing or greeting.
     up: Option<(Connection, u64)>,
+    /// While a relayed connection is being upgraded: the relayed connection and where
+    /// candidates go.
+    upgrade: Option<Upgrading>,
     /// Closed by the application before it was up: drop it when the dial ends.
     cancelled: bool,
+}
+
+/// The upgrade of one relayed direct connection, as the table sees it.
+struct Upgrading {
+    /// The relayed connection (closed with the entry, also after sending moved away).
+    relayed: Connection,
+    /// This end's role in the direct connection.
+    role: Side,
+    /// The token candidates greet with, once known.
+    token: Option<Token>,
+    /// The serving task takes candidates here.
+    candidates: mpsc::Sender<Candidate>,
+}
+
+/// A candidate connection up and greeted with its token.
+pub(crate) struct Candidate {
+    /// Who dialled it, for which attempt.
+    id: CandidateId,
+    conn: Connection,
 }
 
 #[derive(Default)]
@@ -94,6 +126,7 @@ impl Directs {
             Entry {
                 member: member.to_owned(),
                 up: None,
+                upgrade: None,
                 cancelled: false,
             },
         );
@@ -117,6 +150,7 @@ impl Directs {
             Entry {
                 member: member.to_owned(),
                 up: Some((conn.clone(), node_id)),
+                upgrade: None,
                 cancelled: false,
             },
         );
@@ -141,7 +175,77 @@ impl Directs {
             Some((conn, _)) => conn.close(CloseCode::Shutdown, "direct connection closed"),
             None => entry.cancelled = true,
         }
+        if let Some(u) = &entry.upgrade {
+            u.relayed
+                .close(CloseCode::Shutdown, "direct connection closed");
+        }
         Ok(())
+    }
+
+    /// Connection `id` is relayed and its upgrade starts: candidates for it go to `tx`.
+    fn upgrading(&self, id: u64, relayed: &Connection, role: Side, tx: mpsc::Sender<Candidate>) {
+        if let Some(e) = self.lock().entries.get_mut(&id) {
+            e.upgrade = Some(Upgrading {
+                relayed: relayed.clone(),
+                role,
+                token: None,
+                candidates: tx,
+            });
+        }
+    }
+
+    /// The token candidates of connection `id` greet with.
+    fn set_token(&self, id: u64, token: Token) {
+        if let Some(u) = self
+            .lock()
+            .entries
+            .get_mut(&id)
+            .and_then(|e| e.upgrade.as_mut())
+        {
+            u.token = Some(token);
+        }
+    }
+
+    /// Where a candidate from `member` greeting with `token` goes, and this end's role
+    /// for that connection.
+    fn candidate_route(
+        &self,
+        token: &Token,
+        member: &str,
+    ) -> Option<(mpsc::Sender<Candidate>, Side)> {
+        self.lock().entries.values().find_map(|e| {
+            let u = e.upgrade.as_ref()?;
+            (e.member == member && u.token.as_ref() == Some(token))
+                .then(|| (u.candidates.clone(), u.role))
+        })
+    }
+
+    /// Sends `last` on connection `id`'s current connection, then makes `to` the one data
+    /// goes on: under the send lock, so no message of the application falls between.
+    /// False when the current connection is gone.
+    async fn switch_sending(&self, id: u64, last: &Frame, to: &Connection) -> bool {
+        let lock = self.send_lock(id, |_| true);
+        let _together = lock.lock().await;
+        let Some(current) = self.connection(id) else {
+            return false;
+        };
+        if current.send(last).await.is_err() {
+            return false;
+        }
+        match self.lock().entries.get_mut(&id).and_then(|e| e.up.as_mut()) {
+            Some((conn, _)) => {
+                *conn = to.clone();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The upgrade of connection `id` is over: no more candidates for it.
+    fn upgrade_over(&self, id: u64) {
+        if let Some(e) = self.lock().entries.get_mut(&id) {
+            e.upgrade = None;
+        }
     }
 
     /// The established direct connections.
@@ -199,9 +303,13 @@ impl Directs {
         let conns: Vec<Connection> = t
             .entries
             .values_mut()
-            .filter_map(|e| {
+            .flat_map(|e| {
                 e.cancelled = true;
-                e.up.as_ref().map(|(c, _)| c.clone())
+                let relayed = e.upgrade.take().map(|u| u.relayed);
+                e.up.as_ref()
+                    .map(|(c, _)| c.clone())
+                    .into_iter()
+                    .chain(relayed)
             })
             .collect();
         for c in &conns {
@@ -218,6 +326,8 @@ pub(crate) struct DirectContext {
     pub(crate) events: EventHub,
     /// This node's id, sent in the greeting.
     pub(crate) node_id: u64,
+    /// The network side of upgrades: this node's addresses, and dials.
+    pub(crate) paths: Arc<dyn Paths>,
 }
 
 impl DirectContext {
@@ -245,20 +355,43 @@ impl DirectContext {
     /// Greets on a dialed connection to `member` and serves it until it ends.
     pub(crate) async fn run_dialed(self: Arc<Self>, conn: Connection, member: String) {
         let id = conn.id();
-        match greet(&conn, self.node_id).await {
-            Ok(node_id) => self.serve(conn, member, node_id).await,
+        match greet(&conn, self.node_id, None).await {
+            // A candidate's greeting on a new connection is not ours to take.
+            Ok((node_id, None)) => self.serve(conn, member, node_id, Side::Dialer).await,
+            Ok((_, Some(_))) => {
+                conn.close(
+                    CloseCode::ProtocolViolation,
+                    "bad direct connection greeting",
+                );
+                self.dial_failed(id, hresult::PEER_E_CONNECTION_FAILED);
+            }
             Err(hr) => self.dial_failed(id, hr),
         }
     }
 
-    /// Greets on an accepted direct connection from `member` and serves it until it ends.
+    /// Greets on an accepted direct connection from `member` and serves it until it ends;
+    /// a candidate for an upgrade goes to the connection it upgrades.
     pub(crate) async fn run_accepted(self: Arc<Self>, conn: Connection, member: String) {
-        if let Ok(node_id) = greet(&conn, self.node_id).await {
-            self.serve(conn, member, node_id).await;
+        let Ok((node_id, token)) = greet_first(&conn, self.node_id, &self.directs, &member).await
+        else {
+            return;
+        };
+        match token {
+            None => self.serve(conn, member, node_id, Side::Acceptor).await,
+            Some((tx, role, attempt)) => {
+                // Dialled by the other end of the connection it upgrades.
+                let id = CandidateId {
+                    side: role.other(),
+                    attempt,
+                };
+                if let Err(e) = tx.send(Candidate { id, conn }).await {
+                    e.0.conn.close(CloseCode::Shutdown, "upgrade over");
+                }
+            }
         }
     }
 
-    async fn serve(&self, conn: Connection, member: String, node_id: u64) {
+    async fn serve(&self, conn: Connection, member: String, node_id: u64, role: Side) {
         let id = conn.id();
         if !self.directs.established(&conn, &member, node_id) {
             conn.close(CloseCode::Shutdown, "direct connection closed");
@@ -271,46 +404,36 @@ impl DirectContext {
             return;
         }
         self.report(ConnectionStatus::Connected, id, node_id, 0);
-        let mut parts = Reassembler::new();
-        loop {
-            let frame = match conn.recv().await {
-                Ok(f) => f,
-                Err(_) => break,
-            };
-            let delivered = match u8::try_from(frame.kind()) {
-                Ok(KIND_DATA) => deliver(self.hub(), id, &mut parts, &frame).await,
-                _ => Err("only data may travel on a direct connection".to_owned()),
-            };
-            if let Err(why) = delivered {
-                tracing::info!(conn = id, why, "protocol violation on a direct connection");
-                conn.close(CloseCode::ProtocolViolation, "protocol violation");
-                break;
-            }
-        }
-        conn.closed().await;
+        let end = upgrade::Link::new(self, id, conn, member, role).run().await;
+        end.closed().await;
         self.directs.remove(id);
         self.report(ConnectionStatus::Disconnected, id, node_id, 0);
     }
 }
 
-/// Sends our greeting and waits for the peer's: its node id, or the HRESULT of the failure
-/// (the connection is then closed).
-async fn greet(conn: &Connection, node_id: u64) -> std::result::Result<u64, i32> {
-    let hello = Frame::new(
+fn hello_frame(node_id: u64, candidate: Option<(&Token, u8)>) -> std::result::Result<Frame, i32> {
+    Frame::new(
         u16::from(KIND_DIRECT_HELLO),
-        data::encode_direct_hello(node_id),
+        data::encode_direct_hello(node_id, candidate),
     )
-    .map_err(|_| hresult::E_FAIL)?;
-    let exchange = async {
-        conn.send(&hello).await.map_err(|e| e.hresult())?;
-        let frame = conn.recv().await.map_err(|e| e.hresult())?;
-        if frame.kind() != u16::from(KIND_DIRECT_HELLO) {
-            return Err(hresult::PEER_E_CONNECTION_FAILED);
-        }
-        data::decode_direct_hello(frame.payload()).map_err(|_| hresult::PEER_E_CONNECTION_FAILED)
-    };
+    .map_err(|_| hresult::E_FAIL)
+}
+
+async fn recv_hello(conn: &Connection) -> std::result::Result<(u64, Option<(Token, u8)>), i32> {
+    let frame = conn.recv().await.map_err(|e| e.hresult())?;
+    if frame.kind() != u16::from(KIND_DIRECT_HELLO) {
+        return Err(hresult::PEER_E_CONNECTION_FAILED);
+    }
+    data::decode_direct_hello(frame.payload()).map_err(|_| hresult::PEER_E_CONNECTION_FAILED)
+}
+
+/// Bounds a greeting by [`GREETING_TIMEOUT`], closing the connection when it fails.
+async fn bounded<T>(
+    conn: &Connection,
+    exchange: impl std::future::Future<Output = std::result::Result<T, i32>>,
+) -> std::result::Result<T, i32> {
     match tokio::time::timeout(GREETING_TIMEOUT, exchange).await {
-        Ok(Ok(peer)) => Ok(peer),
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(hr)) => {
             conn.close(
                 CloseCode::ProtocolViolation,
@@ -323,6 +446,53 @@ async fn greet(conn: &Connection, node_id: u64) -> std::result::Result<u64, i32>
             Err(hresult::PEER_E_TIMEOUT)
         }
     }
+}
+
+/// The dialling side's greeting: sends ours (with the token and attempt on a candidate)
+/// and waits for the peer's: its node id and candidate tag, or the HRESULT of the failure
+/// (the connection is then closed).
+async fn greet(
+    conn: &Connection,
+    node_id: u64,
+    candidate: Option<(&Token, u8)>,
+) -> std::result::Result<(u64, Option<(Token, u8)>), i32> {
+    let hello = hello_frame(node_id, candidate)?;
+    bounded(conn, async {
+        conn.send(&hello).await.map_err(|e| e.hresult())?;
+        recv_hello(conn).await
+    })
+    .await
+}
+
+/// Where an accepted candidate goes: its connection's serving task, that end's role, and
+/// the attempt it was dialled for.
+type Route = (mpsc::Sender<Candidate>, Side, u8);
+
+/// The accepting side's greeting: the peer's first, so that a candidate is told from a new
+/// connection; ours answers with the same tag. A token no upgrade of `member` holds is
+/// refused.
+async fn greet_first(
+    conn: &Connection,
+    node_id: u64,
+    directs: &Directs,
+    member: &str,
+) -> std::result::Result<(u64, Option<Route>), i32> {
+    bounded(conn, async {
+        let (peer, tag) = recv_hello(conn).await?;
+        let route = match &tag {
+            None => None,
+            Some((t, attempt)) => {
+                let (tx, role) = directs
+                    .candidate_route(t, member)
+                    .ok_or(hresult::PEER_E_CONNECTION_FAILED)?;
+                Some((tx, role, *attempt))
+            }
+        };
+        let hello = hello_frame(node_id, tag.as_ref().map(|(t, a)| (t, *a)))?;
+        conn.send(&hello).await.map_err(|e| e.hresult())?;
+        Ok((peer, route))
+    })
+    .await
 }
 
 /// Takes one data frame of connection `id`: when it completes a message, hands the message to
@@ -348,12 +518,14 @@ pub(crate) async fn deliver(
     }
 }
 
-/// `PeerGroupSendData` on `conn` (the connection `id` of the group; `live` tells which other
-/// ids are still connections of it, to prune locks): the message in order, as one or more
-/// parts sent back to back.
+/// `PeerGroupSendData` on connection `id` of the group: the direct connection of that id
+/// (its current path, looked up under its send lock), else `neighbour`; `live` tells which
+/// other ids are still connections of it, to prune locks. The message goes in order, as one
+/// or more parts sent back to back.
 pub(crate) async fn send_data(
     directs: &Directs,
-    conn: &Connection,
+    id: u64,
+    neighbour: Option<Connection>,
     live: impl Fn(u64) -> bool,
     data_type: &[u8; 16],
     payload: &[u8],
@@ -361,9 +533,12 @@ pub(crate) async fn send_data(
     if payload.len() > data::MAX_DATA_LEN {
         return Err(CoreError::DataTooLarge(payload.len()));
     }
-    let id = conn.id();
     let lock = directs.send_lock(id, live);
     let _together = lock.lock().await;
+    let conn = directs
+        .connection(id)
+        .or(neighbour)
+        .ok_or(CoreError::ConnectionNotFound(id))?;
     for part in data::encode_parts(data_type, payload) {
         let frame = Frame::new(u16::from(KIND_DATA), part)
             .map_err(|e| CoreError::Transport(TransportError::Frame(e)))?;

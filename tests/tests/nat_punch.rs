@@ -161,7 +161,7 @@ fn a_relayed_direct_connection_is_upgraded_in_place_without_losing_a_byte() {
         d["relayed"], true,
         "with A and B cut apart, only R carries it: {d}"
     );
-    lab.mend(&a_host);
+    lab.mend(&a_host, &b_host);
     phase(&format!(
         "A's direct connection {id} to B began relayed; the cut ended"
     ));

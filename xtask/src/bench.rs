@@ -11,6 +11,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("records", "peergroup-core", "records"),
     ("relay", "peergroup-transport", "relay"),
     ("relay", "peergroup-tests", "relay_lab"),
+    ("relay", "peergroup-tests", "punch_lab"),
     ("service", "peergroupd", "service"),
 ];
 

@@ -39,6 +39,8 @@ pub(crate) enum Control {
 
 /// What the network tells a group's driver.
 pub(crate) enum NetEvent {
+    /// A member announces itself on the LAN at these addresses ([`crate::discovery`]).
+    Discovered(Vec<std::net::SocketAddr>),
     Up {
         conn: Connection,
         member: String,

@@ -139,6 +139,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         accepted_tunnels: HashMap::new(),
         carrying: HashMap::new(),
         next_tunnel: 1,
+        lan: None,
     };
     let driver_node = driver.node.clone();
     let task = tokio::spawn(driver.run(control_rx, net_rx));
@@ -182,6 +183,8 @@ struct Driver {
     /// Tunnels this member relays: firing the sender ends one ([`Output::EndTunnel`]).
     carrying: HashMap<TunnelId, tokio::sync::oneshot::Sender<()>>,
     next_tunnel: TunnelId,
+    /// LAN discovery, from the first connect ([`crate::discovery`]).
+    lan: Option<crate::discovery::Discovery>,
 }
 
 /// One way to reach a member for a direct connection.
@@ -223,6 +226,7 @@ impl Driver {
             tokio::select! {
                 msg = control.recv() => match msg {
                     Some(Control::Connect(addrs)) => {
+                        self.start_lan();
                         let input = if addrs.is_empty() { Input::Connect } else { Input::ConnectByAddress(addrs) };
                         self.feed(input);
                     }
@@ -244,6 +248,7 @@ impl Driver {
                 _ = sleep_until(deadline) => {
                     self.sweep_tunnels();
                     self.feed(Input::Tick);
+                    self.announce_lan();
                 }
             }
         }
@@ -331,6 +336,7 @@ impl Driver {
                 }
             }
             NetEvent::DialFailed(addr, hr) => self.feed(Input::DialFailed(addr, hr)),
+            NetEvent::Discovered(addrs) => self.feed(Input::Discovered(addrs)),
             NetEvent::DialViaFailed(node, hr) => self.feed(Input::DialViaFailed(node, hr)),
             NetEvent::DirectRetry { id, member, hr } => {
                 let paths = self.paths_to(&member);
@@ -747,6 +753,7 @@ impl Driver {
                 *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs.clone();
                 let now = self.now();
                 self.machine.handle(now, Input::Listening(addrs));
+                self.announce_lan();
             }
             Output::Dial(addr) => {
                 let node = self.node.clone();
@@ -963,7 +970,40 @@ impl Driver {
 
     /// The group's part of the close cascade: tell every neighbour, leave the registry,
     /// make the state durable, and wait (bounded) until the peers were told.
+    /// Starts LAN discovery once (`PEERGROUP_DISABLE_LAN` set: never): browsing at once,
+    /// announcing once listening.
+    fn start_lan(&mut self) {
+        if self.lan.is_some() || std::env::var_os("PEERGROUP_DISABLE_LAN").is_some() {
+            return;
+        }
+        self.lan = crate::discovery::Discovery::start(
+            self.inner.grc.der(),
+            self.node.local_addr(),
+            self.net_tx.clone(),
+        );
+    }
+
+    /// Announces this node on the LAN while it listens (renewed when the window turns).
+    fn announce_lan(&self) {
+        let Some(lan) = &self.lan else {
+            return;
+        };
+        if self.machine.status() & crate::io::STATUS_LISTENING == 0 {
+            return;
+        }
+        let addrs = self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ips: Vec<std::net::IpAddr> = addrs
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_loopback())
+            .collect();
+        lan.announce(&ips, self.node.local_addr().port(), self.now());
+    }
+
     async fn shutdown(&mut self) {
+        if let Some(lan) = self.lan.take() {
+            lan.close().await;
+        }
         self.feed(Input::Close);
         self.registry
             .groups

@@ -19,6 +19,8 @@ mod control;
 #[cfg(feature = "net")]
 pub mod direct;
 #[cfg(feature = "net")]
+mod discovery;
+#[cfg(feature = "net")]
 mod driver;
 pub mod error;
 pub mod events;
@@ -60,7 +62,7 @@ pub use handle::password::LocalPasswordHold;
 #[cfg(feature = "net")]
 pub use network::reachable_addrs;
 pub use peergroup_proto::{
-    config_export, data, invitation, io, machine, members, port, properties, reachability,
+    config_export, data, invitation, io, lan, machine, members, port, properties, reachability,
     reconcile, relay, replication, rng, upgrade, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity};

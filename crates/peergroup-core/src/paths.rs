@@ -28,6 +28,10 @@ impl Paths for DirectPaths {
         self.punch.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn punch(&self, addrs: &[SocketAddr]) {
+        self.node.punch(addrs);
+    }
+
     fn dial(
         &self,
         member: &str,

@@ -162,6 +162,9 @@ pub enum Input {
     Connect,
     /// `PeerGroupConnectByAddress`.
     ConnectByAddress(Vec<SocketAddr>),
+    /// A member of the group announces itself on this node's link at these addresses (LAN
+    /// discovery, [`crate::lan`]): dialled first while short of neighbours.
+    Discovered(Vec<SocketAddr>),
     /// The driver listens, at these addresses.
     Listening(Vec<SocketAddr>),
     /// An authenticated member's connection is up.

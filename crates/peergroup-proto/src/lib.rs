@@ -18,6 +18,7 @@ pub mod data;
 pub mod error;
 pub mod invitation;
 pub mod io;
+pub mod lan;
 pub mod machine;
 pub mod members;
 pub mod port;

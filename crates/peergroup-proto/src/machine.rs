@@ -142,6 +142,8 @@ pub struct Group {
     neighbours: BTreeMap<ConnId, Neighbour>,
     known: BTreeMap<String, PeerEntry>,
     bootstrap: Vec<SocketAddr>,
+    /// Addresses members announced on the LAN, newest first ([`crate::lan::MAX_LAN_FOUND`]).
+    lan: Vec<SocketAddr>,
     dialing: BTreeSet<SocketAddr>,
     /// Nodes being dialled through a relay.
     dialing_via: BTreeSet<u64>,
@@ -196,6 +198,7 @@ impl Group {
             pending: BTreeMap::new(),
             neighbours: BTreeMap::new(),
             bootstrap: Vec::new(),
+            lan: Vec::new(),
             dialing: BTreeSet::new(),
             dialing_via: BTreeSet::new(),
             direct_retry: BTreeMap::new(),
@@ -533,6 +536,17 @@ impl Group {
             Input::ConnectByAddress(addrs) => {
                 self.add_bootstrap(&addrs);
                 self.connect();
+            }
+            Input::Discovered(addrs) => {
+                // Newest first, each announcement's addresses in its order.
+                let new: Vec<SocketAddr> =
+                    addrs.into_iter().take(crate::lan::MAX_LAN_ADDRS).collect();
+                self.lan.retain(|l| !new.contains(l));
+                self.lan.splice(0..0, new);
+                self.lan.truncate(crate::lan::MAX_LAN_FOUND);
+                if self.online {
+                    self.dial_more();
+                }
             }
             Input::Listening(addrs) => {
                 self.my_addrs = addrs.into_iter().take(MAX_ADDRS).collect();
@@ -1156,6 +1170,12 @@ impl Group {
             first.extend(candidates);
             candidates = first;
         }
+        // Before all, members found on this link: the nearest, and reached with no NAT.
+        if !self.lan.is_empty() {
+            let mut first: Vec<SocketAddr> = self.lan.clone();
+            first.extend(candidates);
+            candidates = first;
+        }
         for addr in candidates {
             if self.neighbours.len() + self.dialing.len() >= self.cfg.target_neighbours {
                 break;
@@ -1533,6 +1553,35 @@ mod tests {
             ))]
         );
         assert_eq!(g.status(), 0);
+    }
+
+    #[test]
+    fn members_found_on_the_lan_are_dialled_first_also_after_a_join_found_nobody() {
+        let mut g = Group::new(Config::new(2, "joiner"), vec![], None);
+        // Found before connecting: kept, not dialled.
+        g.handle(0, Input::Discovered(vec![addr(7)]));
+        assert!(drain(&mut g).is_empty());
+        g.add_bootstrap(&[addr(1)]);
+        g.handle(1, Input::Connect);
+        assert_eq!(
+            drain(&mut g),
+            vec![Output::Dial(addr(7)), Output::Dial(addr(1))]
+        );
+        g.handle(10, Input::DialFailed(addr(7), PEER_E_CONNECTION_FAILED));
+        g.handle(11, Input::DialFailed(addr(1), PEER_E_CONNECTION_FAILED));
+        drain(&mut g);
+        // The invitation's member is gone; another member announces itself on the LAN.
+        g.handle(20, Input::Discovered(vec![addr(5), addr(6)]));
+        let out = drain(&mut g);
+        assert_eq!(out[..2], [Output::Dial(addr(5)), Output::Dial(addr(6))]);
+        // At most MAX_LAN_FOUND kept, the oldest dropped.
+        let many: Vec<SocketAddr> = (100..140).map(addr).collect();
+        for chunk in many.chunks(4) {
+            g.handle(30, Input::Discovered(chunk.to_vec()));
+        }
+        assert_eq!(g.lan.len(), crate::lan::MAX_LAN_FOUND);
+        assert_eq!(g.lan[..2], [addr(136), addr(137)]);
+        assert!(!g.lan.contains(&addr(123)) && g.lan.contains(&addr(124)));
     }
 
     #[test]

@@ -437,6 +437,13 @@ impl Node {
         self.inner.hub.accept().await
     }
 
+    /// Sends a punch datagram to each of `addrs` from this node's socket: the first step of
+    /// a coordinated punch, before dialling them, so this side's NAT lets their packets in.
+    /// Tunnel (virtual) addresses are skipped.
+    pub fn punch(&self, addrs: &[SocketAddr]) {
+        self.inner.hub.table.punch(addrs);
+    }
+
     /// The open tunnel ends, by virtual address.
     pub fn tunnels(&self) -> Vec<TunnelInfo> {
         self.inner.hub.table.list()

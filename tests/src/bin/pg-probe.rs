@@ -6,7 +6,12 @@
 //! {"op":"send","port":P,"to":"IP:PORT","text":"…"} -> {"ok":true}
 //! {"op":"recv","port":P,"timeout_ms":N}       -> {"ok":true,"from":"IP:PORT","text":"…"}
 //!                                                or {"ok":false,"error":"timeout"}
+//! {"op":"mdns","port":5353}                    -> {"ok":true,"port":5353}
 //! ```
+//!
+//! `mdns` listens as a bystander on the link's mDNS group (224.0.0.251:5353, shared with any
+//! other listener of the host): what it hears is queued for `recv` with `text` the datagram
+//! in hex.
 //!
 //! A socket bound with `echo` answers every datagram with `seen IP:PORT`, the source address
 //! it saw (the sender's mapped address behind a NAT); every datagram a socket receives is
@@ -15,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +55,30 @@ fn bind(port: u16, echo: bool) -> std::io::Result<(u16, Bound)> {
     Ok((port, Bound { socket, queue }))
 }
 
+/// Listens on the link's mDNS group, queuing each datagram as hex.
+fn mdns() -> std::io::Result<Bound> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&SocketAddr::from(([0, 0, 0, 0], 5353)).into())?;
+    let socket: UdpSocket = s.into();
+    socket.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 251), &Ipv4Addr::UNSPECIFIED)?;
+    let socket = Arc::new(socket);
+    let (tx, queue) = mpsc::channel();
+    let reader = socket.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 9000];
+        while let Ok((n, from)) = reader.recv_from(&mut buf) {
+            let hex: String = buf[..n].iter().map(|b| format!("{b:02x}")).collect();
+            if tx.send((from, hex)).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(Bound { socket, queue })
+}
+
 fn answer(sockets: &mut HashMap<u16, Bound>, req: &Value) -> Result<Value, String> {
     let port = req["port"].as_u64().ok_or("no port")? as u16;
     match req["op"].as_str().ok_or("no op")? {
@@ -58,6 +87,11 @@ fn answer(sockets: &mut HashMap<u16, Bound>, req: &Value) -> Result<Value, Strin
             let (port, bound) = bind(port, echo).map_err(|e| format!("bind {port}: {e}"))?;
             sockets.insert(port, bound);
             Ok(json!({"ok": true, "port": port}))
+        }
+        "mdns" => {
+            let bound = mdns().map_err(|e| format!("mdns: {e}"))?;
+            sockets.insert(5353, bound);
+            Ok(json!({"ok": true, "port": 5353}))
         }
         "send" => {
             let bound = sockets.get(&port).ok_or("port not bound")?;

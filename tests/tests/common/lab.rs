@@ -227,6 +227,11 @@ pub fn joined_through(r_host: &Host, a_host: &Host, b_host: &Host, relay: bool) 
     }
 }
 
+/// The nftables table of a [`Lab::cut`] of `other`.
+fn cut_table(other: &Host) -> String {
+    format!("pgcut_{}", other.public_ip.to_string().replace('.', "_"))
+}
+
 pub fn peer_on(label: &'static str, host: &Host, extra: &[&str]) -> Peer {
     Peer::spawn_with(label, &host.ns, &format!("{}:0", host.addr), extra)
 }
@@ -531,23 +536,40 @@ impl Lab {
     }
 
     /// Drops every datagram between `host` and `other` (at `other`'s public address: its NAT's
-    /// when it sits behind one) at `host`, until [`Lab::mend`].
+    /// when it sits behind one) at `host`, until [`Lab::mend`]: a table of its own per pair.
     pub fn cut(&self, host: &Host, other: &Host) {
+        let table = cut_table(other);
         for command in [
-            "add table inet pgcut".to_owned(),
-            "add chain inet pgcut in { type filter hook input priority 0 ; }".to_owned(),
-            "add chain inet pgcut out { type filter hook output priority 0 ; }".to_owned(),
-            format!("add rule inet pgcut in ip saddr {} drop", other.public_ip),
-            format!("add rule inet pgcut out ip daddr {} drop", other.public_ip),
+            format!("add table inet {table}"),
+            format!("add chain inet {table} in {{ type filter hook input priority 0 ; }}"),
+            format!("add chain inet {table} out {{ type filter hook output priority 0 ; }}"),
+            format!("add rule inet {table} in ip saddr {} drop", other.public_ip),
+            format!(
+                "add rule inet {table} out ip daddr {} drop",
+                other.public_ip
+            ),
         ] {
             netns(&host.ns, &["nft", &command]).unwrap_or_else(|e| panic!("cut: {e}"));
         }
     }
 
-    /// Ends every [`Lab::cut`] at `host`.
-    pub fn mend(&self, host: &Host) {
-        netns(&host.ns, &["nft", "delete table inet pgcut"])
-            .unwrap_or_else(|e| panic!("mend: {e}"));
+    /// Ends the [`Lab::cut`] of `other` at `host`.
+    pub fn mend(&self, host: &Host, other: &Host) {
+        let command = format!("delete table inet {}", cut_table(other));
+        netns(&host.ns, &["nft", &command]).unwrap_or_else(|e| panic!("mend: {e}"));
+    }
+
+    /// Makes the NATs of `a` and `b` forget every mapping between the two (conntrack entries
+    /// toward the other's public address in each one's routers), as if they had never met.
+    pub fn forget(&self, a: &Host, b: &Host) {
+        for (host, other) in [(a, b), (b, a)] {
+            let peer = other.public_ip.to_string();
+            for router in &host.routers {
+                // No entry to delete is not an error here.
+                let _ = netns(router, &["conntrack", "-D", "-d", &peer]);
+                let _ = netns(router, &["conntrack", "-D", "-s", &peer]);
+            }
+        }
     }
 
     /// The packets a router's input has dropped as new inbound traffic.

@@ -32,6 +32,8 @@ const CANDIDATE_QUEUE: usize = 8;
 pub(crate) trait Paths: Send + Sync {
     /// This node's addresses to offer the peer (observed ones first).
     fn addrs(&self) -> Vec<SocketAddr>;
+    /// Sends punch datagrams to `addrs` at once, before dialling them.
+    fn punch(&self, addrs: &[SocketAddr]);
     /// Dials `member` at `addrs` for a direct connection: the first connection up whose
     /// peer is `member`, or `None`.
     fn dial(
@@ -263,6 +265,9 @@ impl<'a> Link<'a> {
         let Some(token) = self.upgrade.as_ref().and_then(Upgrade::token) else {
             return;
         };
+        // Before anything else this side sends (an acceptor's answer follows): so this
+        // side's NAT already lets the peer's handshake in when the peer dials on the answer.
+        self.ctx.paths.punch(&addrs);
         let dialled = self.ctx.paths.dial(&self.member, addrs);
         let tx = self.tx.clone();
         let node_id = self.ctx.node_id;

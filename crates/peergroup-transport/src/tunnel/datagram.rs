@@ -15,6 +15,16 @@ use std::ops::Range;
 /// first byte is below 0x40 is never QUIC: it is ours to handle, and quinn never sees it.
 pub const CHANNEL_DATAGRAM: u8 = 0x01;
 
+/// First byte of a punch datagram: sent to a member's addresses just before dialling it in
+/// a coordinated punch, so this side's NAT has a mapping toward the member by the time the
+/// member's handshake packets arrive. It carries nothing, and the receiver's wrapper drops it
+/// (never QUIC: no stateless reset answers it).
+pub const PUNCH_DATAGRAM: u8 = 0x02;
+
+/// A punch datagram: the type byte and zeros, long enough that no middlebox takes it for
+/// an empty one.
+pub const PUNCH: [u8; 8] = [PUNCH_DATAGRAM, 0, 0, 0, 0, 0, 0, 0];
+
 /// Bytes before the inner datagram: the type byte and the channel id.
 pub const CHANNEL_HEADER_LEN: usize = 1 + 4;
 

@@ -392,6 +392,24 @@ impl Table {
         Some(false)
     }
 
+    /// Sends a punch datagram ([`datagram::PUNCH`]) to each real address of `addrs` from the
+    /// node's socket, in the socket's form (lost like any datagram when the socket is busy;
+    /// virtual addresses and the other family's are skipped).
+    pub fn punch(&self, addrs: &[SocketAddr]) {
+        let Some(socket) = self.raw.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        for &to in addrs {
+            let to = match to {
+                _ if addr::canonical(to).is_some() => continue,
+                SocketAddr::V4(v4) if self.ipv6 => addr::presented(v4, true),
+                SocketAddr::V6(_) if !self.ipv6 => continue,
+                to => to,
+            };
+            let _ = socket.try_send(&transmit(to, &datagram::PUNCH, None, None));
+        }
+    }
+
     /// Whether the end at `addr` has a confirmed channel.
     pub fn channel_is_up(&self, addr: SocketAddrV4) -> bool {
         lock(&self.state)
@@ -1048,6 +1066,36 @@ mod tests {
                 (x, 1000, None),
                 (y, 4000, Some(1000)),
             ]
+        );
+    }
+
+    #[test]
+    fn punches_go_to_real_addresses_in_the_socket_s_form() {
+        let real: SocketAddr = "198.18.1.1:4000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:5".parse().unwrap();
+        let addrs = [real, "240.0.0.1:7".parse().unwrap(), v6];
+        let t = Table::new(false);
+        let socket: Arc<Recording> = Arc::default();
+        let dynamic: Arc<dyn AsyncUdpSocket> = socket.clone();
+        t.set_raw_socket(Arc::downgrade(&dynamic));
+        t.punch(&addrs);
+        assert_eq!(
+            *lock(&socket.sent),
+            vec![(real, datagram::PUNCH.len(), None)]
+        );
+        // The receiver's wrapper drops them: never QUIC, no channel.
+        assert!(!datagram::is_quic(datagram::PUNCH[0]));
+        assert_eq!(datagram::parse(&datagram::PUNCH), None);
+
+        let t6 = Table::new(true);
+        let socket6: Arc<Recording> = Arc::default();
+        let dynamic6: Arc<dyn AsyncUdpSocket> = socket6.clone();
+        t6.set_raw_socket(Arc::downgrade(&dynamic6));
+        t6.punch(&addrs);
+        let mapped: SocketAddr = "[::ffff:198.18.1.1]:4000".parse().unwrap();
+        assert_eq!(
+            lock(&socket6.sent).iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![mapped, v6]
         );
     }
 }

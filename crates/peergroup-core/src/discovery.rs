@@ -26,9 +26,16 @@ pub const LAN_CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 pub(crate) struct Discovery {
     daemon: ServiceDaemon,
     key: Arc<LanKey>,
-    /// This node's instance: its full name and window.
-    announced: Arc<Mutex<Option<(String, u64)>>>,
+    /// This node's instance: its full name, window and addresses.
+    announced: Arc<Mutex<Option<Announced>>>,
     browse: tokio::task::JoinHandle<()>,
+}
+
+/// This node's instance as announced.
+struct Announced {
+    fullname: String,
+    window: u64,
+    ips: Vec<IpAddr>,
 }
 
 fn nonce() -> Option<[u8; NONCE_LEN]> {
@@ -70,7 +77,7 @@ impl Discovery {
             }
         };
         let key = Arc::new(LanKey::of_group(grc_der));
-        let announced: Arc<Mutex<Option<(String, u64)>>> = Arc::default();
+        let announced: Arc<Mutex<Option<Announced>>> = Arc::default();
         let (k, ours) = (key.clone(), announced.clone());
         let browse = tokio::spawn(async move {
             while let Ok(event) = events.recv_async().await {
@@ -81,7 +88,7 @@ impl Discovery {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_ref()
-                    .is_some_and(|(name, _)| *name == found.fullname);
+                    .is_some_and(|a| a.fullname == found.fullname);
                 let now = crate::clock::unix_now_ms().max(0) as u64;
                 if own || !k.recognises(instance_label(&found.fullname), now) {
                     continue;
@@ -107,16 +114,20 @@ impl Discovery {
     }
 
     /// Announces this node at `ips`, port `port`, in the window of `now_ms`: at once the
-    /// first time, then again only when the window changed (a new nonce, the old name
-    /// withdrawn). Called on every tick while listening.
+    /// first time, then again only when the window or the addresses changed (a new nonce,
+    /// the old name withdrawn). Called on every tick while listening.
     pub(crate) fn announce(&self, ips: &[IpAddr], port: u16, now_ms: u64) {
         let w = window(now_ms);
         let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
-        if announced.as_ref().is_some_and(|(_, at)| *at == w) || ips.is_empty() {
+        if announced
+            .as_ref()
+            .is_some_and(|a| a.window == w && a.ips == ips)
+            || ips.is_empty()
+        {
             return;
         }
-        if let Some((old, _)) = announced.take() {
-            let _ = self.daemon.unregister(&old);
+        if let Some(old) = announced.take() {
+            let _ = self.daemon.unregister(&old.fullname);
         }
         let Some(n) = nonce() else {
             return;
@@ -135,7 +146,13 @@ impl Discovery {
             Ok(info) => {
                 let fullname = info.get_fullname().to_owned();
                 match self.daemon.register(info) {
-                    Ok(()) => *announced = Some((fullname, w)),
+                    Ok(()) => {
+                        *announced = Some(Announced {
+                            fullname,
+                            window: w,
+                            ips: ips.to_vec(),
+                        })
+                    }
                     Err(e) => tracing::info!(error = %e, "cannot announce on the LAN"),
                 }
             }
@@ -153,8 +170,8 @@ impl Discovery {
             .take();
         let daemon = self.daemon;
         let stopped = tokio::task::spawn_blocking(move || {
-            if let Some((name, _)) = announced {
-                if let Ok(done) = daemon.unregister(&name) {
+            if let Some(a) = announced {
+                if let Ok(done) = daemon.unregister(&a.fullname) {
                     let _ = done.recv_timeout(LAN_CLOSE_TIMEOUT);
                 }
             }

@@ -49,6 +49,9 @@ pub const CONNECTION_QUEUE: usize = 256;
 pub const RECENT_DISCONNECTS: usize = 32;
 /// Network events queued for one group before readers wait (back-pressure to the peers).
 pub const NET_QUEUE: usize = 1024;
+/// How often a node bound to a wildcard address reads its interface addresses again, to
+/// notice that it moved (another network, a new address) and tell the machine.
+pub const ADDRESS_POLL: Duration = Duration::from_secs(1);
 
 /// Starts the driver of a group (binding the node if needed).
 pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
@@ -217,6 +220,8 @@ impl Driver {
         mut control: mpsc::UnboundedReceiver<Control>,
         mut net: mpsc::Receiver<NetEvent>,
     ) {
+        let mut address_poll = tokio::time::interval(ADDRESS_POLL);
+        address_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let now = self.now();
             let deadline = self
@@ -245,6 +250,7 @@ impl Driver {
                     }
                 },
                 Some(ev) = net.recv() => self.net_event(ev),
+                _ = address_poll.tick() => self.check_addresses(),
                 _ = sleep_until(deadline) => {
                     self.sweep_tunnels();
                     self.feed(Input::Tick);
@@ -888,6 +894,11 @@ impl Driver {
                         CloseReason::RelayGone => {
                             (CloseCode::Shutdown, "relay gone", Duration::ZERO)
                         }
+                        CloseReason::Moved => (
+                            CloseCode::Shutdown,
+                            "moved: dialling you again",
+                            Duration::ZERO,
+                        ),
                         CloseReason::Busy => (
                             CloseCode::Shutdown,
                             "busy: try the members referred",
@@ -981,6 +992,35 @@ impl Driver {
             self.node.local_addr(),
             self.net_tx.clone(),
         );
+    }
+
+    /// A wildcard-bound node that listens reads its interface addresses again; when they
+    /// changed, the machine moves ([`Input::AddressesChanged`]) and the LAN hears the new
+    /// ones.
+    fn check_addresses(&mut self) {
+        let local = self.node.local_addr();
+        if !local.ip().is_unspecified() || self.machine.status() & crate::io::STATUS_LISTENING == 0
+        {
+            return;
+        }
+        let now = reachable_addrs(local);
+        {
+            let mut addrs = self.addrs.lock().unwrap_or_else(|p| p.into_inner());
+            if *addrs == now {
+                return;
+            }
+            tracing::info!(old = ?*addrs, new = ?now, "this node's addresses changed");
+            addrs.clone_from(&now);
+        }
+        self.feed(Input::AddressesChanged(now));
+        let closed = self.direct.directs.close_accepted();
+        if closed > 0 {
+            tracing::info!(
+                closed,
+                "accepted direct connections closed: this node moved"
+            );
+        }
+        self.announce_lan();
     }
 
     /// Announces this node on the LAN while it listens (renewed when the window turns).

@@ -35,6 +35,9 @@ pub enum CloseReason {
     Busy,
     /// The connection ran through a relay whose connection ended.
     RelayGone,
+    /// This member's addresses changed and the peer dialled it: the peer goes on sending to
+    /// the old address, so this member dials it again (the connections it dialled migrate).
+    Moved,
 }
 
 /// `PEER_CONNECTION_STATUS`.
@@ -167,6 +170,9 @@ pub enum Input {
     Discovered(Vec<SocketAddr>),
     /// The driver listens, at these addresses.
     Listening(Vec<SocketAddr>),
+    /// This node's interface addresses changed (it moved to another network, or was
+    /// renumbered): these are the new ones.
+    AddressesChanged(Vec<SocketAddr>),
     /// An authenticated member's connection is up.
     ConnectionUp {
         /// Its id.

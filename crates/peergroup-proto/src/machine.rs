@@ -484,6 +484,38 @@ impl Group {
         mine
     }
 
+    /// This node's interface addresses changed. What observers saw of the old network says
+    /// nothing of the new one, so it is forgotten (the next observations classify the NAT
+    /// again); connections a member dialled to us are closed and that member dialled again,
+    /// since it goes on sending to the old address (the ones we dialled migrate: QUIC
+    /// validates the new path); neighbours and presence get the new addresses at once.
+    fn moved(&mut self, addrs: Vec<SocketAddr>) {
+        let new: Vec<SocketAddr> = addrs.into_iter().take(MAX_ADDRS).collect();
+        if new == self.my_addrs {
+            return;
+        }
+        self.my_addrs = new;
+        self.reach = Reachability::new();
+        let accepted: Vec<ConnId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| !n.outbound && n.via.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        for c in accepted {
+            self.conn_down(c);
+            self.out
+                .push_back(Output::Disconnect(c, CloseReason::Moved));
+        }
+        // Punching starts over from the new network.
+        self.punches.clear();
+        self.addresses_changed();
+        if self.online {
+            self.dial_more();
+        }
+        self.update_status();
+    }
+
     /// The advertised addresses changed: tell the neighbours and refresh presence.
     fn addresses_changed(&mut self) {
         let addrs = self.advertised_addrs();
@@ -537,6 +569,7 @@ impl Group {
                 self.add_bootstrap(&addrs);
                 self.connect();
             }
+            Input::AddressesChanged(addrs) => self.moved(addrs),
             Input::Discovered(addrs) => {
                 // Newest first, each announcement's addresses in its order.
                 let new: Vec<SocketAddr> =
@@ -1868,6 +1901,37 @@ mod tests {
                 "the same seed, the same choice"
             );
         }
+    }
+
+    #[test]
+    fn a_member_that_moves_closes_what_it_accepted_keeps_what_it_dialled_and_says_where_it_is() {
+        let mut c = Config::new(1, "m");
+        c.creator = true;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![addr(1)]));
+        drain(&mut g);
+        knock(&mut g, 1, 1);
+        up(&mut g, 2, 7, false, None);
+        g.reach.observe(addr(7), addr(3), 1);
+        g.handle(5, Input::AddressesChanged(vec![addr(2)]));
+        let out = drain(&mut g);
+        assert!(
+            out.contains(&Output::Disconnect(1, CloseReason::Moved)),
+            "{out:?}"
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Disconnect(2, _))));
+        // The kept neighbour hears the new address (observations of the old network gone).
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::Send(2, Message::Peers(p)) if p[0].addrs == vec![addr(2)]
+        )));
+        assert_eq!(g.advertised_addrs(), vec![addr(2)]);
+        // The member that had dialled us is dialled back where it listens.
+        assert!(out.contains(&Output::Dial(addr(1001))), "{out:?}");
+        // The same addresses again change nothing.
+        g.handle(6, Input::AddressesChanged(vec![addr(2)]));
+        assert!(drain(&mut g).is_empty());
     }
 
     #[test]

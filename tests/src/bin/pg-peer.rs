@@ -34,6 +34,8 @@
 //!                                            "last_ms"},…],
 //!                                            "directs":[{"connection_id","status",
 //!                                            "hresult"},…]}
+//! {"cmd":"members"}                      -> {"ok":true,"members":[{"identity","present",
+//!                                            "node_id","addresses"},…]}   (PeerGroupEnumMembers)
 //! {"cmd":"directs"}                      -> {"ok":true,"directs":[{"connection_id","member",
 //!                                            "address","relayed"},…]}   (open ones)
 //! {"cmd":"close_direct","connection_id":N} -> {"ok":true}
@@ -525,6 +527,22 @@ impl Peer {
                     })
                     .collect();
                 Ok(json!({ "ok": true, "connections": connections, "directs": directs }))
+            }
+            "members" => {
+                let members: Vec<Value> = self
+                    .group()?
+                    .members(0, None)?
+                    .into_iter()
+                    .map(|m| {
+                        json!({
+                            "identity": m.identity,
+                            "present": m.is_present(),
+                            "node_id": m.node_id,
+                            "addresses": m.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                Ok(json!({ "ok": true, "members": members }))
             }
             "directs" => {
                 let flags = peergroup_core::direct::PEER_CONNECTION_DIRECT;

@@ -227,6 +227,13 @@ pub fn joined_through(r_host: &Host, a_host: &Host, b_host: &Host, relay: bool) 
     }
 }
 
+/// `ip -n NS ARGS`, which must succeed.
+fn common_ip(ns: &str, args: &[&str]) {
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    ip_ok(&all);
+}
+
 /// The nftables table of a [`Lab::cut`] of `other`.
 fn cut_table(other: &Host) -> String {
     format!("pgcut_{}", other.public_ip.to_string().replace('.', "_"))
@@ -551,6 +558,30 @@ impl Lab {
         ] {
             netns(&host.ns, &["nft", &command]).unwrap_or_else(|e| panic!("cut: {e}"));
         }
+    }
+
+    /// Gives public `host` the address `new` in place of its own (same link and prefix):
+    /// the new one is added, then the old one removed, so the link never goes down.
+    pub fn renumber(&self, host: &Host, new: Ipv4Addr) {
+        assert_eq!(host.nat, Nat::Public, "renumber a public host");
+        netns(
+            &host.ns,
+            &[
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.conf.eth0.promote_secondaries=1",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("renumber: {e}"));
+        common_ip(
+            &host.ns,
+            &["addr", "add", &format!("{new}/16"), "dev", "eth0"],
+        );
+        common_ip(
+            &host.ns,
+            &["addr", "del", &format!("{}/16", host.addr), "dev", "eth0"],
+        );
     }
 
     /// Ends the [`Lab::cut`] of `other` at `host`.

@@ -295,6 +295,26 @@ impl Directs {
         send_locks.entry(id).or_default().clone()
     }
 
+    /// This node moved to other addresses: the direct connections it accepted on a direct
+    /// path are closed (their peers go on sending to the old address, and a server cannot
+    /// migrate); their applications get `PEER_CONNECTION_DISCONNECTED` and open them again.
+    /// The ones it dialled migrate and stay. Returns how many were closed.
+    pub(crate) fn close_accepted(&self) -> usize {
+        let t = self.lock();
+        let accepted: Vec<&Connection> = t
+            .entries
+            .values()
+            .filter_map(|e| e.up.as_ref().map(|(c, _)| c))
+            .filter(|c| {
+                c.peer_side() == crate::transport::Side::Client && c.relayed_via().is_none()
+            })
+            .collect();
+        for c in &accepted {
+            c.close(CloseCode::Shutdown, "moved: open the connection again");
+        }
+        accepted.len()
+    }
+
     /// The group goes offline: every direct connection, made or being made, is closed with
     /// `code`; returns the made ones so the caller can wait until their peers were told.
     pub(crate) fn close_all(&self, code: CloseCode) -> Vec<Connection> {

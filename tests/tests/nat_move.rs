@@ -147,3 +147,58 @@ fn a_renumbered_member_keeps_its_transfer_and_is_found_at_its_new_address() {
     drop(lab);
     phase("done");
 }
+
+/// A behind a symmetric NAT (a new random port for every new mapping) dialled B; in the
+/// middle of 64 MiB its NAT forgets every mapping (conntrack flushed), so A's packets come
+/// from a new port: B, the server of both connections, validates the new path and the
+/// transfer completes intact; the neighbour connection stays up.
+#[test]
+fn a_nat_rebinding_mid_transfer_is_survived() {
+    let Some(mut lab) = Lab::for_test("pgr") else {
+        return;
+    };
+    let b_host = lab.public("pub1");
+    let a_host = lab.behind(&["a"], Nat::Symmetric).remove(0);
+    let mut b = common::lab::peer_on("B", &b_host, &[]);
+    let mut a = common::lab::peer_on("A", &a_host, &[]);
+    let (b_name, _) = b.identity("b");
+    let (a_name, a_xml) = a.identity("a");
+    b.create_group(false);
+    a.join_from(&mut b, &a_xml, false, false);
+    a.wait_joined();
+    let before = b.neighbour(&a_name).expect("B has A as a neighbour");
+    let d = a.call(json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000}));
+    let id = d["connection_id"].as_u64().unwrap();
+    a.send(&json!({"cmd": "send_bulk", "connection_id": id, "bytes": TRANSFER, "seed": 35}));
+    until("B receives the start of the transfer", BOUND, || {
+        let v = b.call(json!({"cmd": "received"}));
+        let started = v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["bytes"].as_u64().unwrap_or(0) > 0);
+        if started {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    lab.rebind(&a_host);
+    phase("A's NAT forgot its mappings mid-transfer");
+    let sent = a.json_line();
+    assert_eq!(sent["ok"], true, "A's send completes: {sent}");
+    b.wait_received("the 64 MiB across the rebinding, intact", BOUND, |c| {
+        c["sha256"] == sent["sha256"] && c["bytes"] == TRANSFER
+    });
+    let after = b.neighbour(&a_name).expect("B still has A as a neighbour");
+    assert_eq!(
+        before["connection_id"], after["connection_id"],
+        "the same neighbour connection: {before} {after}"
+    );
+    phase("the transfer and the neighbour connection survived the rebinding");
+    for p in [&mut a, &mut b] {
+        p.finish_logged();
+    }
+    drop(lab);
+    phase("done");
+}

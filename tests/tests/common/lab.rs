@@ -584,6 +584,14 @@ impl Lab {
         );
     }
 
+    /// Makes `host`'s NATs forget every mapping (conntrack flushed in its routers): its next
+    /// packets leave from new mappings, as after a NAT rebinding.
+    pub fn rebind(&self, host: &Host) {
+        for router in &host.routers {
+            netns(router, &["conntrack", "-F"]).unwrap_or_else(|e| panic!("rebind: {e}"));
+        }
+    }
+
     /// Ends the [`Lab::cut`] of `other` at `host`.
     pub fn mend(&self, host: &Host, other: &Host) {
         let command = format!("delete table inet {}", cut_table(other));

@@ -9,8 +9,13 @@
 //! that fail outright are partitions and churn.
 //!
 //! **NATs and relays.** With [`SimConfig::nat_per_mille`] some members (never the creator)
-//! sit behind a NAT: nobody can dial them, and the members they dial see them at a mapped
-//! address (`100.64.x.y:20000`) that is not theirs. With [`SimConfig::relay_per_mille`] some
+//! sit behind a NAT: the members they dial see them at a mapped address (`100.64.x.y:20000`)
+//! that is not theirs, and nobody can dial them ([`SimNat::Blocked`]) unless
+//! [`SimConfig::nat_mix`] gives them a class: a full cone admits every dial at the mapped
+//! address; an address- or port-restricted NAT or a symmetric one admits a dial only while
+//! it has itself sent to the dialler ([`PUNCH_OPEN_MS`]) and the pair is one plain punching
+//! opens ([`punchable`]), so a dial that arrives first waits for the other side's, as a QUIC
+//! handshake resent after [`RESEND_MS`] does. With [`SimConfig::relay_per_mille`] some
 //! public members relay ([`crate::relay`]); tunnels are simulated hop by hop (request to the
 //! relay, offer to the target, then an end-to-end link).
 //!
@@ -40,6 +45,43 @@ use crate::rng::Rng;
 /// Simulated time 0 on the members' clocks: ms since the Unix epoch (mid-2025), inside
 /// the validity of the pool's group root.
 pub const SIM_EPOCH_MS: Millis = 1_750_000_000_000;
+
+/// How long a NAT keeps admitting a member it sent to (a UDP mapping's life).
+pub const PUNCH_OPEN_MS: Millis = 30_000;
+/// When a dial a NAT dropped is tried again (QUIC resends its first flight).
+pub const RESEND_MS: Millis = 1_000;
+
+/// What a member sits behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimNat {
+    /// No NAT.
+    Public,
+    /// Nobody can dial it (the model without [`SimConfig::nat_mix`]).
+    Blocked,
+    /// Admits anyone at its mapped address.
+    FullCone,
+    /// Admits an address it sent to, any port.
+    AddressRestricted,
+    /// Admits the address and port it sent to.
+    PortRestricted,
+    /// A mapping per destination, port-restricted.
+    Symmetric,
+}
+
+/// Whether plain punching opens a path between members behind `a` and `b` (both dial at
+/// once): all but port-restricted × symmetric either way round, symmetric × symmetric, and
+/// anything blocked.
+pub fn punchable(a: SimNat, b: SimNat) -> bool {
+    use SimNat::*;
+    !matches!(
+        (a, b),
+        (Blocked, _)
+            | (_, Blocked)
+            | (PortRestricted, Symmetric)
+            | (Symmetric, PortRestricted)
+            | (Symmetric, Symmetric)
+    )
+}
 
 /// Settings of a simulated network.
 #[derive(Clone, Debug)]
@@ -76,6 +118,10 @@ pub struct SimConfig {
     /// Chance (per thousand) that a public member relays for the others (the creator does
     /// whenever this is not zero).
     pub relay_per_mille: u64,
+    /// Shares (per thousand, summing to 1000) of full cone, address-restricted,
+    /// port-restricted and symmetric NATs among the members behind one; `None`: all
+    /// [`SimNat::Blocked`].
+    pub nat_mix: Option<[u64; 4]>,
 }
 
 impl Default for SimConfig {
@@ -95,12 +141,15 @@ impl Default for SimConfig {
             held_back: 0,
             nat_per_mille: 0,
             relay_per_mille: 0,
+            nat_mix: None,
         }
     }
 }
 
 enum Action {
     Input(usize, Input),
+    /// A dial a NAT dropped, tried again: (from, to, address, latency).
+    Resend(usize, usize, SocketAddr, Millis),
 }
 
 /// A tunnel in the making or carrying a link.
@@ -151,6 +200,10 @@ pub struct Sim {
     pub member_events: Vec<(usize, Millis, MemberChange, String)>,
     /// Which members are behind a NAT.
     pub natted: Vec<bool>,
+    /// What each member sits behind.
+    pub nat: Vec<SimNat>,
+    /// When each member last sent to another (its NAT then admits that one for a while).
+    sent: BTreeMap<(usize, usize), Millis>,
     /// Which members relay.
     pub relaying: Vec<bool>,
     tunnels: BTreeMap<u64, SimTunnel>,
@@ -283,12 +336,25 @@ impl Sim {
             .map(|p| Verifier::new(p.root.certificate().clone()).with_memo());
         let mut offsets = Vec::with_capacity(cfg.members);
         let mut natted = vec![false; cfg.members];
+        let mut nat = vec![SimNat::Public; cfg.members];
         let mut relaying = vec![false; cfg.members];
         let nodes = (0..cfg.members)
             .map(|i| {
                 // No draws when off, so seeds chosen for runs without NATs keep their runs.
                 natted[i] =
                     cfg.nat_per_mille > 0 && i != 0 && rng.range(0, 1000) < cfg.nat_per_mille;
+                if natted[i] {
+                    // Drawn only with a mix, so runs without one keep their seeds.
+                    nat[i] = match cfg.nat_mix {
+                        None => SimNat::Blocked,
+                        Some([full, addr, port, _]) => match rng.range(0, 1000) {
+                            x if x < full => SimNat::FullCone,
+                            x if x < full + addr => SimNat::AddressRestricted,
+                            x if x < full + addr + port => SimNat::PortRestricted,
+                            _ => SimNat::Symmetric,
+                        },
+                    };
+                }
                 relaying[i] = cfg.relay_per_mille > 0
                     && !natted[i]
                     && (i == 0 || rng.range(0, 1000) < cfg.relay_per_mille);
@@ -330,6 +396,8 @@ impl Sim {
             deliveries: BTreeMap::new(),
             member_events: Vec::new(),
             natted,
+            nat,
+            sent: BTreeMap::new(),
             relaying,
             tunnels: BTreeMap::new(),
             link_tunnel: BTreeMap::new(),
@@ -396,8 +464,10 @@ impl Sim {
             self.now = next;
             if next_event == Some(next) {
                 let Reverse((_, seq)) = self.queue.pop().expect("peeked");
-                let Action::Input(i, input) = self.actions.remove(&seq).expect("scheduled");
-                self.feed(i, input);
+                match self.actions.remove(&seq).expect("scheduled") {
+                    Action::Input(i, input) => self.feed(i, input),
+                    Action::Resend(i, j, addr, lat) => self.resent(i, j, addr, lat),
+                }
             } else {
                 let mut due = Vec::new();
                 while let Some(Reverse((t, i))) = self.timers.peek().copied() {
@@ -467,30 +537,36 @@ impl Sim {
                 }
             }
             Output::Dial(addr) => {
-                let j = addr.port().saturating_sub(10_000) as usize;
                 let lat = self.latency();
                 let lost = self.rng.range(0, 1000) < self.cfg.dial_loss_per_mille;
-                if j >= self.nodes.len()
-                    || addr != addr_of(j)
-                    || self.natted[j]
+                let Some(j) = self.target_of(addr) else {
+                    self.dial_fails(i, addr, lat);
+                    return;
+                };
+                // This member's packets leave its NAT toward j: j may answer from now on.
+                self.sent.insert((i, j), self.now);
+                let admitted = self.admits(j, i);
+                if !admitted
+                    && !lost
+                    && self.nat[j] != SimNat::Blocked
+                    && punchable(self.nat[i], self.nat[j])
+                    && self.listening[j]
+                    && self.nodes[j].is_online()
+                {
+                    // Dropped at j's NAT for now; QUIC sends its first flight again.
+                    self.schedule(self.now + RESEND_MS, Action::Resend(i, j, addr, lat));
+                    return;
+                }
+                if !admitted
                     || !self.listening[j]
                     || !self.nodes[j].is_online()
                     || lost
                     || self.cut(i, j)
                 {
-                    let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
-                    self.schedule(
-                        self.now + 2 * lat,
-                        Action::Input(i, Input::DialFailed(addr, hr)),
-                    );
+                    self.dial_fails(i, addr, lat);
                     return;
                 }
-                let seen_at = if self.natted[i] {
-                    mapped_of(i)
-                } else {
-                    addr_of(i)
-                };
-                self.link(i, j, addr, seen_at, None, lat);
+                self.link(i, j, addr, self.seen_at(i), None, lat);
             }
             Output::DialVia { via, node_id } => {
                 let Some(&(r, cr)) = self.links.get(&(i, via)) else {
@@ -711,6 +787,84 @@ impl Sim {
                     .count()
             })
             .sum()
+    }
+
+    /// The member an address dials: its own address when public, its mapped one behind a
+    /// NAT that is not blocked.
+    fn target_of(&self, addr: SocketAddr) -> Option<usize> {
+        let j = if addr.ip().is_loopback() {
+            addr.port().checked_sub(10_000)? as usize
+        } else {
+            let o = match addr.ip() {
+                std::net::IpAddr::V4(v4) => v4.octets(),
+                std::net::IpAddr::V6(_) => return None,
+            };
+            ((o[2] as usize) << 8) | o[3] as usize
+        };
+        if j >= self.nodes.len() {
+            return None;
+        }
+        let right = match self.nat[j] {
+            SimNat::Public => addr == addr_of(j),
+            SimNat::Blocked => false,
+            _ => addr == mapped_of(j),
+        };
+        right.then_some(j)
+    }
+
+    /// Whether `j`'s NAT lets a dial from `i` in now.
+    fn admits(&self, j: usize, i: usize) -> bool {
+        match self.nat[j] {
+            SimNat::Public | SimNat::FullCone => true,
+            SimNat::Blocked => false,
+            _ => {
+                punchable(self.nat[i], self.nat[j])
+                    && self
+                        .sent
+                        .get(&(j, i))
+                        .is_some_and(|t| self.now.saturating_sub(*t) <= PUNCH_OPEN_MS)
+            }
+        }
+    }
+
+    /// A dial from `i` that `j`'s NAT dropped, sent again: through if `j` has sent to `i`
+    /// meanwhile (a punch), else failed.
+    fn resent(&mut self, i: usize, j: usize, addr: SocketAddr, lat: Millis) {
+        let up = self.admits(j, i)
+            && self.listening[j]
+            && self.nodes[j].is_online()
+            && self.nodes[i].is_online()
+            && !self.cut(i, j);
+        if !up {
+            self.dial_fails(i, addr, lat);
+            return;
+        }
+        self.link(i, j, addr, self.seen_at(i), None, lat);
+    }
+
+    /// `i`'s dial of `addr` fails, after a round trip.
+    fn dial_fails(&mut self, i: usize, addr: SocketAddr, lat: Millis) {
+        let hr = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+        self.schedule(
+            self.now + 2 * lat,
+            Action::Input(i, Input::DialFailed(addr, hr)),
+        );
+    }
+
+    /// Where the members `i` dials see it: its mapped address behind a NAT.
+    fn seen_at(&self, i: usize) -> SocketAddr {
+        if self.natted[i] {
+            mapped_of(i)
+        } else {
+            addr_of(i)
+        }
+    }
+
+    /// Members' links, and how many of them run through a relay (each link counted at both
+    /// ends).
+    pub fn link_counts(&self) -> (usize, usize) {
+        let all = self.nodes.iter().map(|g| g.neighbours().count()).sum();
+        (all, self.relayed_links())
     }
 
     fn cut(&self, i: usize, j: usize) -> bool {

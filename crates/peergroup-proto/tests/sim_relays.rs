@@ -129,3 +129,51 @@ fn the_same_seed_gives_the_same_relayed_run() {
     assert_eq!(a.relayed_links(), b.relayed_links());
     assert_eq!(natted_pairs(&a), natted_pairs(&b));
 }
+
+/// A realistic mix: a fifth of the members public (a tenth of those relay), the rest behind
+/// full-cone, address-restricted, port-restricted and symmetric NATs. Members meet through
+/// relays and punch through them (`Message::Punch`): only the pairs no punch opens stay
+/// relayed, a small share of all links.
+#[test]
+fn with_a_realistic_nat_mix_punching_leaves_few_links_relayed() {
+    let mut sim = Sim::new(SimConfig {
+        members: 300,
+        seed: 11,
+        records: true,
+        nat_per_mille: 800,
+        nat_mix: Some([100, 150, 500, 250]),
+        relay_per_mille: 100,
+        ..SimConfig::default()
+    });
+    sim.run_until(180_000);
+    assert!(sim.connected(), "the group formed");
+    let (m0, c0) = (sim.messages, sim.closes);
+    sim.run_until(190_000);
+    println!(
+        "quiet 10 s: {:.1} messages per member per second, {} closes",
+        (sim.messages - m0) as f64 / 300.0 / 10.0,
+        sim.closes - c0
+    );
+    let (links, relayed) = sim.link_counts();
+    let share = relayed as f64 / links as f64;
+    println!(
+        "300 members, 80 % behind NATs: {relayed} of {links} link ends relayed ({:.1} %)",
+        share * 100.0
+    );
+    assert!(share <= 0.15, "{relayed} of {links} link ends relayed");
+    // What stays relayed is a pair no punch opens.
+    use peergroup_proto::sim::punchable;
+    for (i, g) in sim.nodes.iter().enumerate() {
+        for (conn, _, node, _, _) in g.neighbours() {
+            if g.relayed_by(conn).is_some() {
+                let j = sim.nodes.iter().position(|o| o.node_id() == node).unwrap();
+                assert!(
+                    !punchable(sim.nat[i], sim.nat[j]),
+                    "{:?} and {:?} punch, yet stayed relayed",
+                    sim.nat[i],
+                    sim.nat[j]
+                );
+            }
+        }
+    }
+}

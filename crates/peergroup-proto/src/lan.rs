@@ -1,7 +1,7 @@
 //! LAN discovery names: what a member announces on its link (mDNS, in `peergroup-core`) so
 //! that other members of its group find it, and nobody else learns anything they could link.
 //!
-//! A member announces one service instance per group, named [`instance_name`]: a random
+//! A member announces one service instance per group, named [`LanKey::instance_name`]: a random
 //! nonce and a MAC over it and the current time window ([`WINDOW_MS`], 15 minutes) under a
 //! key only members can compute ([`LanKey`], from the group root certificate, which a
 //! member holds and an outsider does not: the group's name on the wire is a hash of its key,

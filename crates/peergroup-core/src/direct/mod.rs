@@ -15,7 +15,7 @@
 //! through QUIC flow control ([`crate::EventHub::publish_waiting`]) and nothing else.
 //!
 //! A direct connection that could only be made through a relay member is upgraded to a
-//! direct path in place when a coordinated punch succeeds ([`upgrade`], the protocol in
+//! direct path in place when a coordinated punch succeeds (`direct/upgrade.rs`, the protocol in
 //! [`crate::upgrade`]): same connection id, no event, no message lost or reordered.
 
 mod upgrade;

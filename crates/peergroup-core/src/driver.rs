@@ -202,6 +202,8 @@ enum Path {
 struct Writer {
     conn: Connection,
     queue: mpsc::Sender<WriterItem>,
+    /// Where the peer's packets came from when last looked (QUIC migrates).
+    remote: SocketAddr,
 }
 
 enum WriterItem {
@@ -324,6 +326,7 @@ impl Driver {
                 self.feed(Input::ConnectionDown(id));
             }
             NetEvent::Frame(id, frame) => {
+                self.check_path(id);
                 let Ok(kind) = u8::try_from(frame.kind()) else {
                     self.violation(id, "unknown frame kind");
                     return;
@@ -700,7 +703,35 @@ impl Driver {
                 }
             }
         });
-        self.conns.insert(id, Writer { conn, queue });
+        let remote = conn.remote_address();
+        self.conns.insert(
+            id,
+            Writer {
+                conn,
+                queue,
+                remote,
+            },
+        );
+    }
+
+    /// Tells the machine when a direct connection's peer sends from a new address (it moved,
+    /// or its NAT rebound): looked at as each of its frames arrives, which is when a
+    /// migration shows.
+    fn check_path(&mut self, id: ConnId) {
+        let Some(w) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if w.conn.relayed_via().is_some() {
+            return;
+        }
+        match w.conn.path_remote() {
+            Some(now) if now != w.remote => {
+                w.remote = now;
+                tracing::debug!(conn = id, remote = %now, "peer migrated");
+                self.feed(Input::RemoteChanged(id, now));
+            }
+            _ => {}
+        }
     }
 
     fn feed(&mut self, input: Input) {

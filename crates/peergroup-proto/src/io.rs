@@ -187,6 +187,10 @@ pub enum Input {
         /// other end (the `Hello` must agree).
         via: Option<Via>,
     },
+    /// QUIC moved a direct connection to another path: the peer's packets now come from
+    /// `remote` (it moved, or its NAT gave it a new mapping). The driver notices on the
+    /// connection's next frame.
+    RemoteChanged(ConnId, SocketAddr),
     /// A connection ended.
     ConnectionDown(ConnId),
     /// A dial failed (with the HRESULT of the failure).

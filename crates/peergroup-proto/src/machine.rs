@@ -570,6 +570,7 @@ impl Group {
                 self.connect();
             }
             Input::AddressesChanged(addrs) => self.moved(addrs),
+            Input::RemoteChanged(conn, remote) => self.remote_changed(conn, remote),
             Input::Discovered(addrs) => {
                 // Newest first, each announcement's addresses in its order.
                 let new: Vec<SocketAddr> =
@@ -1001,6 +1002,7 @@ impl Group {
                 }
             }
             Message::Punch(addrs) => self.punched(conn, addrs),
+            Message::Observed(seen) => self.observed(conn, seen),
             Message::Properties(_) => {
                 // The driver verifies signed properties and sends VerifiedProperties instead.
                 self.violation(conn);
@@ -1366,6 +1368,41 @@ impl Group {
                 self.dialing.insert(addr);
                 self.out.push_back(Output::Dial(addr));
             }
+        }
+    }
+
+    /// A direct neighbour's packets now come from `remote`. If it dialled us, that is its
+    /// new mapped address and only we can tell it: QUIC migrated the connection without a
+    /// new `Hello`, so it would otherwise not learn where its new network maps it.
+    fn remote_changed(&mut self, conn: ConnId, remote: SocketAddr) {
+        let Some(n) = self.neighbours.get_mut(&conn) else {
+            return;
+        };
+        if n.via.is_some() || n.remote == remote {
+            return;
+        }
+        n.remote = remote;
+        if !n.outbound {
+            self.out
+                .push_back(Output::Send(conn, Message::Observed(remote)));
+        }
+    }
+
+    /// A neighbour we dialled sees our packets come from `seen` now: one more observation
+    /// of our mapping, as its `Hello` gave (after a move the NAT class is learnt again from
+    /// these).
+    fn observed(&mut self, conn: ConnId, seen: SocketAddr) {
+        let Some(n) = self.neighbours.get(&conn) else {
+            return;
+        };
+        if !n.outbound || n.via.is_some() {
+            // Only the far side of a connection we dialled sees our mapping.
+            return;
+        }
+        let before = self.advertised_addrs();
+        self.reach.observe(n.remote, seen, self.now);
+        if self.advertised_addrs() != before {
+            self.addresses_changed();
         }
     }
 
@@ -1931,6 +1968,99 @@ mod tests {
         assert!(out.contains(&Output::Dial(addr(1001))), "{out:?}");
         // The same addresses again change nothing.
         g.handle(6, Input::AddressesChanged(vec![addr(2)]));
+        assert!(drain(&mut g).is_empty());
+    }
+
+    #[test]
+    fn after_a_move_the_nat_class_is_learnt_again_from_what_dialled_neighbours_observe() {
+        let lan: SocketAddr = "10.1.0.2:7000".parse().unwrap();
+        let mut c = Config::new(1, "mover");
+        c.creator = true;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(1, Input::Listening(vec![lan]));
+        let far: Vec<SocketAddr> = ["198.18.0.10:7000", "198.18.0.11:7000"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mapped: SocketAddr = "198.18.1.1:7000".parse().unwrap();
+        for (conn, at) in [(7, far[0]), (8, far[1])] {
+            g.handle(
+                2,
+                Input::ConnectionUp {
+                    conn,
+                    member: format!("m{conn}"),
+                    remote: at,
+                    outbound: true,
+                    via: None,
+                },
+            );
+            g.handle(
+                3,
+                Input::Message(
+                    conn,
+                    Message::Hello(Hello {
+                        node_id: 100 + conn,
+                        listening: true,
+                        addrs: vec![at],
+                        properties_version: 0,
+                        neighbours: 1,
+                        observed: Some(mapped),
+                        relay: false,
+                        entry_version: 0,
+                    }),
+                ),
+            );
+        }
+        assert_eq!(g.nat_class(), NatClass::EndpointIndependent);
+        // Behind another router now, a symmetric one: the old views are gone.
+        let lan2: SocketAddr = "10.2.0.2:7000".parse().unwrap();
+        g.handle(10, Input::AddressesChanged(vec![lan2]));
+        assert_eq!(g.nat_class(), NatClass::Unknown);
+        drain(&mut g);
+        // The connections we dialled migrated; their far sides tell us what they see.
+        let new7: SocketAddr = "198.18.1.2:40001".parse().unwrap();
+        let new8: SocketAddr = "198.18.1.2:40002".parse().unwrap();
+        g.handle(11, Input::Message(7, Message::Observed(new7)));
+        let out = drain(&mut g);
+        assert!(
+            out.iter().any(|o| matches!(
+                o,
+                Output::Send(8, Message::Peers(p)) if p[0].addrs.contains(&new7)
+            )),
+            "the neighbours hear the new mapping: {out:?}"
+        );
+        g.handle(12, Input::Message(8, Message::Observed(new8)));
+        assert_eq!(g.nat_class(), NatClass::EndpointDependent);
+        // Only a connection we dialled tells us our mapping: an accepted one is ignored.
+        knock(&mut g, 20, 0);
+        drain(&mut g);
+        let before = g.advertised_addrs();
+        g.handle(13, Input::Message(20, Message::Observed(addr(9))));
+        assert_eq!(g.advertised_addrs(), before);
+        assert!(drain(&mut g).is_empty());
+    }
+
+    #[test]
+    fn a_member_tells_a_neighbour_that_dialled_it_where_its_packets_come_from_after_a_migration(
+    ) {
+        let mut g = member_with(1, &[3]);
+        knock(&mut g, 20, 0);
+        drain(&mut g);
+        let moved: SocketAddr = "198.18.1.9:5555".parse().unwrap();
+        g.handle(2, Input::RemoteChanged(20, moved));
+        assert_eq!(
+            drain(&mut g),
+            vec![Output::Send(20, Message::Observed(moved))]
+        );
+        // Told once per change.
+        g.handle(3, Input::RemoteChanged(20, moved));
+        assert!(drain(&mut g).is_empty());
+        // A connection we dialled is the other side's to report, and an unknown one nobody's.
+        up(&mut g, 30, 7, false, None);
+        drain(&mut g);
+        g.handle(4, Input::RemoteChanged(30, moved));
+        g.handle(4, Input::RemoteChanged(999, moved));
         assert!(drain(&mut g).is_empty());
     }
 

@@ -42,6 +42,8 @@ pub const KIND_REQUEST: u8 = 8;
 pub const KIND_RECORDS: u8 = 9;
 /// Frame kind of [`Message::Punch`].
 pub const KIND_PUNCH: u8 = 10;
+/// Frame kind of [`Message::Observed`].
+pub const KIND_OBSERVED: u8 = 11;
 
 /// Most items one [`Message::Offer`] lists (32 bytes each).
 pub const MAX_OFFER_ITEMS: usize = 4096;
@@ -192,6 +194,11 @@ pub enum Message {
     /// first). Both dials leave at once, so each side's NAT has let the other in by the
     /// time the other's packets arrive: a simultaneous open, or hole punch.
     Punch(Vec<SocketAddr>),
+    /// "Your packets now reach me from this address": sent on a connection the receiver
+    /// dialled when its source address changed under it (the receiver moved, or its NAT
+    /// gave it a new mapping); QUIC migrated the connection without a new `Hello`, so this
+    /// is the receiver's new mapped address as this observer sees it.
+    Observed(SocketAddr),
 }
 
 impl Message {
@@ -263,6 +270,10 @@ impl Message {
             Message::Punch(addrs) => {
                 w.addrs(addrs);
                 (KIND_PUNCH, w.0)
+            }
+            Message::Observed(addr) => {
+                w.addrs(std::slice::from_ref(addr));
+                (KIND_OBSERVED, w.0)
             }
         }
     }
@@ -365,6 +376,10 @@ impl Message {
                 Message::Records { records, missing }
             }
             KIND_PUNCH => Message::Punch(r.addrs()?),
+            KIND_OBSERVED => match r.addrs()?[..] {
+                [one] => Message::Observed(one),
+                _ => return Err(WireError::Inconsistent("observed: not one address")),
+            },
             other => return Err(WireError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
@@ -608,6 +623,7 @@ mod tests {
             )
                 .prop_map(|(records, missing)| Message::Records { records, missing }),
             proptest::collection::vec(addr(), 0..4).prop_map(Message::Punch),
+            addr().prop_map(Message::Observed),
             (
                 any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..64),

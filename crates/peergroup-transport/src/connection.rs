@@ -177,6 +177,13 @@ impl Connection {
         self.inner.remote
     }
 
+    /// The peer's UDP address now, `None` once closed: after the peer moved or its NAT gave
+    /// it a new mapping, QUIC validates the new path and sends there, so this differs from
+    /// [`Connection::remote_address`] (only a server sees its client migrate).
+    pub fn path_remote(&self) -> Option<SocketAddr> {
+        lock(&self.inner.quic).as_ref().map(|q| q.remote_address())
+    }
+
     /// For a connection through a tunnel (its remote address is a tunnel end's virtual
     /// address), the id of the connection the tunnel runs on; `None` for a direct one.
     pub fn relayed_via(&self) -> Option<u64> {

@@ -10,11 +10,17 @@
 //! accepted it: a server cannot migrate) ends at A with `PEER_CONNECTION_DISCONNECTED` as
 //! soon as A notices, and at B when its packets go unanswered; B opens it again.
 //!
+//! A member that switches uplinks (its host leaves one router's LAN for another's, as a
+//! laptop leaves Wi-Fi for a phone's network) keeps its transfer the same way, and learns
+//! its new NAT from the members whose connections migrated: they see its packets come from
+//! a new address and tell it (`Observed`), so its NAT class and presence change without a
+//! new connection.
+//!
 //! Needs root, iproute2 and nftables; skips elsewhere, fails under CI without them.
 
 mod common;
 
-use common::lab::{Lab, Nat};
+use common::lab::{peer_on, Lab, Nat};
 use common::{phase, until, Peer};
 use serde_json::json;
 use std::net::Ipv4Addr;
@@ -61,7 +67,7 @@ fn a_renumbered_member_keeps_its_transfer_and_is_found_at_its_new_address() {
     // Not a NAT test: both public; A on a wildcard address so that the kernel picks the
     // new source address once the old one is gone.
     assert_eq!(a_host.nat, Nat::Public);
-    let mut b = common::lab::peer_on("B", &b_host, &[]);
+    let mut b = peer_on("B", &b_host, &[]);
     let mut a = Peer::spawn("A", &a_host.ns, "0.0.0.0:0");
     let (b_name, _) = b.identity("b");
     let (a_name, a_xml) = a.identity("a");
@@ -159,7 +165,7 @@ fn a_nat_rebinding_mid_transfer_is_survived() {
     };
     let b_host = lab.public("pub1");
     let a_host = lab.behind(&["a"], Nat::Symmetric).remove(0);
-    let mut b = common::lab::peer_on("B", &b_host, &[]);
+    let mut b = peer_on("B", &b_host, &[]);
     let mut a = common::lab::peer_on("A", &a_host, &[]);
     let (b_name, _) = b.identity("b");
     let (a_name, a_xml) = a.identity("a");
@@ -197,6 +203,113 @@ fn a_nat_rebinding_mid_transfer_is_survived() {
     );
     phase("the transfer and the neighbour connection survived the rebinding");
     for p in [&mut a, &mut b] {
+        p.finish_logged();
+    }
+    drop(lab);
+    phase("done");
+}
+
+/// Waits until `p`'s status gives NAT class `nat` (`pg-peer`'s `"nat"`).
+fn wait_nat(p: &mut Peer, nat: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    until(&format!("{}'s NAT class is {nat}", p.label), BOUND, || {
+        last = p.call(json!({"cmd": "status"}));
+        if last["nat"] == nat {
+            Ok(())
+        } else {
+            Err(format!(
+                "nat {} advertised {}",
+                last["nat"], last["advertised"]
+            ))
+        }
+    });
+    last
+}
+
+#[test]
+fn a_member_that_switches_uplinks_keeps_its_transfer_and_learns_its_new_nat() {
+    let Some(mut lab) = Lab::for_test("pgu") else {
+        return;
+    };
+    let b_host = lab.public("pub1");
+    let c_host = lab.public("pub2");
+    // A starts behind a symmetric NAT (a phone's network) and moves behind a full cone
+    // (home Wi-Fi): the class changes, and the new network lets others dial A.
+    let a_host = lab.behind(&["a"], Nat::Symmetric).remove(0);
+    let spare = lab.behind(&["wifi"], Nat::FullCone).remove(0);
+    let mut b = peer_on("B", &b_host, &[]);
+    let mut c = peer_on("C", &c_host, &[]);
+    let mut a = Peer::spawn("A", &a_host.ns, "0.0.0.0:0");
+    let (b_name, _) = b.identity("b");
+    let (_, c_xml) = c.identity("c");
+    let (a_name, a_xml) = a.identity("a");
+    b.create_group(false);
+    c.join_from(&mut b, &c_xml, false, false);
+    c.wait_joined();
+    a.join_from(&mut b, &a_xml, false, false);
+    a.wait_joined();
+    // A dialled B and C (it is unreachable itself): two observers at two IPs.
+    until("A is a neighbour of B and C", BOUND, || {
+        let s = a.status();
+        if s.members().len() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", s.neighbours))
+        }
+    });
+    wait_nat(&mut a, "endpoint-dependent");
+    phase("A joined from behind its symmetric NAT");
+
+    let d = a.call(json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000}));
+    let id = d["connection_id"].as_u64().unwrap();
+    a.send(&json!({"cmd": "send_bulk", "connection_id": id, "bytes": TRANSFER, "seed": 41}));
+    until("B receives the start of the transfer", BOUND, || {
+        let v = b.call(json!({"cmd": "received"}));
+        let started = v["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["bytes"].as_u64().unwrap_or(0) > 0);
+        if started {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    let a_host = lab.switch_uplink(&a_host, &spare);
+    let sent = a.json_line();
+    assert_eq!(sent["ok"], true, "A's send completes: {sent}");
+    b.wait_received("the 64 MiB across the uplink switch, intact", BOUND, |c| {
+        c["sha256"] == sent["sha256"] && c["bytes"] == TRANSFER
+    });
+    phase("the transfer crossed the uplink switch intact");
+
+    // B and C see A's packets come from the full cone's one mapping and say so.
+    let status = wait_nat(&mut a, "endpoint-independent");
+    let mapped = format!("{}:", a_host.public_ip);
+    assert!(
+        status["advertised"].as_array().unwrap()[0]
+            .as_str()
+            .unwrap()
+            .starts_with(&mapped),
+        "A advertises its new mapping first: {status}"
+    );
+    phase("A learnt its new NAT from the connections that migrated");
+    wait_listed(&mut c, &a_name, a_host.public_ip);
+    // The full cone lets C in: C reaches A directly at the new mapping.
+    let d = c.call(json!({"cmd": "direct", "member": a_name, "timeout_ms": 30_000}));
+    assert!(
+        d["address"].as_str().unwrap().starts_with(&mapped) && d["relayed"] != true,
+        "C reaches A directly at its new mapping: {d}"
+    );
+    let id = d["connection_id"].as_u64().unwrap();
+    let sent =
+        c.call(json!({"cmd": "send_bulk", "connection_id": id, "bytes": 1 << 20, "seed": 43}));
+    a.wait_received("1 MiB from C at the new mapping", BOUND, |x| {
+        x["sha256"] == sent["sha256"] && x["bytes"] == 1 << 20
+    });
+    phase("presence carries the new mapping; C dialled A there");
+    for p in [&mut a, &mut b, &mut c] {
         p.finish_logged();
     }
     drop(lab);

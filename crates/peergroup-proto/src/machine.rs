@@ -2042,8 +2042,7 @@ mod tests {
     }
 
     #[test]
-    fn a_member_tells_a_neighbour_that_dialled_it_where_its_packets_come_from_after_a_migration(
-    ) {
+    fn a_member_tells_a_neighbour_that_dialled_it_where_its_packets_come_from_after_a_migration() {
         let mut g = member_with(1, &[3]);
         knock(&mut g, 20, 0);
         drain(&mut g);

@@ -584,6 +584,53 @@ impl Lab {
         );
     }
 
+    /// Moves `host` onto the link of `to` (a spare host placed where `host` should go: behind
+    /// another router, or on the internet), as a laptop leaving Wi-Fi for a phone's network:
+    /// `to`'s link is moved into `host`'s namespace with `to`'s address, the default route
+    /// turns to the new router, then the old link is deleted. Returns `host` as it is now.
+    pub fn switch_uplink(&self, host: &Host, to: &Host) -> Host {
+        common_ip(&to.ns, &["link", "set", "eth0", "down"]);
+        common_ip(&to.ns, &["link", "set", "eth0", "name", "up1"]);
+        common_ip(&to.ns, &["link", "set", "up1", "netns", &host.ns]);
+        let prefix = if to.nat == Nat::Public { 16 } else { 24 };
+        common_ip(
+            &host.ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/{prefix}", to.addr),
+                "dev",
+                "up1",
+            ],
+        );
+        common_ip(&host.ns, &["link", "set", "up1", "up"]);
+        if to.nat == Nat::Public {
+            // On the internet's own prefix: no gateway; the old one goes with its link.
+            let _ = netns(&host.ns, &["ip", "route", "del", "default"]);
+        } else {
+            let [a, b, c, _] = to.addr.octets();
+            let gateway = Ipv4Addr::new(a, b, c, 1).to_string();
+            common_ip(
+                &host.ns,
+                &["route", "replace", "default", "via", &gateway, "dev", "up1"],
+            );
+        }
+        // Deleting one end of the old veth pair removes both.
+        common_ip(&host.ns, &["link", "del", "eth0"]);
+        phase(&format!(
+            "lab: {} moved from {} ({:?}) to {} ({:?})",
+            host.label, host.addr, host.nat, to.addr, to.nat
+        ));
+        Host {
+            label: host.label.clone(),
+            ns: host.ns.clone(),
+            addr: to.addr,
+            nat: to.nat,
+            public_ip: to.public_ip,
+            routers: to.routers.clone(),
+        }
+    }
+
     /// Makes `host`'s NATs forget every mapping (conntrack flushed in its routers): its next
     /// packets leave from new mappings, as after a NAT rebinding.
     pub fn rebind(&self, host: &Host) {

@@ -6,12 +6,17 @@
 //! (A's NAT lets anyone in on a port A has sent from) — where B used to dial A's private
 //! address and never get there.
 //!
+//! A member restarted while the member it joined through is gone (its invitation names only
+//! that one) finds the group again from what it was told: B, killed and started again,
+//! dials A at the mapping A's presence gave and is A's neighbour again.
+//!
 //! Needs root, iproute2 and nftables; skips elsewhere, fails under CI without them.
 
 mod common;
 
-use common::lab::{joined_through, Lab, Nat, Trio};
-use common::{phase, until};
+use common::lab::{joined_through, peer_on, Lab, Nat, Trio};
+use common::{phase, until, Peer};
+use serde_json::json;
 use std::time::Duration;
 
 /// Upper bound for A and B to become each other's neighbours.
@@ -72,6 +77,75 @@ fn a_member_behind_a_cone_nat_is_reached_at_its_mapped_address() {
     let sr = r.status();
     assert_eq!(sr.raw["nat"], "none", "R is public: {}", sr.raw);
     for p in [&mut a, &mut b, &mut r] {
+        p.finish_logged();
+    }
+    drop(lab);
+    phase("done");
+}
+
+/// Waits until `p` has `member` as a neighbour; returns that neighbour entry.
+fn wait_neighbour(p: &mut Peer, member: &str) -> serde_json::Value {
+    let label = p.label;
+    until(
+        &format!("{label} has {member} as a neighbour"),
+        MEET_BOUND,
+        || {
+            let s = p.status();
+            s.neighbour(member).ok_or(s.raw.to_string())
+        },
+    )
+}
+
+#[test]
+fn a_member_restarted_while_its_inviter_is_gone_finds_a_cone_member_from_its_presence() {
+    let Some(mut lab) = Lab::for_test("pgk") else {
+        return;
+    };
+    let r_host = lab.public("r");
+    let a_host = lab.behind(&["a"], Nat::FullCone).remove(0);
+    let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+    let mut r = peer_on("R", &r_host, &[]);
+    let mut a = peer_on("A", &a_host, &[]);
+    let mut b = peer_on("B", &b_host, &[]);
+    r.identity("r");
+    let (a_name, a_xml) = a.identity("a");
+    let (b_name, b_xml) = b.identity("b");
+    r.create_group(false);
+    a.join_from(&mut r, &a_xml, false, false);
+    let group = b.join_from(&mut r, &b_xml, false, false);
+    a.wait_joined();
+    b.wait_joined();
+    wait_neighbour(&mut b, &a_name);
+    // B's records hold A's presence at A's public mapping.
+    let mapped = format!("{}:", a_host.public_ip);
+    b.wait_listed(&a_name, &mapped, MEET_BOUND);
+    phase("A and B met; B knows A's presence");
+
+    // R, the one member B's invitation names, leaves for good; then B crashes.
+    r.finish_logged();
+    b.restart();
+    b.call(json!({"cmd": "open", "identity": b_name, "group": group}));
+    b.call(json!({"cmd": "connect"}));
+    b.wait_joined();
+    let to_a = wait_neighbour(&mut b, &a_name);
+    let seen: std::net::SocketAddr = to_a["address"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        seen.ip(),
+        std::net::IpAddr::V4(a_host.public_ip),
+        "B reached A at its mapping: {to_a}"
+    );
+    phase("B, restarted with R gone, is A's neighbour again");
+    // And the group works between them: a record from A reaches B.
+    let id = a.add("after the restart");
+    until("B holds A's new record", MEET_BOUND, || {
+        let recs = b.records();
+        if recs.ids.contains(&id) {
+            Ok(())
+        } else {
+            Err(format!("{} records", recs.ids.len()))
+        }
+    });
+    for p in [&mut a, &mut b] {
         p.finish_logged();
     }
     drop(lab);

@@ -31,30 +31,9 @@ const BOUND: Duration = Duration::from_secs(60);
 /// The transfer that crosses the renumbering.
 const TRANSFER: u64 = 64 << 20;
 
-/// Waits until `p`'s member list (`PeerGroupEnumMembers`) gives `member`'s presence at an
-/// address of `ip`.
+/// Waits until `p`'s member list gives `member`'s presence at an address of `ip`.
 fn wait_listed(p: &mut Peer, member: &str, ip: Ipv4Addr) {
-    let at = format!("{ip}:");
-    until(
-        &format!("{}'s member list gives {member} at {ip}", p.label),
-        BOUND,
-        || {
-            let m = p.call(json!({"cmd": "members"}));
-            let listed = m["members"].as_array().unwrap().iter().any(|x| {
-                x["identity"] == member
-                    && x["addresses"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|s| s.as_str().unwrap().starts_with(&at))
-            });
-            if listed {
-                Ok(())
-            } else {
-                Err(m.to_string())
-            }
-        },
-    );
+    p.wait_listed(member, &format!("{ip}:"), BOUND);
 }
 
 #[test]

@@ -53,6 +53,22 @@ pub const NET_QUEUE: usize = 1024;
 /// notice that it moved (another network, a new address) and tell the machine.
 pub const ADDRESS_POLL: Duration = Duration::from_secs(1);
 
+/// The members a starting group dials: the peers it kept, completed from the presence
+/// records it holds (`crate::members::list::remembered_peers`): after a crash, or with every
+/// member of its invitation gone, those are where the others were last.
+fn remembered(
+    inner: &GroupInner,
+    chain: &crate::identity::gmc::GmcChain,
+) -> Result<Vec<crate::wire::PeerEntry>> {
+    let members = inner.member_list(chain)?;
+    let me = inner.key.0.to_string();
+    Ok(crate::members::list::remembered_peers(
+        inner.store.load_peers()?,
+        &members,
+        &me,
+    ))
+}
+
 /// Starts the driver of a group (binding the node if needed).
 pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<DriverHandle> {
     let (node, registry) = shared.network.node().await?;
@@ -89,7 +105,8 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
     cfg.synced_before = config.synced;
     cfg.relay = config.relay;
     cfg.seed = random_u64();
-    let mut machine = Group::new(cfg, inner.store.load_peers()?, signed)
+    let known = remembered(inner, &chain)?;
+    let mut machine = Group::new(cfg, known, signed)
         .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())))
         .with_members(
             Box::new(crate::ports::presence::GroupPublisher::new(inner.clone())),

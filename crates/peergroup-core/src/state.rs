@@ -84,6 +84,23 @@ impl GroupInner {
         off_the_workers(|| self.with_records(f))
     }
 
+    /// The member list as this member's records give it now (`PeerGroupEnumMembers` before
+    /// its flags), this member first with `chain`, its own membership chain.
+    pub(crate) fn member_list(&self, chain: &GmcChain) -> Result<Vec<crate::members::Member>> {
+        use crate::members::{MEMBER_DATA_TYPE, PRESENCE_TYPE};
+        let now = crate::clock::unix_now_ms();
+        let (data, presence) = self.with_records(|db| {
+            Ok((
+                db.list(Some(MEMBER_DATA_TYPE), now)?,
+                db.list(Some(PRESENCE_TYPE), now)?,
+            ))
+        })?;
+        let me = self.key.0.to_string();
+        Ok(crate::members::list::build(
+            &me, chain, &self.grc, &data, &presence,
+        ))
+    }
+
     /// Closes the record database if it is open (checkpointing its WAL); the next record call
     /// would open it again. Errors are logged: a close is best effort, and the WAL is safe.
     pub(crate) fn close_records(&self) {

@@ -13,6 +13,8 @@
 //! {"cmd":"invite","xml":"…"}             -> {"ok":true,"invitation":"…"}
 //!                                            ("inviting":true: the invitee may invite too)
 //! {"cmd":"join","invitation":"…"}        -> {"ok":true,"group":"…"}
+//! {"cmd":"open","identity":"…","group":"…"} -> {"ok":true,"group":"…"}
+//!                                            (a group this home holds: after a restart)
 //! {"cmd":"connect"}                      -> {"ok":true}
 //! {"cmd":"relay","on":true}              -> {"ok":true}   (relay for other members)
 //! {"cmd":"status"}                       -> {"ok":true,"status":3,"neighbours":[…],
@@ -379,6 +381,23 @@ impl Peer {
                 let group = self.pg.join(Some(self.identity()?), invitation)?;
                 let answer = json!({ "ok": true, "group": group.group_name().to_string() });
                 collect_events(&group, self.inbox.clone())?;
+                self.group = Some(group);
+                Ok(answer)
+            }
+            "open" => {
+                if self.group.is_some() {
+                    return Err(usage("this peer already holds a group"));
+                }
+                let parse = |key: &str| -> Result<PeerName, Failure> {
+                    str_arg(req, key)?
+                        .parse::<PeerName>()
+                        .map_err(|e| usage(format!("{key}: {e}")))
+                };
+                let identity = parse("identity")?;
+                let group = self.pg.open_group(Some(&identity), &parse("group")?)?;
+                let answer = json!({ "ok": true, "group": group.group_name().to_string() });
+                collect_events(&group, self.inbox.clone())?;
+                self.identity = Some(identity);
                 self.group = Some(group);
                 Ok(answer)
             }

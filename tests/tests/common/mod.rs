@@ -309,6 +309,62 @@ pub struct Peer {
     proc: Proc,
     daemon: Option<Proc>,
     _home: tempfile::TempDir,
+    netns: String,
+    listen: String,
+    extra: Vec<String>,
+}
+
+/// Starts `pg-peer` on `home` in `netns` (and its service first, when the tests run through
+/// one).
+fn launch(
+    label: &'static str,
+    netns: &str,
+    listen: &str,
+    extra: &[&str],
+    home: &std::path::Path,
+) -> (Proc, Option<Proc>) {
+    let through_service = std::env::var("PEERGROUP_SERVICE").as_deref() == Ok("required");
+    let socket = home.join("run").join("peergroupd.sock");
+    let daemon = through_service.then(|| {
+        // A killed service leaves its socket behind; the new one takes its place.
+        let _ = std::fs::remove_file(&socket);
+        let d = Proc::spawn(
+            label,
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    netns,
+                    env!("CARGO_BIN_EXE_pg-daemon"),
+                    "--socket",
+                ])
+                .arg(&socket)
+                // Its own directory apart: the peer's is then made from the peer's
+                // session, with its listen address and transport limits.
+                .arg("--home")
+                .arg(home.join("daemon"))
+                .env("RUST_LOG", "warn"),
+        );
+        assert_eq!(d.line(), format!("listening {}", socket.display()));
+        d
+    });
+    let mut command = Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            netns,
+            env!("CARGO_BIN_EXE_pg-peer"),
+            "--home",
+        ])
+        .arg(home)
+        .args(["--listen", listen])
+        .args(extra)
+        .env("PG_PEER_LABEL", label);
+    if through_service {
+        command.env("PEERGROUP_SERVICE_SOCKET", &socket);
+    }
+    (Proc::spawn(label, &mut command), daemon)
 }
 
 impl std::ops::Deref for Peer {
@@ -332,52 +388,34 @@ impl Peer {
     /// [`Peer::spawn`] with more `pg-peer` arguments (e.g. `["--limits", "default"]`).
     pub fn spawn_with(label: &'static str, netns: &str, listen: &str, extra: &[&str]) -> Peer {
         let home = tempfile::tempdir().unwrap();
-        let through_service = std::env::var("PEERGROUP_SERVICE").as_deref() == Ok("required");
-        let socket = home.path().join("run").join("peergroupd.sock");
-        let daemon = through_service.then(|| {
-            let d = Proc::spawn(
-                label,
-                Command::new("ip")
-                    .args([
-                        "netns",
-                        "exec",
-                        netns,
-                        env!("CARGO_BIN_EXE_pg-daemon"),
-                        "--socket",
-                    ])
-                    .arg(&socket)
-                    // Its own directory apart: the peer's is then made from the peer's
-                    // session, with its listen address and transport limits.
-                    .arg("--home")
-                    .arg(home.path().join("daemon"))
-                    .env("RUST_LOG", "warn"),
-            );
-            assert_eq!(d.line(), format!("listening {}", socket.display()));
-            d
-        });
-        let mut command = Command::new("ip");
-        command
-            .args([
-                "netns",
-                "exec",
-                netns,
-                env!("CARGO_BIN_EXE_pg-peer"),
-                "--home",
-            ])
-            .arg(home.path())
-            .args(["--listen", listen])
-            .args(extra)
-            .env("PG_PEER_LABEL", label);
-        if through_service {
-            command.env("PEERGROUP_SERVICE_SOCKET", &socket);
-        }
-        let proc = Proc::spawn(label, &mut command);
+        let (proc, daemon) = launch(label, netns, listen, extra, home.path());
         Peer {
             label,
             proc,
             daemon,
             _home: home,
+            netns: netns.to_owned(),
+            listen: listen.to_owned(),
+            extra: extra.iter().map(|e| (*e).to_owned()).collect(),
         }
+    }
+
+    /// Kills the host (SIGKILL: a crash, nothing closed) and starts it again on the same
+    /// home, listen address and arguments; the new process holds no group until `open`.
+    pub fn restart(&mut self) {
+        self.kill_host();
+        let _ = self.proc.wait_exit();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (proc, daemon) = launch(
+            self.label,
+            &self.netns,
+            &self.listen,
+            &extra,
+            self._home.path(),
+        );
+        self.proc = proc;
+        self.daemon = daemon;
+        phase(&format!("{} restarted", self.label));
     }
 
     /// SIGKILL to the host's group: its service first when it runs through one (which holds
@@ -434,14 +472,22 @@ impl Peer {
     }
 
     /// Joins with an invitation `inviter` makes for the identity `xml` (`inviting`: one
-    /// that lets this member invite too), relays when `relay`, and connects.
-    pub fn join_from(&mut self, inviter: &mut Peer, xml: &str, inviting: bool, relay: bool) {
+    /// that lets this member invite too), relays when `relay`, and connects; returns the
+    /// group's peer name.
+    pub fn join_from(
+        &mut self,
+        inviter: &mut Peer,
+        xml: &str,
+        inviting: bool,
+        relay: bool,
+    ) -> String {
         let inv = inviter.call(json!({"cmd": "invite", "xml": xml, "inviting": inviting}));
-        self.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
+        let joined = self.call(json!({"cmd": "join", "invitation": inv["invitation"]}));
         if relay {
             self.call(json!({"cmd": "relay", "on": true}));
         }
         self.call(json!({"cmd": "connect"}));
+        joined["group"].as_str().unwrap().to_owned()
     }
 
     /// Waits until the member listens and has a connection (status 3), which it must reach.
@@ -463,6 +509,32 @@ impl Peer {
                 Err(v.to_string())
             }
         });
+    }
+
+    /// Waits until the member list (`PeerGroupEnumMembers`) gives `member`'s presence at an
+    /// address starting with `prefix` (an IP and a colon, say).
+    pub fn wait_listed(&mut self, member: &str, prefix: &str, bound: Duration) {
+        let label = self.label;
+        until(
+            &format!("{label}'s member list gives {member} at {prefix}"),
+            bound,
+            || {
+                let m = self.call(json!({"cmd": "members"}));
+                let listed = m["members"].as_array().unwrap().iter().any(|x| {
+                    x["identity"] == member
+                        && x["addresses"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|s| s.as_str().unwrap().starts_with(prefix))
+                });
+                if listed {
+                    Ok(())
+                } else {
+                    Err(m.to_string())
+                }
+            },
+        );
     }
 
     /// The peer's open direct connections (`{"connection_id","member","address","relayed"}`).

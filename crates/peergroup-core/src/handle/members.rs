@@ -10,10 +10,8 @@ use crate::invitation::Credential;
 use crate::records::record::{derive_id, Record};
 
 use crate::members::duties::MemberSettings;
-use crate::members::list::{build, newest_chains, Member};
-use crate::members::{
-    MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT, PRESENCE_TYPE,
-};
+use crate::members::list::{newest_chains, Member};
+use crate::members::{MEMBER_DATA_TYPE, PEER_GROUP_STORE_CREDENTIALS, PEER_MEMBER_PRESENT};
 use crate::values::CredentialSpec;
 
 impl LocalGroup {
@@ -29,16 +27,7 @@ impl LocalGroup {
             )));
         }
         let chain = self.live()?.chain.clone();
-        let inner = self.inner();
-        let now = crate::clock::unix_now_ms();
-        let (data, presence) = inner.with_records(|db| {
-            Ok((
-                db.list(Some(MEMBER_DATA_TYPE), now)?,
-                db.list(Some(PRESENCE_TYPE), now)?,
-            ))
-        })?;
-        let me = inner.key.0.to_string();
-        let mut list = build(&me, &chain, &inner.grc, &data, &presence);
+        let mut list = self.inner().member_list(&chain)?;
         if flags & PEER_MEMBER_PRESENT != 0 {
             list.retain(|m| m.is_present());
         }

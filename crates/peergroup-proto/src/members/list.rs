@@ -140,3 +140,103 @@ pub fn build(
     out.sort_by_key(|m| (m.identity != me, m.identity.clone()));
     out
 }
+
+/// Where a starting node looks for members: the peer entries it kept (`known`), with what
+/// present members' own presence records say added. Presence records are stored as they
+/// arrive, so after a crash they can be newer than the kept entries, and they are the only
+/// news of a member heard of only through presence. A member's kept addresses stay first;
+/// its presence adds the ones it lacks (at most [`crate::wire::MAX_ADDRS`]); a member kept
+/// with no entry gets one at version 0, so any gossip of it wins.
+pub fn remembered_peers(
+    mut known: Vec<crate::wire::PeerEntry>,
+    members: &[Member],
+    me: &str,
+) -> Vec<crate::wire::PeerEntry> {
+    for m in members
+        .iter()
+        .filter(|m| m.is_present() && m.identity != me && !m.addresses.is_empty())
+    {
+        match known.iter_mut().find(|e| e.member == m.identity) {
+            Some(e) => {
+                for a in &m.addresses {
+                    if !e.addrs.contains(a) && e.addrs.len() < crate::wire::MAX_ADDRS {
+                        e.addrs.push(*a);
+                    }
+                }
+            }
+            None => known.push(crate::wire::PeerEntry {
+                member: m.identity.clone(),
+                node_id: m.node_id,
+                addrs: m
+                    .addresses
+                    .iter()
+                    .copied()
+                    .take(crate::wire::MAX_ADDRS)
+                    .collect(),
+                relays: Vec::new(),
+                public: false,
+                version: 0,
+            }),
+        }
+    }
+    known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::PeerEntry;
+
+    fn member(name: &str, present: bool, addrs: &[&str]) -> Member {
+        Member {
+            flags: if present { PEER_MEMBER_PRESENT } else { 0 },
+            identity: name.to_owned(),
+            attributes: String::new(),
+            node_id: 7,
+            addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            credential: CredentialInfo {
+                friendly_name: String::new(),
+                public_key_der: Vec::new(),
+                issuer_peer_name: String::new(),
+                issuer_friendly_name: String::new(),
+                not_before: 0,
+                not_after: 0,
+                roles: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_starting_node_adds_what_presence_says_to_the_peers_it_kept() {
+        let kept = vec![PeerEntry {
+            member: "kept".into(),
+            node_id: 1,
+            addrs: vec!["10.0.0.1:1".parse().unwrap()],
+            relays: vec![],
+            public: false,
+            version: 9,
+        }];
+        let members = [
+            member("me", true, &["10.0.0.9:9"]),
+            member("kept", true, &["198.18.1.1:1", "10.0.0.1:1"]),
+            member("new", true, &["198.18.1.2:2"]),
+            member("gone", false, &[]),
+            member("silent", true, &[]),
+        ];
+        let out = remembered_peers(kept, &members, "me");
+        let names: Vec<&str> = out.iter().map(|e| e.member.as_str()).collect();
+        assert_eq!(names, ["kept", "new"]);
+        // Kept addresses first, presence's added; the kept version stands.
+        assert_eq!(
+            out[0].addrs,
+            [
+                "10.0.0.1:1".parse().unwrap(),
+                "198.18.1.1:1".parse().unwrap()
+            ]
+        );
+        assert_eq!(out[0].version, 9);
+        // Heard of only through presence: version 0, so gossip of it wins.
+        assert_eq!(out[1].version, 0);
+        assert_eq!(out[1].node_id, 7);
+    }
+}

@@ -167,8 +167,22 @@ fn nat(name: &'static str, members: usize, writers: usize, seed: u64) -> Outcome
     let t = sim.now();
     sim.run_until(t + 60_000);
     let before = sim.messages;
+    let kinds_before = sim.by_kind.clone();
     write_and_settle(&mut sim, members, writers);
     let links = sim.link_counts();
+    // Which messages the measured window carried, per member.
+    let per_kind: Vec<String> = sim
+        .by_kind
+        .iter()
+        .map(|(k, n)| {
+            let was = kinds_before.get(k).copied().unwrap_or(0);
+            format!("kind {k}: {:.1}", (n - was) as f64 / members as f64)
+        })
+        .collect();
+    eprintln!(
+        "{name}: messages per member by kind: {}",
+        per_kind.join(", ")
+    );
     let run = Run { sim, before, wall };
     let mut o = run.finish(name, writers, false);
     o.links = Some(links);
@@ -278,6 +292,7 @@ fn main() {
         ("partition-heal", Box::new(|s| partition(200, 50, s))),
         ("churn", Box::new(|s| churn(200, 100, s))),
         ("lossy", Box::new(|s| lossy(200, 100, s))),
+        ("nat-300", Box::new(|s| nat("nat-300", 300, 50, s))),
         ("nat-1000", Box::new(|s| nat("nat-1000", 1000, 50, s))),
     ];
     let unknown: Vec<&String> = wanted

@@ -181,6 +181,8 @@ pub struct Sim {
     next_conn: ConnId,
     /// Messages delivered so far.
     pub messages: u64,
+    /// Of those, how many of each frame kind ([`crate::wire::Message::kind`]).
+    pub by_kind: BTreeMap<u8, u64>,
     /// Connections members closed so far (busy referrals, neighbours dropped to make room,
     /// duplicates): a measure of churn.
     pub closes: u64,
@@ -414,6 +416,7 @@ impl Sim {
             link_clock: BTreeMap::new(),
             next_conn: 1,
             messages: 0,
+            by_kind: BTreeMap::new(),
             closes: 0,
         };
         sim.schedule(0, Action::Input(0, Input::Connect));
@@ -503,8 +506,9 @@ impl Sim {
     }
 
     fn feed(&mut self, i: usize, input: Input) {
-        if let Input::Message(..) = input {
+        if let Input::Message(_, m) = &input {
             self.messages += 1;
+            *self.by_kind.entry(m.kind()).or_default() += 1;
         }
         let now = self.clock(i);
         self.nodes[i].handle(now, input);

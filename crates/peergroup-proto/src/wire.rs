@@ -202,6 +202,23 @@ pub enum Message {
 }
 
 impl Message {
+    /// Its frame kind (what [`Message::encode`] gives, without encoding).
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Hello(_) => KIND_HELLO,
+            Message::Peers(_) => KIND_PEERS,
+            Message::Properties(_) => KIND_PROPERTIES,
+            Message::Record(_) => KIND_RECORD,
+            Message::ReconcileQuery(_) => KIND_RECONCILE_QUERY,
+            Message::ReconcileAnswer(_) => KIND_RECONCILE_ANSWER,
+            Message::Offer { .. } => KIND_OFFER,
+            Message::Request(_) => KIND_REQUEST,
+            Message::Records { .. } => KIND_RECORDS,
+            Message::Punch(_) => KIND_PUNCH,
+            Message::Observed(_) => KIND_OBSERVED,
+        }
+    }
+
     /// Encodes to a frame kind and payload.
     pub fn encode(&self) -> (u8, Vec<u8>) {
         let mut w = Writer::default();
@@ -644,6 +661,7 @@ mod tests {
         #[test]
         fn round_trip(m in message()) {
             let (kind, payload) = m.encode();
+            prop_assert_eq!(kind, m.kind());
             prop_assert_eq!(Message::decode(kind, &payload).unwrap(), m);
         }
 

@@ -45,6 +45,14 @@ pub const RELAY_EXTRA_NEIGHBOURS: usize = 56;
 /// Relays a member behind a NAT keeps among its direct neighbours when it knows that many:
 /// two, so that losing one leaves it reachable while it finds another.
 pub const RELAYS_WANTED_BEHIND_NAT: usize = 2;
+/// A relay neighbour is named in this member's entry only once its connection has held this
+/// long: a relay at its capacity refuses a newcomer right after the `Hello`s, and naming it
+/// meanwhile would send the whole group two entry changes for nothing (the 300-member NAT
+/// simulation spent most of its messages on exactly that).
+pub const RELAY_SETTLE_MS: Millis = 1000;
+/// A relay that ended the connection this member dialled to it within [`RELAY_SETTLE_MS`]
+/// (it was full) is not dialled for a relay slot again for this long.
+pub const RELAY_REFUSED_RETRY_MS: Millis = 60_000;
 
 /// Settings of one group's machine.
 #[derive(Clone, Debug)]
@@ -104,6 +112,8 @@ struct Neighbour {
     relay: bool,
     /// The relay this connection runs through, if it is not direct.
     via: Option<Via>,
+    /// When its `Hello` arrived.
+    since: Millis,
 }
 
 struct Pending {
@@ -154,6 +164,12 @@ pub struct Group {
     relays: Relays,
     /// The relays this member last named in its entry.
     my_relays: Vec<u64>,
+    /// When a relay neighbour that came up will have settled ([`RELAY_SETTLE_MS`]): the
+    /// named relays are looked at again then.
+    relay_naming_at: Option<Millis>,
+    /// Relays that refused this member lately, with when they may be dialled again
+    /// ([`RELAY_REFUSED_RETRY_MS`]); at most one entry per relay.
+    relay_refused: BTreeMap<u64, Millis>,
     /// Members with no NAT in front of them that a dial at their addresses failed to reach
     /// since they were last neighbours: only these are dialled through their relays.
     direct_failed: BTreeSet<u64>,
@@ -204,6 +220,8 @@ impl Group {
             direct_retry: BTreeMap::new(),
             relays: Relays::new(),
             my_relays: Vec::new(),
+            relay_naming_at: None,
+            relay_refused: BTreeMap::new(),
             direct_failed: BTreeSet::new(),
             punches: BTreeMap::new(),
             entry_version: 0,
@@ -380,14 +398,26 @@ impl Group {
         if !self.listening || !self.relays_allowed() {
             return Vec::new();
         }
-        let mut ids: Vec<u64> = self
+        let mut settled: Vec<u64> = self
             .neighbours
             .values()
-            .filter(|n| n.relay && n.via.is_none())
+            .filter(|n| n.relay && n.via.is_none() && self.now >= n.since + RELAY_SETTLE_MS)
             .map(|n| n.node_id)
             .collect();
-        ids.sort_unstable();
-        ids.truncate(MAX_RELAYS);
+        settled.sort_unstable();
+        // The ones named already stay named while connected: a new relay neighbour changes
+        // the entry only when there is room for it.
+        let mut ids: Vec<u64> = self
+            .my_relays
+            .iter()
+            .copied()
+            .filter(|r| settled.contains(r))
+            .collect();
+        for r in settled {
+            if ids.len() < MAX_RELAYS && !ids.contains(&r) {
+                ids.push(r);
+            }
+        }
         ids
     }
 
@@ -549,6 +579,7 @@ impl Group {
             self.online
                 .then(|| self.direct_retry.values().map(|(at, _)| *at).min())
                 .flatten(),
+            self.relay_naming_at.filter(|_| self.online),
         ]
         .into_iter()
         .flatten()
@@ -718,6 +749,11 @@ impl Group {
             r.down(conn);
         }
         if let Some(n) = self.neighbours.remove(&conn) {
+            if n.relay && n.outbound && n.via.is_none() && self.now < n.since + RELAY_SETTLE_MS {
+                // Ended as soon as it began: the relay was full (or gone); try others first.
+                self.relay_refused
+                    .insert(n.node_id, self.now + RELAY_REFUSED_RETRY_MS);
+            }
             self.event(GroupEvent::NeighborConnection {
                 status: ConnectionStatus::Disconnected,
                 conn,
@@ -930,8 +966,13 @@ impl Group {
                         degree: usize::from(h.neighbours),
                         relay: h.relay,
                         via: p.via,
+                        since: self.now,
                     },
                 );
+                if h.relay && p.via.is_none() {
+                    let at = self.now + RELAY_SETTLE_MS;
+                    self.relay_naming_at = Some(self.relay_naming_at.map_or(at, |t| t.min(at)));
+                }
                 if p.via.is_some() {
                     self.direct_retry
                         .entry(h.node_id)
@@ -1166,6 +1207,17 @@ impl Group {
         }
         // On its own clock (see `poll_timeout`): punches go within seconds.
         self.retry_direct();
+        if self.relay_naming_at.is_some_and(|t| t <= now) {
+            // The next relay neighbour still settling, if any, sets the next look.
+            self.relay_naming_at = self
+                .neighbours
+                .values()
+                .filter(|n| n.relay && n.via.is_none())
+                .map(|n| n.since + RELAY_SETTLE_MS)
+                .filter(|t| *t > now)
+                .min();
+            self.relays_changed();
+        }
         self.duty(|d, now, _| d.tick(now));
         if let Some(r) = self.repl.as_mut() {
             r.tick(now, &mut self.out);
@@ -1248,11 +1300,13 @@ impl Group {
         {
             return;
         }
+        let now = self.now;
+        self.relay_refused.retain(|_, until| *until > now);
         let relays: BTreeSet<u64> = self
             .known
             .values()
             .flat_map(|e| e.relays.iter().copied())
-            .filter(|r| *r != self.cfg.node_id)
+            .filter(|r| *r != self.cfg.node_id && !self.relay_refused.contains_key(r))
             .collect();
         let mine = self.own_addrs();
         let connected: BTreeSet<u64> = self.neighbours.values().map(|n| n.node_id).collect();
@@ -2061,6 +2115,90 @@ mod tests {
         g.handle(4, Input::RemoteChanged(30, moved));
         g.handle(4, Input::RemoteChanged(999, moved));
         assert!(drain(&mut g).is_empty());
+    }
+
+    /// Member `node` (a relay when `relay`), dialled by `g` on `conn`, says `Hello` at `now`.
+    fn dialled_at(g: &mut Group, now: Millis, conn: ConnId, node: u64, relay: bool) {
+        g.handle(
+            now,
+            Input::ConnectionUp {
+                conn,
+                member: format!("p{node}"),
+                remote: addr(node as u16),
+                outbound: true,
+                via: None,
+            },
+        );
+        g.handle(
+            now,
+            Input::Message(
+                conn,
+                Message::Hello(Hello {
+                    node_id: node,
+                    listening: true,
+                    addrs: vec![addr(node as u16)],
+                    properties_version: 0,
+                    neighbours: 1,
+                    observed: None,
+                    relay,
+                    entry_version: 0,
+                }),
+            ),
+        );
+    }
+
+    fn names_relay(out: &[Output], relay: u64) -> bool {
+        out.iter().any(|o| {
+            matches!(o, Output::Send(_, Message::Peers(p))
+                if p.iter().any(|e| e.member == "m" && e.relays.contains(&relay)))
+        })
+    }
+
+    #[test]
+    fn a_relay_is_named_once_it_held_and_one_that_refused_at_once_is_left_alone_a_while() {
+        let entry = |member: &str, node: u64, relays: Vec<u64>| PeerEntry {
+            member: member.into(),
+            node_id: node,
+            addrs: vec![addr(node as u16)],
+            relays,
+            public: true,
+            version: 1,
+        };
+        // Member "x" names node 8 as its relay: 8 is a relay this member may dial for one.
+        let known = vec![entry("p8", 8, vec![]), entry("x", 9, vec![8])];
+        let mut c = Config::new(1, "m");
+        c.creator = true;
+        let mut g = Group::new(c, known, None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![addr(1)]));
+        drain(&mut g);
+        // Relay 8 is full: it ends the connection right after the Hellos.
+        dialled_at(&mut g, 10, 3, 8, true);
+        g.handle(60, Input::ConnectionDown(3));
+        let out = drain(&mut g);
+        assert!(!names_relay(&out, 8), "no entry change for it: {out:?}");
+        assert!(g.my_relays.is_empty());
+        // Not asked for a relay slot again for a while; after that, it is.
+        g.dialing.clear();
+        g.dial_a_relay();
+        assert!(!drain(&mut g).contains(&Output::Dial(addr(8))));
+        g.now = 60 + RELAY_REFUSED_RETRY_MS;
+        g.dial_a_relay();
+        assert!(drain(&mut g).contains(&Output::Dial(addr(8))));
+        // Relay 7 holds: named once RELAY_SETTLE_MS passed, not before.
+        g.dialing.clear();
+        let t = g.now + 1;
+        dialled_at(&mut g, t, 2, 7, true);
+        assert!(!names_relay(&drain(&mut g), 7));
+        assert_eq!(
+            g.poll_timeout().map(|p| p <= t + RELAY_SETTLE_MS),
+            Some(true)
+        );
+        g.handle(t + RELAY_SETTLE_MS - 1, Input::Tick);
+        assert!(!names_relay(&drain(&mut g), 7));
+        g.handle(t + RELAY_SETTLE_MS, Input::Tick);
+        assert!(names_relay(&drain(&mut g), 7));
+        assert_eq!(g.my_relays, vec![7]);
     }
 
     #[test]

@@ -312,3 +312,31 @@ async fn a_gibibyte_arrives_intact_and_in_order() {
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// A member whose presence arrived can be asked for at once: the check reads the presence
+/// records as stored, not only the peers kept every few seconds (in the NAT lab a joiner got
+/// `PEER_E_NODE_NOT_FOUND` for seconds; here Carol may already be a neighbour as well).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_presence_arrived_can_be_asked_for_at_once() {
+    let (_alice, _bob, a, b) = pair().await;
+    let carol = member("carol");
+    let c = common::joined(&a, &carol).await;
+    let carol_name = carol.id.to_string();
+    common::until("Alice holds Carol's presence", || {
+        a.members(peergroup_core::members::PEER_MEMBER_PRESENT, None)
+            .unwrap()
+            .iter()
+            .any(|m| m.identity == carol_name && !m.addresses.is_empty())
+    })
+    .await;
+    let mut a_events = a.subscribe(data_events()).unwrap();
+    let id = a
+        .open_direct_connection(&carol.id, None)
+        .expect("Carol is known from her presence");
+    let up = next_direct(&mut a_events).await;
+    assert_eq!(up.connection_id, id);
+    assert_eq!(up.status, ConnectionStatus::Connected);
+    for g in [a, b, c] {
+        g.close().await.unwrap();
+    }
+}

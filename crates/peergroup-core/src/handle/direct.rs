@@ -48,17 +48,27 @@ impl LocalGroup {
     }
 
     /// Fails with [`CoreError::NoAddress`] unless the group knows a way to `member`: it is
-    /// a neighbour, or presence named its addresses or relays.
+    /// a neighbour, its live presence record gives addresses, or the peers kept name its
+    /// addresses or relays. Presence comes first after the neighbours: it is stored as it
+    /// arrives, while the kept peers are written every few seconds, so a member that had
+    /// just joined found nobody there for up to a maintenance interval.
     fn check_known(&self, driver: &crate::control::DriverHandle, member: &str) -> Result<()> {
         if driver.neighbours().iter().any(|n| n.member == member) {
             return Ok(());
         }
-        let known = self
+        let chain = self.live()?.chain.clone();
+        let present = self
             .inner
-            .store
-            .load_peers()?
+            .member_list(&chain)?
             .into_iter()
-            .any(|p| p.member == member && !(p.addrs.is_empty() && p.relays.is_empty()));
+            .any(|m| m.identity == member && m.is_present() && !m.addresses.is_empty());
+        let known = present
+            || self
+                .inner
+                .store
+                .load_peers()?
+                .into_iter()
+                .any(|p| p.member == member && !(p.addrs.is_empty() && p.relays.is_empty()));
         if known {
             Ok(())
         } else {

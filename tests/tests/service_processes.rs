@@ -537,3 +537,105 @@ fn data_reaches_every_registered_process() {
     b.finish_success();
     remote.finish_success();
 }
+
+/// Waits up to `bound` for one whole frame on `s`; whether it came.
+fn answered(s: &mut UnixStream, bound: Duration) -> bool {
+    s.set_read_timeout(Some(bound)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Ok(Some(_)) = split_frame(&got) {
+            return true;
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// CPU time of process `pid` so far (user + system), in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_the_service_backs_off_and_keeps_serving() {
+    let d = dirs();
+    let (identity, group) = home_with_group(&d.home);
+    let log_path = d.home.parent().unwrap().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    // 64 descriptors: a few dozen held connections use them up.
+    let mut service = Proc::spawn(
+        "peergroupd",
+        Command::new("prlimit")
+            .args(["--nofile=64:64", "--"])
+            .arg(env!("CARGO_BIN_EXE_pg-daemon"))
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("--home")
+            .arg(&d.home)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stderr(log),
+    );
+    assert_eq!(service.line(), format!("listening {}", d.socket.display()));
+    let mut c = client("client", &d);
+    let h = open(&mut c, &identity, &group);
+
+    // Connections that say Hello and stay, until one gets no answer: accept is failing.
+    let mut held = Vec::new();
+    let exhausted = loop {
+        assert!(held.len() < 200, "the service never ran out of descriptors");
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.write_all(&hello_request(PROTOCOL_VERSION, &d.home))
+            .unwrap();
+        let ok = answered(&mut s, Duration::from_secs(2));
+        held.push(s);
+        if !ok {
+            break held.len();
+        }
+    };
+    // Out of descriptors for a while: it must not spin, nor flood its log.
+    let pid = service.id();
+    let before = cpu_ticks(pid);
+    let window = Duration::from_secs(3);
+    std::thread::sleep(window);
+    let used = cpu_ticks(pid) - before;
+    // Clock ticks are 100 a second on Linux: a spinning accept loop burns ~300 here.
+    assert!(
+        used < 100,
+        "{used} ticks of CPU in 3 s while out of descriptors"
+    );
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let warnings = text.lines().filter(|l| l.contains("accept")).count();
+    assert!(
+        warnings <= 2,
+        "{warnings} accept warnings in {} bytes of log",
+        text.len()
+    );
+    // What it served before goes on.
+    let s = c.call(json!({"cmd": "status", "handle": h}));
+    assert_eq!(s["ok"], true, "{s}");
+    // Descriptors back: the connection left waiting is answered, and new clients served.
+    let mut waiting = held.pop().unwrap();
+    drop(held);
+    assert!(
+        answered(&mut waiting, ANSWER_BOUND),
+        "the connection left waiting is served once descriptors are free"
+    );
+    let mut after = client("after", &d);
+    open(&mut after, &identity, &group);
+    common::phase(&format!(
+        "out of descriptors after {exhausted} connections: {used} ticks in 3 s, {warnings} warnings"
+    ));
+    for p in [&mut c, &mut after] {
+        p.finish_success();
+    }
+    service.kill();
+}

@@ -41,6 +41,25 @@ use session::Session;
 
 /// The longest `WaitStatus` the daemon serves; longer requests wait this long.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How long a connection may take to send its first request (`Hello` or `Attach`) before it
+/// is closed: a connection that says nothing holds a descriptor and a task for nothing.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections accepted that have not yet sent their first request; one more is closed at
+/// once. Bounds what idle or half-sent connections can hold (with [`MAX_HELLO_FRAME`]).
+pub const MAX_UNGREETED: usize = 32;
+/// Longest first request, in bytes: a `Hello` carries a directory, an address and limits.
+/// Checked before anything is allocated (a larger frame would have the daemon wait for its
+/// body with the buffer held).
+pub const MAX_HELLO_FRAME: usize = 64 * 1024;
+/// Longest wait after `accept` failed (out of descriptors, say) before trying again; the
+/// wait doubles from [`ACCEPT_BACKOFF_MIN`] to this, so a full descriptor table does not
+/// spin the daemon.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// First wait after `accept` failed.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// At most one warning per this interval for refused or failed accepts (with how many
+/// there were since the last).
+pub const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What can stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +157,59 @@ type Out = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
 /// Writes one frame whole; false once the client is gone.
 async fn send(out: &Out, frame: &ServerFrame) -> bool {
     out.lock().await.write_all(&frame.encode()).await.is_ok()
+}
+
+/// A connection's first frame, refused before its body is read or allocated when longer
+/// than [`MAX_HELLO_FRAME`].
+async fn first_frame(
+    read: &mut tokio::net::unix::OwnedReadHalf,
+) -> Result<Option<Vec<u8>>, CoreError> {
+    use peergroup_core::service::proto::{frame_len, HEADER_LEN};
+    use tokio::io::AsyncReadExt;
+    let mut prefix = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match read.read(&mut prefix[got..]).await {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(CoreError::ServiceMessage(
+                    "stream ends inside a frame".into(),
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) => return Err(CoreError::ServiceNotAvailable(e.to_string())),
+        }
+    }
+    let len = frame_len(prefix)?;
+    if len > MAX_HELLO_FRAME {
+        return Err(CoreError::ServiceMessage(format!(
+            "a first request of {len} bytes: at most {MAX_HELLO_FRAME}"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    read.read_exact(&mut body)
+        .await
+        .map_err(|_| CoreError::ServiceMessage("stream ends inside a frame".into()))?;
+    Ok(Some(body))
+}
+
+/// Warnings that would repeat on every accept: the first at once, then at most one per
+/// [`ACCEPT_LOG_INTERVAL`], counting what it stood for.
+#[derive(Default)]
+struct RateLimitedLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+impl RateLimitedLog {
+    fn warn(&mut self, emit: impl FnOnce(u64)) {
+        self.since += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_INTERVAL) {
+            emit(self.since);
+            self.since = 0;
+            self.last = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// How long a connection's task polls for the next request after answering one, before it
@@ -287,22 +359,39 @@ impl Daemon {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), DaemonError> {
         let mut clients = JoinSet::new();
+        let ungreeted = Arc::new(tokio::sync::Semaphore::new(MAX_UNGREETED));
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        let mut log = RateLimitedLog::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => {
                     let stream = match accepted {
-                        Ok((s, _)) => s,
+                        Ok((s, _)) => {
+                            backoff = ACCEPT_BACKOFF_MIN;
+                            s
+                        }
                         Err(e) => {
-                            tracing::warn!("accept: {e}");
+                            // Out of descriptors, say: retrying at once would spin. The
+                            // clients already served go on in their own tasks meanwhile.
+                            log.warn(|n| tracing::warn!(failures = n, "accept: {e}; backing off"));
+                            tokio::select! {
+                                _ = &mut shutdown => break,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                             continue;
                         }
+                    };
+                    let Ok(permit) = ungreeted.clone().try_acquire_owned() else {
+                        log.warn(|n| tracing::warn!(refused = n, "{MAX_UNGREETED} connections have not said Hello; closing new ones"));
+                        continue;
                     };
                     match stream.peer_cred() {
                         Ok(cred) if cred.uid() == self.state.uid => {
                             let daemon = self.clone();
-                            clients.spawn(async move { daemon.connection(stream).await });
+                            clients.spawn(async move { daemon.connection(stream, permit).await });
                         }
                         Ok(cred) => {
                             tracing::warn!(uid = cred.uid(), "refusing a connection of another user");
@@ -325,10 +414,12 @@ impl Daemon {
 
     /// One client connection: greeted (a new session, or attached to one), then its requests
     /// in order; when the session's last connection ends, its handles close.
-    async fn connection(&self, stream: UnixStream) {
+    async fn connection(&self, stream: UnixStream, ungreeted: tokio::sync::OwnedSemaphorePermit) {
         let (mut read, write) = stream.into_split();
         let out: Out = Arc::new(tokio::sync::Mutex::new(write));
-        let Some(session) = self.greet(&mut read, &out).await else {
+        let greeted = tokio::time::timeout(HELLO_TIMEOUT, self.greet(&mut read, &out)).await;
+        drop(ungreeted);
+        let Ok(Some(session)) = greeted else {
             let _ = out.lock().await.shutdown().await;
             return;
         };
@@ -384,7 +475,7 @@ impl Daemon {
         read: &mut tokio::net::unix::OwnedReadHalf,
         out: &Out,
     ) -> Option<Arc<Session>> {
-        let body = match read_frame(read).await {
+        let body = match first_frame(read).await {
             Ok(Some(b)) => b,
             Ok(None) => return None,
             Err(e) => {

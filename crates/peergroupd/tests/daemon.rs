@@ -219,3 +219,64 @@ async fn the_last_session_of_a_directory_releases_its_port() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Reads from `s` until the daemon closes it (or [`BOUND`] passes: a failure); what it sent.
+async fn until_closed(s: &mut tokio::net::UnixStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(BOUND, s.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the daemon kept the connection open");
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_say_nothing_are_capped_and_closed() {
+    use peergroupd::{HELLO_TIMEOUT, MAX_HELLO_FRAME, MAX_UNGREETED};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+    let s = setup(current_uid().unwrap()).await;
+    let mut idle = Vec::new();
+    for _ in 0..MAX_UNGREETED {
+        idle.push(UnixStream::connect(&s.socket).await.unwrap());
+    }
+    // One more while all of those are waiting: closed at once, nothing sent.
+    let started = Instant::now();
+    let mut over = UnixStream::connect(&s.socket).await.unwrap();
+    assert!(until_closed(&mut over).await.is_empty());
+    assert!(
+        started.elapsed() < HELLO_TIMEOUT,
+        "closed at once, not when it would have timed out"
+    );
+    // The silent ones are closed once their time to say Hello is up; then a client is served.
+    for c in &mut idle {
+        assert!(until_closed(c).await.is_empty());
+    }
+    assert!(started.elapsed() >= HELLO_TIMEOUT);
+    let pg = client(&s).unwrap();
+    let h = pg.open_group(Some(&s.key.0), &s.key.1).unwrap();
+    assert_eq!(h.status().unwrap(), 0);
+
+    // A first frame announcing more than a Hello can be is refused before its body comes.
+    let mut big = UnixStream::connect(&s.socket).await.unwrap();
+    let len = (MAX_HELLO_FRAME as u32 + 1).to_be_bytes();
+    let mut header = vec![0u8; peergroup_core::service::proto::HEADER_LEN];
+    let n = header.len();
+    header[n - 4..].copy_from_slice(&len);
+    big.write_all(&header).await.unwrap();
+    let answer = until_closed(&mut big).await;
+    let (body, _) = peergroup_core::service::proto::split_frame(&answer)
+        .unwrap()
+        .expect("one error frame");
+    let frame = peergroup_core::service::proto::ServerFrame::decode(body).unwrap();
+    assert!(
+        matches!(
+            frame,
+            peergroup_core::service::proto::ServerFrame::Response {
+                response: peergroup_core::service::proto::Response::Error(_),
+                ..
+            }
+        ),
+        "{frame:?}"
+    );
+    h.close().await.unwrap();
+}

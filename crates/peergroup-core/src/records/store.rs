@@ -110,6 +110,36 @@ pub struct RecordStore {
     path: PathBuf,
 }
 
+/// Creates the database file owner-only (0600) before SQLite does (it would make it 0644,
+/// and its WAL and shared-memory files copy the database's mode), and tightens a file left
+/// readable by others by an older version: it holds the group's records.
+fn owner_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |e: std::io::Error| CoreError::Database(format!("{}: {e}", path.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(PRIVATE_MODE)
+        .open(path)
+        .map_err(failed)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(PRIVATE_MODE))
+                    .map_err(failed)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The mode of the database and its WAL files: the owner's only.
+pub const PRIVATE_MODE: u32 = 0o600;
+
 fn db(e: rusqlite::Error) -> CoreError {
     CoreError::Database(e.to_string())
 }
@@ -120,6 +150,7 @@ impl RecordStore {
     /// a database, is [`CoreError::Database`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        owner_only(&path)?;
         let conn = Connection::open(&path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
         let mode: String = conn

@@ -247,3 +247,23 @@ fn schema_2_database_is_migrated() {
         .unwrap();
     assert!(plan.iter().any(|l| l.contains("records_items")), "{plan:?}");
 }
+
+#[test]
+fn the_database_and_its_wal_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    {
+        let mut s = RecordStore::open(&path).unwrap();
+        s.put(&rec(1, 1, i64::MAX)).unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let f = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&f), PRIVATE_MODE, "{}", f.display());
+        }
+    }
+    // A database an older version left readable by others is tightened on open.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    RecordStore::open(&path).unwrap();
+    assert_eq!(mode(&path), PRIVATE_MODE);
+}

@@ -34,9 +34,9 @@ pub enum GroupCommand {
         /// Comment.
         #[arg(long, default_value = "")]
         comment: String,
-        /// Let members join with this password too.
-        #[arg(long)]
-        password: Option<String>,
+        /// Let members join with a password too.
+        #[command(flatten)]
+        password: crate::identity_cmd::GroupPassword,
         /// Role given to password joiners: member or inviting-member.
         #[arg(long, default_value = "member")]
         password_role: String,
@@ -172,7 +172,7 @@ pub fn run(
                     creator_peer_name: creator.to_string(),
                     ..Default::default()
                 };
-                if let Some(pw) = password {
+                if let Some(pw) = password.get()? {
                     props.authentication_schemes =
                         PEER_GROUP_GMC_AUTHENTICATION | PEER_GROUP_PASSWORD_AUTHENTICATION;
                     props.group_password = Some(pw);
@@ -310,8 +310,8 @@ pub struct JoinArgs {
     /// The invitation file ("-" for standard input).
     invitation: PathBuf,
     /// The group password, for a password invitation.
-    #[arg(long, env = "PEERGROUP_GROUP_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    #[command(flatten)]
+    password: crate::identity_cmd::GroupPassword,
     /// Then bring the group online and synchronise, as `connect` does.
     #[arg(long)]
     connect: bool,
@@ -335,7 +335,7 @@ pub fn join(
     let ctx = Context::new(store, who)?;
     let text = read_input(&args.invitation)?;
     runtime()?.block_on(async {
-        let h = match args.password {
+        let h = match args.password.get()? {
             Some(pw) => {
                 ctx.pg
                     .password_join(ctx.me.as_ref(), text.trim(), &pw)

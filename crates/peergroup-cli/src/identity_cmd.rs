@@ -61,10 +61,11 @@ pub enum IdentityCommand {
     },
 }
 
-/// Where the password comes from.
+/// Where the password of an export or import comes from.
 #[derive(Args)]
 pub struct Password {
-    /// The password (visible to other users in the process list; prefer --password-file).
+    /// The password (visible to other users in the process list; prefer --password-file,
+    /// $PEERGROUP_PASSWORD, or no flag at a terminal: then it is asked for without echo).
     #[arg(long, env = "PEERGROUP_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     /// A file whose first line is the password.
@@ -73,20 +74,69 @@ pub struct Password {
 }
 
 impl Password {
-    /// The password, from the flag, the file's first line or `$PEERGROUP_PASSWORD`.
+    /// The password, from the flag, the file's first line or `$PEERGROUP_PASSWORD`; with
+    /// none of those, asked for on the terminal without echo.
     pub(crate) fn get(&self) -> Result<String, CliError> {
-        match (&self.password, &self.password_file) {
-            (Some(p), _) => Ok(p.clone()),
-            (None, Some(f)) => {
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| CliError::io(format!("reading {}", f.display()), &e))?;
-                Ok(text.lines().next().unwrap_or("").to_owned())
-            }
-            (None, None) => Err(CliError::usage(
-                "a password is needed: --password, --password-file or $PEERGROUP_PASSWORD",
-            )),
+        match secret(self.password.as_ref(), self.password_file.as_ref())? {
+            Some(p) => Ok(p),
+            None => ask(
+                "Password: ",
+                "a password is needed: --password-file, $PEERGROUP_PASSWORD, or run at a terminal",
+            ),
         }
     }
+}
+
+/// The group password of `group create` and `join` (optional: none, no password).
+#[derive(Args)]
+pub struct GroupPassword {
+    /// The group password (visible to other users in the process list; prefer
+    /// --password-file, --ask-password or $PEERGROUP_GROUP_PASSWORD).
+    #[arg(long, env = "PEERGROUP_GROUP_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// A file whose first line is the group password.
+    #[arg(long, conflicts_with = "ask_password")]
+    password_file: Option<PathBuf>,
+    /// Ask for the group password on the terminal, without echo.
+    #[arg(long)]
+    ask_password: bool,
+}
+
+impl GroupPassword {
+    /// The group password if one was given.
+    pub(crate) fn get(&self) -> Result<Option<String>, CliError> {
+        if self.ask_password {
+            return ask(
+                "Group password: ",
+                "--ask-password needs a terminal; use --password-file",
+            )
+            .map(Some);
+        }
+        secret(self.password.as_ref(), self.password_file.as_ref())
+    }
+}
+
+/// A secret given as a file's first line or as a flag (or its environment variable), if
+/// either: the file first, since a variable left in the environment is the less deliberate.
+fn secret(flag: Option<&String>, file: Option<&PathBuf>) -> Result<Option<String>, CliError> {
+    match (file, flag) {
+        (Some(f), _) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| CliError::io(format!("reading {}", f.display()), &e))?;
+            Ok(Some(text.lines().next().unwrap_or("").to_owned()))
+        }
+        (None, Some(p)) => Ok(Some(p.clone())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Asks for a secret on the terminal without echo; `no_terminal` when there is none.
+fn ask(prompt: &str, no_terminal: &str) -> Result<String, CliError> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(no_terminal));
+    }
+    rpassword::prompt_password(prompt).map_err(|e| CliError::io("reading the password", &e))
 }
 
 /// Runs one identity subcommand.

@@ -266,3 +266,40 @@ fn join_with_connect_joins_and_goes_online() {
     assert!(bob.finish(), "join --connect exits 0 at end of input");
     assert!(alice.finish(), "connect exits 0 at end of input");
 }
+
+/// A group password from a file (never on the command line), and `--ask-password` with no
+/// terminal refused before anything is created.
+#[test]
+fn a_group_password_comes_from_a_file_or_the_terminal_never_silently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("a");
+    ok(peergroup(
+        &home,
+        &["identity", "create", "--classifier", "me"],
+    ));
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "open sesame\nignored\n").unwrap();
+    let created = json(&ok(peergroup(
+        &home,
+        &[
+            "--json",
+            "group",
+            "create",
+            "--classifier",
+            "club",
+            "--password-file",
+            path_str(&pw),
+        ],
+    )));
+    assert_eq!(created["password_enabled"], true, "{created}");
+    // Standard input is no terminal here: nothing to ask on, and no group made.
+    fails_with(
+        peergroup(
+            &home,
+            &["group", "create", "--classifier", "other", "--ask-password"],
+        ),
+        "needs a terminal",
+    );
+    let listed = json(&ok(peergroup(&home, &["--json", "group", "list"])));
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}

@@ -27,6 +27,8 @@ pub mod listen;
 pub mod tunnel;
 
 #[cfg(feature = "quic")]
+pub mod admission;
+#[cfg(feature = "quic")]
 mod connection;
 #[cfg(feature = "quic")]
 mod credentials;

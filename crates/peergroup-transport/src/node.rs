@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::admission::{Admission, Verdict};
 use crate::close::CloseCode;
 use crate::connection::{self, Connection, Established, StreamSetupError};
 use crate::credentials::{CredentialResolver, Credentials};
@@ -523,7 +524,7 @@ fn peer_chain(quic: &quinn::Connection) -> Vec<rustls_pki_types::CertificateDer<
 }
 
 /// Accepts incoming connections, each handshake in its own task, at most
-/// `max_pending_handshakes` at once.
+/// `max_pending_handshakes` at once, under the flood rules of [`crate::admission`].
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     limits: Limits,
@@ -531,27 +532,38 @@ async fn accept_loop(
     hub: Arc<Hub>,
     tx: mpsc::Sender<Connection>,
 ) {
-    let pending = Arc::new(Semaphore::new(limits.max_pending_handshakes));
+    let admission = Arc::new(Admission::new(limits.max_pending_handshakes));
     while let Some(incoming) = endpoint.accept().await {
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::debug!(remote = %incoming.remote_address(), "too many handshakes; refused");
-            incoming.refuse();
-            continue;
+        let remote = incoming.remote_address();
+        let slot = match admission.judge(remote, incoming.remote_address_validated()) {
+            Verdict::Accept(slot) => slot,
+            Verdict::Retry => {
+                // quinn refuses a second Retry itself (the source validated already).
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                admission.note(remote, "asked to validate its address (Retry)");
+                continue;
+            }
+            Verdict::Refuse(why) => {
+                incoming.refuse();
+                admission.note(remote, why);
+                continue;
+            }
         };
         let (limits, registry, hub, tx) =
             (limits.clone(), registry.clone(), hub.clone(), tx.clone());
         tokio::spawn(async move {
-            let remote = incoming.remote_address();
             match accept_one(incoming, &limits, &registry, &hub).await {
                 Ok(conn) => {
-                    // Holds the handshake permit while the backlog is full.
+                    // Holds the handshake slot while the backlog is full.
                     if tx.send(conn.clone()).await.is_err() {
                         conn.close(CloseCode::Shutdown, "node closed");
                     }
                 }
                 Err(e) => tracing::debug!(%remote, error = %e, "incoming connection failed"),
             }
-            drop(permit);
+            drop(slot);
         });
     }
 }

@@ -8,7 +8,8 @@
 //! address: QUIC address validation (a Retry packet whose token it must echo). A forged source
 //! never sees the token and costs no slot; a genuine one pays a round trip. A source that does
 //! prove its address can still only hold [`MAX_PENDING_PER_IP`] slots while the node is under
-//! pressure. Refusals are logged at warn, at most once per [`LOG_INTERVAL`] with a count.
+//! pressure. Refused, retried and failed handshakes are logged at warn, at most once per
+//! [`LOG_INTERVAL`] with a count.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -551,8 +551,13 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (limits, registry, hub, tx) =
-            (limits.clone(), registry.clone(), hub.clone(), tx.clone());
+        let (limits, registry, hub, tx, admission) = (
+            limits.clone(),
+            registry.clone(),
+            hub.clone(),
+            tx.clone(),
+            admission.clone(),
+        );
         tokio::spawn(async move {
             match accept_one(incoming, &limits, &registry, &hub).await {
                 Ok(conn) => {
@@ -561,7 +566,11 @@ async fn accept_loop(
                         conn.close(CloseCode::Shutdown, "node closed");
                     }
                 }
-                Err(e) => tracing::debug!(%remote, error = %e, "incoming connection failed"),
+                Err(e) => {
+                    // A refused certificate, a timeout: worth a warning, rate-limited.
+                    tracing::debug!(%remote, error = %e, "incoming connection failed");
+                    admission.note(remote, "failed");
+                }
             }
             drop(slot);
         });

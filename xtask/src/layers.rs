@@ -157,6 +157,7 @@ const CORE_ROOMS: &[(&str, u8)] = &[
     ("race", 0),
     ("records", 0),
     ("signing", 0),
+    ("throttle", 0),
     ("control", 1),
     ("trust", 2),
     ("discovery", 2),

@@ -441,6 +441,26 @@ impl Driver {
             );
             return;
         }
+        let who = subject.peer_name().to_string();
+        let source = conn.remote_address().ip();
+        let started = std::time::Instant::now();
+        let too_soon = self.inner.lock_throttle().check(&who, source, started);
+        if let Err(wait) = too_soon {
+            // No exchange: no guess spent, none learnt.
+            // Rounded up: a joiner that waits this long finds the wait over.
+            let secs = (wait.as_millis() as u64).div_ceil(1000).max(1);
+            tracing::warn!(joiner = %who, %source, wait_s = secs, "password attempt too soon after wrong ones; refused");
+            conn.close(
+                CloseCode::NotAuthorized,
+                &format!("{} {secs}", crate::password::THROTTLED_REASON),
+            );
+            self.inner
+                .events
+                .publish(&crate::events::Event::AuthenticationFailed(
+                    CoreError::PasswordThrottled(secs).hresult(),
+                ));
+            return;
+        }
         let inner = self.inner.clone();
         let identity = self.inner.identity.clone();
         let group = self.inner.key.1.clone();
@@ -457,9 +477,18 @@ impl Driver {
                     unix_now(),
                 )?)
             };
-            let result =
-                crate::password::authenticate(&conn, &password, &group, &own_leaf, &subject, issue)
-                    .await;
+            let rejected = || {
+                inner
+                    .lock_throttle()
+                    .failed(&who, source, std::time::Instant::now());
+            };
+            let result = crate::password::authenticate(
+                &conn, &password, &group, &own_leaf, &subject, issue, rejected,
+            )
+            .await;
+            if result.is_ok() {
+                inner.lock_throttle().succeeded(&who);
+            }
             if let Err(e @ CoreError::PasswordRejected) = result {
                 // Suspend first (when held), so a handler of the event can resume at once.
                 inner.password_gate.failed();

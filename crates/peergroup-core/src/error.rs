@@ -40,6 +40,10 @@ pub enum CoreError {
     /// Password authentication failed: the password is wrong.
     #[error("the group password was not accepted")]
     PasswordRejected,
+    /// Password authentication refused before any exchange: too many wrong passwords from
+    /// this identity or its address lately ([`crate::throttle`]); the seconds to wait.
+    #[error("too many wrong passwords: try again in {0} s")]
+    PasswordThrottled(u64),
     /// No member of the group could be reached.
     #[error("no member reachable: {0}")]
     NoMemberReachable(String),
@@ -119,6 +123,7 @@ impl CoreError {
             AlreadyMember(_) => hresult::PEER_E_ALREADY_EXISTS,
             StoreCorrupted { .. } => hresult::PEER_E_INVALID_DATABASE,
             PasswordRejected => hresult::HRESULT_INVALID_PASSWORD,
+            PasswordThrottled(_) => hresult::E_ACCESSDENIED,
             NoMemberReachable(_) => hresult::PEER_E_CONNECTION_FAILED,
             Protocol(_) => hresult::E_FAIL,
             RecordNotFound => hresult::PEER_E_RECORD_NOT_FOUND,

@@ -194,6 +194,7 @@ impl LocalPeergroup {
             records: Mutex::new(None),
             events: EventHub::new(),
             password_gate: Default::default(),
+            throttle: Default::default(),
         });
         open.insert(key, inner.clone());
         Ok(LocalGroup {
@@ -308,32 +309,46 @@ impl LocalPeergroup {
         let name = crate::trust::server_name_of(&inv.group_name);
         let mut last = CoreError::NoMemberReachable("the invitation names no address".into());
         for addr in &inv.addresses {
-            let trust = crate::password::group_trust(&inv.grc);
-            match node.connect(*addr, &name, &creds, trust).await {
-                Ok(conn) => {
-                    let result = crate::password::join(
-                        &conn,
-                        password,
-                        &inv.grc,
-                        me.certificate(),
-                        unix_now(),
-                    )
-                    .await;
-                    conn.close(crate::transport::CloseCode::Shutdown, "password join done");
-                    match result {
-                        Ok(chain) => return Ok(chain),
-                        Err(CoreError::PasswordRejected) => {
-                            return Err(CoreError::PasswordRejected)
-                        }
-                        Err(e) => last = e,
+            let mut waited = false;
+            loop {
+                let trust = crate::password::group_trust(&inv.grc);
+                let result = match node.connect(*addr, &name, &creds, trust).await {
+                    Ok(conn) => {
+                        let result = crate::password::join(
+                            &conn,
+                            password,
+                            &inv.grc,
+                            me.certificate(),
+                            unix_now(),
+                        )
+                        .await;
+                        conn.close(crate::transport::CloseCode::Shutdown, "password join done");
+                        result
+                    }
+                    // The member refused us (password authentication suspended there, or
+                    // throttled): its close can arrive before the connection is reported made.
+                    Err(e) if e.hresult() == crate::identity::hresult::PEER_E_NOT_AUTHORIZED => {
+                        Err(crate::password::throttled(CoreError::Transport(e)))
+                    }
+                    Err(e) => Err(CoreError::NoMemberReachable(format!("{addr}: {e}"))),
+                };
+                match result {
+                    Ok(chain) => return Ok(chain),
+                    // A short wait after a wrong password (a typo, say): wait it out once.
+                    Err(CoreError::PasswordThrottled(secs))
+                        if !waited && secs <= crate::password::JOINER_WAITS_UP_TO_S =>
+                    {
+                        waited = true;
+                        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+                    }
+                    Err(e @ (CoreError::PasswordRejected | CoreError::PasswordThrottled(_))) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        last = e;
+                        break;
                     }
                 }
-                // The member refused us (say, password authentication is suspended there):
-                // its close can arrive before the connection is reported made.
-                Err(e) if e.hresult() == crate::identity::hresult::PEER_E_NOT_AUTHORIZED => {
-                    last = CoreError::Transport(e)
-                }
-                Err(e) => last = CoreError::NoMemberReachable(format!("{addr}: {e}")),
             }
         }
         Err(last)

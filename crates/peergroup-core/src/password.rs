@@ -43,6 +43,13 @@ pub const KIND_PAKE_CONFIRM: u16 = 18;
 pub const KIND_PAKE_GRANT: u16 = 19;
 /// How long one password authentication may take, end to end.
 pub const PAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The close reason of an attempt refused by the throttle ([`crate::throttle`]), before any
+/// exchange: "`THROTTLED_REASON` N" with the seconds to wait. The joiner reads it to say
+/// so rather than "wrong password".
+pub const THROTTLED_REASON: &str = "password attempts throttled; retry in s:";
+/// A joiner told to wait this long at most (in seconds) waits and tries once more by
+/// itself: the wait after one or two wrong passwords, a typo's.
+pub const JOINER_WAITS_UP_TO_S: u64 = 10;
 
 const MAC_LEN: usize = 32;
 
@@ -85,7 +92,9 @@ async fn send(conn: &Connection, kind: u16, payload: Vec<u8>) -> Result<()> {
     Ok(conn.send(&frame).await?)
 }
 
-/// The authenticator's side. `issue` mints the chain for the authenticated subject.
+/// The authenticator's side. `issue` mints the chain for the authenticated subject;
+/// `rejected` runs on a wrong password before the connection closes, so the joiner's next
+/// attempt finds it counted.
 pub(crate) async fn authenticate(
     conn: &Connection,
     password: &str,
@@ -93,6 +102,7 @@ pub(crate) async fn authenticate(
     own_leaf: &[u8],
     subject: &IdentityCertificate,
     issue: impl FnOnce(&IdentityCertificate) -> Result<GmcChain>,
+    rejected: impl FnOnce(),
 ) -> Result<()> {
     let run = async {
         let msg_a = expect(conn, KIND_PAKE_START).await?;
@@ -134,10 +144,29 @@ pub(crate) async fn authenticate(
         }
         Err(e) => {
             tracing::info!(joiner = %subject.peer_name(), error = %e, "password authentication refused");
+            if matches!(e, CoreError::PasswordRejected) {
+                rejected();
+            }
             conn.close(CloseCode::NotAuthorized, "password authentication failed");
         }
     }
     result
+}
+
+/// A connection the authenticator closed with [`THROTTLED_REASON`] is
+/// [`CoreError::PasswordThrottled`]; other errors stay.
+pub(crate) fn throttled(e: CoreError) -> CoreError {
+    use crate::transport::{CloseReason, TransportError};
+    if let CoreError::Transport(TransportError::Closed(CloseReason::Peer {
+        code: CloseCode::NotAuthorized,
+        reason,
+    })) = &e
+    {
+        if let Some(rest) = reason.strip_prefix(THROTTLED_REASON) {
+            return CoreError::PasswordThrottled(rest.trim().parse().unwrap_or(1));
+        }
+    }
+    e
 }
 
 /// The joiner's side: returns the granted membership chain, validated against the group root.
@@ -187,7 +216,8 @@ pub(crate) async fn join(
         Ok(chain)
     };
     match tokio::time::timeout(PAKE_TIMEOUT, run).await {
-        Ok(r) => r,
+        // The close may show on the first send as well as on the first receive.
+        Ok(r) => r.map_err(throttled),
         Err(_) => Err(CoreError::Protocol(
             "password authentication timed out".into(),
         )),

@@ -41,6 +41,9 @@ pub struct GroupInner {
     pub(crate) events: EventHub,
     /// Whether password authentication is suspended after a failure (`password_gate`).
     pub(crate) password_gate: PasswordGate,
+    /// Wrong passwords lately, by joiner and address: attempts too soon are refused
+    /// ([`crate::throttle`]). In memory: a restart forgets it.
+    pub(crate) throttle: Mutex<crate::throttle::Throttle>,
 }
 
 /// The file of a group's record database, in its group directory.
@@ -62,6 +65,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl GroupInner {
+    /// The password throttle (no other lock is taken while it is held).
+    pub(crate) fn lock_throttle(&self) -> MutexGuard<'_, crate::throttle::Throttle> {
+        lock(&self.throttle)
+    }
+
     /// Runs `f` on the record database, opening it on first use. Lock order: a caller
     /// holding `state` may call this; nothing holding the records lock takes `state`.
     pub(crate) fn with_records<T>(

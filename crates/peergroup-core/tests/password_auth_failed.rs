@@ -14,6 +14,18 @@ mod common;
 
 use common::{member, next_event, online};
 
+/// The next authentication-failed event that is not a refusal of the throttle (those come
+/// whenever an attempt follows a wrong password within its wait, which the joiner then
+/// waits out by itself).
+async fn next_verdict(sub: &mut peergroup_core::EventSubscription) -> Event {
+    loop {
+        match next_event(sub).await {
+            Event::AuthenticationFailed(hr) if hr == E_ACCESSDENIED => continue,
+            other => return other,
+        }
+    }
+}
+
 fn password_group(creator: &PeerName, classifier: &str) -> GroupProperties {
     GroupProperties {
         classifier: classifier.into(),
@@ -56,7 +68,7 @@ async fn a_failure_suspends_password_authentication_until_resumed() {
     let wrong = b.password_join(Some(&bob), &invitation, "battery").await;
     assert_eq!(wrong.err().unwrap().hresult() as u32, 0x8007_0056);
     assert_eq!(
-        next_event(&mut failures).await,
+        next_verdict(&mut failures).await,
         Event::AuthenticationFailed(0x8007_0056_u32 as i32)
     );
     assert!(group.password_authentication_suspended().unwrap());
@@ -87,7 +99,7 @@ async fn a_failure_suspends_password_authentication_until_resumed() {
     let wrong = c.password_join(Some(&carol), &invitation, "battery").await;
     assert_eq!(wrong.err().unwrap().hresult() as u32, 0x8007_0056);
     assert_eq!(
-        next_event(&mut failures).await,
+        next_verdict(&mut failures).await,
         Event::AuthenticationFailed(0x8007_0056_u32 as i32)
     );
     assert!(!group.password_authentication_suspended().unwrap());
@@ -98,5 +110,43 @@ async fn a_failure_suspends_password_authentication_until_resumed() {
     carol_group.close().await.unwrap();
     drop(foreign);
     other.close().await.unwrap();
+    group.close().await.unwrap();
+}
+
+/// Wrong passwords slow the next attempts down: one made within the wait is refused before
+/// any exchange (reported as `E_ACCESSDENIED`), the joiner waits a short wait out by itself,
+/// and the wait doubles with each wrong password; the right one still joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_make_the_next_attempt_wait() {
+    let (ma, mb) = (member("alice"), member("bob"));
+    let (a, alice) = (&ma.pg, ma.id.clone());
+    let (b, bob) = (&mb.pg, mb.id.clone());
+    let group = online(a.create_group(password_group(&alice, "slow")).unwrap()).await;
+    let invitation = group.create_password_invitation().unwrap();
+    let mut failures = group
+        .subscribe(EventFilter::kinds(&[EventKind::AuthenticationFailed]))
+        .unwrap();
+    let invalid = Event::AuthenticationFailed(HRESULT_INVALID_PASSWORD);
+    let throttled = Event::AuthenticationFailed(E_ACCESSDENIED);
+
+    let wrong = b.password_join(Some(&bob), &invitation, "battery").await;
+    assert_eq!(wrong.err().unwrap().hresult(), HRESULT_INVALID_PASSWORD);
+    assert_eq!(next_event(&mut failures).await, invalid);
+    // At once again: refused unheard, waited out (1 s), then heard and wrong.
+    let started = std::time::Instant::now();
+    let wrong = b.password_join(Some(&bob), &invitation, "staple").await;
+    assert_eq!(wrong.err().unwrap().hresult(), HRESULT_INVALID_PASSWORD);
+    assert!(started.elapsed() >= peergroup_core::throttle::FIRST_WAIT);
+    assert_eq!(next_event(&mut failures).await, throttled);
+    assert_eq!(next_event(&mut failures).await, invalid);
+    // The right one: the wait has doubled (2 s); then it joins.
+    let started = std::time::Instant::now();
+    let (joined, _) = b
+        .password_join(Some(&bob), &invitation, "correct horse")
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= 2 * peergroup_core::throttle::FIRST_WAIT);
+    assert_eq!(next_event(&mut failures).await, throttled);
+    joined.close().await.unwrap();
     group.close().await.unwrap();
 }

@@ -243,6 +243,8 @@ pub enum ErrorKind {
     MemberNotFound,
     InvalidArgument,
     ServiceNotAvailable,
+    // Added after the first release: appended, so older variants keep their numbers.
+    PasswordThrottled(u64),
 }
 
 impl WireError {
@@ -266,6 +268,7 @@ impl WireError {
             C::GroupNotFound(s) => (Some(K::GroupNotFound), Some(s)),
             C::AlreadyMember(s) => (Some(K::AlreadyMember), Some(s)),
             C::PasswordRejected => (Some(K::PasswordRejected), None),
+            C::PasswordThrottled(s) => (Some(K::PasswordThrottled(*s)), None),
             C::NoMemberReachable(s) => (Some(K::NoMemberReachable), Some(s)),
             C::Protocol(s) => (Some(K::Protocol), Some(s)),
             C::RecordNotFound => (Some(K::RecordNotFound), None),
@@ -313,6 +316,7 @@ impl WireError {
             K::GroupNotFound => C::GroupNotFound(m),
             K::AlreadyMember => C::AlreadyMember(m),
             K::PasswordRejected => C::PasswordRejected,
+            K::PasswordThrottled(s) => C::PasswordThrottled(s),
             K::NoMemberReachable => C::NoMemberReachable(m),
             K::Protocol => C::Protocol(m),
             K::RecordNotFound => C::RecordNotFound,

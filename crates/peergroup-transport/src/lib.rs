@@ -36,6 +36,8 @@ mod credentials;
 mod node;
 #[cfg(feature = "quic")]
 mod socket;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 #[cfg(feature = "quic")]
 mod tls;
 #[cfg(feature = "quic")]

@@ -45,7 +45,6 @@ pub mod service;
 mod signing;
 #[cfg(feature = "net")]
 mod state;
-/// Slowing down online password guessing.
 pub mod throttle;
 #[cfg(feature = "net")]
 mod trust;

@@ -1027,10 +1027,30 @@ impl Group {
                     return;
                 }
                 let mut news = Vec::new();
+                let mut moved = false;
+                let sender = self.neighbours[&conn].node_id;
                 for e in entries {
+                    // The sender's own entry at new interface addresses, not its first ones.
+                    let was = self
+                        .known
+                        .get(&e.member)
+                        .filter(|k| k.node_id == sender)
+                        .map(|k| k.addrs.clone())
+                        .unwrap_or_default();
                     if e.member != self.cfg.member && self.learn(e.clone()) {
+                        moved |= e.node_id == sender
+                            && !was.is_empty()
+                            && e.addrs.iter().any(|a| !was.contains(a));
                         news.push(e);
                     }
+                }
+                let n = &self.neighbours[&conn];
+                if moved && !n.outbound && n.via.is_none() {
+                    // A neighbour that dialled us says where it is now (it moved, and forgot
+                    // what it was told of its old network): tell it again where its packets
+                    // come from. This answer always comes after its news, so after it forgot.
+                    self.out
+                        .push_back(Output::Send(conn, Message::Observed(n.remote)));
                 }
                 if !news.is_empty() {
                     // Pass on only what was new here, so the gossip dies out.
@@ -2109,6 +2129,23 @@ mod tests {
         // Told once per change.
         g.handle(3, Input::RemoteChanged(20, moved));
         assert!(drain(&mut g).is_empty());
+        // And again when it sends its own entry at new addresses (it moved and forgot what it
+        // was told); its first entry came with its Hello.
+        let entry = PeerEntry {
+            member: "p20".into(),
+            node_id: 120,
+            addrs: vec!["10.2.0.2:7000".parse().unwrap()],
+            relays: vec![],
+            public: false,
+            version: 50,
+        };
+        g.handle(3, Input::Message(20, Message::Peers(vec![entry.clone()])));
+        assert!(drain(&mut g).contains(&Output::Send(20, Message::Observed(moved))));
+        // An old copy of it changes nothing and is not answered.
+        g.handle(3, Input::Message(20, Message::Peers(vec![entry])));
+        assert!(!drain(&mut g)
+            .iter()
+            .any(|o| matches!(o, Output::Send(_, Message::Observed(_)))));
         // A connection we dialled is the other side's to report, and an unknown one nobody's.
         up(&mut g, 30, 7, false, None);
         drain(&mut g);

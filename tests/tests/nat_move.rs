@@ -36,6 +36,28 @@ fn wait_listed(p: &mut Peer, member: &str, ip: Ipv4Addr) {
     p.wait_listed(member, &format!("{ip}:"), BOUND);
 }
 
+/// Waits until some bytes of a transfer reached `p`.
+fn wait_started(p: &mut Peer) {
+    let label = p.label;
+    until(
+        &format!("{label} receives the start of the transfer"),
+        BOUND,
+        || {
+            let v = p.call(json!({"cmd": "received"}));
+            let started = v["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["bytes"].as_u64().unwrap_or(0) > 0);
+            if started {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    );
+}
+
 #[test]
 fn a_renumbered_member_keeps_its_transfer_and_is_found_at_its_new_address() {
     let Some(mut lab) = Lab::for_test("pgn") else {
@@ -64,19 +86,7 @@ fn a_renumbered_member_keeps_its_transfer_and_is_found_at_its_new_address() {
     let id = d["connection_id"].as_u64().unwrap();
     a.send(&json!({"cmd": "send_bulk", "connection_id": id, "bytes": TRANSFER, "seed": 31}));
     // Renumber once part of the transfer has arrived.
-    until("B receives the start of the transfer", BOUND, || {
-        let v = b.call(json!({"cmd": "received"}));
-        let started = v["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["bytes"].as_u64().unwrap_or(0) > 0);
-        if started {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    });
+    wait_started(&mut b);
     let new = Ipv4Addr::new(198, 18, 0, 200);
     lab.renumber(&a_host, new);
     phase(&format!("A's host renumbered mid-transfer: {old} -> {new}"));
@@ -155,19 +165,7 @@ fn a_nat_rebinding_mid_transfer_is_survived() {
     let d = a.call(json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000}));
     let id = d["connection_id"].as_u64().unwrap();
     a.send(&json!({"cmd": "send_bulk", "connection_id": id, "bytes": TRANSFER, "seed": 35}));
-    until("B receives the start of the transfer", BOUND, || {
-        let v = b.call(json!({"cmd": "received"}));
-        let started = v["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["bytes"].as_u64().unwrap_or(0) > 0);
-        if started {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    });
+    wait_started(&mut b);
     lab.rebind(&a_host);
     phase("A's NAT forgot its mappings mid-transfer");
     let sent = a.json_line();
@@ -242,19 +240,7 @@ fn a_member_that_switches_uplinks_keeps_its_transfer_and_learns_its_new_nat() {
     let d = a.call(json!({"cmd": "direct", "member": b_name, "timeout_ms": 30_000}));
     let id = d["connection_id"].as_u64().unwrap();
     a.send(&json!({"cmd": "send_bulk", "connection_id": id, "bytes": TRANSFER, "seed": 41}));
-    until("B receives the start of the transfer", BOUND, || {
-        let v = b.call(json!({"cmd": "received"}));
-        let started = v["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["bytes"].as_u64().unwrap_or(0) > 0);
-        if started {
-            Ok(())
-        } else {
-            Err(v.to_string())
-        }
-    });
+    wait_started(&mut b);
     let a_host = lab.switch_uplink(&a_host, &spare);
     let sent = a.json_line();
     assert_eq!(sent["ok"], true, "A's send completes: {sent}");

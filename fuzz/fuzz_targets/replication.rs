@@ -76,6 +76,7 @@ fn member() -> Group {
                 observed: None,
                 relay: false,
                 entry_version: 0,
+                dial_back: 0,
             }),
         ),
     );

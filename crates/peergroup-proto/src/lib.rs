@@ -15,6 +15,7 @@
 
 pub mod config_export;
 pub mod data;
+pub mod dialback;
 pub mod error;
 pub mod invitation;
 pub mod io;

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
+use crate::dialback::{DialBacks, Outside};
 use crate::io::{
     CloseReason, ConnId, ConnectionStatus, GroupEvent, Input, Millis, Output, Persist, Via,
     STATUS_HAS_CONNECTIONS, STATUS_LISTENING,
@@ -23,7 +24,7 @@ use crate::relay::{Leg, Relays};
 use crate::replication::{Replication, ReplicationStats};
 use crate::rng::Rng;
 use crate::wire::{
-    Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES, MAX_RELAYS,
+    DialBack, Hello, Message, PeerEntry, SignedProperties, MAX_ADDRS, MAX_PEER_ENTRIES, MAX_RELAYS,
 };
 
 /// First wait before a member reached only through a relay is dialled directly again (with
@@ -148,6 +149,8 @@ pub struct Group {
     my_addrs: Vec<SocketAddr>,
     /// What other members saw of this member's addresses (mapped, confirmed).
     reach: Reachability,
+    /// Whether members reach this member unasked, and the tests it runs for others.
+    dial_backs: DialBacks,
     pending: BTreeMap<ConnId, Pending>,
     neighbours: BTreeMap<ConnId, Neighbour>,
     known: BTreeMap<String, PeerEntry>,
@@ -211,6 +214,7 @@ impl Group {
             status: 0,
             my_addrs: Vec::new(),
             reach: Reachability::new(),
+            dial_backs: DialBacks::new(),
             pending: BTreeMap::new(),
             neighbours: BTreeMap::new(),
             bootstrap: Vec::new(),
@@ -459,7 +463,7 @@ impl Group {
             relays: self.my_relays.clone(),
             // As of this announcement; a change alone is not announced (a stale flag only
             // makes others try the relays sooner or later).
-            public: self.nat_class() == NatClass::None,
+            public: self.publicly_reachable(),
             version: self.entry_version,
         }
     }
@@ -486,6 +490,17 @@ impl Group {
     /// This member's NAT mapping class, as other members' views tell it.
     pub fn nat_class(&self) -> NatClass {
         self.reach.nat(&self.my_addrs)
+    }
+
+    /// What a dial-back by a third member told this member ([`crate::dialback`]).
+    pub fn outside(&self) -> Outside {
+        self.dial_backs.outside(self.now)
+    }
+
+    /// Members reach this member's addresses unasked: no NAT in front of it, or a dial-back
+    /// got through its NAT (a full cone).
+    fn publicly_reachable(&self) -> bool {
+        self.nat_class() == NatClass::None || matches!(self.outside(), Outside::Reachable(_))
     }
 
     /// Where this member says it can be reached (`Hello`, presence, the peer list): nothing
@@ -526,6 +541,7 @@ impl Group {
         }
         self.my_addrs = new;
         self.reach = Reachability::new();
+        self.dial_backs.reset(self.now);
         let accepted: Vec<ConnId> = self
             .neighbours
             .iter()
@@ -588,7 +604,12 @@ impl Group {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if let Some(Output::Dial(addr)) = &out {
+            // Every dial opens this member's NAT to that IP: no dial-back test from there.
+            self.dial_backs.contacted(addr.ip(), self.now);
+        }
+        out
     }
 
     /// Feeds one input at time `now`.
@@ -666,6 +687,12 @@ impl Group {
                     observed: via.is_none().then_some(remote),
                     relay: self.offers_relay(),
                     entry_version: self.entry_version,
+                    // The nonce of a dial-back test this dial was asked for, if it was.
+                    dial_back: if outbound && via.is_none() {
+                        self.dial_backs.dial_done(remote)
+                    } else {
+                        0
+                    },
                 };
                 self.out
                     .push_back(Output::Send(conn, Message::Hello(hello)));
@@ -680,6 +707,7 @@ impl Group {
             }
             Input::DialFailed(addr, hr) => {
                 self.dialing.remove(&addr);
+                self.dial_backs.dial_done(addr);
                 let failed: Vec<u64> = self
                     .known
                     .values()
@@ -743,6 +771,10 @@ impl Group {
     /// connections through it.
     fn conn_down(&mut self, conn: ConnId) {
         self.pending.remove(&conn);
+        self.dial_backs.conn_down(conn);
+        if let Some(n) = self.neighbours.get(&conn).filter(|n| n.via.is_none()) {
+            self.dial_backs.contacted(n.remote.ip(), self.now);
+        }
         self.relays.conn_down(conn);
         self.drop_through(conn);
         if let Some(r) = self.repl.as_mut() {
@@ -868,14 +900,18 @@ impl Group {
                 let mut moved = false;
                 if let Some(seen) = h.observed.filter(|_| p.via.is_none()) {
                     let before = self.advertised_addrs();
+                    let public = self.publicly_reachable();
                     if p.outbound {
                         // We dialled: the far side saw our source address after any NAT.
                         self.reach.observe(p.remote, seen, self.now);
                     } else {
-                        // It dialled us and got through at `seen`.
+                        // It dialled us and got through at `seen`: unasked, if it carries
+                        // the nonce of our dial-back test.
                         self.reach.confirm(seen, self.now);
+                        self.dial_backs
+                            .dialled_back(h.dial_back, seen, p.remote, self.now);
                     }
-                    if self.advertised_addrs() != before {
+                    if self.advertised_addrs() != before || self.publicly_reachable() != public {
                         // Tell the neighbours we have; this one hears it below.
                         self.addresses_changed();
                         moved = true;
@@ -1064,6 +1100,7 @@ impl Group {
             }
             Message::Punch(addrs) => self.punched(conn, addrs),
             Message::Observed(seen) => self.observed(conn, seen),
+            Message::DialBack(d) => self.dial_back(conn, d),
             Message::Properties(_) => {
                 // The driver verifies signed properties and sends VerifiedProperties instead.
                 self.violation(conn);
@@ -1227,6 +1264,7 @@ impl Group {
         }
         // On its own clock (see `poll_timeout`): punches go within seconds.
         self.retry_direct();
+        self.test_outside();
         if self.relay_naming_at.is_some_and(|t| t <= now) {
             // The next relay neighbour still settling, if any, sets the next look.
             self.relay_naming_at = self
@@ -1248,6 +1286,122 @@ impl Group {
                     let pick = conns[self.rng.range(0, conns.len() as u64) as usize];
                     r.start(pick, now as i64, &mut self.out);
                 }
+            }
+        }
+    }
+
+    /// Concludes this member's dial-back test when its wait is over, and asks for a new one
+    /// when due: through a neighbour it dialled (which sees its mapped address), naming its
+    /// direct neighbours as the members not to ask.
+    fn test_outside(&mut self) {
+        let public = self.publicly_reachable();
+        let eligible = self.listening && self.nat_class() == NatClass::EndpointIndependent;
+        let due = self.dial_backs.tick(self.now, eligible);
+        if self.publicly_reachable() != public {
+            self.addresses_changed();
+        }
+        if !due {
+            return;
+        }
+        let mut dialled: Vec<ConnId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.outbound && n.via.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        if dialled.len() > 1 {
+            // The last one asked could not find a third member: try another.
+            dialled.retain(|c| Some(*c) != self.dial_backs.last_via());
+        }
+        if dialled.is_empty() {
+            self.dial_backs.nobody_to_ask(self.now);
+            return;
+        }
+        let via = dialled[self.rng.range(0, dialled.len() as u64) as usize];
+        // Neighbours are contacts too (a connection accepted long ago sent nothing lately
+        // through the dial path).
+        let ips: Vec<std::net::IpAddr> = self
+            .neighbours
+            .values()
+            .filter(|n| n.via.is_none())
+            .map(|n| n.remote.ip())
+            .collect();
+        for ip in ips {
+            self.dial_backs.contacted(ip, self.now);
+        }
+        let nonce = self.rng.next_u64();
+        let ask = self.dial_backs.ask(via, nonce, self.now);
+        self.out
+            .push_back(Output::Send(via, Message::DialBack(ask)));
+    }
+
+    /// A dial-back step from neighbour `conn` ([`crate::dialback`]).
+    fn dial_back(&mut self, conn: ConnId, step: DialBack) {
+        let Some(n) = self.neighbours.get(&conn) else {
+            self.violation(conn);
+            return;
+        };
+        let (asker, asker_at, relayed) = (n.node_id, n.remote, n.via.is_some());
+        match step {
+            DialBack::Ask { nonce, exclude } => {
+                // Through a relay we do not see where its packets come from.
+                let mut sent = false;
+                if !relayed && self.dial_backs.may_forward(conn, self.now) {
+                    let third: Vec<ConnId> = self
+                        .neighbours
+                        .iter()
+                        .filter(|(c, t)| {
+                            **c != conn
+                                && t.via.is_none()
+                                && t.node_id != asker
+                                && !exclude.contains(&t.remote.ip())
+                                && t.remote.ip() != asker_at.ip()
+                        })
+                        .map(|(c, _)| *c)
+                        .collect();
+                    if !third.is_empty() {
+                        let to = third[self.rng.range(0, third.len() as u64) as usize];
+                        self.out.push_back(Output::Send(
+                            to,
+                            Message::DialBack(DialBack::Dial {
+                                node_id: asker,
+                                addr: asker_at,
+                                nonce,
+                            }),
+                        ));
+                        sent = true;
+                    }
+                }
+                self.out.push_back(Output::Send(
+                    conn,
+                    Message::DialBack(DialBack::Asked { nonce, sent }),
+                ));
+            }
+            DialBack::Dial {
+                node_id,
+                addr,
+                nonce,
+            } => {
+                // Connected already, the member's NAT lets us in anyway: no test then.
+                let known = self
+                    .neighbours
+                    .values()
+                    .any(|t| t.node_id == node_id && t.via.is_none())
+                    || self.pending.values().any(|p| p.remote == addr)
+                    || self.dialing.contains(&addr)
+                    || self.own_addrs().contains(&addr);
+                if !relayed
+                    && self.online
+                    && !known
+                    && node_id != self.cfg.node_id
+                    && self.dial_backs.dial(addr, nonce, self.now)
+                {
+                    self.dialing.insert(addr);
+                    self.out.push_back(Output::Dial(addr));
+                }
+            }
+            DialBack::Asked { nonce, sent } => {
+                self.dial_backs.answered(conn, nonce, sent, self.now)
             }
         }
     }
@@ -1303,7 +1457,7 @@ impl Group {
     /// wants [`RELAYS_WANTED_BEHIND_NAT`], any other one relay; the relays are the nodes other
     /// members name.
     fn dial_a_relay(&mut self) {
-        let wanted = if self.nat_class() == NatClass::None {
+        let wanted = if self.publicly_reachable() {
             1
         } else {
             RELAYS_WANTED_BEHIND_NAT
@@ -1634,6 +1788,7 @@ mod tests {
                         observed: Some(mapped),
                         relay: false,
                         entry_version: 0,
+                        dial_back: 0,
                     }),
                 ),
             );
@@ -1677,6 +1832,7 @@ mod tests {
                     observed: Some(confirmed),
                     relay: false,
                     entry_version: 0,
+                    dial_back: 0,
                 }),
             ),
         );
@@ -1757,6 +1913,7 @@ mod tests {
             observed: None,
             relay: false,
             entry_version: 0,
+            dial_back: 0,
         };
         g.handle(3, Input::Message(7, Message::Hello(hello)));
         assert_eq!(g.status(), STATUS_LISTENING | STATUS_HAS_CONNECTIONS);
@@ -1827,6 +1984,7 @@ mod tests {
                 observed: None,
                 relay: false,
                 entry_version: 0,
+                dial_back: 0,
             })
         };
         for conn in [10, 11] {
@@ -1868,6 +2026,7 @@ mod tests {
                         observed: None,
                         relay: false,
                         entry_version: 0,
+                        dial_back: 0,
                     }),
                 ),
             );
@@ -1932,6 +2091,7 @@ mod tests {
                     observed: None,
                     relay: false,
                     entry_version: 0,
+                    dial_back: 0,
                 }),
             ),
         );
@@ -2082,6 +2242,7 @@ mod tests {
                         observed: Some(mapped),
                         relay: false,
                         entry_version: 0,
+                        dial_back: 0,
                     }),
                 ),
             );
@@ -2113,6 +2274,250 @@ mod tests {
         g.handle(13, Input::Message(20, Message::Observed(addr(9))));
         assert_eq!(g.advertised_addrs(), before);
         assert!(drain(&mut g).is_empty());
+    }
+
+    /// Connection `conn` from or to `remote` comes up with node `node`, whose `Hello` says it
+    /// sees us at `observed` and carries `dial_back`.
+    fn meet(
+        g: &mut Group,
+        now: Millis,
+        (conn, node): (ConnId, u64),
+        remote: SocketAddr,
+        outbound: bool,
+        observed: SocketAddr,
+        dial_back: u64,
+    ) -> Vec<Output> {
+        g.handle(
+            now,
+            Input::ConnectionUp {
+                conn,
+                member: format!("p{node}"),
+                remote,
+                outbound,
+                via: None,
+            },
+        );
+        let mut out = drain(g);
+        let hello = hello_of(node, remote, Some(observed), false, dial_back);
+        g.handle(now, Input::Message(conn, hello));
+        out.extend(drain(g));
+        out
+    }
+
+    /// The `Hello` of listening node `node` at `at` with one neighbour.
+    fn hello_of(
+        node: u64,
+        at: SocketAddr,
+        observed: Option<SocketAddr>,
+        relay: bool,
+        dial_back: u64,
+    ) -> Message {
+        Message::Hello(Hello {
+            node_id: node,
+            listening: true,
+            addrs: vec![at],
+            properties_version: 0,
+            neighbours: 1,
+            observed,
+            relay,
+            entry_version: 0,
+            dial_back,
+        })
+    }
+
+    fn sock(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A listening member behind an endpoint-independent NAT (LAN 10.1.0.2:7000, mapped
+    /// 198.18.1.1:7000) with two dialled neighbours (conns 7 and 8, nodes 70 and 80); and the
+    /// dial-back it asks at its first maintenance tick: (via, nonce, exclude).
+    fn behind_a_cone() -> (Group, ConnId, u64, Vec<std::net::IpAddr>) {
+        let mut c = Config::new(1, "asker");
+        c.creator = true;
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![sock("10.1.0.2:7000")]));
+        let mapped = sock("198.18.1.1:7000");
+        meet(
+            &mut g,
+            1,
+            (7, 70),
+            sock("198.18.0.10:7000"),
+            true,
+            mapped,
+            0,
+        );
+        meet(
+            &mut g,
+            1,
+            (8, 80),
+            sock("198.18.0.11:7000"),
+            true,
+            mapped,
+            0,
+        );
+        assert_eq!(g.nat_class(), NatClass::EndpointIndependent);
+        assert_eq!(g.outside(), Outside::Unknown);
+        g.handle(5_000, Input::Tick);
+        let ask = drain(&mut g).into_iter().find_map(|o| match o {
+            Output::Send(via, Message::DialBack(DialBack::Ask { nonce, exclude })) => {
+                Some((via, nonce, exclude))
+            }
+            _ => None,
+        });
+        let (via, nonce, mut exclude) = ask.expect("asks for a dial-back");
+        exclude.sort_unstable();
+        (g, via, nonce, exclude)
+    }
+
+    #[test]
+    fn a_dial_back_by_a_third_member_makes_a_cone_member_public() {
+        let (mut a, via, nonce, exclude) = behind_a_cone();
+        assert!([7, 8].contains(&via));
+        assert_eq!(
+            exclude,
+            vec![sock("198.18.0.10:0").ip(), sock("198.18.0.11:0").ip()],
+            "not its neighbours: its NAT admits them"
+        );
+
+        // The neighbour asked (node 70, say) sees the asker at its mapping on conn 1 and has
+        // two other neighbours: node 80 (excluded) and node 3 at another IP.
+        let mapped = sock("198.18.1.1:7000");
+        let mut c = Config::new(70, "forwarder");
+        c.creator = true;
+        let mut b = Group::new(c, vec![], None);
+        b.handle(0, Input::Connect);
+        b.handle(0, Input::Listening(vec![sock("198.18.0.10:7000")]));
+        let seen = sock("198.18.0.10:7000");
+        meet(&mut b, 1, (1, 1), mapped, false, seen, 0);
+        meet(&mut b, 1, (2, 80), sock("198.18.0.11:7000"), false, seen, 0);
+        meet(&mut b, 1, (3, 3), sock("198.18.0.12:7000"), false, seen, 0);
+        let ask = DialBack::Ask {
+            nonce,
+            exclude: exclude.clone(),
+        };
+        b.handle(2, Input::Message(1, Message::DialBack(ask.clone())));
+        let out = drain(&mut b);
+        let dial = DialBack::Dial {
+            node_id: 1,
+            addr: mapped,
+            nonce,
+        };
+        assert!(out.contains(&Output::Send(3, Message::DialBack(dial.clone()))));
+        assert!(!out.iter().any(|o| matches!(o, Output::Send(2, _))));
+        assert!(out.contains(&Output::Send(
+            1,
+            Message::DialBack(DialBack::Asked { nonce, sent: true })
+        )));
+        // One ask per connection per interval.
+        b.handle(3, Input::Message(1, Message::DialBack(ask)));
+        assert_eq!(
+            drain(&mut b),
+            vec![Output::Send(
+                1,
+                Message::DialBack(DialBack::Asked { nonce, sent: false })
+            )]
+        );
+
+        // The third member dials where it was told, and its Hello carries the nonce.
+        let mut c3 = Config::new(3, "third");
+        c3.creator = true;
+        let mut t = Group::new(c3, vec![], None);
+        t.handle(0, Input::Connect);
+        t.handle(0, Input::Listening(vec![sock("198.18.0.12:7000")]));
+        meet(&mut t, 1, (5, 70), seen, true, sock("198.18.0.12:7000"), 0);
+        t.handle(2, Input::Message(5, Message::DialBack(dial.clone())));
+        assert!(drain(&mut t).contains(&Output::Dial(mapped)));
+        t.handle(
+            3,
+            Input::ConnectionUp {
+                conn: 9,
+                member: "p1".into(),
+                remote: mapped,
+                outbound: true,
+                via: None,
+            },
+        );
+        assert!(drain(&mut t).iter().any(|o| matches!(o,
+            Output::Send(9, Message::Hello(h)) if h.dial_back == nonce)));
+        // Asked again while connected to the asker: no dial (its NAT admits us anyway).
+        t.handle(4, Input::Message(5, Message::DialBack(dial)));
+        assert!(!drain(&mut t).iter().any(|o| matches!(o, Output::Dial(_))));
+
+        // The asker: the neighbour's answer, then the third member's dial at the mapping.
+        a.handle(
+            5_001,
+            Input::Message(
+                via,
+                Message::DialBack(DialBack::Asked { nonce, sent: true }),
+            ),
+        );
+        let out = meet(
+            &mut a,
+            5_002,
+            (20, 3),
+            sock("198.18.0.12:7000"),
+            false,
+            mapped,
+            nonce,
+        );
+        assert_eq!(a.outside(), Outside::Reachable(mapped));
+        assert!(
+            out.iter().any(|o| matches!(o,
+                Output::Send(7, Message::Peers(p)) if p.iter().any(|e| e.node_id == 1 && e.public))),
+            "neighbours hear it is public"
+        );
+        // The wait passing changes nothing now.
+        a.handle(
+            5_000 + crate::dialback::DIAL_BACK_WAIT_MS + 5_000,
+            Input::Tick,
+        );
+        assert_eq!(a.outside(), Outside::Reachable(mapped));
+    }
+
+    #[test]
+    fn a_dial_back_that_never_comes_means_unreachable_and_a_move_forgets_it() {
+        let (mut a, via, nonce, _) = behind_a_cone();
+        // An inbound connection without the nonce (a punch partner) proves nothing.
+        meet(
+            &mut a,
+            5_001,
+            (20, 3),
+            sock("198.18.0.12:7000"),
+            false,
+            sock("198.18.1.1:7000"),
+            0,
+        );
+        a.handle(
+            5_001,
+            Input::Message(
+                via,
+                Message::DialBack(DialBack::Asked { nonce, sent: true }),
+            ),
+        );
+        assert_eq!(a.outside(), Outside::Unknown);
+        a.handle(5_000 + crate::dialback::DIAL_BACK_WAIT_MS, Input::Tick);
+        assert_eq!(a.outside(), Outside::Unreachable);
+        assert!(!a.my_entry().public);
+        a.handle(20_000, Input::AddressesChanged(vec![sock("10.2.0.2:7000")]));
+        assert_eq!(a.outside(), Outside::Unknown);
+
+        // A neighbour that found no third member: no conclusion, asked again later.
+        let (mut a, via, nonce, _) = behind_a_cone();
+        a.handle(
+            5_001,
+            Input::Message(
+                via,
+                Message::DialBack(DialBack::Asked { nonce, sent: false }),
+            ),
+        );
+        a.handle(5_000 + crate::dialback::DIAL_BACK_WAIT_MS, Input::Tick);
+        assert_eq!(a.outside(), Outside::Unknown);
+        a.handle(5_000 + crate::dialback::DIAL_BACK_RETRY_MS, Input::Tick);
+        assert!(drain(&mut a)
+            .iter()
+            .any(|o| matches!(o, Output::Send(_, Message::DialBack(DialBack::Ask { .. })))));
     }
 
     #[test]
@@ -2156,6 +2561,12 @@ mod tests {
 
     /// Member `node` (a relay when `relay`), dialled by `g` on `conn`, says `Hello` at `now`.
     fn dialled_at(g: &mut Group, now: Millis, conn: ConnId, node: u64, relay: bool) {
+        up_at(g, now, conn, node, relay, None);
+    }
+
+    /// We dialled node `node` (at `addr(node)`, or through `via`) on `conn` at `now`: its
+    /// connection is up and its `Hello` arrived.
+    fn up_at(g: &mut Group, now: Millis, conn: ConnId, node: u64, relay: bool, via: Option<Via>) {
         g.handle(
             now,
             Input::ConnectionUp {
@@ -2163,25 +2574,11 @@ mod tests {
                 member: format!("p{node}"),
                 remote: addr(node as u16),
                 outbound: true,
-                via: None,
+                via,
             },
         );
-        g.handle(
-            now,
-            Input::Message(
-                conn,
-                Message::Hello(Hello {
-                    node_id: node,
-                    listening: true,
-                    addrs: vec![addr(node as u16)],
-                    properties_version: 0,
-                    neighbours: 1,
-                    observed: None,
-                    relay,
-                    entry_version: 0,
-                }),
-            ),
-        );
+        let hello = hello_of(node, addr(node as u16), None, relay, 0);
+        g.handle(now, Input::Message(conn, hello));
     }
 
     fn names_relay(out: &[Output], relay: u64) -> bool {
@@ -2258,32 +2655,7 @@ mod tests {
     }
 
     fn up(g: &mut Group, conn: ConnId, node: u64, relay: bool, via: Option<Via>) -> Vec<Output> {
-        g.handle(
-            1,
-            Input::ConnectionUp {
-                conn,
-                member: format!("p{node}"),
-                remote: addr(node as u16),
-                outbound: true,
-                via,
-            },
-        );
-        g.handle(
-            1,
-            Input::Message(
-                conn,
-                Message::Hello(Hello {
-                    node_id: node,
-                    listening: true,
-                    addrs: vec![addr(node as u16)],
-                    properties_version: 0,
-                    neighbours: 1,
-                    observed: None,
-                    relay,
-                    entry_version: 0,
-                }),
-            ),
-        );
+        up_at(g, 1, conn, node, relay, via);
         drain(g)
     }
 

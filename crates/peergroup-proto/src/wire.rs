@@ -44,6 +44,10 @@ pub const KIND_RECORDS: u8 = 9;
 pub const KIND_PUNCH: u8 = 10;
 /// Frame kind of [`Message::Observed`].
 pub const KIND_OBSERVED: u8 = 11;
+/// Frame kind of [`Message::DialBack`].
+pub const KIND_DIAL_BACK: u8 = 12;
+/// Most IPs a [`DialBack::Ask`] excludes (those the asker sent to lately).
+pub const MAX_DIAL_BACK_EXCLUDE: usize = 256;
 
 /// Most items one [`Message::Offer`] lists (32 bytes each).
 pub const MAX_OFFER_ITEMS: usize = 4096;
@@ -108,6 +112,9 @@ pub struct Hello {
     pub relay: bool,
     /// The version of the sender's own entry ([`PeerEntry::version`]) these addresses are.
     pub entry_version: u64,
+    /// On a dial made for a [`DialBack::Dial`]: the asker's nonce, so that the asker knows
+    /// this connection is the unsolicited one it asked for; 0 on every other connection.
+    pub dial_back: u64,
 }
 
 /// A member and where it was last reachable.
@@ -199,6 +206,39 @@ pub enum Message {
     /// gave it a new mapping); QUIC migrated the connection without a new `Hello`, so this
     /// is the receiver's new mapped address as this observer sees it.
     Observed(SocketAddr),
+    /// A test of whether members reach the sender unasked ([`crate::dialback`]).
+    DialBack(DialBack),
+}
+
+/// The three steps of a dial-back: the asker asks a neighbour it dialled, which asks a
+/// third member to dial the asker where that neighbour sees its packets come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DialBack {
+    /// Asker → a neighbour it dialled: "have a member I never sent to dial me where you see
+    /// me" (`exclude`: the IPs the asker sent to lately, which its NAT lets in anyway).
+    Ask {
+        /// The asker's secret for this test, echoed in the dialler's [`Hello::dial_back`].
+        nonce: u64,
+        /// IPs of members not to ask.
+        exclude: Vec<IpAddr>,
+    },
+    /// That neighbour → a third member: "dial node `node_id` at `addr`" (where the
+    /// neighbour sees the asker's packets come from: the asker cannot name another address).
+    Dial {
+        /// The asker's node id.
+        node_id: u64,
+        /// Where to dial it.
+        addr: SocketAddr,
+        /// The asker's nonce, for the dial's `Hello`.
+        nonce: u64,
+    },
+    /// That neighbour → the asker: whether a third member was asked.
+    Asked {
+        /// The nonce of the [`DialBack::Ask`] answered.
+        nonce: u64,
+        /// True when a third member was asked to dial.
+        sent: bool,
+    },
 }
 
 impl Message {
@@ -216,6 +256,7 @@ impl Message {
             Message::Records { .. } => KIND_RECORDS,
             Message::Punch(_) => KIND_PUNCH,
             Message::Observed(_) => KIND_OBSERVED,
+            Message::DialBack(_) => KIND_DIAL_BACK,
         }
     }
 
@@ -232,6 +273,7 @@ impl Message {
                 w.addrs(h.observed.as_slice());
                 w.u8(h.relay as u8);
                 w.u64(h.entry_version);
+                w.u64(h.dial_back);
                 (KIND_HELLO, w.0)
             }
             Message::Peers(entries) => {
@@ -292,6 +334,35 @@ impl Message {
                 w.addrs(std::slice::from_ref(addr));
                 (KIND_OBSERVED, w.0)
             }
+            Message::DialBack(d) => {
+                match d {
+                    DialBack::Ask { nonce, exclude } => {
+                        let exclude = &exclude[..exclude.len().min(MAX_DIAL_BACK_EXCLUDE)];
+                        w.u8(1);
+                        w.u64(*nonce);
+                        w.u16(exclude.len() as u16);
+                        for ip in exclude {
+                            w.ip(*ip);
+                        }
+                    }
+                    DialBack::Dial {
+                        node_id,
+                        addr,
+                        nonce,
+                    } => {
+                        w.u8(2);
+                        w.u64(*node_id);
+                        w.addrs(std::slice::from_ref(addr));
+                        w.u64(*nonce);
+                    }
+                    DialBack::Asked { nonce, sent } => {
+                        w.u8(3);
+                        w.u64(*nonce);
+                        w.u8(*sent as u8);
+                    }
+                }
+                (KIND_DIAL_BACK, w.0)
+            }
         }
     }
 
@@ -312,6 +383,7 @@ impl Message {
                 },
                 relay: r.flag()?,
                 entry_version: r.u64()?,
+                dial_back: r.u64()?,
             }),
             KIND_PEERS => {
                 let n = r.u16()? as usize;
@@ -397,6 +469,27 @@ impl Message {
                 [one] => Message::Observed(one),
                 _ => return Err(WireError::Inconsistent("observed: not one address")),
             },
+            KIND_DIAL_BACK => Message::DialBack(match r.u8()? {
+                1 => {
+                    let nonce = r.u64()?;
+                    let n = r.count(MAX_DIAL_BACK_EXCLUDE, "dial-back exclusions")?;
+                    let exclude = (0..n).map(|_| r.ip()).collect::<Result<_, _>>()?;
+                    DialBack::Ask { nonce, exclude }
+                }
+                2 => DialBack::Dial {
+                    node_id: r.u64()?,
+                    addr: match r.addrs()?[..] {
+                        [one] => one,
+                        _ => return Err(WireError::Inconsistent("dial-back: not one address")),
+                    },
+                    nonce: r.u64()?,
+                },
+                3 => DialBack::Asked {
+                    nonce: r.u64()?,
+                    sent: r.flag()?,
+                },
+                _ => return Err(WireError::Inconsistent("dial-back: unknown step")),
+            }),
             other => return Err(WireError::UnknownKind(other)),
         };
         if !r.0.is_empty() {
@@ -440,17 +533,20 @@ impl Writer {
         let addrs = &addrs[..addrs.len().min(MAX_ADDRS)];
         self.u8(addrs.len() as u8);
         for a in addrs {
-            match a.ip() {
-                IpAddr::V4(ip) => {
-                    self.u8(4);
-                    self.0.extend_from_slice(&ip.octets());
-                }
-                IpAddr::V6(ip) => {
-                    self.u8(6);
-                    self.0.extend_from_slice(&ip.octets());
-                }
-            }
+            self.ip(a.ip());
             self.u16(a.port());
+        }
+    }
+    pub(crate) fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(ip) => {
+                self.u8(4);
+                self.0.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                self.u8(6);
+                self.0.extend_from_slice(&ip.octets());
+            }
         }
     }
 }
@@ -528,18 +624,21 @@ impl<'a> Reader<'a> {
         }
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let ip = match self.u8()? {
-                4 => IpAddr::V4(Ipv4Addr::from(
-                    <[u8; 4]>::try_from(self.take(4)?).expect("4"),
-                )),
-                6 => IpAddr::V6(Ipv6Addr::from(
-                    <[u8; 16]>::try_from(self.take(16)?).expect("16"),
-                )),
-                f => return Err(WireError::BadAddress(f)),
-            };
+            let ip = self.ip()?;
             out.push(SocketAddr::new(ip, self.u16()?));
         }
         Ok(out)
+    }
+    pub(crate) fn ip(&mut self) -> Result<IpAddr, WireError> {
+        Ok(match self.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(
+                <[u8; 4]>::try_from(self.take(4)?).expect("4"),
+            )),
+            6 => IpAddr::V6(Ipv6Addr::from(
+                <[u8; 16]>::try_from(self.take(16)?).expect("16"),
+            )),
+            f => return Err(WireError::BadAddress(f)),
+        })
     }
 }
 
@@ -567,6 +666,7 @@ mod tests {
                 any::<u8>(),
                 proptest::option::of(addr()),
                 any::<bool>(),
+                any::<u64>(),
                 any::<u64>()
             )
                 .prop_map(
@@ -579,6 +679,7 @@ mod tests {
                         observed,
                         relay,
                         entry_version,
+                        dial_back,
                     )| {
                         Message::Hello(Hello {
                             node_id,
@@ -589,6 +690,7 @@ mod tests {
                             observed,
                             relay,
                             entry_version,
+                            dial_back,
                         })
                     }
                 ),
@@ -643,6 +745,20 @@ mod tests {
             addr().prop_map(Message::Observed),
             (
                 any::<u64>(),
+                proptest::collection::vec(addr().prop_map(|a| a.ip()), 0..=MAX_DIAL_BACK_EXCLUDE)
+            )
+                .prop_map(|(nonce, exclude)| Message::DialBack(DialBack::Ask { nonce, exclude })),
+            (any::<u64>(), addr(), any::<u64>()).prop_map(|(node_id, addr, nonce)| {
+                Message::DialBack(DialBack::Dial {
+                    node_id,
+                    addr,
+                    nonce,
+                })
+            }),
+            (any::<u64>(), any::<bool>())
+                .prop_map(|(nonce, sent)| Message::DialBack(DialBack::Asked { nonce, sent })),
+            (
+                any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..64),
                 proptest::collection::vec(any::<u8>(), 0..64)
             )
@@ -682,6 +798,7 @@ mod tests {
             observed: None,
             relay: false,
             entry_version: 0,
+            dial_back: 0,
         })
         .encode();
         assert_eq!(

@@ -151,3 +151,92 @@ fn a_member_restarted_while_its_inviter_is_gone_finds_a_cone_member_from_its_pre
     drop(lab);
     phase("done");
 }
+
+/// The public members of the dial-back test: enough that each of A and B has members it
+/// never met (each holds at most [`SMALL_ROOM`] neighbours).
+const PUBLIC: [&str; 7] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"];
+/// `PEERGROUP_MAX_NEIGHBOURS` of A and B: their target too, so the members they dial on
+/// joining fill their room before others' random dials can (a member whose neighbours all
+/// dialled it hears no observation of its own mapping).
+const SMALL_ROOM: &str = "4";
+
+/// A dial-back tells the filters apart: A behind a full cone and B behind a port-restricted
+/// NAT both have an endpoint-independent mapping; a member neither ever sent to, asked by a
+/// neighbour, dials each at its mapping. It reaches A (reachable from outside: A's entry says
+/// public) and not B.
+#[test]
+fn a_dial_back_finds_a_full_cone_reachable_and_a_port_restricted_nat_not() {
+    let Some(mut lab) = Lab::for_test("pgd") else {
+        return;
+    };
+    let hosts: Vec<_> = PUBLIC
+        .iter()
+        .map(|l| lab.public(&l.to_lowercase()))
+        .collect();
+    let a_host = lab.behind(&["a"], Nat::FullCone).remove(0);
+    let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+    let mut publics: Vec<Peer> = PUBLIC
+        .iter()
+        .zip(&hosts)
+        .map(|(l, h)| peer_on(l, h, &[]))
+        .collect();
+    let (first, rest) = publics.split_first_mut().unwrap();
+    first.identity("p1");
+    first.create_group(false);
+    for (i, p) in rest.iter_mut().enumerate() {
+        let (_, xml) = p.identity(&format!("p{}", i + 2));
+        p.join_from(first, &xml, false, false);
+        p.wait_joined();
+    }
+    phase("seven public members joined");
+    let room = [("PEERGROUP_MAX_NEIGHBOURS", SMALL_ROOM)];
+    let listen = |h: &common::lab::Host| format!("{}:0", h.addr);
+    let mut a = Peer::spawn_env("A", &a_host.ns, &listen(&a_host), &[], &room);
+    let mut b = Peer::spawn_env("B", &b_host.ns, &listen(&b_host), &[], &room);
+    let (_, a_xml) = a.identity("a");
+    let (_, b_xml) = b.identity("b");
+    a.join_from(first, &a_xml, false, false);
+    b.join_from(first, &b_xml, false, false);
+    a.wait_joined();
+    b.wait_joined();
+    phase("A and B joined");
+
+    let outside = |p: &mut Peer, want: &str| {
+        let label = p.label;
+        until(
+            &format!("{label} is {want} from outside"),
+            MEET_BOUND,
+            || {
+                let s = p.status();
+                let now = s.raw["outside"].as_str().unwrap_or_default().to_owned();
+                if now.starts_with(want) {
+                    Ok(s)
+                } else {
+                    Err(format!(
+                        "nat {} outside {now}: {}",
+                        s.raw["nat"], s.raw["neighbours"]
+                    ))
+                }
+            },
+        )
+    };
+    let sa = outside(&mut a, &format!("reachable at {}:", a_host.public_ip));
+    assert_eq!(sa.raw["nat"], "endpoint-independent", "{}", sa.raw);
+    let sb = outside(&mut b, "unreachable");
+    assert_eq!(sb.raw["nat"], "endpoint-independent", "{}", sb.raw);
+    // Neither result moves once found: B's restricted NAT never lets a stranger in.
+    let again = b.status();
+    assert_eq!(again.raw["outside"], "unreachable", "{}", again.raw);
+    // All stop at once: each one's close then waits on no neighbour still up.
+    let mut all: Vec<&mut Peer> = vec![&mut a, &mut b];
+    all.extend(publics.iter_mut());
+    for p in all.iter_mut() {
+        p.end_input();
+    }
+    for p in all {
+        let status = p.wait_exit();
+        assert!(status.success(), "{} exited with {status}", p.label);
+    }
+    drop(lab);
+    phase("done");
+}

@@ -178,6 +178,7 @@ const CORE_ROOMS: &[(&str, u8)] = &[
 const CORE_BELOW: &[&str] = &[
     "config_export",
     "data",
+    "dialback",
     "identity",
     "invitation",
     "io",

@@ -107,6 +107,7 @@ pub fn status(
                     "listen": listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "advertised": reachable.advertised.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                     "nat": reachable.nat.to_string(),
+                    "outside": reachable.outside.to_string(),
                     "neighbours": ns,
                     "records": records,
                     "service": ctx.pg.is_service(),
@@ -123,6 +124,7 @@ pub fn status(
                 reachable.advertised.iter().map(|a| a.to_string()).collect();
             println!("reachable:  {}", advertised.join(", "));
             println!("nat:        {}", reachable.nat);
+            println!("outside:    {}", reachable.outside);
             println!("neighbours: {}", neighbours.len());
             for n in &neighbours {
                 let dir = if n.outbound { "out" } else { "in" };

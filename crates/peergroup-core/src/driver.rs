@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::clock::unix_now;
+use crate::dialback::Outside;
 use crate::direct::{DirectContext, Directs};
 use crate::error::{CoreError, Result};
 use crate::identity::gmc::{issue_gmc_at, role::roles_may_issue};
@@ -56,6 +57,31 @@ pub const ADDRESS_POLL: Duration = Duration::from_secs(1);
 /// The members a starting group dials: the peers it kept, completed from the presence
 /// records it holds (`crate::members::list::remembered_peers`): after a crash, or with every
 /// member of its invitation gone, those are where the others were last.
+/// The environment variable that caps a node's neighbours per group.
+pub const MAX_NEIGHBOURS_VAR: &str = "PEERGROUP_MAX_NEIGHBOURS";
+/// The most [`MAX_NEIGHBOURS_VAR`] may ask for.
+pub const MAX_NEIGHBOURS_CAP: usize = 64;
+
+/// `$PEERGROUP_MAX_NEIGHBOURS`: the most neighbours this node holds in each group (the
+/// machine's default otherwise; the target it dials towards follows it down). For a member on
+/// a metered link, or a test that needs members a node never met. A value that is not a
+/// number in 1..=[`MAX_NEIGHBOURS_CAP`] is ignored, with a warning.
+fn neighbour_limit() -> Option<usize> {
+    let text = std::env::var(MAX_NEIGHBOURS_VAR).ok()?;
+    let limit = parse_neighbour_limit(&text);
+    if limit.is_none() {
+        tracing::warn!("{MAX_NEIGHBOURS_VAR}={text:?} is not in 1..={MAX_NEIGHBOURS_CAP}: ignored");
+    }
+    limit
+}
+
+fn parse_neighbour_limit(text: &str) -> Option<usize> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_NEIGHBOURS_CAP).contains(n))
+}
+
 fn remembered(
     inner: &GroupInner,
     chain: &crate::identity::gmc::GmcChain,
@@ -105,6 +131,10 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
     cfg.synced_before = config.synced;
     cfg.relay = config.relay;
     cfg.seed = random_u64();
+    if let Some(max) = neighbour_limit() {
+        cfg.max_neighbours = max;
+        cfg.target_neighbours = cfg.target_neighbours.min(max);
+    }
     let known = remembered(inner, &chain)?;
     let mut machine = Group::new(cfg, known, signed)
         .with_records(Box::new(StorePort::new(inner.clone(), verifier.clone())))
@@ -122,6 +152,7 @@ pub(crate) async fn start(shared: &Shared, inner: &Arc<GroupInner>) -> Result<Dr
         advertised: Vec::new(),
         nat: NatClass::Unknown,
         relays: Vec::new(),
+        outside: Outside::Unknown,
     }));
     let punch = Arc::new(Mutex::new(Vec::new()));
     let directs = Arc::new(Directs::default());
@@ -822,6 +853,7 @@ impl Driver {
             advertised: self.machine.advertised_addrs(),
             nat: self.machine.nat_class(),
             relays: self.machine.relay_addrs(),
+            outside: self.machine.outside(),
         };
         *self.reachable.lock().unwrap_or_else(|p| p.into_inner()) = reachable;
         *self.punch.lock().unwrap_or_else(|p| p.into_inner()) = self.machine.punch_addrs();
@@ -1181,5 +1213,19 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_neighbour_limit_is_a_number_in_range_or_nothing() {
+        assert_eq!(parse_neighbour_limit("3"), Some(3));
+        assert_eq!(parse_neighbour_limit(" 64\n"), Some(MAX_NEIGHBOURS_CAP));
+        for bad in ["0", "65", "-1", "", "eight", "3.5"] {
+            assert_eq!(parse_neighbour_limit(bad), None, "{bad:?}");
+        }
     }
 }

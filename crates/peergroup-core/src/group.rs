@@ -608,6 +608,7 @@ impl LocalGroup {
                 advertised: Vec::new(),
                 nat: crate::reachability::NatClass::Unknown,
                 relays: Vec::new(),
+                outside: crate::dialback::Outside::Unknown,
             }))
     }
 

@@ -63,8 +63,8 @@ pub use handle::password::LocalPasswordHold;
 #[cfg(feature = "net")]
 pub use network::reachable_addrs;
 pub use peergroup_proto::{
-    config_export, data, invitation, io, lan, machine, members, port, properties, reachability,
-    reconcile, relay, replication, rng, upgrade, values, wire,
+    config_export, data, dialback, invitation, io, lan, machine, members, port, properties,
+    reachability, reconcile, relay, replication, rng, upgrade, values, wire,
 };
 pub use peergroup_proto::{transport, transport::identity};
 #[cfg(feature = "net")]

@@ -55,6 +55,13 @@ pub const RELAY_SETTLE_MS: Millis = 1000;
 /// (it was full) is not dialled for a relay slot again for this long.
 pub const RELAY_REFUSED_RETRY_MS: Millis = 60_000;
 
+/// Direct neighbours a member dials itself while it does not know its NAT's class, even
+/// when members that dialled it fill its room: only a connection it dialled tells it where
+/// its packets come from, and the class takes two such observers at different IPs
+/// ([`crate::reachability`]). A member full of inbound neighbours (a reachable one, others'
+/// random dials) drops one for its own dial until it knows.
+pub const MIN_DIALLED: usize = 2;
+
 /// Settings of one group's machine.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -377,6 +384,17 @@ impl Group {
 
     /// Most neighbours this member holds: [`Config::max_neighbours`], and
     /// [`RELAY_EXTRA_NEIGHBOURS`] more while it relays.
+    /// True while this member does not know its NAT's class and has fewer than
+    /// [`MIN_DIALLED`] direct neighbours it dialled, counting `dialing` dials under way.
+    fn short_of_observers(&self, dialing: usize) -> bool {
+        let dialled = self
+            .neighbours
+            .values()
+            .filter(|n| n.outbound && n.via.is_none())
+            .count();
+        self.nat_class() == NatClass::Unknown && dialled + dialing < MIN_DIALLED
+    }
+
     fn max_inbound(&self) -> usize {
         if self.offers_relay() {
             self.cfg.max_neighbours + RELAY_EXTRA_NEIGHBOURS
@@ -948,15 +966,20 @@ impl Group {
                 addrs.truncate(MAX_ADDRS);
                 let room = self.max_inbound();
                 if p.outbound && self.neighbours.len() >= room {
-                    // Inbound members filled the room while we dialed.
-                    self.out
-                        .push_back(Output::Disconnect(conn, CloseReason::Busy));
-                    return;
+                    // One of too few observers of our own mapping stays, in an inbound one's
+                    // place.
+                    let observer = p.via.is_none() && self.short_of_observers(0);
+                    if !(observer && self.make_room(true)) {
+                        // Inbound members filled the room while we dialed.
+                        self.out
+                            .push_back(Output::Disconnect(conn, CloseReason::Busy));
+                        return;
+                    }
                 }
                 let needs_room = usize::from(h.neighbours) < self.cfg.target_neighbours;
                 if !p.outbound && self.neighbours.len() >= room && needs_room {
                     // A member short of neighbours must find a place even in a full group.
-                    self.make_room();
+                    let _ = self.make_room(false);
                 }
                 if !p.outbound && self.neighbours.len() >= room {
                     // Refer the newcomer to the members we know, then let it go.
@@ -1158,14 +1181,23 @@ impl Group {
     /// Drops one neighbour to take a newcomer short of neighbours: the one that reported the
     /// most neighbours (ties broken by the seeded generator). It is sent a referral first, so
     /// it can rewire, then closed as `Busy`.
-    fn make_room(&mut self) {
-        let Some(most) = self.neighbours.values().map(|n| n.degree).max() else {
-            return;
+    /// `inbound_only`: among the neighbours that dialled this member (to make room for one it
+    /// dialled itself, [`MIN_DIALLED`]). False when no neighbour could go.
+    fn make_room(&mut self, inbound_only: bool) -> bool {
+        let eligible = |n: &Neighbour| !inbound_only || !n.outbound;
+        let Some(most) = self
+            .neighbours
+            .values()
+            .filter(|n| eligible(n))
+            .map(|n| n.degree)
+            .max()
+        else {
+            return false;
         };
         let ties: Vec<ConnId> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| n.degree == most)
+            .filter(|(_, n)| eligible(n) && n.degree == most)
             .map(|(c, _)| *c)
             .collect();
         let victim = ties[self.rng.range(0, ties.len() as u64) as usize];
@@ -1186,6 +1218,7 @@ impl Group {
                 node_id: n.node_id,
             });
         }
+        true
     }
 
     /// Up to [`MAX_PEER_ENTRIES`] known members, a random sample when there are more: every
@@ -1438,7 +1471,9 @@ impl Group {
             candidates = first;
         }
         for addr in candidates {
-            if self.neighbours.len() + self.dialing.len() >= self.cfg.target_neighbours {
+            if self.neighbours.len() + self.dialing.len() >= self.cfg.target_neighbours
+                && !self.short_of_observers(self.dialing.len())
+            {
                 break;
             }
             if mine.contains(&addr) || connected.contains(&addr) || self.dialing.contains(&addr) {
@@ -2131,6 +2166,61 @@ mod tests {
         let out = knock(&mut g, 51, 3);
         assert!(out.contains(&Output::Disconnect(7, CloseReason::Busy)));
         assert_eq!(conns(&g).len(), 8);
+    }
+
+    #[test]
+    fn a_member_full_of_inbound_neighbours_still_dials_two_observers_of_its_own() {
+        let mut g = member_with(1, &[3, 5, 8, 2, 4, 6, 7, 1]);
+        let known: Vec<PeerEntry> = (20..23)
+            .map(|n| PeerEntry {
+                member: format!("p{n}"),
+                node_id: n,
+                addrs: vec![addr(n as u16)],
+                relays: vec![],
+                public: true,
+                version: 1,
+            })
+            .collect();
+        g.handle(2, Input::Message(1, Message::Peers(known)));
+        drain(&mut g);
+        // Every one of its eight neighbours dialled it: it dials two members itself.
+        g.handle(5_000, Input::Tick);
+        let dials: Vec<SocketAddr> = drain(&mut g)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Dial(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dials.len(), MIN_DIALLED, "{dials:?}");
+        // Each dial, once up, takes an inbound neighbour's place: never above the maximum.
+        for (i, a) in dials.iter().enumerate() {
+            let conn = 60 + i as ConnId;
+            let node = u64::from(a.port());
+            g.handle(
+                5_001,
+                Input::ConnectionUp {
+                    conn,
+                    member: format!("p{node}"),
+                    remote: *a,
+                    outbound: true,
+                    via: None,
+                },
+            );
+            g.handle(
+                5_001,
+                Input::Message(conn, hello_of(node, *a, None, false, 0)),
+            );
+            let out = drain(&mut g);
+            assert!(!out.contains(&Output::Disconnect(conn, CloseReason::Busy)));
+            assert!(out
+                .iter()
+                .any(|o| matches!(o, Output::Disconnect(c, CloseReason::Busy) if *c < 9)));
+            assert_eq!(conns(&g).len(), 8);
+        }
+        // With two of its own, it dials no more, and a third is refused as before.
+        g.handle(10_000, Input::Tick);
+        assert!(!drain(&mut g).iter().any(|o| matches!(o, Output::Dial(_))));
     }
 
     #[test]

@@ -110,4 +110,12 @@ pub struct Reachable {
     /// member that cannot reach it directly reaches the group, so invitations carry them.
     #[serde(default)]
     pub relays: Vec<std::net::SocketAddr>,
+    /// Whether a third member reached it unasked ([`crate::dialback`]): a member behind a
+    /// full cone is public, one behind a restricted NAT is not.
+    #[serde(default = "unknown_outside")]
+    pub outside: crate::dialback::Outside,
+}
+
+fn unknown_outside() -> crate::dialback::Outside {
+    crate::dialback::Outside::Unknown
 }

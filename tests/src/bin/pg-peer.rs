@@ -19,7 +19,8 @@
 //! {"cmd":"relay","on":true}              -> {"ok":true}   (relay for other members)
 //! {"cmd":"status"}                       -> {"ok":true,"status":3,"neighbours":[…],
 //!                                            "disconnects":[…],"listen":[…],
-//!                                            "advertised":[…],"nat":"…"}
+//!                                            "advertised":[…],"nat":"…",
+//!                                            "outside":"…"}
 //! {"cmd":"wait","bits":3,"timeout_ms":N} -> like "status", once the status has all `bits`
 //!                                            or the timeout passed
 //! {"cmd":"add","text":"…"}              -> {"ok":true,"id":"<32 hex>"}
@@ -332,6 +333,7 @@ impl Peer {
             "listen": listen,
             "advertised": advertised,
             "nat": reachable.nat.to_string(),
+            "outside": reachable.outside.to_string(),
         }))
     }
 

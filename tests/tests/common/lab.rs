@@ -192,8 +192,6 @@ table ip lab {{
     )
 }
 
-/// A `pg-peer` process on `host`, listening on its address at a port of its choosing, with
-/// more `pg-peer` arguments `extra`.
 /// R, A and B of the three-member lab tests, joined.
 pub struct Trio {
     pub r: Peer,
@@ -239,6 +237,8 @@ fn cut_table(other: &Host) -> String {
     format!("pgcut_{}", other.public_ip.to_string().replace('.', "_"))
 }
 
+/// A `pg-peer` process on `host`, listening on its address at a port of its choosing, with
+/// more `pg-peer` arguments `extra`.
 pub fn peer_on(label: &'static str, host: &Host, extra: &[&str]) -> Peer {
     Peer::spawn_with(label, &host.ns, &format!("{}:0", host.addr), extra)
 }

@@ -312,6 +312,8 @@ pub struct Peer {
     netns: String,
     listen: String,
     extra: Vec<String>,
+    /// Environment variables of the process (and of its service).
+    env: Vec<(String, String)>,
 }
 
 /// Starts `pg-peer` on `home` in `netns` (and its service first, when the tests run through
@@ -321,6 +323,7 @@ fn launch(
     netns: &str,
     listen: &str,
     extra: &[&str],
+    env: &[(String, String)],
     home: &std::path::Path,
 ) -> (Proc, Option<Proc>) {
     let through_service = std::env::var("PEERGROUP_SERVICE").as_deref() == Ok("required");
@@ -343,6 +346,7 @@ fn launch(
                 // session, with its listen address and transport limits.
                 .arg("--home")
                 .arg(home.join("daemon"))
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .env("RUST_LOG", "warn"),
         );
         assert_eq!(d.line(), format!("listening {}", socket.display()));
@@ -360,6 +364,7 @@ fn launch(
         .arg(home)
         .args(["--listen", listen])
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("PG_PEER_LABEL", label);
     if through_service {
         command.env("PEERGROUP_SERVICE_SOCKET", &socket);
@@ -387,8 +392,24 @@ impl Peer {
 
     /// [`Peer::spawn`] with more `pg-peer` arguments (e.g. `["--limits", "default"]`).
     pub fn spawn_with(label: &'static str, netns: &str, listen: &str, extra: &[&str]) -> Peer {
+        Peer::spawn_env(label, netns, listen, extra, &[])
+    }
+
+    /// [`Peer::spawn_with`] with environment variables `env` for the process and its service
+    /// (e.g. `PEERGROUP_MAX_NEIGHBOURS`).
+    pub fn spawn_env(
+        label: &'static str,
+        netns: &str,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Peer {
         let home = tempfile::tempdir().unwrap();
-        let (proc, daemon) = launch(label, netns, listen, extra, home.path());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (proc, daemon) = launch(label, netns, listen, extra, &env, home.path());
         Peer {
             label,
             proc,
@@ -397,6 +418,7 @@ impl Peer {
             netns: netns.to_owned(),
             listen: listen.to_owned(),
             extra: extra.iter().map(|e| (*e).to_owned()).collect(),
+            env,
         }
     }
 
@@ -411,6 +433,7 @@ impl Peer {
             &self.netns,
             &self.listen,
             &extra,
+            &self.env,
             self._home.path(),
         );
         self.proc = proc;

@@ -277,6 +277,51 @@ typedef struct {
 } PEER_GROUP_PROPERTIES;
 
 /*
+ Peergroup extension: `PEERGROUP_REACHABILITY::natClass`.
+ */
+typedef int32_t PEERGROUP_NAT_CLASS;
+
+/*
+ Peergroup extension: `PEERGROUP_REACHABILITY::outside`.
+ */
+typedef int32_t PEERGROUP_OUTSIDE;
+
+/*
+ Peergroup extension (`PeerGroupGetReachability`): what this member knows of the NAT in
+ front of it and where it says it can be reached. One block for `PeerFreeData`.
+ */
+typedef struct {
+  /*
+   `sizeof(PEERGROUP_REACHABILITY)`.
+   */
+  DWORD dwSize;
+  /*
+   The NAT's mapping class, from other members' views: `PEERGROUP_NAT_*`.
+   */
+  PEERGROUP_NAT_CLASS natClass;
+  /*
+   Whether a member it never sent to reached it unasked (a dial-back):
+   `PEERGROUP_OUTSIDE_*`.
+   */
+  PEERGROUP_OUTSIDE outside;
+  /*
+   Where that dial-back reached it; all zero (`dwSize` 0) unless `outside` is
+   `PEERGROUP_OUTSIDE_REACHABLE`.
+   */
+  PEER_ADDRESS reachableAt;
+  /*
+   The addresses presence and invitations carry (confirmed, mapped, then interface).
+   */
+  ULONG cAddresses;
+  PEER_ADDRESS *pAddresses;
+  /*
+   The relay members it names: where a member that cannot dial it reaches the group.
+   */
+  ULONG cRelays;
+  PEER_ADDRESS *pRelays;
+} PEERGROUP_REACHABILITY;
+
+/*
  `HCRYPTPROV`: a handle on an identity's key pair.
  */
 typedef size_t HCRYPTPROV;
@@ -616,6 +661,42 @@ typedef struct {
  */
 #define PEERGROUP_CONNECTION_RELAYED 65536
 
+/*
+ Peergroup extension: no member has told this one where it sees it yet.
+ */
+#define PEERGROUP_NAT_UNKNOWN 0
+
+/*
+ Peergroup extension: members see an interface address, no NAT in front.
+ */
+#define PEERGROUP_NAT_NONE 1
+
+/*
+ Peergroup extension: members at different IPs see one mapping (a cone NAT).
+ */
+#define PEERGROUP_NAT_ENDPOINT_INDEPENDENT 2
+
+/*
+ Peergroup extension: members at different IPs see different mappings (symmetric).
+ */
+#define PEERGROUP_NAT_ENDPOINT_DEPENDENT 3
+
+/*
+ Peergroup extension: not tested (no NAT, an endpoint-dependent one, no member to ask yet,
+ or the member moved since).
+ */
+#define PEERGROUP_OUTSIDE_UNKNOWN 0
+
+/*
+ Peergroup extension: a member it never sent to reached it unasked (a full cone).
+ */
+#define PEERGROUP_OUTSIDE_REACHABLE 1
+
+/*
+ Peergroup extension: a member asked to dial it did not get through (a restricted NAT).
+ */
+#define PEERGROUP_OUTSIDE_UNREACHABLE 2
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -939,6 +1020,18 @@ HRESULT PeerGroupGetStatus(HGROUP hGroup,
  */
 HRESULT PeerGroupSetRelay(HGROUP hGroup,
                           BOOL fRelay);
+
+/*
+ Peergroup extension: what this member knows of the NAT in front of it (the mapping class
+ from other members' views, the result of its dial-back test) and the addresses and relays
+ it advertises, as one block for `PeerFreeData`. Offline: unknown, no addresses.
+ `E_POINTER` for a NULL `ppReachability`; `PEER_E_INVALID_GROUP` for a bad handle.
+
+ # Safety
+ `ppReachability` NULL or writable.
+ */
+HRESULT PeerGroupGetReachability(HGROUP hGroup,
+                                 PEERGROUP_REACHABILITY **ppReachability);
 
 /*
  The group's properties as one block (structure and strings) for `PeerFreeData`.

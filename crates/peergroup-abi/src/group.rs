@@ -12,13 +12,21 @@ use peergroup_core::identity::hresult::{self, HRESULT};
 use peergroup_core::identity::PeerName;
 use peergroup_core::GroupHandle;
 
-use crate::convert::{properties_block, read_properties, socket_addr_from_peer_address};
+use crate::alloc::CBlock;
+use crate::convert::{
+    peer_address_from_socket_addr, properties_block, read_properties, socket_addr_from_peer_address,
+};
 use crate::ffi::{read_opt, read_req, require_in, require_out, slice_in};
 use crate::runtime::{
     entry, exclusive, from_handle, group_and_network, lock, started_network, ToHresult,
     EXCLUSIVE_WAIT,
 };
-use crate::types::{BOOL, DWORD, HGROUP, PCWSTR, PEER_ADDRESS, PEER_GROUP_PROPERTIES, ULONG};
+use crate::types::{
+    BOOL, DWORD, HGROUP, PCWSTR, PEERGROUP_NAT_CLASS, PEERGROUP_NAT_ENDPOINT_DEPENDENT,
+    PEERGROUP_NAT_ENDPOINT_INDEPENDENT, PEERGROUP_NAT_NONE, PEERGROUP_NAT_UNKNOWN,
+    PEERGROUP_OUTSIDE_REACHABLE, PEERGROUP_OUTSIDE_UNKNOWN, PEERGROUP_OUTSIDE_UNREACHABLE,
+    PEERGROUP_REACHABILITY, PEER_ADDRESS, PEER_GROUP_PROPERTIES, ULONG,
+};
 
 /// Largest `cAddresses` accepted by `PeerGroupConnectByAddress`.
 const MAX_CONNECT_ADDRESSES: usize = 1024;
@@ -313,6 +321,69 @@ pub extern "C" fn PeerGroupSetRelay(hGroup: HGROUP, fRelay: BOOL) -> HRESULT {
         group.set_relay(on).hr()?;
         Ok(hresult::S_OK)
     })
+}
+
+/// Peergroup extension: what this member knows of the NAT in front of it (the mapping class
+/// from other members' views, the result of its dial-back test) and the addresses and relays
+/// it advertises, as one block for `PeerFreeData`. Offline: unknown, no addresses.
+/// `E_POINTER` for a NULL `ppReachability`; `PEER_E_INVALID_GROUP` for a bad handle.
+///
+/// # Safety
+/// `ppReachability` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn PeerGroupGetReachability(
+    hGroup: HGROUP,
+    ppReachability: *mut *mut PEERGROUP_REACHABILITY,
+) -> HRESULT {
+    entry(|| {
+        require_out(ppReachability)?;
+        let group = lock().group(hGroup)?;
+        let r = group.reachable().hr()?;
+        // SAFETY: checked non-null; the caller promises it is writable.
+        unsafe { ppReachability.write(reachability_block(&r)) };
+        Ok(hresult::S_OK)
+    })
+}
+
+/// `r` as a `PEERGROUP_REACHABILITY` block with its address arrays.
+fn reachability_block(r: &peergroup_core::values::Reachable) -> *mut PEERGROUP_REACHABILITY {
+    use peergroup_core::dialback::Outside;
+    let addresses = |list: &[std::net::SocketAddr]| -> Vec<PEER_ADDRESS> {
+        list.iter().map(peer_address_from_socket_addr).collect()
+    };
+    let (advertised, relays) = (addresses(&r.advertised), addresses(&r.relays));
+    let (outside, at) = match r.outside {
+        Outside::Unknown => (PEERGROUP_OUTSIDE_UNKNOWN, None),
+        Outside::Reachable(a) => (PEERGROUP_OUTSIDE_REACHABLE, Some(a)),
+        Outside::Unreachable => (PEERGROUP_OUTSIDE_UNREACHABLE, None),
+    };
+    let (mut block, root) = CBlock::for_array::<PEERGROUP_REACHABILITY>(1);
+    let value = PEERGROUP_REACHABILITY {
+        dwSize: size_of::<PEERGROUP_REACHABILITY>() as DWORD,
+        natClass: nat_class(r.nat),
+        outside,
+        // SAFETY: PEER_ADDRESS is plain data (a size and a sockaddr_in6): all zero is valid.
+        reachableAt: at.map_or(unsafe { std::mem::zeroed() }, |a| {
+            peer_address_from_socket_addr(&a)
+        }),
+        cAddresses: advertised.len() as ULONG,
+        pAddresses: block.array(&advertised),
+        cRelays: relays.len() as ULONG,
+        pRelays: block.array(&relays),
+    };
+    // SAFETY: the root holds one zeroed, aligned PEERGROUP_REACHABILITY owned by the block.
+    unsafe { root.write(value) };
+    block.into_raw() as *mut PEERGROUP_REACHABILITY
+}
+
+fn nat_class(c: peergroup_core::reachability::NatClass) -> PEERGROUP_NAT_CLASS {
+    use peergroup_core::reachability::NatClass;
+    match c {
+        NatClass::Unknown => PEERGROUP_NAT_UNKNOWN,
+        NatClass::None => PEERGROUP_NAT_NONE,
+        NatClass::EndpointIndependent => PEERGROUP_NAT_ENDPOINT_INDEPENDENT,
+        NatClass::EndpointDependent => PEERGROUP_NAT_ENDPOINT_DEPENDENT,
+    }
 }
 
 /// The group's properties as one block (structure and strings) for `PeerFreeData`.

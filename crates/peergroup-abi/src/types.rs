@@ -131,6 +131,29 @@ pub struct PEER_CONNECTION_INFO {
     pub address: PEER_ADDRESS,
 }
 
+/// Peergroup extension (`PeerGroupGetReachability`): what this member knows of the NAT in
+/// front of it and where it says it can be reached. One block for `PeerFreeData`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PEERGROUP_REACHABILITY {
+    /// `sizeof(PEERGROUP_REACHABILITY)`.
+    pub dwSize: DWORD,
+    /// The NAT's mapping class, from other members' views: `PEERGROUP_NAT_*`.
+    pub natClass: PEERGROUP_NAT_CLASS,
+    /// Whether a member it never sent to reached it unasked (a dial-back):
+    /// `PEERGROUP_OUTSIDE_*`.
+    pub outside: PEERGROUP_OUTSIDE,
+    /// Where that dial-back reached it; all zero (`dwSize` 0) unless `outside` is
+    /// `PEERGROUP_OUTSIDE_REACHABLE`.
+    pub reachableAt: PEER_ADDRESS,
+    /// The addresses presence and invitations carry (confirmed, mapped, then interface).
+    pub cAddresses: ULONG,
+    pub pAddresses: *mut PEER_ADDRESS,
+    /// The relay members it names: where a member that cannot dial it reaches the group.
+    pub cRelays: ULONG,
+    pub pRelays: *mut PEER_ADDRESS,
+}
+
 /// `PEER_EVENT_INCOMING_DATA`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -331,6 +354,11 @@ pub type PEER_CONNECTION_STATUS = i32;
 /// `PEER_CONNECTION_FLAGS`.
 pub type PEER_CONNECTION_FLAGS = i32;
 
+/// Peergroup extension: `PEERGROUP_REACHABILITY::natClass`.
+pub type PEERGROUP_NAT_CLASS = i32;
+/// Peergroup extension: `PEERGROUP_REACHABILITY::outside`.
+pub type PEERGROUP_OUTSIDE = i32;
+
 /// `MAKEWORD(1,1)`: the Grouping version this library implements.
 pub const PEER_GROUP_VERSION: WORD = 0x0101;
 
@@ -384,6 +412,23 @@ pub const PEER_CONNECTION_DIRECT: PEER_CONNECTION_FLAGS = 0x2;
 /// Peergroup extension, set in `PEER_CONNECTION_INFO::dwFlags` only (not a filter): the
 /// connection runs through a relay member.
 pub const PEERGROUP_CONNECTION_RELAYED: PEER_CONNECTION_FLAGS = 0x1_0000;
+
+/// Peergroup extension: no member has told this one where it sees it yet.
+pub const PEERGROUP_NAT_UNKNOWN: PEERGROUP_NAT_CLASS = 0;
+/// Peergroup extension: members see an interface address, no NAT in front.
+pub const PEERGROUP_NAT_NONE: PEERGROUP_NAT_CLASS = 1;
+/// Peergroup extension: members at different IPs see one mapping (a cone NAT).
+pub const PEERGROUP_NAT_ENDPOINT_INDEPENDENT: PEERGROUP_NAT_CLASS = 2;
+/// Peergroup extension: members at different IPs see different mappings (symmetric).
+pub const PEERGROUP_NAT_ENDPOINT_DEPENDENT: PEERGROUP_NAT_CLASS = 3;
+
+/// Peergroup extension: not tested (no NAT, an endpoint-dependent one, no member to ask yet,
+/// or the member moved since).
+pub const PEERGROUP_OUTSIDE_UNKNOWN: PEERGROUP_OUTSIDE = 0;
+/// Peergroup extension: a member it never sent to reached it unasked (a full cone).
+pub const PEERGROUP_OUTSIDE_REACHABLE: PEERGROUP_OUTSIDE = 1;
+/// Peergroup extension: a member asked to dial it did not get through (a restricted NAT).
+pub const PEERGROUP_OUTSIDE_UNREACHABLE: PEERGROUP_OUTSIDE = 2;
 
 const fn guid(d1: u32, d2: u16, d3: u16, d4: [u8; 8]) -> GUID {
     GUID {

@@ -130,6 +130,32 @@ static int child(int in, int out, const char *home) {
   CHECK_HR(PeerGroupSetRelay(g, 0), S_OK);
   CHECK(PEERGROUP_CONNECTION_RELAYED == 0x10000 && PEERGROUP_DISABLE_RELAYS == 0x10000);
 
+  /* What the member knows of its NAT (a Peergroup extension): on loopback, no NAT, so no
+     dial-back to make; it advertises where it listens. */
+  CHECK_HR(PeerGroupGetReachability(g, NULL), E_POINTER);
+  {
+    PEERGROUP_REACHABILITY *r = NULL;
+    CHECK_HR(PeerGroupGetReachability((HGROUP)(intptr_t)0x4242, &r), PEER_E_INVALID_GROUP);
+    CHECK(r == NULL);
+    CHECK_HR(PeerGroupGetReachability(g, &r), S_OK);
+    if (r) {
+      CHECK(r->dwSize == sizeof(PEERGROUP_REACHABILITY));
+      CHECK(r->natClass == PEERGROUP_NAT_NONE || r->natClass == PEERGROUP_NAT_UNKNOWN);
+      CHECK(r->outside == PEERGROUP_OUTSIDE_UNKNOWN);
+      CHECK(r->reachableAt.dwSize == 0);
+      CHECK(r->cAddresses >= 1 && r->pAddresses != NULL);
+      for (ULONG i = 0; r->pAddresses && i < r->cAddresses; i++) {
+        CHECK(r->pAddresses[i].dwSize == sizeof(PEER_ADDRESS));
+        CHECK(r->pAddresses[i].sin6.sin6_family == AF_INET6);
+        CHECK(r->pAddresses[i].sin6.sin6_port != 0);
+      }
+      CHECK((r->cRelays == 0) == (r->pRelays == NULL));
+    }
+    PeerFreeData(r);
+  }
+  CHECK(PEERGROUP_NAT_ENDPOINT_INDEPENDENT == 2 && PEERGROUP_NAT_ENDPOINT_DEPENDENT == 3);
+  CHECK(PEERGROUP_OUTSIDE_REACHABLE == 1 && PEERGROUP_OUTSIDE_UNREACHABLE == 2);
+
   /* A member may not change properties nor invite. */
   {
     PEER_GROUP_PROPERTIES *p = NULL;

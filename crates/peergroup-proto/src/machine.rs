@@ -62,6 +62,15 @@ pub const RELAY_REFUSED_RETRY_MS: Millis = 60_000;
 /// random dials) drops one for its own dial until it knows.
 pub const MIN_DIALLED: usize = 2;
 
+/// Nodes (processes) of one member whose addresses a member keeps: a member may run on
+/// several machines at once, and each is dialled at its own addresses. Beyond this, the
+/// node with the oldest entry is forgotten.
+pub const MAX_NODES_PER_MEMBER: usize = 4;
+/// Dials of a node's addresses that failed one after the other, since it last answered,
+/// after which it is forgotten if a newer node of its member is known (its process exited:
+/// the member came back as another node).
+pub const STALE_NODE_FAILURES: u32 = 3;
+
 /// Settings of one group's machine.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -160,7 +169,10 @@ pub struct Group {
     dial_backs: DialBacks,
     pending: BTreeMap<ConnId, Pending>,
     neighbours: BTreeMap<ConnId, Neighbour>,
-    known: BTreeMap<String, PeerEntry>,
+    /// Every node of every member this one knows, by (member, node id), with its entry.
+    known: BTreeMap<(String, u64), PeerEntry>,
+    /// Per known node: dials of its addresses that failed since it last answered.
+    node_failures: BTreeMap<u64, u32>,
     bootstrap: Vec<SocketAddr>,
     /// Addresses members announced on the LAN, newest first ([`crate::lan::MAX_LAN_FOUND`]).
     lan: Vec<SocketAddr>,
@@ -210,8 +222,9 @@ impl Group {
             known: known
                 .into_iter()
                 .filter(|e| e.member != cfg.member)
-                .map(|e| (e.member.clone(), e))
+                .map(|e| ((e.member.clone(), e.node_id), e))
                 .collect(),
+            node_failures: BTreeMap::new(),
             cfg,
             now: 0,
             online: false,
@@ -733,6 +746,7 @@ impl Group {
                     .map(|e| e.node_id)
                     .collect();
                 self.direct_failed.extend(failed);
+                self.node_dial_failed(addr);
                 self.check_failed(hr);
             }
             Input::DialViaFailed(node, hr) => {
@@ -1015,6 +1029,8 @@ impl Group {
                     version: h.entry_version,
                 });
                 self.direct_failed.remove(&h.node_id);
+                let dialled_at = (p.outbound && p.via.is_none()).then_some(p.remote);
+                self.node_answered(&p.member, h.node_id, dialled_at);
                 self.neighbours.insert(
                     conn,
                     Neighbour {
@@ -1092,8 +1108,8 @@ impl Group {
                     // The sender's own entry at new interface addresses, not its first ones.
                     let was = self
                         .known
-                        .get(&e.member)
-                        .filter(|k| k.node_id == sender)
+                        .get(&(e.member.clone(), sender))
+                        .filter(|_| e.node_id == sender)
                         .map(|k| k.addrs.clone())
                         .unwrap_or_default();
                     if e.member != self.cfg.member && self.learn(e.clone()) {
@@ -1239,25 +1255,24 @@ impl Group {
     /// version but not the relays).
     fn relays_known(&self, member: &str, node_id: u64, version: u64) -> (Vec<u64>, bool) {
         self.known
-            .get(member)
-            .filter(|k| k.node_id == node_id && k.version == version)
+            .get(&(member.to_owned(), node_id))
+            .filter(|k| k.version == version)
             .map(|k| (k.relays.clone(), k.public))
             .unwrap_or_default()
     }
 
-    /// Records a member's addresses; true when that changed what we knew.
+    /// Records a node's addresses; true when that changed what we knew. Each node of a
+    /// member has its own entry (at most [`MAX_NODES_PER_MEMBER`], the newest versions).
     fn learn(&mut self, mut entry: PeerEntry) -> bool {
         entry.addrs.truncate(MAX_ADDRS);
         entry.relays.truncate(MAX_RELAYS);
-        match self.known.get_mut(&entry.member) {
+        let key = (entry.member.clone(), entry.node_id);
+        match self.known.get_mut(&key) {
             Some(known) => {
-                let older = entry.version < known.version
-                    || (entry.version == known.version && entry.node_id == known.node_id);
-                if entry.addrs.is_empty() || older {
+                if entry.addrs.is_empty() || entry.version <= known.version {
                     return false;
                 }
                 if known.addrs == entry.addrs
-                    && known.node_id == entry.node_id
                     && known.relays == entry.relays
                     && known.public == entry.public
                 {
@@ -1265,18 +1280,86 @@ impl Group {
                     known.version = entry.version;
                     return false;
                 }
-                known.addrs = entry.addrs;
-                known.node_id = entry.node_id;
-                known.relays = entry.relays;
-                known.public = entry.public;
-                known.version = entry.version;
+                *known = entry;
                 self.known_dirty = true;
                 true
             }
             None => {
-                self.known.insert(entry.member.clone(), entry);
+                let (member, node) = key.clone();
+                self.known.insert(key, entry);
                 self.known_dirty = true;
+                let mut nodes: Vec<(u64, u64)> = self
+                    .known
+                    .range((member.clone(), 0)..=(member.clone(), u64::MAX))
+                    .map(|((_, node), e)| (e.version, *node))
+                    .collect();
+                if nodes.len() > MAX_NODES_PER_MEMBER {
+                    nodes.sort();
+                    let (_, oldest) = nodes[0];
+                    self.forget_node(&member, oldest);
+                    // Nothing new when the newcomer was the oldest.
+                    return oldest != node;
+                }
                 true
+            }
+        }
+    }
+
+    /// Forgets node `node` of `member` (its entry and failure count).
+    fn forget_node(&mut self, member: &str, node: u64) {
+        if self.known.remove(&(member.to_owned(), node)).is_some() {
+            self.known_dirty = true;
+        }
+        self.node_failures.remove(&node);
+    }
+
+    /// A dial to `addr` failed: every node listed there failed once more; one that failed
+    /// [`STALE_NODE_FAILURES`] times while its member has a newer node is forgotten.
+    fn node_dial_failed(&mut self, addr: SocketAddr) {
+        let at: Vec<(String, u64, u64)> = self
+            .known
+            .iter()
+            .filter(|(_, e)| e.addrs.contains(&addr))
+            .map(|((m, n), e)| (m.clone(), *n, e.version))
+            .collect();
+        for (member, node, version) in at {
+            let failures = self.node_failures.entry(node).or_insert(0);
+            *failures += 1;
+            if *failures < STALE_NODE_FAILURES {
+                continue;
+            }
+            let newer = self
+                .known
+                .range((member.clone(), 0)..=(member.clone(), u64::MAX))
+                .any(|((_, n), e)| *n != node && e.version > version);
+            if newer {
+                self.forget_node(&member, node);
+            }
+        }
+    }
+
+    /// Node `node` of `member` answered at `addr` (a connection we dialled there came up):
+    /// it works again, and the member's older nodes that listed that address no longer do
+    /// (the address is this node's now).
+    fn node_answered(&mut self, member: &str, node: u64, addr: Option<SocketAddr>) {
+        self.node_failures.remove(&node);
+        let Some(addr) = addr else {
+            return;
+        };
+        let stale: Vec<u64> = self
+            .known
+            .range((member.to_owned(), 0)..=(member.to_owned(), u64::MAX))
+            .filter(|((_, n), e)| *n != node && e.addrs.contains(&addr))
+            .map(|((_, n), _)| *n)
+            .collect();
+        for n in stale {
+            let key = (member.to_owned(), n);
+            if let Some(e) = self.known.get_mut(&key) {
+                e.addrs.retain(|a| *a != addr);
+                self.known_dirty = true;
+                if e.addrs.is_empty() {
+                    self.forget_node(member, n);
+                }
             }
         }
     }
@@ -2221,6 +2304,123 @@ mod tests {
         // With two of its own, it dials no more, and a third is refused as before.
         g.handle(10_000, Input::Tick);
         assert!(!drain(&mut g).iter().any(|o| matches!(o, Output::Dial(_))));
+    }
+
+    /// Node `node` of member `member` at `port`, entry version `version`.
+    fn node_entry(member: &str, node: u64, port: u16, version: u64) -> PeerEntry {
+        PeerEntry {
+            member: member.into(),
+            node_id: node,
+            addrs: vec![addr(port)],
+            relays: vec![],
+            public: true,
+            version,
+        }
+    }
+
+    fn nodes_of(g: &Group, member: &str) -> Vec<u64> {
+        g.known_peers()
+            .filter(|e| e.member == member)
+            .map(|e| e.node_id)
+            .collect()
+    }
+
+    #[test]
+    fn every_node_of_a_member_is_kept_and_dialled_at_its_own_addresses() {
+        // Member x runs on two machines (nodes 5 and 6): hearing of one keeps the other.
+        let mut c = Config::new(1, "m");
+        c.creator = true;
+        let mut g = Group::new(c, vec![node_entry("x", 5, 500, 10)], None);
+        g.handle(0, Input::Connect);
+        drain(&mut g);
+        up_at(&mut g, 1, 2, 2, false, None);
+        drain(&mut g);
+        g.handle(
+            2,
+            Input::Message(2, Message::Peers(vec![node_entry("x", 6, 600, 20)])),
+        );
+        assert_eq!(nodes_of(&g, "x"), vec![5, 6]);
+        // An older copy of either is no news; a newer one of node 5 replaces only its own.
+        g.handle(
+            3,
+            Input::Message(2, Message::Peers(vec![node_entry("x", 5, 501, 9)])),
+        );
+        g.handle(
+            3,
+            Input::Message(2, Message::Peers(vec![node_entry("x", 5, 502, 30)])),
+        );
+        let addrs: Vec<Vec<SocketAddr>> = g
+            .known_peers()
+            .filter(|e| e.member == "x")
+            .map(|e| e.addrs.clone())
+            .collect();
+        assert_eq!(addrs, vec![vec![addr(502)], vec![addr(600)]]);
+        // Dialling the member tries both machines.
+        g.handle(5_000, Input::Tick);
+        let dials: BTreeSet<SocketAddr> = drain(&mut g)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Dial(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            dials.contains(&addr(502)) && dials.contains(&addr(600)),
+            "{dials:?}"
+        );
+        // At most MAX_NODES_PER_MEMBER: the oldest entry goes.
+        for n in 0..MAX_NODES_PER_MEMBER as u64 {
+            let e = node_entry("x", 70 + n, 700 + n as u16, 40 + n);
+            g.handle(6_000, Input::Message(2, Message::Peers(vec![e])));
+        }
+        let kept = nodes_of(&g, "x");
+        assert_eq!(kept.len(), MAX_NODES_PER_MEMBER);
+        assert!(!kept.contains(&5) && !kept.contains(&6), "{kept:?}");
+    }
+
+    #[test]
+    fn a_node_that_keeps_failing_is_forgotten_once_its_member_has_a_newer_one() {
+        let mut c = Config::new(1, "m");
+        c.creator = true;
+        // Node 5 is x's old process; y has only node 8, which fails as often.
+        let known = vec![
+            node_entry("x", 5, 500, 10),
+            node_entry("x", 6, 600, 20),
+            node_entry("y", 8, 800, 10),
+        ];
+        let mut g = Group::new(c, known, None);
+        g.handle(0, Input::Connect);
+        drain(&mut g);
+        let refused = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+        for i in 0..STALE_NODE_FAILURES {
+            assert_eq!(nodes_of(&g, "x"), vec![5, 6], "after {i} failures");
+            g.handle(10 + u64::from(i), Input::DialFailed(addr(500), refused));
+            g.handle(10 + u64::from(i), Input::DialFailed(addr(800), refused));
+        }
+        assert_eq!(nodes_of(&g, "x"), vec![6], "the old process is forgotten");
+        assert_eq!(nodes_of(&g, "y"), vec![8], "a member's only node stays");
+    }
+
+    #[test]
+    fn a_node_that_answers_at_an_address_takes_it_from_its_members_older_nodes() {
+        let mut c = Config::new(1, "m");
+        c.creator = true;
+        // x's process at port 500 was restarted: the new one (node 6) answers there.
+        let mut g = Group::new(c, vec![node_entry("x", 5, 500, 10)], None);
+        g.handle(0, Input::Connect);
+        drain(&mut g);
+        g.handle(
+            1,
+            Input::ConnectionUp {
+                conn: 3,
+                member: "x".into(),
+                remote: addr(500),
+                outbound: true,
+                via: None,
+            },
+        );
+        g.handle(1, Input::Message(3, hello_of(6, addr(500), None, false, 0)));
+        assert_eq!(nodes_of(&g, "x"), vec![6], "node 5 had only that address");
     }
 
     #[test]

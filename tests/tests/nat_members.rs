@@ -155,10 +155,13 @@ fn a_member_restarted_while_its_inviter_is_gone_finds_a_cone_member_from_its_pre
 /// The public members of the dial-back test: enough that each of A and B has members it
 /// never met (each holds at most [`SMALL_ROOM`] neighbours).
 const PUBLIC: [&str; 7] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"];
-/// `PEERGROUP_MAX_NEIGHBOURS` of A and B: their target too, so the members they dial on
-/// joining fill their room before others' random dials can (a member whose neighbours all
-/// dialled it hears no observation of its own mapping).
+/// `PEERGROUP_MAX_NEIGHBOURS` of every member: their target too, so that members full at
+/// their target dial nobody at random, and A and B hold few members among the nine.
 const SMALL_ROOM: &str = "4";
+/// Upper bound for a dial-back result: the first test is asked at a maintenance tick once
+/// two dialled members agree on the mapping, and one that found no third member (every
+/// member met within `CONTACT_MEMORY_MS`) is asked again 10 s later.
+const DIAL_BACK_BOUND: Duration = Duration::from_secs(120);
 
 /// A dial-back tells the filters apart: A behind a full cone and B behind a port-restricted
 /// NAT both have an endpoint-independent mapping; a member neither ever sent to, asked by a
@@ -175,10 +178,12 @@ fn a_dial_back_finds_a_full_cone_reachable_and_a_port_restricted_nat_not() {
         .collect();
     let a_host = lab.behind(&["a"], Nat::FullCone).remove(0);
     let b_host = lab.behind(&["b"], Nat::PortRestricted).remove(0);
+    let room = [("PEERGROUP_MAX_NEIGHBOURS", SMALL_ROOM)];
+    let listen = |h: &common::lab::Host| format!("{}:0", h.addr);
     let mut publics: Vec<Peer> = PUBLIC
         .iter()
         .zip(&hosts)
-        .map(|(l, h)| peer_on(l, h, &[]))
+        .map(|(l, h)| Peer::spawn_env(l, &h.ns, &listen(h), &[], &room))
         .collect();
     let (first, rest) = publics.split_first_mut().unwrap();
     first.identity("p1");
@@ -189,8 +194,6 @@ fn a_dial_back_finds_a_full_cone_reachable_and_a_port_restricted_nat_not() {
         p.wait_joined();
     }
     phase("seven public members joined");
-    let room = [("PEERGROUP_MAX_NEIGHBOURS", SMALL_ROOM)];
-    let listen = |h: &common::lab::Host| format!("{}:0", h.addr);
     let mut a = Peer::spawn_env("A", &a_host.ns, &listen(&a_host), &[], &room);
     let mut b = Peer::spawn_env("B", &b_host.ns, &listen(&b_host), &[], &room);
     let (_, a_xml) = a.identity("a");
@@ -205,7 +208,7 @@ fn a_dial_back_finds_a_full_cone_reachable_and_a_port_restricted_nat_not() {
         let label = p.label;
         until(
             &format!("{label} is {want} from outside"),
-            MEET_BOUND,
+            DIAL_BACK_BOUND,
             || {
                 let s = p.status();
                 let now = s.raw["outside"].as_str().unwrap_or_default().to_owned();

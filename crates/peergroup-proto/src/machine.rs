@@ -59,7 +59,8 @@ pub const RELAY_REFUSED_RETRY_MS: Millis = 60_000;
 /// when members that dialled it fill its room: only a connection it dialled tells it where
 /// its packets come from, and the class takes two such observers at different IPs
 /// ([`crate::reachability`]). A member full of inbound neighbours (a reachable one, others'
-/// random dials) drops one for its own dial until it knows.
+/// random dials) drops one for its own dial until it knows; and keeps one it dialled while
+/// its dial-back test has no result ([`crate::dialback`]).
 pub const MIN_DIALLED: usize = 2;
 
 /// Nodes (processes) of one member whose addresses a member keeps: a member may run on
@@ -397,15 +398,23 @@ impl Group {
 
     /// Most neighbours this member holds: [`Config::max_neighbours`], and
     /// [`RELAY_EXTRA_NEIGHBOURS`] more while it relays.
-    /// True while this member does not know its NAT's class and has fewer than
-    /// [`MIN_DIALLED`] direct neighbours it dialled, counting `dialing` dials under way.
+    /// True while this member needs a direct neighbour it dialled more, counting `dialing`
+    /// dials under way: [`MIN_DIALLED`] while it does not know its NAT's class, one while its
+    /// dial-back test has no result (it is asked through a neighbour it dialled).
     fn short_of_observers(&self, dialing: usize) -> bool {
-        let dialled = self
-            .neighbours
-            .values()
-            .filter(|n| n.outbound && n.via.is_none())
-            .count();
-        self.nat_class() == NatClass::Unknown && dialled + dialing < MIN_DIALLED
+        let dialled = dialing
+            + self
+                .neighbours
+                .values()
+                .filter(|n| n.outbound && n.via.is_none())
+                .count();
+        match self.nat_class() {
+            NatClass::Unknown => dialled < MIN_DIALLED,
+            NatClass::EndpointIndependent if self.listening => {
+                self.outside() == Outside::Unknown && dialled < 1
+            }
+            _ => false,
+        }
     }
 
     fn max_inbound(&self) -> usize {
@@ -1498,21 +1507,17 @@ impl Group {
                 addr,
                 nonce,
             } => {
-                // Connected already, the member's NAT lets us in anyway: no test then.
-                let known = self
-                    .neighbours
-                    .values()
-                    .any(|t| t.node_id == node_id && t.via.is_none())
-                    || self.pending.values().any(|p| p.remote == addr)
-                    || self.dialing.contains(&addr)
-                    || self.own_addrs().contains(&addr);
-                if !relayed
+                // Dial even when connected: the asker's forwarder promised it a dial, and a
+                // silence would read "unreachable". The asker tells a dial from a member it
+                // sent to apart itself; a dial already under way there carries the nonce.
+                let usable = !relayed
                     && self.online
-                    && !known
                     && node_id != self.cfg.node_id
+                    && !self.own_addrs().contains(&addr);
+                if usable
                     && self.dial_backs.dial(addr, nonce, self.now)
+                    && self.dialing.insert(addr)
                 {
-                    self.dialing.insert(addr);
                     self.out.push_back(Output::Dial(addr));
                 }
             }
@@ -2662,6 +2667,63 @@ mod tests {
     }
 
     #[test]
+    fn a_cone_member_full_of_inbound_neighbours_dials_one_to_ask_its_dial_back_through() {
+        let mut c = Config::new(1, "asker");
+        c.creator = true;
+        (c.target_neighbours, c.max_neighbours) = (2, 2);
+        let mut g = Group::new(c, vec![], None);
+        g.handle(0, Input::Connect);
+        g.handle(0, Input::Listening(vec![sock("10.1.0.2:7000")]));
+        let mapped = sock("198.18.1.1:7000");
+        for (conn, node, at) in [(7, 70, "198.18.0.10:7000"), (8, 80, "198.18.0.11:7000")] {
+            meet(&mut g, 1, (conn, node), sock(at), true, mapped, 0);
+        }
+        assert_eq!(g.nat_class(), NatClass::EndpointIndependent);
+        drain(&mut g);
+        // The two it dialled go (it dials them again, and those dials fail); two members
+        // that dialled it fill its room.
+        g.handle(2, Input::ConnectionDown(7));
+        g.handle(2, Input::ConnectionDown(8));
+        let refused = crate::identity::hresult::PEER_E_CONNECTION_FAILED;
+        for o in drain(&mut g) {
+            if let Output::Dial(a) = o {
+                g.handle(3, Input::DialFailed(a, refused));
+            }
+        }
+        for (conn, node, at) in [(3, 30, "198.18.0.12:7000"), (4, 40, "198.18.0.13:7000")] {
+            meet(&mut g, 4, (conn, node), sock(at), false, mapped, 0);
+        }
+        drain(&mut g);
+        assert_eq!(g.nat_class(), NatClass::EndpointIndependent, "still known");
+        // Full, at its target, yet it dials: a dial-back is asked through a dialled one.
+        g.handle(5_000, Input::Tick);
+        let out = drain(&mut g);
+        let dialled = out.iter().find_map(|o| match o {
+            Output::Dial(a) => Some(*a),
+            _ => None,
+        });
+        let dialled = dialled.unwrap_or_else(|| panic!("a dial: {out:?}"));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::Send(_, Message::DialBack(_)))),
+            "no neighbour it dialled to ask yet"
+        );
+        let node = g
+            .known_peers()
+            .find(|e| e.addrs.contains(&dialled))
+            .map(|e| e.node_id)
+            .unwrap();
+        // The dial comes up in an inbound one's place; the next test goes through it.
+        meet(&mut g, 5_001, (9, node), dialled, true, mapped, 0);
+        assert_eq!(conns(&g).len(), 2);
+        assert!(conns(&g).contains(&9));
+        g.handle(5_000 + crate::dialback::ASK_INTERVAL_MS, Input::Tick);
+        assert!(drain(&mut g)
+            .iter()
+            .any(|o| matches!(o, Output::Send(9, Message::DialBack(DialBack::Ask { .. })))));
+    }
+
+    #[test]
     fn a_dial_back_by_a_third_member_makes_a_cone_member_public() {
         let (mut a, via, nonce, exclude) = behind_a_cone();
         assert!([7, 8].contains(&via));
@@ -2731,8 +2793,12 @@ mod tests {
         );
         assert!(drain(&mut t).iter().any(|o| matches!(o,
             Output::Send(9, Message::Hello(h)) if h.dial_back == nonce)));
-        // Asked again while connected to the asker: no dial (its NAT admits us anyway).
-        t.handle(4, Input::Message(5, Message::DialBack(dial)));
+        // Asked again while connected to the asker: it dials again (silence would read
+        // "unreachable"; the asker finds the dial comes from an IP it sent to).
+        t.handle(4, Input::Message(5, Message::DialBack(dial.clone())));
+        assert!(drain(&mut t).contains(&Output::Dial(mapped)));
+        // A second ask while that dial is under way adds no dial.
+        t.handle(5, Input::Message(5, Message::DialBack(dial)));
         assert!(!drain(&mut t).iter().any(|o| matches!(o, Output::Dial(_))));
 
         // The asker: the neighbour's answer, then the third member's dial at the mapping.

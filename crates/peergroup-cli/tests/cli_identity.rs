@@ -193,3 +193,39 @@ fn kill_during_create_leaves_no_half_identity() {
         listed.len()
     );
 }
+
+/// `-o NAME` with no directory writes NAME in the current directory (its directory is ".":
+/// the export used to fail with "sync directory" after writing the file).
+#[test]
+fn an_export_to_a_bare_file_name_lands_in_the_current_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let name = identity(&home);
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let pwfile = tmp.path().join("pw");
+    std::fs::write(&pwfile, "hunter2\n").unwrap();
+    let out = command(&home, ANY_PORT)
+        .current_dir(&work)
+        .args(["identity", "export", &name, "--password-file"])
+        .arg(&pwfile)
+        .args(["-o", "e1.xml"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    ok(out);
+    let written = std::fs::read_to_string(work.join("e1.xml")).unwrap();
+    assert!(
+        written.contains("PEERIDENTITY") || written.starts_with('<'),
+        "{written}"
+    );
+    let names: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("e1.xml")],
+        "no temporary left"
+    );
+}

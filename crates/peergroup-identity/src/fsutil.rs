@@ -43,7 +43,7 @@ pub fn write_new_durable(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// Replaces `path` with `bytes` atomically: readers see the old or the new file, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", unique_suffix()));
     let result = write_new_durable(&tmp, bytes, mode)
@@ -53,6 +53,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     }
     result?;
     fsync_dir(dir)
+}
+
+/// The directory `path` is in: "." for a bare file name (whose `parent()` is empty, and
+/// an empty path opens nothing).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Flushes a directory's entries, so a rename in it survives a crash.
@@ -112,6 +121,14 @@ impl Drop for StagingDir {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_bare_file_name_is_in_the_current_directory() {
+        assert_eq!(dir_of(Path::new("e1.xml")), Path::new("."));
+        assert_eq!(dir_of(Path::new("./e1.xml")), Path::new("."));
+        assert_eq!(dir_of(Path::new("out/e1.xml")), Path::new("out"));
+        assert_eq!(dir_of(Path::new("/e1.xml")), Path::new("/"));
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_files() {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use peergroup_core::direct::PEER_CONNECTION_DIRECT;
 use peergroup_core::events::Registration;
-use peergroup_core::identity::{hresult, IdentityStore, PeerName};
+use peergroup_core::identity::{fsutil, hresult, IdentityStore, PeerName};
 use peergroup_core::io::{ConnectionStatus, STATUS_HAS_CONNECTIONS, STATUS_LISTENING};
 use peergroup_core::records::view::guid_text;
 use peergroup_core::{
@@ -334,6 +334,35 @@ impl Sinks {
     }
 }
 
+/// `listen --out FILE`: FILE is created (or emptied) only when data or the end of a transfer
+/// arrives, so a listen that fails first (a wrong group, no address to listen on) leaves
+/// it as it was.
+struct LazyFile {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl LazyFile {
+    fn open(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        if self.file.is_none() {
+            let f = std::fs::File::create(&self.path)?;
+            self.file = Some(std::io::BufWriter::new(f));
+        }
+        Ok(self.file.as_mut().expect("just opened"))
+    }
+}
+
+impl Write for LazyFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.open()?.write(buf)
+    }
+
+    /// Creates the file if nothing came yet: an empty transfer still gives an empty file.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.open()?.flush()
+    }
+}
+
 /// Brings the group online and receives transfers until Ctrl-C or `--count`.
 pub fn listen(
     store: &IdentityStore,
@@ -353,14 +382,23 @@ pub fn listen(
             data: Some(Box::new(std::io::BufWriter::new(std::io::stdout()))),
             to_stdout: false,
         },
-        Some(p) => {
-            let f = std::fs::File::create(p)
-                .map_err(|e| CliError::io(format!("writing {}", p.display()), &e))?;
-            Sinks {
-                data: Some(Box::new(std::io::BufWriter::new(f))),
-                to_stdout: true,
-            }
+        Some(p) if p.is_dir() || !fsutil::dir_of(p).is_dir() => {
+            // Said now, before the group: where the file cannot be, not after data came.
+            let kind = if p.is_dir() {
+                std::io::ErrorKind::IsADirectory
+            } else {
+                std::io::ErrorKind::NotFound
+            };
+            let e = std::io::Error::from(kind);
+            return Err(CliError::io(format!("writing {}", p.display()), &e));
         }
+        Some(p) => Sinks {
+            data: Some(Box::new(LazyFile {
+                path: p.clone(),
+                file: None,
+            })),
+            to_stdout: true,
+        },
     };
     block_on_detached(async {
         let h = ctx.open(&args.group)?;

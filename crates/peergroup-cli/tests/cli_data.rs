@@ -257,3 +257,24 @@ fn listen_out_dash_writes_only_the_data_on_standard_output() {
         "standard output holds the data and nothing else"
     );
 }
+
+/// A `listen --out FILE` that fails before any data (here: a group this home does not hold)
+/// leaves FILE as it was; one whose directory does not exist fails at once.
+#[test]
+fn a_listen_that_fails_leaves_its_out_file_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    identity(&home);
+    let file = tmp.path().join("precious.bin");
+    std::fs::write(&file, b"precious").unwrap();
+    let unknown = "0000000000000000000000000000000000000000.nogroup";
+    let out = peergroup(&home, &["listen", unknown, "--out", path_str(&file)]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    let nowhere = tmp.path().join("no-such-dir").join("x.bin");
+    fails_with(
+        peergroup(&home, &["listen", unknown, "--out", path_str(&nowhere)]),
+        "no-such-dir",
+    );
+    assert!(!nowhere.exists());
+}

@@ -57,7 +57,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// The directory `path` is in: "." for a bare file name (whose `parent()` is empty, and
 /// an empty path opens nothing).
-fn dir_of(path: &Path) -> &Path {
+pub fn dir_of(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

@@ -335,16 +335,23 @@ pub fn join(
     let ctx = Context::new(store, who)?;
     let text = read_input(&args.invitation)?;
     runtime()?.block_on(async {
-        let h = match args.password.get()? {
+        let (h, already) = match args.password.get()? {
             Some(pw) => {
                 ctx.pg
                     .password_join(ctx.me.as_ref(), text.trim(), &pw)
                     .await?
-                    .0
             }
-            None => ctx.pg.join(ctx.me.as_ref(), text.trim())?,
+            None => (ctx.pg.join(ctx.me.as_ref(), text.trim())?, false),
         };
-        tracing::info!(group = %h.group_name(), "joined");
+        if already {
+            // PEER_S_ALREADY_A_MEMBER: a success, as on Windows, but not one to keep quiet.
+            eprintln!(
+                "note: already a member of {}: nothing changed, and the password was not checked",
+                h.group_name()
+            );
+        } else {
+            tracing::info!(group = %h.group_name(), "joined");
+        }
         let result = match print_properties(&h, as_json) {
             Ok(()) if args.connect => online(&h, &args.addresses, args.seconds, as_json).await,
             other => other,

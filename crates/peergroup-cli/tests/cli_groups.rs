@@ -303,3 +303,62 @@ fn a_group_password_comes_from_a_file_or_the_terminal_never_silently() {
     let listed = json(&ok(peergroup(&home, &["--json", "group", "list"])));
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
+
+/// A member joining again with a password invitation is told it is one already and that
+/// the password (here a wrong one) was not checked; its membership is as it was.
+#[test]
+fn a_rejoin_with_a_password_says_nothing_was_checked_or_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    identity(&a);
+    identity(&b);
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, "open sesame\n").unwrap();
+    let created = json(&ok(peergroup(
+        &a,
+        &[
+            "--json",
+            "group",
+            "create",
+            "--classifier",
+            "club",
+            "--password-file",
+            path_str(&pw),
+        ],
+    )));
+    let group = created["group_peer_name"].as_str().unwrap().to_owned();
+    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xml_file = tmp.path().join("bob.xml");
+    std::fs::write(&xml_file, bob_xml).unwrap();
+    let inv = ok(peergroup(
+        &a,
+        &["invite", &group, "--identity-xml", path_str(&xml_file)],
+    ));
+    let inv_file = tmp.path().join("inv.xml");
+    std::fs::write(&inv_file, inv).unwrap();
+    ok(peergroup(&b, &["join", path_str(&inv_file)]));
+    let before = ok(peergroup(&b, &["--json", "group", "list"]));
+
+    let pinv = ok(peergroup(&a, &["invite", &group, "--password"]));
+    let pinv_file = tmp.path().join("pinv.xml");
+    std::fs::write(&pinv_file, pinv).unwrap();
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, "not the password\n").unwrap();
+    let out = peergroup(
+        &b,
+        &[
+            "join",
+            path_str(&pinv_file),
+            "--password-file",
+            path_str(&wrong),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("already a member"), "{err}");
+    assert!(err.contains("password was not checked"), "{err}");
+    assert_eq!(ok(peergroup(&b, &["--json", "group", "list"])), before);
+}

@@ -279,18 +279,7 @@ fn a_group_password_comes_from_a_file_or_the_terminal_never_silently() {
     ));
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, "open sesame\nignored\n").unwrap();
-    let created = json(&ok(peergroup(
-        &home,
-        &[
-            "--json",
-            "group",
-            "create",
-            "--classifier",
-            "club",
-            "--password-file",
-            path_str(&pw),
-        ],
-    )));
+    let created = password_group(&home, &pw);
     assert_eq!(created["password_enabled"], true, "{created}");
     // Standard input is no terminal here: nothing to ask on, and no group made.
     fails_with(
@@ -314,25 +303,10 @@ fn a_rejoin_with_a_password_says_nothing_was_checked_or_changed() {
     identity(&b);
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, "open sesame\n").unwrap();
-    let created = json(&ok(peergroup(
-        &a,
-        &[
-            "--json",
-            "group",
-            "create",
-            "--classifier",
-            "club",
-            "--password-file",
-            path_str(&pw),
-        ],
-    )));
+    let created = password_group(&a, &pw);
     let group = created["group_peer_name"].as_str().unwrap().to_owned();
-    let bob_xml = json(&ok(peergroup(&b, &["--json", "identity", "show"])))["xml"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let xml_file = tmp.path().join("bob.xml");
-    std::fs::write(&xml_file, bob_xml).unwrap();
+    identity_xml_to(&b, &xml_file);
     let inv = ok(peergroup(
         &a,
         &["invite", &group, "--identity-xml", path_str(&xml_file)],

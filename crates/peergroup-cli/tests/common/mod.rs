@@ -119,16 +119,38 @@ pub fn home_with_group(home: &Path, classifier: &str) -> String {
     create_group(home)
 }
 
+/// Writes the public XML of `home`'s default identity to `file` (for `invite
+/// --identity-xml`).
+pub fn identity_xml_to(home: &Path, file: &Path) {
+    let xml = json(&ok(peergroup(home, &["--json", "identity", "show"])))["xml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::write(file, xml).unwrap();
+}
+
+/// A group created in `home` with the password in `password_file`: its JSON properties.
+pub fn password_group(home: &Path, password_file: &Path) -> serde_json::Value {
+    json(&ok(peergroup(
+        home,
+        &[
+            "--json",
+            "group",
+            "create",
+            "--classifier",
+            "club",
+            "--password-file",
+            path_str(password_file),
+        ],
+    )))
+}
+
 /// Alice's group (she listens at `listen`) with Bob joined: the group's peer name. The
 /// invitation files are written under `tmp`.
 pub fn group_of_two(tmp: &Path, a: &Path, b: &Path, listen: &str) -> String {
     let group = create_group(a);
-    let bob_xml = json(&ok(peergroup(b, &["--json", "identity", "show"])))["xml"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let xml_file = tmp.join("bob.xml");
-    std::fs::write(&xml_file, bob_xml).unwrap();
+    identity_xml_to(b, &xml_file);
     let invitation = ok(peergroup_on(
         a,
         listen,

@@ -2273,13 +2273,7 @@ mod tests {
         drain(&mut g);
         // Every one of its eight neighbours dialled it: it dials two members itself.
         g.handle(5_000, Input::Tick);
-        let dials: Vec<SocketAddr> = drain(&mut g)
-            .into_iter()
-            .filter_map(|o| match o {
-                Output::Dial(a) => Some(a),
-                _ => None,
-            })
-            .collect();
+        let dials = dials_in(&drain(&mut g));
         assert_eq!(dials.len(), MIN_DIALLED, "{dials:?}");
         // Each dial, once up, takes an inbound neighbour's place: never above the maximum.
         for (i, a) in dials.iter().enumerate() {
@@ -2309,6 +2303,16 @@ mod tests {
         // With two of its own, it dials no more, and a third is refused as before.
         g.handle(10_000, Input::Tick);
         assert!(!drain(&mut g).iter().any(|o| matches!(o, Output::Dial(_))));
+    }
+
+    /// The addresses dialled in `out`, in order.
+    fn dials_in(out: &[Output]) -> Vec<SocketAddr> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Dial(a) => Some(*a),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Node `node` of member `member` at `port`, entry version `version`.
@@ -2362,13 +2366,7 @@ mod tests {
         assert_eq!(addrs, vec![vec![addr(502)], vec![addr(600)]]);
         // Dialling the member tries both machines.
         g.handle(5_000, Input::Tick);
-        let dials: BTreeSet<SocketAddr> = drain(&mut g)
-            .into_iter()
-            .filter_map(|o| match o {
-                Output::Dial(a) => Some(a),
-                _ => None,
-            })
-            .collect();
+        let dials = dials_in(&drain(&mut g));
         assert!(
             dials.contains(&addr(502)) && dials.contains(&addr(600)),
             "{dials:?}"
@@ -2698,11 +2696,9 @@ mod tests {
         // Full, at its target, yet it dials: a dial-back is asked through a dialled one.
         g.handle(5_000, Input::Tick);
         let out = drain(&mut g);
-        let dialled = out.iter().find_map(|o| match o {
-            Output::Dial(a) => Some(*a),
-            _ => None,
-        });
-        let dialled = dialled.unwrap_or_else(|| panic!("a dial: {out:?}"));
+        let dialled = *dials_in(&out)
+            .first()
+            .unwrap_or_else(|| panic!("a dial: {out:?}"));
         assert!(
             !out.iter()
                 .any(|o| matches!(o, Output::Send(_, Message::DialBack(_)))),
